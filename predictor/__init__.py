@@ -1,0 +1,1 @@
+"""Parcelcast predictor: a plain library (no web imports) for delivery-time prediction."""

@@ -1,0 +1,1 @@
+"""Parcelcast service: the HTTP API, its store and the plumbing around them."""

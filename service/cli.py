@@ -1,0 +1,194 @@
+"""`parcelcast`: the one command-line entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from service.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    logging.basicConfig(
+        level=settings.parcelcast_log_level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return settings
+
+
+def _resolved(settings: Settings) -> Settings:
+    """Settings with DATABASE_URL / REDIS_URL filled in, starting embedded stores if unset."""
+    from service.stores import resolve_stores
+
+    urls = resolve_stores(settings)
+    if urls.embedded_postgres or urls.embedded_redis:
+        which = [n for n, e in (("PostgreSQL", urls.embedded_postgres),
+                                ("Redis", urls.embedded_redis)) if e]
+        click.echo(f"using embedded {' and '.join(which)} in {settings.data_dir}", err=True)
+    return settings.model_copy(update={"database_url": urls.database_url,
+                                       "redis_url": urls.redis_url})
+
+
+def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    from service.migrations import SchemaBehind
+
+    async def main() -> T:
+        return await coro_fn()
+
+    try:
+        return asyncio.run(main())
+    except SchemaBehind as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach a store: {exc}") from None
+
+
+@click.group()
+def main() -> None:
+    """Parcelcast: honest ETAs and proactive delivery notifications."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations (Alembic) up to the latest."""
+    from service.migrations import head_revision, upgrade
+
+    settings = _resolved(_settings())
+    assert settings.database_url is not None  # noqa: S101 - _resolved always fills it
+    upgrade(settings.database_url)
+    click.echo(f"database is at migration {head_revision()}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Run the HTTP API."""
+    from aiohttp import web
+
+    from service.app import create_app
+
+    settings = _resolved(_settings())
+    app = create_app(settings, settings.clock())
+    from service.migrations import SchemaBehind
+
+    try:
+        web.run_app(app, host=host, port=port, access_log=None,
+                    print=lambda msg: click.echo(msg, err=True))
+    except SchemaBehind as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+def worker(burst: bool) -> None:
+    """Run the relay and an arq worker."""
+    from workers.main import run_worker
+
+    settings = _resolved(_settings())
+    _run(lambda: run_worker(settings, settings.clock(), burst=burst))
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys.command("create")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              type=click.Choice(["events:write", "shipments:read", "admin"]))
+@click.option("--name", default="", help="A label to recognise the key by.")
+def keys_create(scopes: tuple[str, ...], name: str) -> None:
+    """Create a key; it is shown once and stored only as a hash."""
+    from service.auth import new_key
+    from service.db import api_keys
+    from service.db.pool import connect
+
+    settings = _resolved(_settings())
+
+    async def create() -> str:
+        assert settings.database_url is not None  # noqa: S101
+        key_id, key, key_hash = new_key()
+        conn = await connect(settings.database_url)
+        try:
+            await api_keys.create(conn, key_id, key_hash, sorted(set(scopes)), name,
+                                  settings.clock().now())
+        finally:
+            await conn.close()
+        return key
+
+    key = _run(create)
+    click.echo(key)
+    click.echo(f"scopes: {', '.join(sorted(set(scopes)))} (store it now: it is not shown again)",
+               err=True)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (ids and scopes, never the secrets)."""
+    from service.db import api_keys
+    from service.db.pool import connect
+
+    settings = _resolved(_settings())
+
+    async def fetch() -> list[dict[str, Any]]:
+        assert settings.database_url is not None  # noqa: S101
+        conn = await connect(settings.database_url)
+        try:
+            return await api_keys.list_all(conn)
+        finally:
+            await conn.close()
+
+    for row in _run(fetch):
+        state = "revoked" if row["revoked_at"] else "active"
+        click.echo(f"{row['key_id']}\t{state}\t{','.join(row['scopes'])}\t{row['name']}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id (the 8 characters after pc_)."""
+    from service.db import api_keys
+    from service.db.pool import connect
+
+    settings = _resolved(_settings())
+
+    async def revoke() -> bool:
+        assert settings.database_url is not None  # noqa: S101
+        conn = await connect(settings.database_url)
+        try:
+            return await api_keys.revoke(conn, key_id, settings.clock().now())
+        finally:
+            await conn.close()
+
+    if not _run(revoke):
+        raise click.ClickException(f"no active key with id {key_id!r}")
+    click.echo(f"revoked {key_id}")
+
+
+@main.group()
+def stores() -> None:
+    """The embedded PostgreSQL and Redis in the data folder."""
+
+
+@stores.command("stop")
+def stores_stop() -> None:
+    """Stop the embedded servers started in the data folder."""
+    from service.stores import stop_embedded_postgres, stop_embedded_redis
+
+    settings = _settings()
+    pg = stop_embedded_postgres(settings.data_dir / "postgres")
+    rd = stop_embedded_redis(settings.data_dir / "redis")
+    click.echo(f"postgres: {'stopped' if pg else 'not running'}; "
+               f"redis: {'stopped' if rd else 'not running'}")

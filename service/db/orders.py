@@ -1,0 +1,39 @@
+"""Orders: the OMS's upserts and the agent's reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from service.models import OrderIn, dump
+
+UPSERT = """
+INSERT INTO orders (order_id, placed_at, customer_name, customer_email, customer_phone, locale,
+                    timezone, email_consent, sms_consent, items, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+ON CONFLICT (order_id) DO UPDATE SET
+    placed_at = EXCLUDED.placed_at, customer_name = EXCLUDED.customer_name,
+    customer_email = EXCLUDED.customer_email, customer_phone = EXCLUDED.customer_phone,
+    locale = EXCLUDED.locale, timezone = EXCLUDED.timezone,
+    email_consent = EXCLUDED.email_consent, sms_consent = EXCLUDED.sms_consent,
+    items = EXCLUDED.items, updated_at = EXCLUDED.updated_at
+RETURNING (xmax = 0) AS created
+"""
+
+
+async def upsert(conn: asyncpg.Connection, order_id: str, order: OrderIn, now: datetime) -> bool:
+    """Insert or replace the order; True when it was new."""
+    customer = order.customer
+    created: bool = await conn.fetchval(
+        UPSERT, order_id, order.placed_at, customer.name, customer.email, customer.phone,
+        customer.locale, customer.timezone, order.consent.email, order.consent.sms,
+        [dump(item) for item in order.items], now,
+    )
+    return created
+
+
+async def get(conn: asyncpg.Connection, order_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1", order_id)
+    return dict(row) if row else None

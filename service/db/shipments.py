@@ -1,0 +1,127 @@
+"""Shipments: upserts from the OMS, derived state, and the reads agents use."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from service.db import work
+from service.models import ShipmentIn
+
+UPSERT = """
+INSERT INTO shipments (shipment_id, order_id, carrier, service_level, tracking_number,
+                       origin_postal_code, origin_country, destination_postal_code,
+                       destination_country, weight_grams, promised_delivery_date,
+                       label_created_at, shipped_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+ON CONFLICT (shipment_id) DO UPDATE SET
+    order_id = EXCLUDED.order_id, carrier = EXCLUDED.carrier,
+    service_level = EXCLUDED.service_level, tracking_number = EXCLUDED.tracking_number,
+    origin_postal_code = EXCLUDED.origin_postal_code, origin_country = EXCLUDED.origin_country,
+    destination_postal_code = EXCLUDED.destination_postal_code,
+    destination_country = EXCLUDED.destination_country, weight_grams = EXCLUDED.weight_grams,
+    promised_delivery_date = EXCLUDED.promised_delivery_date,
+    label_created_at = EXCLUDED.label_created_at, shipped_at = EXCLUDED.shipped_at,
+    updated_at = EXCLUDED.updated_at
+RETURNING (xmax = 0) AS created
+"""
+
+# Status, delivery time and counters from every event the shipment has, including
+# events that arrived before the OMS told us about the shipment.
+DERIVE = """
+WITH best AS (
+    SELECT status, status_rank, occurred_at FROM tracking_events
+    WHERE carrier = $2 AND tracking_number = $3 AND status <> 'unknown'
+    ORDER BY status_rank DESC, occurred_at DESC, id DESC LIMIT 1
+), stats AS (
+    SELECT count(*) AS n, max(occurred_at) AS last_at,
+           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at
+    FROM tracking_events WHERE carrier = $2 AND tracking_number = $3
+)
+UPDATE shipments s SET
+    status = coalesce((SELECT status FROM best), 'label_created'),
+    status_rank = coalesce((SELECT status_rank FROM best), 0),
+    status_occurred_at = (SELECT occurred_at FROM best),
+    delivered_at = CASE WHEN (SELECT status FROM best) = 'delivered'
+                        THEN (SELECT delivered_at FROM stats) END,
+    event_count = (SELECT n FROM stats),
+    last_event_at = (SELECT last_at FROM stats),
+    derived_at = $4
+WHERE s.shipment_id = $1
+"""
+
+
+class TrackingNumberTaken(Exception):
+    """Another shipment already uses this carrier + tracking number."""
+
+
+async def upsert(
+    conn: asyncpg.Connection, shipment_id: str, shipment: ShipmentIn, now: datetime
+) -> bool:
+    """Insert or replace the shipment, re-derive its status, and queue its refresh.
+
+    Runs in the caller's transaction; True when the shipment was new.
+    """
+    try:
+        created: bool = await conn.fetchval(
+            UPSERT, shipment_id, shipment.order_id, shipment.carrier, shipment.service_level,
+            shipment.tracking_number, shipment.origin.postal_code, shipment.origin.country,
+            shipment.destination.postal_code, shipment.destination.country,
+            shipment.weight_grams, shipment.promised_delivery_date,
+            shipment.label_created_at, shipment.shipped_at, now,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise TrackingNumberTaken(shipment.carrier, shipment.tracking_number) from exc
+    await derive(conn, shipment_id, shipment.carrier, shipment.tracking_number, now)
+    await work.add(conn, work.REFRESH_SHIPMENT, [shipment_id], now)
+    return created
+
+
+async def derive(
+    conn: asyncpg.Connection, shipment_id: str, carrier: str, tracking_number: str, now: datetime
+) -> None:
+    await conn.execute(DERIVE, shipment_id, carrier, tracking_number, now)
+
+
+async def rederive(conn: asyncpg.Connection, shipment_id: str, now: datetime) -> bool:
+    """Recompute one shipment's derived state from its events; False if it does not exist."""
+    row = await conn.fetchrow(
+        "SELECT carrier, tracking_number FROM shipments WHERE shipment_id = $1 FOR UPDATE",
+        shipment_id,
+    )
+    if row is None:
+        return False
+    await derive(conn, shipment_id, row["carrier"], row["tracking_number"], now)
+    return True
+
+
+async def get(conn: asyncpg.Connection, shipment_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM shipments WHERE shipment_id = $1", shipment_id)
+    return dict(row) if row else None
+
+
+async def find(
+    conn: asyncpg.Connection, *, tracking_number: str | None = None, order_id: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT * FROM shipments
+           WHERE ($1::text IS NULL OR tracking_number = $1) AND ($2::text IS NULL OR order_id = $2)
+           ORDER BY created_at, shipment_id LIMIT $3""",
+        tracking_number, order_id, limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def timeline(conn: asyncpg.Connection, carrier: str, tracking_number: str) -> list[dict[str, Any]]:
+    """Every stored event of a tracking number, oldest first by when it happened."""
+    rows = await conn.fetch(
+        """SELECT id, carrier_event_id, status, raw_code, description, location, occurred_at,
+                  received_at
+           FROM tracking_events WHERE carrier = $1 AND tracking_number = $2
+           ORDER BY occurred_at, id""",
+        carrier, tracking_number,
+    )
+    return [dict(r) for r in rows]

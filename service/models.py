@@ -1,0 +1,155 @@
+"""The API's input shapes, validated once at the edge."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from service.taxonomy import CARRIERS, SERVICE_LEVELS
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
+                           pattern=r"^[A-Za-z0-9._:\-]+$")
+]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+PostalCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
+LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
+
+
+def _known_carrier(value: str) -> str:
+    slug = value.strip().lower()
+    if slug not in CARRIERS:
+        raise ValueError(f"unknown carrier {value!r}; known carriers: {', '.join(sorted(CARRIERS))}")
+    return slug
+
+
+def _e164(value: str) -> str:
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not an E.164 phone number (+country code and digits): {exc}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA timezone {value!r}, e.g. 'America/Chicago'") from None
+    return value
+
+
+def _locale(value: str) -> str:
+    if not LOCALE_RE.match(value):
+        raise ValueError("must be a BCP 47 language tag such as 'en', 'de' or 'pt-BR'")
+    return value
+
+
+Carrier = Annotated[str, AfterValidator(_known_carrier)]
+Phone = Annotated[str, AfterValidator(_e164)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+Locale = Annotated[str, AfterValidator(_locale)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Customer(_In):
+    name: Text | None = None
+    email: EmailStr | None = None
+    phone: Phone | None = None
+    locale: Locale = "en"
+    timezone: TimeZoneName | None = None
+
+
+class Consent(_In):
+    email: bool = True
+    sms: bool = False
+
+
+class LineItem(_In):
+    sku: Text | None = None
+    name: Text
+    quantity: Annotated[int, Field(ge=1, le=100_000)] = 1
+
+
+class OrderIn(_In):
+    """PUT /v1/orders/{order_id}: the whole order as the OMS knows it now."""
+
+    placed_at: AwareDatetime
+    customer: Customer = Customer()
+    consent: Consent = Consent()
+    items: Annotated[list[LineItem], Field(max_length=500)] = []
+
+
+class Address(_In):
+    postal_code: PostalCode | None = None
+    country: CountryCode | None = None
+
+
+class ShipmentIn(_In):
+    """PUT /v1/shipments/{shipment_id}: the whole shipment as the OMS knows it now."""
+
+    order_id: Identifier
+    carrier: Carrier
+    service_level: Annotated[str, Field(json_schema_extra={"enum": list(SERVICE_LEVELS)})]
+    tracking_number: Identifier
+    origin: Address = Address()
+    destination: Address = Address()
+    weight_grams: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
+    promised_delivery_date: date | None = None
+    label_created_at: AwareDatetime
+    shipped_at: AwareDatetime | None = None
+
+    @field_validator("service_level")
+    @classmethod
+    def _service_level(cls, value: str) -> str:
+        if value not in SERVICE_LEVELS:
+            raise ValueError(f"must be one of: {', '.join(SERVICE_LEVELS)}")
+        return value
+
+
+class Location(_In):
+    city: Text | None = None
+    region: Text | None = None
+    postal_code: PostalCode | None = None
+    country: CountryCode | None = None
+
+
+class TrackingEventIn(_In):
+    """One tracking scan in our normalized form."""
+
+    carrier: Carrier
+    tracking_number: Identifier
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    # A taxonomy status, or the carrier's raw code (mapped, and kept raw).
+    status: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    raw_code: Annotated[str, StringConstraints(max_length=64)] | None = None
+    description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    occurred_at: AwareDatetime
+    location: Location | None = None
+
+
+MAX_BATCH = 1000
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,70 @@
+"""How stored rows look in API responses."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from service.taxonomy import CARRIERS
+
+
+def iso(value: datetime | date | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value.isoformat()
+
+
+def event_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": row["status"],
+        "raw_code": row["raw_code"],
+        "description": row["description"],
+        "location": row["location"],
+        "occurred_at": iso(row["occurred_at"]),
+        "received_at": iso(row["received_at"]),
+        "event_id": row["carrier_event_id"],
+    }
+
+
+def shipment_json(row: dict[str, Any], timeline: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "shipment_id": row["shipment_id"],
+        "order_id": row["order_id"],
+        "carrier": row["carrier"],
+        "carrier_name": CARRIERS.get(row["carrier"], row["carrier"]),
+        "service_level": row["service_level"],
+        "tracking_number": row["tracking_number"],
+        "origin": {"postal_code": row["origin_postal_code"], "country": row["origin_country"]},
+        "destination": {
+            "postal_code": row["destination_postal_code"], "country": row["destination_country"],
+        },
+        "weight_grams": row["weight_grams"],
+        "promised_delivery_date": iso(row["promised_delivery_date"]),
+        "label_created_at": iso(row["label_created_at"]),
+        "shipped_at": iso(row["shipped_at"]),
+        "status": row["status"],
+        "status_at": iso(row["status_occurred_at"]),
+        "delivered_at": iso(row["delivered_at"]),
+        "event_count": row["event_count"],
+        "last_event_at": iso(row["last_event_at"]),
+        "eta": None,
+        "timeline": [event_json(e) for e in timeline],
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def order_json(row: dict[str, Any], shipments: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "order_id": row["order_id"],
+        "placed_at": iso(row["placed_at"]),
+        "customer": {
+            "name": row["customer_name"], "email": row["customer_email"],
+            "phone": row["customer_phone"], "locale": row["locale"], "timezone": row["timezone"],
+        },
+        "consent": {"email": row["email_consent"], "sms": row["sms_consent"]},
+        "items": row["items"],
+        "shipments": shipments,
+        "updated_at": iso(row["updated_at"]),
+    }

@@ -1,0 +1,100 @@
+"""The relay: hands outbox work items to arq, and hands them again if they go missing.
+
+Woken by NOTIFY when new work is committed, and polling as a fallback. If Redis is
+down the claiming transaction rolls back, the items stay pending, and the relay
+retries with backoff: accepted work is never lost, only delayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import asyncpg
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+from service.clock import Clock
+from service.db import work
+
+log = logging.getLogger(__name__)
+
+ENQUEUE_CONCURRENCY = 64
+
+
+class Relay:
+    def __init__(
+        self, pool: asyncpg.Pool, redis: ArqRedis, clock: Clock, *, stale_after: float = 60.0,
+        poll_interval: float = 1.0, batch_size: int = 500,
+    ) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.clock = clock
+        self.stale_after = timedelta(seconds=stale_after)
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.handed_off = 0
+        self._wake = asyncio.Event()
+
+    async def handoff_once(self) -> int:
+        """Hand every due item of one batch to arq; raises (and rolls back) if Redis fails."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            items = await work.claim_due(
+                conn, self.clock.now(), self.stale_after, self.batch_size
+            )
+            if not items:
+                return 0
+            for start in range(0, len(items), ENQUEUE_CONCURRENCY):
+                chunk = items[start:start + ENQUEUE_CONCURRENCY]
+                await asyncio.gather(*(
+                    self.redis.enqueue_job(item.kind, item.id, item.subject_id, _job_id=item.job_id)
+                    for item in chunk
+                ))
+            await work.mark_enqueued(conn, items)
+        self.handed_off += len(items)
+        return len(items)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Hand off work until cancelled."""
+        backoff = 0.0
+        listener: asyncpg.Connection | None = None
+        while True:
+            try:
+                if listener is None or listener.is_closed():
+                    listener = await self.pool.acquire()
+                    await listener.add_listener(work.CHANNEL, self._on_notify)
+                self._wake.clear()
+                count = await self.handoff_once()
+                if backoff:
+                    log.info("relay: Redis is back, handing off work again")
+                backoff = 0.0
+                if count >= self.batch_size:
+                    continue
+            except (RedisError, OSError, asyncpg.PostgresError) as exc:
+                if not backoff:
+                    log.warning("relay: cannot hand off work (%s); retrying", exc)
+                backoff = min(5.0, max(0.1, backoff * 2))
+                if listener is not None and isinstance(exc, OSError | asyncpg.PostgresError):
+                    await self._release(listener)
+                    listener = None
+                await asyncio.sleep(backoff)
+                continue
+            except asyncio.CancelledError:
+                if listener is not None:
+                    await self._release(listener)
+                raise
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def _release(self, listener: asyncpg.Connection) -> None:
+        try:
+            await listener.remove_listener(work.CHANNEL, self._on_notify)
+            await self.pool.release(listener)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            listener.terminate()

@@ -1,0 +1,82 @@
+"""Settings from the environment, validated once at start-up."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AnyUrl, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.clock import Clock, ScaledClock, SystemClock
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(Exception):
+    """A missing or malformed setting; the message is one line naming it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    # Unset means "start the embedded server in the data folder".
+    database_url: str | None = None
+    redis_url: str | None = None
+    parcelcast_data_dir: Path = Path(".parcelcast")
+    public_base_url: AnyUrl = AnyUrl("http://127.0.0.1:8080")
+    # Signs unsubscribe links and other tokens; the default is for laptops only.
+    parcelcast_secret_key: Annotated[str, Field(min_length=16)] = "dev-only-insecure-secret-key"
+    parcelcast_queue_name: str = "parcelcast:queue"
+    # Seconds an enqueued work item may stay unfinished before the relay hands it over again.
+    parcelcast_stale_after_s: Annotated[float, Field(gt=0)] = 60.0
+    parcelcast_relay: bool = True
+    parcelcast_max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
+    parcelcast_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Simulated clock, shared by every process of a replay: all three or none.
+    parcelcast_clock_start: datetime | None = None
+    parcelcast_clock_anchor: float | None = None
+    parcelcast_clock_speed: Annotated[float, Field(gt=0)] = 1.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must start with postgresql://")
+        return value or None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @field_validator("parcelcast_clock_start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must include a timezone offset, e.g. 2026-11-02T00:00:00Z")
+        return value
+
+    @property
+    def data_dir(self) -> Path:
+        return self.parcelcast_data_dir.resolve()
+
+    def clock(self) -> Clock:
+        if self.parcelcast_clock_start is None:
+            return SystemClock()
+        anchor = self.parcelcast_clock_anchor if self.parcelcast_clock_anchor else time.time()
+        return ScaledClock(self.parcelcast_clock_start, anchor, self.parcelcast_clock_speed)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; raise SettingsError with one line naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise SettingsError(f"setting {name} is invalid: {first['msg']}") from None

@@ -1,0 +1,58 @@
+"""PUT and GET /v1/shipments/{shipment_id}, and GET /v1/shipments?tracking_number=|order_id=."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service.db import shipments as shipments_db
+from service.errors import FieldError, ProblemError, not_found, validation_failed
+from service.keys import clock_key, pool_key
+from service.models import ShipmentIn
+from service.present import shipment_json
+from service.responses import json_response
+from service.validation import read_json, validate
+from service.views.params import path_id, query_id
+
+
+async def put_shipment(request: web.Request) -> web.Response:
+    shipment_id = path_id(request, "shipment_id")
+    shipment = validate(ShipmentIn, await read_json(request))
+    now = request.app[clock_key].now()
+    async with request.app[pool_key].acquire() as conn, conn.transaction():
+        try:
+            created = await shipments_db.upsert(conn, shipment_id, shipment, now)
+        except shipments_db.TrackingNumberTaken:
+            raise ProblemError(
+                409, "Conflict",
+                f"{shipment.carrier} tracking number {shipment.tracking_number!r} already "
+                "belongs to another shipment",
+                [FieldError("tracking_number", "already used by another shipment", "conflict")],
+            ) from None
+    return json_response({"shipment_id": shipment_id, "created": created}, 201 if created else 200)
+
+
+async def get_shipment(request: web.Request) -> web.Response:
+    shipment_id = path_id(request, "shipment_id")
+    async with request.app[pool_key].acquire() as conn:
+        row = await shipments_db.get(conn, shipment_id)
+        if row is None:
+            raise not_found("shipment", shipment_id)
+        events = await shipments_db.timeline(conn, row["carrier"], row["tracking_number"])
+    return json_response(shipment_json(row, events))
+
+
+async def list_shipments(request: web.Request) -> web.Response:
+    tracking_number = query_id(request, "tracking_number")
+    order_id = query_id(request, "order_id")
+    if tracking_number is None and order_id is None:
+        raise validation_failed([FieldError(
+            "tracking_number", "give tracking_number or order_id as a query parameter", "missing"
+        )])
+    async with request.app[pool_key].acquire() as conn:
+        rows = await shipments_db.find(conn, tracking_number=tracking_number, order_id=order_id)
+        shipments = [
+            shipment_json(row, await shipments_db.timeline(
+                conn, row["carrier"], row["tracking_number"]))
+            for row in rows
+        ]
+    return json_response({"shipments": shipments})

@@ -1,0 +1,1 @@
+"""Parcelcast arq workers: follow-up work handed over by the outbox relay."""

@@ -1,0 +1,78 @@
+"""`parcelcast worker`: the relay plus an arq worker, kept alive across Redis outages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from arq.worker import Worker
+from redis.exceptions import RedisError
+
+from service.clock import Clock
+from service.db.pool import create_pool
+from service.migrations import ensure_current
+from service.redis import arq_client, redis_settings
+from service.relay import Relay
+from service.settings import Settings
+from workers.jobs import FUNCTIONS
+
+log = logging.getLogger(__name__)
+
+
+def build_worker(settings: Settings, ctx: dict[str, Any], *, burst: bool = False) -> Worker:
+    if settings.redis_url is None:
+        raise RuntimeError("REDIS_URL must be resolved before the worker starts")
+    rs = redis_settings(settings.redis_url)
+    rs.conn_retries = 1
+    return Worker(
+        functions=FUNCTIONS,  # type: ignore[arg-type]
+        redis_settings=rs,
+        queue_name=settings.parcelcast_queue_name,
+        ctx=ctx,
+        burst=burst,
+        max_jobs=50,
+        job_timeout=120,
+        keep_result=60,
+        max_tries=10,
+        poll_delay=0.05,
+        handle_signals=False,
+    )
+
+
+async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
+                     relay: bool = True) -> None:
+    """Run until cancelled (or, with burst, until the queue is empty)."""
+    if settings.database_url is None or settings.redis_url is None:
+        raise RuntimeError("store URLs must be resolved before the worker starts")
+    pool = await create_pool(settings.database_url, max_size=20)
+    relay_redis = arq_client(settings.redis_url, settings.parcelcast_queue_name)
+    relay_task: asyncio.Task[None] | None = None
+    try:
+        async with pool.acquire() as conn:
+            await ensure_current(conn)
+        if relay:
+            relay_task = asyncio.create_task(Relay(
+                pool, relay_redis, clock, stale_after=settings.parcelcast_stale_after_s
+            ).run())
+        ctx: dict[str, Any] = {"pg": pool, "clock": clock, "settings": settings}
+        while True:
+            worker = build_worker(settings, dict(ctx), burst=burst)
+            try:
+                await worker.main()
+                if burst:
+                    return
+            except (RedisError, OSError) as exc:
+                log.warning("worker: Redis unavailable (%s); reconnecting in 1s", exc)
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await worker.close()
+    finally:
+        if relay_task is not None:
+            relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay_task
+        await relay_redis.aclose()
+        await pool.close()
