@@ -2,10 +2,10 @@
 
 import asyncio
 
-from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from alembic import context
 from service.migrations import sqlalchemy_url
 
 config = context.config

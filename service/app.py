@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+
 from service.auth import KeyCache
 from service.clock import Clock
 from service.db.pool import create_pool as create_pg_pool
@@ -19,9 +20,9 @@ from service.keys import (
     settings_key,
 )
 from service.metrics import Metrics
-from service.redis import arq_client
 from service.middlewares import errors_middleware, metrics_middleware
 from service.migrations import ensure_current
+from service.redis import arq_client
 from service.routes import ROUTES
 from service.settings import Settings
 

@@ -40,6 +40,12 @@ def _resolved(settings: Settings) -> Settings:
                                        "redis_url": urls.redis_url})
 
 
+def _database_url(settings: Settings) -> str:
+    if settings.database_url is None:
+        raise click.ClickException("setting DATABASE_URL is missing")
+    return settings.database_url
+
+
 def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     from service.migrations import SchemaBehind
 
@@ -65,8 +71,7 @@ def migrate() -> None:
     from service.migrations import head_revision, upgrade
 
     settings = _resolved(_settings())
-    assert settings.database_url is not None  # noqa: S101 - _resolved always fills it
-    upgrade(settings.database_url)
+    upgrade(_database_url(settings))
     click.echo(f"database is at migration {head_revision()}")
 
 
@@ -118,9 +123,8 @@ def keys_create(scopes: tuple[str, ...], name: str) -> None:
     settings = _resolved(_settings())
 
     async def create() -> str:
-        assert settings.database_url is not None  # noqa: S101
         key_id, key, key_hash = new_key()
-        conn = await connect(settings.database_url)
+        conn = await connect(_database_url(settings))
         try:
             await api_keys.create(conn, key_id, key_hash, sorted(set(scopes)), name,
                                   settings.clock().now())
@@ -143,8 +147,7 @@ def keys_list() -> None:
     settings = _resolved(_settings())
 
     async def fetch() -> list[dict[str, Any]]:
-        assert settings.database_url is not None  # noqa: S101
-        conn = await connect(settings.database_url)
+        conn = await connect(_database_url(settings))
         try:
             return await api_keys.list_all(conn)
         finally:
@@ -165,8 +168,7 @@ def keys_revoke(key_id: str) -> None:
     settings = _resolved(_settings())
 
     async def revoke() -> bool:
-        assert settings.database_url is not None  # noqa: S101
-        conn = await connect(settings.database_url)
+        conn = await connect(_database_url(settings))
         try:
             return await api_keys.revoke(conn, key_id, settings.clock().now())
         finally:
@@ -192,3 +194,73 @@ def stores_stop() -> None:
     rd = stop_embedded_redis(settings.data_dir / "redis")
     click.echo(f"postgres: {'stopped' if pg else 'not running'}; "
                f"redis: {'stopped' if rd else 'not running'}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+def demo(host: str, port: int) -> None:
+    """Migrate, create an admin key, and run the API with a worker (embedded stores by default)."""
+    import os
+    import subprocess
+
+    from aiohttp import web
+
+    from service.app import create_app
+    from service.auth import new_key
+    from service.db import api_keys
+    from service.db.pool import connect
+    from service.migrations import upgrade
+
+    settings = _resolved(_settings())
+    database_url = _database_url(settings)
+    upgrade(database_url)
+
+    async def create_key() -> str:
+        key_id, key, key_hash = new_key()
+        conn = await connect(database_url)
+        try:
+            await api_keys.create(conn, key_id, key_hash, ["admin"], "demo",
+                                  settings.clock().now())
+        finally:
+            await conn.close()
+        return key
+
+    key = _run(create_key)
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": settings.redis_url or ""}
+    worker_process = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env)
+    base = f"http://{host}:{port}"
+    click.echo(DEMO_HELP.format(base=base, key=key), err=True)
+    try:
+        web.run_app(create_app(settings, settings.clock()), host=host, port=port,
+                    access_log=None, print=lambda msg: click.echo(msg, err=True))
+    finally:
+        worker_process.terminate()
+        worker_process.wait(10)
+
+
+DEMO_HELP = """
+Parcelcast is up at {base} with a worker. An admin API key (shown once):
+
+  export PC_KEY={key}
+
+Try it:
+  curl -X PUT {base}/v1/orders/o-1 -H "Authorization: Bearer $PC_KEY" \
+       -d '{{"placed_at": "2026-11-20T10:00:00Z", "customer": {{"email": "ada@example.com"}}}}'
+  curl -X PUT {base}/v1/shipments/s-1 -H "Authorization: Bearer $PC_KEY" \
+       -d '{{"order_id": "o-1", "carrier": "ups", "service_level": "ground",
+            "tracking_number": "1Z999", "label_created_at": "2026-11-20T12:00:00Z",
+            "promised_delivery_date": "2026-11-25"}}'
+  curl -X POST {base}/v1/tracking-events -H "Authorization: Bearer $PC_KEY" \
+       -d '[{{"carrier": "ups", "tracking_number": "1Z999", "status": "delivered",
+             "occurred_at": "2026-11-24T15:00:00-06:00"}},
+            {{"carrier": "ups", "tracking_number": "1Z999", "status": "in_transit",
+             "occurred_at": "2026-11-21T08:00:00Z"}}]'
+  curl {base}/v1/shipments/s-1 -H "Authorization: Bearer $PC_KEY"
+
+Press Ctrl+C to stop (the embedded stores keep running; `parcelcast stores stop` ends them).
+"""
+
+
+if __name__ == "__main__":
+    main()

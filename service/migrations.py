@@ -5,10 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from alembic import command
 from service.settings import REPO_ROOT
 
 

@@ -12,6 +12,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -62,6 +63,15 @@ def _locale(value: str) -> str:
     return value
 
 
+def _iso_string(value: object) -> object:
+    # Lax pydantic would read a number as a Unix timestamp; OMS data in a wrong type is a bug.
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_string)]
+Day = Annotated[date, BeforeValidator(_iso_string)]
 Carrier = Annotated[str, AfterValidator(_known_carrier)]
 Phone = Annotated[str, AfterValidator(_e164)]
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
@@ -94,7 +104,7 @@ class LineItem(_In):
 class OrderIn(_In):
     """PUT /v1/orders/{order_id}: the whole order as the OMS knows it now."""
 
-    placed_at: AwareDatetime
+    placed_at: Timestamp
     customer: Customer = Customer()
     consent: Consent = Consent()
     items: Annotated[list[LineItem], Field(max_length=500)] = []
@@ -115,9 +125,9 @@ class ShipmentIn(_In):
     origin: Address = Address()
     destination: Address = Address()
     weight_grams: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
-    promised_delivery_date: date | None = None
-    label_created_at: AwareDatetime
-    shipped_at: AwareDatetime | None = None
+    promised_delivery_date: Day | None = None
+    label_created_at: Timestamp
+    shipped_at: Timestamp | None = None
 
     @field_validator("service_level")
     @classmethod
@@ -144,7 +154,7 @@ class TrackingEventIn(_In):
     status: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     raw_code: Annotated[str, StringConstraints(max_length=64)] | None = None
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     location: Location | None = None
 
 

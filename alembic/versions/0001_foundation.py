@@ -6,7 +6,6 @@ Create Date: 2026-11-21
 """
 
 from alembic import op
-
 from service.migrations import statements
 
 revision = "0001"

@@ -12,7 +12,7 @@ from service.ingest import BatchOutcome, count_new, to_row
 from service.keys import clock_key, metrics_key, pool_key
 from service.models import MAX_BATCH, TrackingEventIn
 from service.responses import json_response
-from service.validation import read_json, validate_items
+from service.validation import read_json, validate, validate_items
 
 
 def _items(body: Any) -> tuple[list[Any], str]:
@@ -36,10 +36,11 @@ async def post_tracking_events(request: web.Request) -> web.Response:
         raise validation_failed([FieldError(
             "events", f"at most {MAX_BATCH} events per request, got {len(items)}", "too_long"
         )])
-    good, bad = validate_items(TrackingEventIn, items, prefix)
-    if prefix == "event" and bad:
+    if prefix == "event":
         # A single event that is wrong is a plain 422, not a 202 with zero accepted.
-        raise validation_failed(bad[0][1])
+        good, bad = [(0, validate(TrackingEventIn, items[0]))], []
+    else:
+        good, bad = validate_items(TrackingEventIn, items, prefix)
     rows = [to_row(event, items[index]) for index, event in good]
     now = request.app[clock_key].now()
     async with request.app[pool_key].acquire() as conn:

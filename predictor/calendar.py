@@ -1,0 +1,150 @@
+"""Business-day arithmetic for pickups and deliveries.
+
+Carriers in this model neither pick up nor deliver on Sundays or on public holidays
+(US federal holidays by default; Brazilian national holidays for Olist data). Saturdays
+are business days: most US ground networks deliver on Saturday.
+
+Scalar helpers take and return ``datetime.date``; vectorised helpers work on numpy
+``datetime64[D]`` arrays through ``numpy.busdaycalendar`` so that simulating or scoring a
+million shipments stays fast.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays
+import numpy as np
+import pandas as pd
+
+# Monday..Saturday are working days; Sunday is not.
+WEEKMASK = "1111110"
+# Range of years for which holiday calendars are materialised; wide enough for historical
+# imports (Olist 2016) and for several years of future promises.
+_FIRST_YEAR = 2010
+_LAST_YEAR = 2040
+
+
+@lru_cache(maxsize=16)
+def holiday_dates(country: str = "US") -> np.ndarray:
+    """Public holidays of ``country`` (``holidays`` package codes) as sorted datetime64[D]."""
+    calendar = holidays.country_holidays(country, years=range(_FIRST_YEAR, _LAST_YEAR + 1))
+    return np.array(sorted(calendar.keys()), dtype="datetime64[D]")
+
+
+@lru_cache(maxsize=16)
+def busday_calendar(country: str = "US") -> np.busdaycalendar:
+    """A numpy business-day calendar: Monday–Saturday minus the country's holidays."""
+    return np.busdaycalendar(weekmask=WEEKMASK, holidays=holiday_dates(country))
+
+
+def is_business_day(day: date, country: str = "US") -> bool:
+    """True when carriers pick up and deliver on ``day``."""
+    return bool(np.is_busday(np.datetime64(day, "D"), busdaycal=busday_calendar(country)))
+
+
+def next_business_day(day: date, country: str = "US") -> date:
+    """The first business day strictly after ``day``."""
+    out = np.busday_offset(
+        np.datetime64(day, "D") + 1, 0, roll="forward", busdaycal=busday_calendar(country)
+    )
+    return _to_date(out)
+
+
+def business_day_on_or_after(day: date, country: str = "US") -> date:
+    """``day`` itself when it is a business day, otherwise the next one."""
+    out = np.busday_offset(np.datetime64(day, "D"), 0, roll="forward",
+                           busdaycal=busday_calendar(country))
+    return _to_date(out)
+
+
+def add_business_days(day: date, n: int, country: str = "US") -> date:
+    """Move ``n`` business days after ``day`` (a non-business ``day`` first rolls forward)."""
+    out = np.busday_offset(np.datetime64(day, "D"), n, roll="forward",
+                           busdaycal=busday_calendar(country))
+    return _to_date(out)
+
+
+def business_days_between(start: date, end: date, country: str = "US") -> int:
+    """Business days in ``[start, end)``; negative when ``end`` is before ``start``."""
+    return int(np.busday_count(np.datetime64(start, "D"), np.datetime64(end, "D"),
+                               busdaycal=busday_calendar(country)))
+
+
+def delivery_date_from_hours(as_of: datetime, hours_remaining: float, tz: str,
+                             country: str = "US") -> date:
+    """Local delivery date for an ETA ``hours_remaining`` after ``as_of``, in ``tz``.
+
+    The instant ``as_of + hours`` is converted to the customer's timezone; if that local
+    day is a Sunday or holiday no delivery can happen on it, so the date rolls forward to
+    the next business day (the parcel will arrive then at the earliest).
+    """
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    local = (as_of + timedelta(hours=float(hours_remaining))).astimezone(ZoneInfo(tz))
+    return business_day_on_or_after(local.date(), country)
+
+
+def local_dates(instants: pd.Series | pd.DatetimeIndex, tz: str) -> np.ndarray:
+    """UTC instants → calendar dates (datetime64[D]) as seen in timezone ``tz``."""
+    idx = pd.DatetimeIndex(instants)
+    return idx.tz_convert(tz).tz_localize(None).values.astype("datetime64[D]")
+
+
+def local_dates_by_zone(instants: pd.Series, zones: pd.Series) -> np.ndarray:
+    """Like :func:`local_dates` with one timezone per row (grouped, so it stays vectorised)."""
+    out = np.empty(len(instants), dtype="datetime64[D]")
+    values = pd.DatetimeIndex(instants)
+    zone_values = zones.to_numpy()
+    for zone in pd.unique(zone_values):
+        mask = zone_values == zone
+        out[mask] = local_dates(values[mask], str(zone))
+    return out
+
+
+def local_to_utc(naive_local: np.ndarray, zones: np.ndarray) -> np.ndarray:
+    """Naive local datetime64 values, one IANA zone per row → UTC datetime64[ns] (naive).
+
+    Nonexistent local times (spring-forward gap) shift forward; ambiguous ones take the
+    standard-time reading. Simulated events happen in daytime, so neither case matters
+    much, but neither may raise.
+    """
+    out = np.empty(len(naive_local), dtype="datetime64[ns]")
+    for zone in pd.unique(zones):
+        mask = zones == zone
+        idx = pd.DatetimeIndex(naive_local[mask]).tz_localize(
+            str(zone), ambiguous=np.zeros(int(mask.sum()), dtype=bool),
+            nonexistent="shift_forward")
+        out[mask] = idx.tz_convert("UTC").tz_localize(None).as_unit("ns").values
+    return out
+
+
+def utc_to_local(utc_naive: np.ndarray, zones: np.ndarray) -> np.ndarray:
+    """UTC datetime64 values (naive) → naive local wall-clock datetime64[ns] per row's zone."""
+    out = np.empty(len(utc_naive), dtype="datetime64[ns]")
+    for zone in pd.unique(zones):
+        mask = zones == zone
+        idx = pd.DatetimeIndex(utc_naive[mask]).tz_localize("UTC").tz_convert(str(zone))
+        out[mask] = idx.tz_localize(None).as_unit("ns").values
+    return out
+
+
+def holidays_within(days: np.ndarray, horizon: int, country: str = "US") -> np.ndarray:
+    """Number of holidays in ``[day, day + horizon)`` for each datetime64[D] ``day``."""
+    hol = holiday_dates(country)
+    lo = np.searchsorted(hol, days, side="left")
+    hi = np.searchsorted(hol, days + np.timedelta64(horizon, "D"), side="left")
+    return (hi - lo).astype(np.int16)
+
+
+def is_peak_season(days: np.ndarray) -> np.ndarray:
+    """True from 20 November to 31 December: the parcel networks' peak."""
+    month = days.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    dom = (days - days.astype("datetime64[M]")).astype(np.int64) + 1
+    return (month == 12) | ((month == 11) & (dom >= 20))
+
+
+def _to_date(value: np.datetime64) -> date:
+    return date.fromisoformat(str(value))

@@ -1,0 +1,105 @@
+"""Fixtures: a database of its own per test run, real Redis, the app, keys, a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from service.app import create_app
+from service.auth import new_key
+from service.clock import ManualClock
+from service.db import api_keys
+from service.db.pool import create_pool
+from service.migrations import upgrade
+from service.settings import Settings, load_settings
+from tests.servers import postgres_admin_url, redis_url, with_database
+
+TABLES = ("orders", "shipments", "tracking_events", "api_keys", "work_items")
+START = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return postgres_admin_url(tmp_path_factory.mktemp("pg"))
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_admin: str) -> Iterator[str]:
+    """A fresh, migrated database for this test run, dropped at the end."""
+    name = f"parcelcast_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(postgres_admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = with_database(postgres_admin, name)
+    upgrade(url)
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> str:
+    return redis_url()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_server_url: str, tmp_path: Path) -> Settings:
+    return load_settings(
+        database_url=database_url, redis_url=redis_server_url,
+        parcelcast_data_dir=tmp_path / "data",
+        parcelcast_queue_name=f"parcelcast:test:{uuid.uuid4().hex[:10]}",
+    )
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=5)
+    async with pool.acquire() as conn:
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], settings: Settings, clock: ManualClock,
+    pool: asyncpg.Pool,
+) -> TestClient:
+    return await aiohttp_client(create_app(settings, clock))
+
+
+KeyFactory = Callable[..., Awaitable[dict[str, str]]]
+
+
+@pytest.fixture
+def make_key(pool: asyncpg.Pool) -> KeyFactory:
+    async def make(*scopes: str) -> dict[str, str]:
+        key_id, key, key_hash = new_key()
+        async with pool.acquire() as conn:
+            await api_keys.create(conn, key_id, key_hash, list(scopes), "test", START)
+        return {"Authorization": f"Bearer {key}"}
+
+    return make
+
+
+@pytest.fixture
+async def admin(make_key: KeyFactory) -> dict[str, str]:
+    return await make_key("admin")

@@ -1,0 +1,95 @@
+"""Real PostgreSQL and Redis for tests: the machine's when they answer, else embedded ones."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+from service.stores import free_port, redis_server_binary, start_embedded_postgres
+
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def postgres_admin_url(tmp: Path) -> str:
+    """A PostgreSQL URL to create test databases with."""
+    explicit = os.environ.get("TEST_DATABASE_URL")
+    if explicit:
+        return explicit
+    if _port_open("127.0.0.1", 5432):
+        return LOCAL_POSTGRES
+    return start_embedded_postgres(tmp / "pgdata")
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server, another database (works for host:port and ?host=/socket URLs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def redis_url() -> str:
+    explicit = os.environ.get("TEST_REDIS_URL")
+    if explicit:
+        return explicit
+    if _port_open("127.0.0.1", 6379):
+        return LOCAL_REDIS
+    return OwnRedis(Path(f"/tmp/pc-redis-{uuid.uuid4().hex[:8]}")).start()
+
+
+class OwnRedis:
+    """A redis-server process of our own, which a test may stop and start again."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.folder = folder
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        binary = shutil.which("redis-server") or redis_server_binary()
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+        return self.url
+
+    def stop(self) -> None:
+        """Kill the server (no save: whatever it held is gone, like a crash)."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None

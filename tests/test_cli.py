@@ -1,0 +1,127 @@
+"""The `parcelcast` command as a user runs it: real processes, embedded and configured stores."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from service.stores import free_port
+from tests.builders import event, order, shipment
+from tests.servers import with_database
+
+CLI = [sys.executable, "-m", "service.cli"]
+
+
+def _env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(PARCELCAST_LOG_LEVEL="WARNING", **values)
+    return env
+
+
+def run(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+async def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"serve exited with {process.returncode}")
+            try:
+                async with session.get(f"{base}/readyz") as answer:
+                    if answer.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("service never became ready")
+            await asyncio.sleep(0.1)
+
+
+async def test_embedded_stores_from_nothing_to_a_timeline(tmp_path: Path) -> None:
+    """With no DATABASE_URL/REDIS_URL: embedded PostgreSQL and Redis, migrate, serve, use."""
+    env = _env(PARCELCAST_DATA_DIR=str(tmp_path / "data"))
+    try:
+        migrated = run("migrate", env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        assert "embedded PostgreSQL and Redis" in migrated.stderr
+        created = run("keys", "create", "--scope", "admin", env=env)
+        key = created.stdout.strip()
+        assert key.startswith("pc_")
+        port = free_port()
+        serve = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            await _wait_ready(base, serve)
+            headers = {"Authorization": f"Bearer {key}"}
+            async with aiohttp.ClientSession(headers=headers) as http:
+                await http.put(f"{base}/v1/orders/o-1", json=order())
+                await http.put(f"{base}/v1/shipments/s-1", json=shipment())
+                scans = [event("delivered", "2026-11-05T20:00:00Z"),
+                         event("in_transit", "2026-11-03T10:00:00Z")] * 2
+                async with http.post(f"{base}/v1/tracking-events", json=scans) as answer:
+                    assert (await answer.json())["accepted"] == 2
+                async with http.get(f"{base}/v1/shipments/s-1") as answer:
+                    shown = await answer.json()
+            assert shown["status"] == "delivered"
+            assert [e["status"] for e in shown["timeline"]] == ["in_transit", "delivered"]
+        finally:
+            serve.terminate()
+            serve.wait(10)
+    finally:
+        stopped = run("stores", "stop", env=env)
+        assert "postgres: stopped" in stopped.stdout
+
+
+async def test_serve_refuses_a_database_that_is_behind(postgres_admin: str) -> None:
+    name = f"parcelcast_empty_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(postgres_admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        env = _env(DATABASE_URL=with_database(postgres_admin, name),
+                   REDIS_URL="redis://127.0.0.1:1/0")
+        result = run("serve", "--port", str(free_port()), env=env, timeout=60)
+        assert result.returncode != 0
+        assert "run `parcelcast migrate`" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("DATABASE_URL", "mysql://root@localhost/db"),
+    ("REDIS_URL", "http://localhost:6379"),
+    ("PARCELCAST_STALE_AFTER_S", "soon"),
+    ("PARCELCAST_CLOCK_START", "2026-11-02T00:00:00"),
+])
+def test_a_malformed_setting_stops_start_up_with_one_line(name: str, value: str) -> None:
+    result = run("migrate", env=_env(**{name: value}))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0], result.stderr
+
+
+def test_keys_create_list_revoke(database_url: str, redis_server_url: str) -> None:
+    env = _env(DATABASE_URL=database_url, REDIS_URL=redis_server_url)
+    key = run("keys", "create", "--scope", "shipments:read", "--name", "support", env=env).stdout
+    key_id = key.strip().split("_")[1]
+    listed = run("keys", "list", env=env).stdout
+    assert f"{key_id}\tactive\tshipments:read\tsupport" in listed
+    assert key.strip() not in listed
+    assert run("keys", "revoke", key_id, env=env).returncode == 0
+    assert f"{key_id}\trevoked" in run("keys", "list", env=env).stdout
+    again = run("keys", "revoke", key_id, env=env)
+    assert again.returncode != 0 and "no active key" in again.stderr
+    bad_scope = run("keys", "create", "--scope", "everything", env=env)
+    assert bad_scope.returncode == 2 and "--scope" in bad_scope.stderr

@@ -1,0 +1,44 @@
+"""Every "now" comes from the injectable clock."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from service.clock import ManualClock, ScaledClock
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN = re.compile(r"datetime\.(now|utcnow|today)\(|date\.today\(|time\.time\(\)")
+ALLOWED = {ROOT / "service" / "clock.py", ROOT / "service" / "settings.py"}
+
+
+def test_no_code_reads_the_wall_clock_except_the_clock() -> None:
+    offenders = []
+    for folder in ("service", "workers", "predictor", "standins"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if path in ALLOWED:
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if FORBIDDEN.search(line) and "clock-ok" not in line:
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_manual_clock_moves_only_when_told() -> None:
+    start = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    clock = ManualClock(start)
+    assert clock.now() == start
+    clock.advance(timedelta(hours=3))
+    assert clock.now() == start + timedelta(hours=3)
+
+
+def test_scaled_clocks_with_the_same_anchor_agree() -> None:
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    anchor = time.time() - 10  # ten real seconds ago
+    a = ScaledClock(start, real_anchor=anchor, speed=3600)
+    b = ScaledClock(start, real_anchor=anchor, speed=3600)
+    assert abs((a.now() - b.now()).total_seconds()) < 3600 * 0.5
+    # Ten real seconds at 3600x is ten simulated hours.
+    assert abs((a.now() - (start + timedelta(hours=10))).total_seconds()) < 3600

@@ -1,0 +1,181 @@
+"""The rules of ingestion, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+from tests.builders import event, order, shipment
+
+SCANS = [
+    event("label_created", "2026-11-02T09:00:00Z"),
+    event("in_transit", "2026-11-02T22:10:00Z", description="Origin scan"),
+    event("in_transit", "2026-11-03T08:00:00-05:00", description="Departed facility"),
+    event("out_for_delivery", "2026-11-05T07:40:00-08:00"),
+    event("delivered", "2026-11-05T13:02:00-08:00"),
+]
+
+
+async def _setup(client: TestClient, headers: dict[str, str]) -> None:
+    assert (await client.put("/v1/orders/o-1", json=order(), headers=headers)).status == 201
+    assert (await client.put("/v1/shipments/s-1", json=shipment(), headers=headers)).status == 201
+
+
+async def test_same_event_fifty_times_is_stored_once(
+    client: TestClient, admin: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    await _setup(client, admin)
+    scan = event("in_transit", "2026-11-03T10:00:00Z")
+    first = await client.post("/v1/tracking-events", json=scan, headers=admin)
+    assert (await first.json())["accepted"] == 1
+    batch = await client.post("/v1/tracking-events", json={"events": [scan] * 49}, headers=admin)
+    assert await batch.json() == {"accepted": 0, "duplicates": 49, "rejected": 0, "errors": []}
+    # The same scan written with another offset is the same instant: still a duplicate.
+    shifted = dict(scan, occurred_at="2026-11-03T05:00:00-05:00")
+    again = await client.post("/v1/tracking-events", json=shifted, headers=admin)
+    assert (await again.json())["duplicates"] == 1
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tracking_events") == 1
+    shown = await (await client.get("/v1/shipments/s-1", headers=admin)).json()
+    assert len(shown["timeline"]) == 1 and shown["event_count"] == 1
+
+
+async def test_carrier_event_id_dedupes_even_when_details_change(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    await _setup(client, admin)
+    one = event("in_transit", "2026-11-03T10:00:00Z", event_id="evt-77")
+    resent = dict(one, description="Arrived at facility (corrected)")
+    await client.post("/v1/tracking-events", json=one, headers=admin)
+    answer = await (await client.post("/v1/tracking-events", json=resent, headers=admin)).json()
+    assert answer["duplicates"] == 1 and answer["accepted"] == 0
+
+
+async def test_shuffled_events_give_the_timeline_and_status_of_occurred_at(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    await _setup(client, admin)
+    shuffled = SCANS * 3
+    random.Random(7).shuffle(shuffled)
+    for start in range(0, len(shuffled), 4):
+        await client.post("/v1/tracking-events", json=shuffled[start:start + 4], headers=admin)
+    shown = await (await client.get("/v1/shipments/s-1", headers=admin)).json()
+    assert shown["status"] == "delivered"
+    assert shown["delivered_at"] == "2026-11-05T21:02:00Z"
+    assert [e["status"] for e in shown["timeline"]] == [e["status"] for e in SCANS]
+    assert [e["occurred_at"] for e in shown["timeline"]] == sorted(
+        e["occurred_at"] for e in shown["timeline"])
+
+
+async def test_late_in_transit_never_undelivers(client: TestClient, admin: dict[str, str]) -> None:
+    await _setup(client, admin)
+    await client.post("/v1/tracking-events", json=SCANS[-1], headers=admin)
+    # An earlier scan arriving late, and a clock-skewed one stamped after delivery.
+    late = [event("in_transit", "2026-11-04T10:00:00Z"),
+            event("out_for_delivery", "2026-11-06T10:00:00Z")]
+    answer = await (await client.post("/v1/tracking-events", json=late, headers=admin)).json()
+    assert answer["accepted"] == 2
+    shown = await (await client.get("/v1/shipments/s-1", headers=admin)).json()
+    assert shown["status"] == "delivered"
+    assert len(shown["timeline"]) == 3
+
+
+async def test_events_before_the_shipment_are_kept_and_attached(
+    client: TestClient, admin: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    early = await client.post("/v1/tracking-events", json=SCANS[:4], headers=admin)
+    assert early.status == 202 and (await early.json())["accepted"] == 4
+    await _setup(client, admin)
+    shown = await (await client.get("/v1/shipments/s-1", headers=admin)).json()
+    assert shown["status"] == "out_for_delivery"
+    assert len(shown["timeline"]) == 4
+    async with pool.acquire() as conn:
+        queued = await conn.fetchval(
+            "SELECT count(*) FROM work_items WHERE subject_id = 's-1' AND state = 'pending'")
+    assert queued == 1
+
+
+async def test_times_are_stored_in_utc_and_naive_ones_rejected(
+    client: TestClient, admin: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    await _setup(client, admin)
+    naive = await client.post(
+        "/v1/tracking-events", json=event("in_transit", "2026-11-03T10:00:00"), headers=admin)
+    assert naive.status == 422
+    problem = await naive.json()
+    assert problem["errors"][0]["field"] == "occurred_at"
+    assert "timezone" in problem["errors"][0]["message"]
+    ok = await client.post(
+        "/v1/tracking-events", json=event("in_transit", "2026-11-03T10:00:00+09:00"), headers=admin)
+    assert ok.status == 202
+    shown = await (await client.get("/v1/shipments/s-1", headers=admin)).json()
+    assert shown["timeline"][0]["occurred_at"] == "2026-11-03T01:00:00Z"
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tracking_events") == 1
+
+
+async def test_batch_reports_each_rejected_item_and_keeps_the_good_ones(
+    client: TestClient, admin: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    await _setup(client, admin)
+    batch = [
+        event("in_transit", "2026-11-03T10:00:00Z"),
+        event("in_transit", "2026-11-03T11:00:00Z", carrier="pony-express"),
+        event("in_transit", "yesterday"),
+        {"carrier": "ups"},
+        "not an object",
+        event("D", "2026-11-04T11:00:00Z"),  # a raw UPS code
+    ]
+    answer = await client.post("/v1/tracking-events", json={"events": batch}, headers=admin)
+    assert answer.status == 202
+    body = await answer.json()
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (2, 0, 4)
+    by_index = {item["index"]: item["errors"] for item in body["errors"]}
+    assert by_index[1][0]["field"] == "events.1.carrier"
+    assert "unknown carrier" in by_index[1][0]["message"]
+    assert by_index[2][0]["field"] == "events.2.occurred_at"
+    assert {e["field"] for e in by_index[3]} >= {"events.3.tracking_number", "events.3.status"}
+    assert by_index[4][0]["field"] == "events.4"
+    shown = await (await client.get("/v1/shipments/s-1", headers=admin)).json()
+    assert shown["status"] == "delivered"
+    assert shown["timeline"][-1]["raw_code"] == "D"
+
+
+async def test_unknown_raw_codes_are_kept_and_do_not_change_status(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    await _setup(client, admin)
+    await client.post("/v1/tracking-events", json=SCANS[1], headers=admin)
+    await client.post("/v1/tracking-events",
+                      json=event("ZZ9", "2026-11-04T00:00:00Z", description="Weird scan"),
+                      headers=admin)
+    shown = await (await client.get("/v1/shipments/s-1", headers=admin)).json()
+    assert shown["status"] == "in_transit"
+    assert shown["timeline"][-1]["status"] == "unknown"
+    assert shown["timeline"][-1]["raw_code"] == "ZZ9"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'parcelcast_unknown_status_events_total{carrier="ups"} 1.0' in metrics
+
+
+async def test_batch_limits(client: TestClient, admin: dict[str, str], pool: asyncpg.Pool) -> None:
+    too_many = [event("in_transit", f"2026-11-03T10:00:{i % 60:02d}Z") for i in range(1001)]
+    answer = await client.post("/v1/tracking-events", json=too_many, headers=admin)
+    assert answer.status == 422
+    assert (await answer.json())["errors"][0]["field"] == "events"
+    empty = await client.post("/v1/tracking-events", json={"events": []}, headers=admin)
+    assert empty.status == 422
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tracking_events") == 0
+
+
+async def test_a_full_batch_of_1000_is_accepted(
+    client: TestClient, admin: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    batch = [event("in_transit", f"2026-11-03T10:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                   tracking_number=f"T{i % 50}") for i in range(1000)]
+    answer = await client.post("/v1/tracking-events", json=batch, headers=admin)
+    assert (await answer.json())["accepted"] == 1000
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tracking_events") == 1000

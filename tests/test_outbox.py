@@ -1,0 +1,141 @@
+"""Accepted work is never lost: Redis stopped, restarted empty, and a worker process killed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from service.app import create_app
+from service.clock import ManualClock
+from service.redis import arq_client
+from service.relay import Relay
+from service.settings import Settings
+from tests.builders import event, shipment
+from tests.servers import OwnRedis
+from workers.main import run_worker
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> OwnRedis:
+    server = OwnRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def outage_client(aiohttp_client, settings: Settings, clock: ManualClock,  # type: ignore[no-untyped-def]
+                        pool: asyncpg.Pool, own_redis: OwnRedis) -> TestClient:
+    own = settings.model_copy(update={"redis_url": own_redis.url})
+    return await aiohttp_client(create_app(own, clock))
+
+
+async def _derived(pool: asyncpg.Pool) -> dict[str, tuple[str, int]]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT shipment_id, status, event_count FROM shipments WHERE derived_at > $1",
+            # derived_at is first set by the upsert itself; the worker sets it again later.
+            await conn.fetchval("SELECT max(updated_at) FROM shipments"),
+        )
+    return {r["shipment_id"]: (r["status"], r["event_count"]) for r in rows}
+
+
+async def _work_left(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        return int(await conn.fetchval("SELECT count(*) FROM work_items"))
+
+
+async def test_ingestion_survives_redis_down_and_work_runs_when_it_is_back(
+    outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
+    settings: Settings, clock: ManualClock, own_redis: OwnRedis,
+) -> None:
+    client = outage_client
+    await client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+    own_redis.stop()
+    clock.advance(timedelta(minutes=5))
+    answer = await client.post("/v1/tracking-events", headers=admin, json=[
+        event("in_transit", "2026-11-02T20:00:00Z"), event("out_for_delivery", "2026-11-04T15:00:00Z"),
+    ])
+    assert answer.status == 202 and (await answer.json())["accepted"] == 2
+    ready = await client.get("/readyz")
+    assert ready.status == 503 and (await ready.json())["checks"]["redis"].startswith("error")
+
+    redis = arq_client(own_redis.url, settings.parcelcast_queue_name)
+    relay = Relay(pool, redis, clock, stale_after=60)
+    with pytest.raises((RedisConnectionError, OSError)):
+        await relay.handoff_once()
+    assert await _work_left(pool) == 1  # still there, still pending
+
+    own_redis.start()
+    assert await relay.handoff_once() == 1
+    await redis.aclose()
+    own = settings.model_copy(update={"redis_url": own_redis.url})
+    await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), 30)
+    assert await _derived(pool) == {"s-1": ("out_for_delivery", 2)}
+    assert await _work_left(pool) == 0
+
+
+async def test_jobs_lost_with_redis_are_handed_over_again(
+    outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
+    settings: Settings, clock: ManualClock, own_redis: OwnRedis,
+) -> None:
+    await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+    redis = arq_client(own_redis.url, settings.parcelcast_queue_name)
+    relay = Relay(pool, redis, clock, stale_after=0.3)
+    assert await relay.handoff_once() == 1
+    # Redis dies before any worker took the job; it comes back empty.
+    own_redis.stop()
+    own_redis.start()
+    assert await relay.handoff_once() == 0  # not stale yet
+    await asyncio.sleep(0.4)
+    assert await relay.handoff_once() == 1
+    await redis.aclose()
+    clock.advance(timedelta(minutes=1))
+    own = settings.model_copy(update={"redis_url": own_redis.url})
+    await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), 30)
+    assert await _work_left(pool) == 0
+    assert "s-1" in await _derived(pool)
+
+
+async def test_worker_process_rides_out_a_redis_restart(
+    outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
+    settings: Settings, own_redis: OwnRedis, tmp_path: Path,
+) -> None:
+    """A real `parcelcast worker` keeps going while Redis is stopped and started."""
+    env = {**os.environ, "DATABASE_URL": settings.database_url or "",
+           "REDIS_URL": own_redis.url, "PARCELCAST_QUEUE_NAME": settings.parcelcast_queue_name,
+           "PARCELCAST_STALE_AFTER_S": "1", "PARCELCAST_LOG_LEVEL": "WARNING"}
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+        await _eventually(lambda: _work_left(pool), 0)
+        own_redis.stop()
+        await outage_client.put(
+            "/v1/shipments/s-2", json=shipment(tracking_number="1Z0002"), headers=admin)
+        await asyncio.sleep(1.5)
+        assert await _work_left(pool) == 1
+        own_redis.start()
+        await _eventually(lambda: _work_left(pool), 0, timeout=30)
+    finally:
+        worker.terminate()
+        worker.wait(10)
+        log.close()
+
+
+async def _eventually(probe, expected, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (value := await probe()) != expected:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still {value!r}, wanted {expected!r}")
+        await asyncio.sleep(0.1)
