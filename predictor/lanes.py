@@ -134,21 +134,34 @@ def distance_band(km: float) -> str:
     return f">{edges[-1]:.0f}km"
 
 
+@lru_cache(maxsize=200_000)
+def _lane_attributes(origin: object, destination: object) -> tuple[str, str, float]:
+    """(lane key, destination state, km) for one pair; cached because shops reuse lanes."""
+    info = zip_info(destination)
+    return (lane_key(origin, destination), info.state if info else UNKNOWN,
+            distance_km(origin, destination))
+
+
 def lane_frame(origins: pd.Series, destinations: pd.Series) -> pd.DataFrame:
     """Vectorised lane attributes: lane, destination_state, distance_km (NaN if unknown).
 
     Only unique (origin, destination) pairs are looked up, so a million rows over a few
     thousand lanes costs a few thousand dict lookups.
     """
-    pairs = pd.DataFrame({"o": origins.astype(object).to_numpy(),
-                          "d": destinations.astype(object).to_numpy()})
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pairs.fillna("")))
+    o_codes, o_uniq = pd.factorize(origins.astype(object).to_numpy())
+    d_codes, d_uniq = pd.factorize(destinations.astype(object).to_numpy())
+    o_uniq = np.append(np.asarray(o_uniq, dtype=object), None)  # code -1 = missing
+    d_uniq = np.append(np.asarray(d_uniq, dtype=object), None)
+    o_codes = np.where(o_codes < 0, len(o_uniq) - 1, o_codes)
+    d_codes = np.where(d_codes < 0, len(d_uniq) - 1, d_codes)
+    codes, pair_ids = pd.factorize(o_codes.astype(np.int64) * len(d_uniq) + d_codes)
+    uniques = [(o_uniq[p // len(d_uniq)], d_uniq[p % len(d_uniq)]) for p in pair_ids]
     lanes, states, dists = [], [], []
     for o, d in uniques:
-        info = zip_info(d)
-        lanes.append(lane_key(o, d))
-        states.append(info.state if info else UNKNOWN)
-        dists.append(distance_km(o, d))
+        lane, state, km = _lane_attributes(o, d)
+        lanes.append(lane)
+        states.append(state)
+        dists.append(km)
     lanes_arr = np.asarray(lanes, dtype=object)
     states_arr = np.asarray(states, dtype=object)
     dist_arr = np.asarray(dists, dtype=np.float64)

@@ -24,7 +24,7 @@ generator, so a seed gives the same history byte for byte):
    follow: **peak season** (handover 20 Nov–31 Dec: ramps up to
    ``1 + peak_s * carrier_peak`` by 10 Dec, half of it after 24 Dec) and **regional
    disruptions** (Poisson(days/15) storms, each hitting one destination state for 3–7
-   days with a 1.4–2.0x slowdown for parcels handed over from 2 days before the storm to
+   days with a 1.3–1.8x slowdown for parcels handed over from 2 days before the storm to
    its end). Transit ``T = mu_total * exp(sigma_s * Z)``, Z ~ N(0, 1); the parcel is
    delivered ``max(min_s, round(T))`` business days after pickup (no Sunday or holiday
    deliveries) at a local hour ~ N(10.5, 1) for express and N(15, 2.5) otherwise.
@@ -44,8 +44,8 @@ generator, so a seed gives the same history byte for byte):
 
 The **oracle** columns keep the latent truth a perfect model of this world would know:
 ``oracle_handover_at``, ``oracle_transit_bdays`` (``mu_total``), ``oracle_sigma``,
-``oracle_min_bdays`` and ``oracle_delivery_hour``. See :mod:`predictor.oracle` for how
-they become a quantile forecast at any as-of time.
+``oracle_min_bdays``, ``oracle_delivery_hour`` and ``oracle_delivery_hour_sd``.
+See :mod:`predictor.oracle` for how they become a quantile forecast at any as-of time.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from predictor.calendar import busday_calendar, local_to_utc, utc_to_local
-from predictor.lanes import haversine_km, zip_table
+from predictor.lanes import STATE_TIMEZONES, haversine_km, zip_table
 from predictor.sim_events import build_events
 from predictor.sim_people import build_orders
 
@@ -72,7 +72,7 @@ SERVICE_MIX = {
 # Per service: intercept a_s, slope b_s per 1000 km, sigma_s, min business days,
 # median local delivery hour, its sd, peak sensitivity peak_s.
 SERVICE_PARAMS = {
-    "economy": (1.8, 1.15, 0.30, 2, 15.5, 2.5, 0.50),
+    "economy": (1.8, 1.15, 0.30, 2, 15.5, 2.5, 0.40),
     "ground": (1.0, 0.85, 0.22, 1, 15.0, 2.5, 0.35),
     "express": (0.9, 0.08, 0.15, 1, 10.5, 1.0, 0.15),
 }
@@ -107,7 +107,10 @@ def simulate(n_shipments: int, days: int, start: datetime, seed: int) -> Simulat
     rng = np.random.default_rng(seed)
     n = n_shipments
     zips = zip_table()
-    pool_codes = np.array(sorted(zips))
+    # The 50 states and DC only: Pacific territories sit across the date line and would
+    # need their own carrier model.
+    pool_codes = np.array(sorted(z for z, info in zips.items()
+                                 if info.state in STATE_TIMEZONES and info.state != "PR"))
     dest_zip = pool_codes[rng.choice(len(pool_codes), N_DESTINATIONS, replace=False)]
     dest_zip = dest_zip[rng.integers(0, N_DESTINATIONS, n)]
     d_state = np.array([zips[z].state for z in dest_zip], dtype=object)
@@ -210,7 +213,7 @@ def simulate(n_shipments: int, days: int, start: datetime, seed: int) -> Simulat
         "delivered_at": _utc(np.where(no_delivery, np.datetime64("NaT"), delivered)),
         "oracle_handover_at": _utc(np.where(never_shipped, np.datetime64("NaT"), handover)),
         "oracle_transit_bdays": mu, "oracle_sigma": sigma, "oracle_min_bdays": min_days,
-        "oracle_delivery_hour": hour_mu,
+        "oracle_delivery_hour": hour_mu, "oracle_delivery_hour_sd": hour_sd,
     })
     for col in ("carrier", "service_level", "origin_postal_code", "origin_country",
                 "destination_country"):
@@ -249,7 +252,7 @@ def _storm_multiplier(rng: np.random.Generator, day: np.ndarray, state: np.ndarr
         hit = states[rng.choice(len(states), p=counts / counts.sum())]
         begin = start_day + int(rng.integers(0, days))
         end = begin + int(rng.integers(3, 8))
-        factor = rng.uniform(1.4, 2.0)
+        factor = rng.uniform(1.3, 1.8)
         mask = (state == hit) & (day >= begin - 2) & (day < end)
         mult[mask] *= factor
     return mult

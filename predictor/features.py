@@ -1,0 +1,335 @@
+"""ETA features: one code path for training snapshots, batch scoring and serving.
+
+Everything funnels through :func:`_feature_frame`, which takes per-query rows
+(shipment attributes + the scan state at the as-of instant) and returns the model's
+feature table. Training builds many queries at once (one per moment an ETA was shown),
+serving builds one; neither has a private shortcut, so they cannot disagree.
+
+Missing data is normal (the Olist history has no carrier, lane or address): unknown
+categoricals become ``"unknown"``, unknown numbers become NaN, and XGBoost routes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from predictor.calendar import (
+    busday_calendar,
+    holidays_within,
+    is_peak_season,
+    utc_to_local,
+)
+from predictor.lanes import UNKNOWN, lane_frame, zip_timezone
+from predictor.recent import RecentPerformance
+
+CATEGORICAL = ("carrier", "service_level", "lane", "destination_state", "latest_status")
+NUMERIC = (
+    "distance_km", "promised_lead_bdays", "promise_remaining_bdays", "hours_to_promise",
+    "weekday", "local_hour", "holidays_next_7d", "peak_season", "days_into_peak",
+    "hours_since_label", "hours_since_handover", "bdays_since_handover", "n_scans",
+    "hours_since_last_scan",
+    "lane_transit_median_7d", "lane_transit_median_14d", "lane_deliveries_14d",
+    "carrier_transit_median_7d", "carrier_transit_median_14d", "state_transit_median_7d",
+)
+FEATURES = CATEGORICAL + NUMERIC
+# Recent-performance key families and the windows used for each feature.
+_RECENT = (("lane_transit_median_7d", "carrier_lane", 7),
+           ("lane_transit_median_14d", "carrier_lane", 14),
+           ("carrier_transit_median_7d", "carrier_service", 7),
+           ("carrier_transit_median_14d", "carrier_service", 14),
+           ("state_transit_median_7d", "state", 7))
+STAGES = ("label", "first_scan", "later", "between_scans")
+HOLIDAY_COUNTRIES = frozenset({"US", "BR"})
+_HOUR_S = 3600.0
+_SHIPMENT_COLUMNS = ("shipment_id", "carrier", "service_level", "tracking_number",
+                     "origin_postal_code", "origin_country", "destination_postal_code",
+                     "destination_country", "promised_delivery_date", "label_created_at",
+                     "shipped_at", "delivered_at")
+
+
+def shipment_attributes(shipments: pd.DataFrame) -> pd.DataFrame:
+    """Static per-shipment attributes the features need (lane, zone, promise, times)."""
+    s = shipments.reindex(columns=list(_SHIPMENT_COLUMNS))
+    out = pd.DataFrame(index=pd.RangeIndex(len(s)))
+    out["carrier"] = _category_text(s["carrier"])
+    out["service_level"] = _category_text(s["service_level"])
+    lanes = lane_frame(s["origin_postal_code"].reset_index(drop=True),
+                       s["destination_postal_code"].reset_index(drop=True))
+    out["lane"] = lanes["lane"].to_numpy()
+    out["destination_state"] = lanes["destination_state"].to_numpy()
+    out["distance_km"] = lanes["distance_km"].to_numpy()
+    country = s["destination_country"].astype(object).where(
+        s["destination_country"].notna(), "US").astype(str).to_numpy()
+    out["country"] = np.where(np.isin(country, list(HOLIDAY_COUNTRIES)), country, "US")
+    out["timezone"] = _zones(s["destination_postal_code"], country)
+    out["label_s"] = _seconds(s["label_created_at"])
+    out["shipped_s"] = _seconds(s["shipped_at"])
+    out["delivered_s"] = _seconds(s["delivered_at"])
+    promised = pd.to_datetime(s["promised_delivery_date"], errors="coerce")
+    out["promised_day"] = promised.to_numpy("datetime64[D]")
+    out["tracking_number"] = s["tracking_number"].astype(str).to_numpy()
+    out["shipment_id"] = s["shipment_id"].astype(str).to_numpy()
+    return out
+
+
+def recent_performance(shipments: pd.DataFrame,
+                       attributes: pd.DataFrame | None = None) -> RecentPerformance:
+    """Build :class:`RecentPerformance` from a shipments table (delivered rows count)."""
+    a = attributes if attributes is not None else shipment_attributes(shipments)
+    transit = (a["delivered_s"] - a["shipped_s"]) / _HOUR_S
+    return RecentPerformance(a["delivered_s"].to_numpy(float), transit.to_numpy(float),
+                             _recent_keys(a))
+
+
+def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
+                       recent: RecentPerformance | None = None,
+                       ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """As-of snapshots of delivered shipments: (X, hours remaining, meta).
+
+    One row per moment an ETA would have been shown: at label creation, after each
+    carrier scan before delivery, and once at a random instant between scans. ``meta``
+    has shipment_id, as_of, stage ("label", "first_scan", "later", "between_scans"),
+    carrier and delivered_at.
+    """
+    attrs = shipment_attributes(shipments)
+    recent = recent if recent is not None else recent_performance(shipments, attrs)
+    scans = _scan_table(attrs, events)
+    label = attrs["label_s"].to_numpy()
+    delivered = attrs["delivered_s"].to_numpy()
+    ok = np.isfinite(delivered) & np.isfinite(label) & (delivered > label)
+    label_rows = np.flatnonzero(ok)
+    ev_row, ev_s, ev_label = scans["row"], scans["s"], scans["is_label"]
+    take = ok[ev_row] & ~ev_label & (ev_s < delivered[ev_row]) & (ev_s >= label[ev_row])
+    # "first scan" = the first non-label event of the shipment.
+    nonlabel_rank = _rank_within(ev_row, ~ev_label)
+    # Serving also refreshes ETAs between scans (batch re-scoring, page views), so each
+    # shipment adds one snapshot at a random instant; otherwise "hours since last scan"
+    # would be 0 in every training row and meaningless at serving time.
+    rng = np.random.default_rng(len(label_rows))
+    between = label[label_rows] + rng.random(len(label_rows)) * (
+        delivered[label_rows] - label[label_rows])
+    rows = np.concatenate([label_rows, ev_row[take], label_rows])
+    as_of = np.concatenate([label[label_rows], ev_s[take], between])
+    stage = np.concatenate([np.full(len(label_rows), "label", dtype=object),
+                            np.where(nonlabel_rank[take] == 0, "first_scan", "later"),
+                            np.full(len(label_rows), "between_scans", dtype=object)])
+    order = np.lexsort((as_of, rows))
+    rows, as_of, stage = rows[order], as_of[order], stage[order]
+    X = _feature_frame(attrs, scans, rows, as_of, recent)
+    y = (delivered[rows] - as_of) / _HOUR_S
+    meta = pd.DataFrame({
+        "shipment_id": attrs["shipment_id"].to_numpy()[rows],
+        "as_of": _timestamps(as_of),
+        "stage": pd.Categorical(stage, categories=list(STAGES)),
+        "carrier": attrs["carrier"].to_numpy()[rows],
+        "delivered_at": _timestamps(delivered[rows]),
+    })
+    return X, y.astype(float), meta
+
+
+def current_features(shipments: pd.DataFrame, events: pd.DataFrame, as_of: datetime,
+                     recent: RecentPerformance) -> pd.DataFrame:
+    """Features of every shipment as of one instant (batch re-scoring)."""
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    attrs = shipment_attributes(shipments)
+    scans = _scan_table(attrs, events)
+    rows = np.arange(len(attrs))
+    t = np.full(len(attrs), pd.Timestamp(as_of).timestamp())
+    return _feature_frame(attrs, scans, rows, t, recent)
+
+
+def serving_features(shipment: Mapping[str, object], events: Sequence[Mapping[str, object]],
+                     as_of: datetime, recent: RecentPerformance) -> pd.DataFrame:
+    """One-row feature table for one shipment as of ``as_of`` (same path as training)."""
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    one = pd.DataFrame([{c: shipment.get(c) for c in _SHIPMENT_COLUMNS}])
+    for col in ("label_created_at", "shipped_at", "delivered_at"):
+        one[col] = pd.to_datetime(one[col], utc=True)
+    ev = pd.DataFrame(list(events), columns=["tracking_number", "status", "occurred_at"])
+    ev["occurred_at"] = pd.to_datetime(ev["occurred_at"], utc=True)
+    ev["tracking_number"] = str(shipment.get("tracking_number"))
+    return current_features(one, ev, as_of, recent)
+
+
+def _feature_frame(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.ndarray,
+                   as_of: np.ndarray, recent: RecentPerformance) -> pd.DataFrame:
+    """THE feature function: shipment rows + as-of instants (epoch s) → feature table."""
+    a = {c: attrs[c].to_numpy() for c in attrs.columns}
+    zones = a["timezone"][rows]
+    local = _to_local(as_of, zones)
+    local_day = local.astype("datetime64[D]")
+    label_s = a["label_s"][rows].astype(float)
+    state = _scan_state(scans, rows, as_of, a["shipped_s"][rows].astype(float))
+    handover = state["handover_s"]
+    handover_day = _to_local(handover, zones).astype("datetime64[D]")
+    label_day = _to_local(label_s, zones).astype("datetime64[D]")
+    promised = a["promised_day"][rows].astype("datetime64[D]")
+    has_promise = ~np.isnat(promised)
+    safe_promise = np.where(has_promise, promised, local_day)
+    countries = a["country"][rows]
+    lead = np.full(len(rows), np.nan)
+    remaining = np.full(len(rows), np.nan)
+    since_handover = np.full(len(rows), np.nan)
+    holidays = np.zeros(len(rows))
+    for country in np.unique(countries):
+        m = countries == country
+        cal = busday_calendar(str(country))
+        lead[m] = np.busday_count(label_day[m], safe_promise[m], busdaycal=cal)
+        remaining[m] = np.busday_count(local_day[m], safe_promise[m], busdaycal=cal)
+        since_handover[m] = np.busday_count(handover_day[m], local_day[m], busdaycal=cal)
+        holidays[m] = holidays_within(local_day[m], 7, str(country))
+    lead[~has_promise] = np.nan
+    remaining[~has_promise] = np.nan
+    since_handover[np.isnan(handover)] = np.nan
+    # End of the promised local day, measured from now in hours.
+    promise_end = safe_promise.astype("datetime64[ns]") + np.timedelta64(1, "D")
+    hours_to_promise = np.where(has_promise, _hours(promise_end - local), np.nan)
+    peak = is_peak_season(local_day)
+    nov20 = local_day.astype("datetime64[Y]") + np.timedelta64(323, "D")
+    days_into_peak = np.where(peak, (local_day - nov20).astype(np.int64), 0)
+
+    out: dict[str, np.ndarray] = {
+        "carrier": a["carrier"][rows], "service_level": a["service_level"][rows],
+        "lane": a["lane"][rows], "destination_state": a["destination_state"][rows],
+        "latest_status": state["latest_status"],
+        "distance_km": a["distance_km"][rows].astype(float),
+        "promised_lead_bdays": lead, "promise_remaining_bdays": remaining,
+        "hours_to_promise": hours_to_promise,
+        "weekday": (((local_day.astype(np.int64) + 3) % 7)).astype(float),  # Monday = 0
+        "local_hour": _hours(local - local_day),
+        "holidays_next_7d": holidays, "peak_season": peak.astype(float),
+        "days_into_peak": days_into_peak.astype(float),
+        "hours_since_label": (as_of - label_s) / _HOUR_S,
+        "hours_since_handover": (as_of - handover) / _HOUR_S,
+        "bdays_since_handover": since_handover,
+        "n_scans": state["n_scans"].astype(float),
+        "hours_since_last_scan": (as_of - state["last_s"]) / _HOUR_S,
+    }
+    keys = _recent_keys(attrs)
+    for name, family, window in _RECENT:
+        med, count = recent.median(family, keys[family][rows], as_of, window)
+        out[name] = med
+        if name == "lane_transit_median_14d":
+            out["lane_deliveries_14d"] = count.astype(float)
+    return pd.DataFrame({f: out[f] for f in FEATURES})
+
+
+def _recent_keys(a: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Keys of the recent-performance families; carrier+service stands in for "carrier"
+    because express and economy of one carrier are different products."""
+    carrier = a["carrier"].to_numpy().astype(str)
+    return {
+        "carrier_lane": np.char.add(np.char.add(carrier, "|"), a["lane"].to_numpy().astype(str)),
+        "carrier_service": np.char.add(np.char.add(carrier, "|"),
+                                       a["service_level"].to_numpy().astype(str)),
+        "state": a["destination_state"].to_numpy().astype(str),
+    }
+
+
+def _scan_table(attrs: pd.DataFrame, events: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Events joined to shipment rows, sorted by (row, time), with a combined search key."""
+    lookup = pd.Index(attrs["tracking_number"])
+    row = lookup.get_indexer(events["tracking_number"].astype(str))
+    when = _seconds(events["occurred_at"])
+    status = events["status"].astype(str).to_numpy()
+    keep = (row >= 0) & ~np.isnan(when)
+    row, when, status = row[keep], when[keep], status[keep]
+    order = np.lexsort((when, row))
+    row, when, status = row[order], when[order], status[order]
+    is_label = status == "label_created"
+    first_scan = np.full(len(attrs), np.nan)
+    nonlabel = np.flatnonzero(~is_label)
+    # First non-label event per row: reversed assignment leaves the earliest one.
+    first_scan[row[nonlabel][::-1]] = when[nonlabel][::-1]
+    return {"row": row, "s": when, "status": status, "is_label": is_label,
+            "cum_scans": np.r_[0, np.cumsum(~is_label)], "first_scan_s": first_scan}
+
+
+def _scan_state(scans: dict[str, np.ndarray], rows: np.ndarray, as_of: np.ndarray,
+                shipped_s: np.ndarray) -> dict[str, np.ndarray]:
+    """What the scans said by each as-of instant: latest status, counts, handover time."""
+    ev_row, ev_s = scans["row"], scans["s"]
+    start = np.searchsorted(ev_row, rows, side="left")
+    if len(ev_s):
+        # Rows are sorted, then times: a key row * 2**32 + whole seconds is globally
+        # sorted, so one searchsorted finds "events of row r up to t" for every query.
+        base = np.floor(min(ev_s.min(), as_of.min())) - 1
+        ev_key = (ev_row.astype(np.int64) << 32) + (np.floor(ev_s) - base).astype(np.int64)
+        q_key = (rows.astype(np.int64) << 32) + (np.floor(as_of) - base).astype(np.int64)
+        pos = np.searchsorted(ev_key, q_key, side="right")
+        last = np.maximum(pos - 1, 0)
+        has_event = pos > start
+        latest = np.where(has_event, scans["status"][last], "label_created")
+        last_s = np.where(has_event, ev_s[last], np.nan)
+    else:
+        pos = start
+        latest = np.full(len(rows), "label_created", dtype=object)
+        last_s = np.full(len(rows), np.nan)
+    n_scans = scans["cum_scans"][pos] - scans["cum_scans"][start]
+    first_scan = scans["first_scan_s"][rows]
+    scanned = np.where(first_scan <= as_of, first_scan, np.nan)
+    shipped = np.where(shipped_s <= as_of, shipped_s, np.nan)
+    return {"latest_status": latest.astype(object), "n_scans": n_scans, "last_s": last_s,
+            "handover_s": np.fmin(scanned, shipped)}
+
+
+def _rank_within(group: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """0-based rank of each masked element within its (sorted, contiguous) group."""
+    cum = np.cumsum(mask)
+    group_start = np.searchsorted(group, group, side="left")
+    before = np.where(group_start > 0, cum[np.maximum(group_start - 1, 0)], 0)
+    before = np.where(group_start > 0, before, 0)
+    return cum - before - 1
+
+
+def _category_text(values: pd.Series) -> np.ndarray:
+    """Normalised category text ('UPS ' → 'ups'; missing → 'unknown'), per distinct value."""
+    codes, uniques = pd.factorize(values.astype(object).to_numpy())
+    clean = [str(u).strip().lower() or UNKNOWN for u in uniques]
+    return np.append(np.asarray(clean, dtype=object), UNKNOWN)[codes]
+
+
+def _zones(postal: pd.Series, country: np.ndarray) -> np.ndarray:
+    """Destination timezone per row, looked up once per distinct (postal code, country)."""
+    p_codes, p_uniq = pd.factorize(postal.astype(object).to_numpy())
+    c_codes, c_uniq = pd.factorize(np.asarray(country, dtype=object))
+    p_uniq = np.append(np.asarray(p_uniq, dtype=object), None)
+    p_codes = np.where(p_codes < 0, len(p_uniq) - 1, p_codes)
+    codes, pair_ids = pd.factorize(p_codes.astype(np.int64) * len(c_uniq) + c_codes)
+    zones = np.array([zip_timezone(p_uniq[i // len(c_uniq)], c_uniq[i % len(c_uniq)])
+                      for i in pair_ids], dtype=object)
+    return zones[codes]
+
+
+def _seconds(values: pd.Series) -> np.ndarray:
+    """Aware timestamps → float seconds since the epoch (NaN for missing).
+
+    Float seconds keep microsecond precision for centuries, unlike float nanoseconds.
+    """
+    idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("us")
+    out = idx.asi8 / 1e6
+    out[idx.isna()] = np.nan
+    return out
+
+
+def _hours(delta: np.ndarray) -> np.ndarray:
+    """timedelta64 array → float hours."""
+    return delta.astype("timedelta64[us]").astype(np.int64) / 3.6e9
+
+
+def _timestamps(seconds: np.ndarray) -> pd.Series:
+    """Float epoch seconds → aware UTC timestamps (microsecond precision)."""
+    us = np.round(seconds * 1e6).astype(np.int64)
+    return pd.Series(pd.to_datetime(us, unit="us", utc=True))
+
+
+def _to_local(seconds: np.ndarray, zones: np.ndarray) -> np.ndarray:
+    """Float epoch seconds (NaN → epoch) → naive local datetime64[ns] per zone."""
+    us = np.nan_to_num(seconds * 1e6).astype(np.int64).astype("datetime64[us]")
+    return utc_to_local(us.astype("datetime64[ns]"), zones)
