@@ -9,10 +9,12 @@ from aiohttp import web
 
 from service.auth import KeyCache
 from service.clock import Clock
+from service.coalescer import IngestCoalescer
 from service.db.pool import create_pool as create_pg_pool
 from service.guard import protect
 from service.keys import (
     clock_key,
+    coalescer_key,
     key_cache_key,
     metrics_key,
     pool_key,
@@ -38,6 +40,7 @@ async def _postgres(app: web.Application) -> AsyncIterator[None]:
         async with pool.acquire() as conn:
             await ensure_current(conn)
         app[pool_key] = pool
+        app[coalescer_key] = IngestCoalescer(pool, app[clock_key])
         yield
     finally:
         await pool.close()

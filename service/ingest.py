@@ -7,35 +7,71 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 
-import orjson
+import msgspec
 
 from service.db.events import EventRow
 from service.errors import FieldError
 from service.models import TrackingEventIn
-from service.taxonomy import normalize_status, status_rank
+from service.taxonomy import CARRIERS, normalize_status, status_rank
 
 
-def dedupe_key(event: TrackingEventIn) -> bytes:
+_encode = msgspec.json.Encoder()
+_decode_event = msgspec.json.Decoder(TrackingEventIn)
+_decode_items = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def dedupe_key(event: TrackingEventIn, location_json: bytes) -> bytes:
     """The carrier's event id when it sends one; else a hash of what makes the scan unique."""
     if event.event_id:
         basis = f"id\x1f{event.carrier}\x1f{event.tracking_number}\x1f{event.event_id}"
     else:
-        location = (
-            orjson.dumps(event.location.model_dump(exclude_none=True), option=orjson.OPT_SORT_KEYS)
-            if event.location else b""
-        )
         basis = "\x1f".join((
             "scan", event.carrier, event.tracking_number, event.status,
-            event.occurred_at.astimezone(UTC).isoformat(), location.decode(),
+            event.occurred_at.astimezone(UTC).isoformat(), location_json.decode(),
         ))
     return hashlib.sha256(basis.encode()).digest()[:16]
 
 
-def to_row(event: TrackingEventIn, raw: object) -> EventRow:
+def _field_error(exc: msgspec.ValidationError, prefix: str) -> FieldError:
+    message, _, where = str(exc).partition(" - at `")
+    path = where.rstrip("`").removeprefix("$").lstrip(".")
+    if "timezone" in message:
+        message = "timestamp has no timezone; send an offset, e.g. 2026-11-02T14:30:00Z"
+    field = ".".join(p for p in (prefix, path) if p) or "body"
+    return FieldError(field, message, "invalid")
+
+
+def parse_event(raw: bytes, prefix: str = "") -> tuple[TrackingEventIn | None, list[FieldError]]:
+    """Decode and check one event from its raw JSON bytes."""
+    try:
+        event = _decode_event.decode(raw)
+    except msgspec.ValidationError as exc:
+        return None, [_field_error(exc, prefix)]
+    carrier = event.carrier.lower()
+    if carrier not in CARRIERS:
+        return None, [FieldError(
+            ".".join(p for p in (prefix, "carrier") if p),
+            f"unknown carrier {event.carrier!r}; known carriers: {', '.join(sorted(CARRIERS))}",
+            "unknown_carrier",
+        )]
+    if carrier != event.carrier:
+        event = msgspec.structs.replace(event, carrier=carrier)
+    return event, []
+
+
+def split_items(body: bytes) -> list[msgspec.Raw] | None:
+    """The raw items of a JSON array body, or None when the body is not an array."""
+    try:
+        return _decode_items.decode(body)
+    except msgspec.ValidationError:
+        return None
+
+
+def to_row(event: TrackingEventIn, raw: bytes) -> EventRow:
     status, raw_code = normalize_status(event.carrier, event.status)
-    location = event.location.model_dump(exclude_none=True) if event.location else None
+    location = _encode.encode(event.location) if event.location else b""
     return EventRow(
-        dedupe_key=dedupe_key(event),
+        dedupe_key=dedupe_key(event, location),
         carrier=event.carrier,
         tracking_number=event.tracking_number,
         carrier_event_id=event.event_id,
@@ -43,9 +79,9 @@ def to_row(event: TrackingEventIn, raw: object) -> EventRow:
         status_rank=status_rank(status),
         raw_code=event.raw_code or raw_code,
         description=event.description,
-        location=orjson.dumps(location).decode() if location else None,
+        location=location.decode() if location else None,
         occurred_at=event.occurred_at.astimezone(UTC),
-        payload=orjson.dumps(raw).decode(),
+        payload=bytes(raw).decode(),
     )
 
 

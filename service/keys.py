@@ -8,6 +8,7 @@ from arq.connections import ArqRedis
 
 from service.auth import KeyCache
 from service.clock import Clock
+from service.coalescer import IngestCoalescer
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -17,3 +18,4 @@ pool_key = web.AppKey("pool", asyncpg.Pool)
 redis_key = web.AppKey("redis", ArqRedis)
 metrics_key = web.AppKey("metrics", Metrics)
 key_cache_key = web.AppKey("key_cache", KeyCache)
+coalescer_key = web.AppKey("coalescer", IngestCoalescer)

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import orjson
 from aiohttp import web
 
@@ -45,6 +46,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400:
             raise
         return problem_response(_from_http_exception(exc, request), request)
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError) as exc:
+        log.warning("store unavailable in %s %s: %s", request.method, request.path, exc)
+        return problem_response(ProblemError(
+            503, "Service unavailable", "a data store is unreachable; nothing was written",
+            headers={"Retry-After": "5"}), request)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return problem_response(

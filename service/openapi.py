@@ -6,6 +6,7 @@ import functools
 import re
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel
 
 from service import outputs
@@ -26,8 +27,12 @@ RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {
 }
 
 
-def _schema(model: type[BaseModel], components: dict[str, Any], mode: str) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+def _schema(model: type[Any], components: dict[str, Any], mode: str) -> dict[str, Any]:
+    if isinstance(model, type) and issubclass(model, msgspec.Struct):
+        schema = msgspec.json.schema(model, ref_template="#/components/schemas/{name}")
+        components.update(schema.pop("$defs", {}))
+        return schema
+    schema = model.model_json_schema(ref_template=REF, mode=mode)
     components.update(schema.pop("$defs", {}))
     components[model.__name__] = schema
     return {"$ref": REF.format(model=model.__name__)}

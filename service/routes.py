@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+import msgspec
 from pydantic import BaseModel
 
 from service.models import OrderIn, ShipmentIn, TrackingEventIn
@@ -25,7 +26,7 @@ class Route:
     handler: Handler
     summary: str
     scope: str | None = None  # None: public
-    body: type[BaseModel] | None = None
+    body: type[BaseModel] | type[msgspec.Struct] | None = None
     batch_body: bool = False  # the body may also be {"events": [...]} or a list
     query: tuple[str, ...] = ()
     responses: dict[int, str] = field(default_factory=dict)

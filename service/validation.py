@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from service.errors import FieldError, ProblemError, validation_failed
 
@@ -29,8 +29,8 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     return errors
 
 
-async def read_json(request: web.Request) -> Any:
-    """The parsed JSON body; 415 for another media type, 400 for broken JSON, 413 if too big."""
+async def read_body(request: web.Request) -> bytes:
+    """The raw body; 415 for a non-JSON media type, 422 if empty, 413 if too big."""
     # curl's -d sends application/x-www-form-urlencoded; a JSON body under it is accepted
     # so the README's curl examples need no extra header.
     if request.content_type not in _JSON_TYPES:
@@ -39,11 +39,21 @@ async def read_json(request: web.Request) -> Any:
     body = await request.read()  # raises 413 past client_max_size
     if not body:
         raise validation_failed([FieldError("body", "request body is empty", "missing")])
+    return body
+
+
+def malformed(exc: Exception) -> ProblemError:
+    return ProblemError(400, "Malformed JSON", f"the body is not valid JSON: {exc}",
+                        type_slug="https://parcelcast.dev/problems/malformed-json")
+
+
+async def read_json(request: web.Request) -> Any:
+    """The parsed JSON body; 415 for another media type, 400 for broken JSON, 413 if too big."""
+    body = await read_body(request)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ProblemError(400, "Malformed JSON", f"the body is not valid JSON: {exc}",
-                           type_slug="https://parcelcast.dev/problems/malformed-json") from None
+        raise malformed(exc) from None
 
 
 def validate(model: type[M], data: Any, prefix: str = "") -> M:
@@ -53,24 +63,3 @@ def validate(model: type[M], data: Any, prefix: str = "") -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_failed(field_errors(exc, prefix)) from None
-
-
-def validate_items(model: type[M], items: list[Any], prefix: str
-                   ) -> tuple[list[tuple[int, M]], list[tuple[int, list[FieldError]]]]:
-    """Validate a batch item by item: the good ones, and the errors of the bad ones."""
-    adapter = TypeAdapter(list[model])  # type: ignore[valid-type]
-    try:
-        return list(enumerate(adapter.validate_python(items))), []
-    except ValidationError:
-        pass  # fall back to one at a time to tell good items from bad
-    good: list[tuple[int, M]] = []
-    bad: list[tuple[int, list[FieldError]]] = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            bad.append((index, [FieldError(f"{prefix}.{index}", "must be a JSON object", "type")]))
-            continue
-        try:
-            good.append((index, model.model_validate(item)))
-        except ValidationError as exc:
-            bad.append((index, field_errors(exc, f"{prefix}.{index}")))
-    return good, bad

@@ -91,6 +91,9 @@ FROM inserted
 """
 
 
+DEADLOCK_RETRIES = 3
+
+
 @dataclass(frozen=True)
 class IngestResult:
     accepted_keys: set[bytes]
@@ -103,6 +106,20 @@ async def ingest(
     """Store new events, update their shipments, queue refreshes; report which were new."""
     if not rows:
         return IngestResult(set(), 0)
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            return await _ingest_once(conn, rows, received_at)
+        except asyncpg.DeadlockDetectedError:
+            # Two batches updating the same shipments in another order; the statement
+            # is atomic, so running it again is safe.
+            if attempt == DEADLOCK_RETRIES - 1:
+                raise
+    raise RuntimeError("unreachable")
+
+
+async def _ingest_once(
+    conn: asyncpg.Connection, rows: Sequence[EventRow], received_at: datetime
+) -> IngestResult:
     records = await conn.fetch(
         INGEST,
         [r.dedupe_key for r in rows], [r.carrier for r in rows],

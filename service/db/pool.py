@@ -8,6 +8,17 @@ import asyncpg
 import orjson
 
 
+SERVER_SETTINGS = {
+    "timezone": "UTC",
+    "application_name": "parcelcast",
+    # JIT compiles big unnest() statements for ~100 ms and saves nothing on OLTP work.
+    "jit": "off",
+    # After five runs PostgreSQL may switch a prepared statement to a generic plan, which
+    # for the array-driven ingest statement is 4-5x slower than a custom one.
+    "plan_cache_mode": "force_custom_plan",
+}
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -21,7 +32,7 @@ async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 1
     """A pool whose connections speak JSON through orjson and run in UTC."""
     pool = await asyncpg.create_pool(
         database_url, min_size=min_size, max_size=max_size, init=_init,
-        server_settings={"timezone": "UTC", "application_name": "parcelcast"},
+        server_settings=SERVER_SETTINGS,
     )
     if pool is None:
         raise RuntimeError("asyncpg.create_pool returned no pool")
@@ -29,6 +40,6 @@ async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 1
 
 
 async def connect(database_url: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(database_url, server_settings={"timezone": "UTC"})
+    conn = await asyncpg.connect(database_url, server_settings=SERVER_SETTINGS)
     await _init(conn)
     return conn

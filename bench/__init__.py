@@ -1,0 +1,1 @@
+"""Benchmarks: each measures a figure against a raw floor taken in the same run."""
