@@ -22,7 +22,8 @@ from service.migrations import upgrade
 from service.settings import Settings, load_settings
 from tests.servers import postgres_admin_url, redis_url, with_database
 
-TABLES = ("orders", "shipments", "tracking_events", "api_keys", "work_items")
+TABLES = ("orders", "shipments", "tracking_events", "api_keys", "work_items", "eta_models",
+          "eta_model_promotions", "shipment_etas", "notifications", "opt_outs")
 START = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
 
 
