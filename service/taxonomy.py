@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from service.carrier_codes import RAW_CODES, lookup  # noqa: F401  (RAW_CODES lives there now)
+
 STATUSES: Final = (
     "label_created",
     "in_transit",
@@ -49,36 +51,10 @@ CARRIERS: Final[dict[str, str]] = {
 
 SERVICE_LEVELS: Final = ("economy", "ground", "express", "overnight")
 
-# Common raw codes per carrier. Anything not here maps to "unknown" and is kept raw.
-RAW_CODES: Final[dict[str, dict[str, str]]] = {
-    "ups": {
-        "M": "label_created", "MV": "cancelled", "P": "in_transit", "I": "in_transit",
-        "O": "out_for_delivery", "D": "delivered", "X": "exception", "RS": "returned_to_sender",
-        "DO": "in_transit", "DD": "delivery_attempted", "W": "available_for_pickup",
-    },
-    "usps": {
-        "GX": "label_created", "MA": "label_created", "OA": "in_transit", "10": "in_transit",
-        "03": "in_transit", "07": "in_transit", "OF": "out_for_delivery",
-        "01": "delivered", "02": "delivery_attempted", "04": "exception", "05": "exception",
-        "09": "returned_to_sender", "21": "exception", "53": "available_for_pickup",
-    },
-    "fedex": {
-        "OC": "label_created", "PU": "in_transit", "IT": "in_transit", "AR": "in_transit",
-        "DP": "in_transit", "OD": "out_for_delivery", "DL": "delivered", "DE": "exception",
-        "SE": "exception", "CA": "cancelled", "RS": "returned_to_sender", "HL": "available_for_pickup",
-        "DY": "exception",
-    },
-    "dhl": {
-        "pre-transit": "label_created", "transit": "in_transit", "delivered": "delivered",
-        "failure": "exception", "PU": "in_transit", "WC": "out_for_delivery", "OK": "delivered",
-        "NH": "delivery_attempted", "RT": "returned_to_sender",
-    },
-}
-
 
 def normalize_status(carrier: str, status: str) -> tuple[str, str | None]:
     """Our status for a taxonomy value or a carrier's raw code, and the raw code if one was given."""
     if status in STATUSES:
         return status, None
-    mapped = RAW_CODES.get(carrier, {}).get(status) or RAW_CODES.get(carrier, {}).get(status.upper())
+    mapped = lookup(carrier, status)
     return (mapped or "unknown"), status
