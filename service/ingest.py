@@ -14,7 +14,6 @@ from service.errors import FieldError
 from service.models import TrackingEventIn
 from service.taxonomy import CARRIERS, normalize_status, status_rank
 
-
 _encode = msgspec.json.Encoder()
 _decode_event = msgspec.json.Decoder(TrackingEventIn)
 _decode_items = msgspec.json.Decoder(list[msgspec.Raw])

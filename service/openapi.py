@@ -46,6 +46,9 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     ] + [{"name": name, "in": "query", "schema": {"type": "string"}} for name in route.query]
     if params:
         op["parameters"] = params
+    if route.form_body:
+        op["requestBody"] = {"required": True, "content": {
+            "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
     if route.body is not None:
         body = _schema(route.body, components, "validation")
         if route.batch_body:
@@ -61,7 +64,11 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     model = RESPONSE_MODELS.get((route.method, route.path))
     for status, description in route.responses.items():
         entry: dict[str, Any] = {"description": description}
-        if status < 400 and model is not None:
+        if status < 400 and route.html:
+            entry["content"] = {"text/html": {"schema": {"type": "string"}}}
+        elif status < 400 and route.form_body and status != 204:
+            entry["content"] = {"application/xml": {"schema": {"type": "string"}}}
+        elif status < 400 and model is not None:
             entry["content"] = {
                 "application/json": {"schema": _schema(model, components, "serialization")}
             }

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from aiohttp import web
 import msgspec
+from aiohttp import web
 from pydantic import BaseModel
 
 from service.models import OrderIn, ShipmentIn, TrackingEventIn
-from service.views import events, health, orders, shipments
+from service.views import events, health, messaging, orders, shipments
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -29,6 +29,8 @@ class Route:
     body: type[BaseModel] | type[msgspec.Struct] | None = None
     batch_body: bool = False  # the body may also be {"events": [...]} or a list
     query: tuple[str, ...] = ()
+    form_body: bool = False  # application/x-www-form-urlencoded, as Twilio posts
+    html: bool = False  # answers text/html
     responses: dict[int, str] = field(default_factory=dict)
 
 
@@ -56,4 +58,15 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/tracking-events", events.post_tracking_events,
           "One tracking event or a batch of up to 1,000", "events:write", TrackingEventIn,
           batch_body=True, responses={202: "counts of accepted, duplicate and rejected events"}),
+    Route("POST", "/v1/webhooks/twilio/inbound", messaging.twilio_inbound,
+          "Twilio inbound SMS: STOP/START/HELP (X-Twilio-Signature)",
+          responses={200: "TwiML", 401: "bad signature"}, form_body=True),
+    Route("POST", "/v1/webhooks/twilio/status", messaging.twilio_status,
+          "Twilio delivery status callback (X-Twilio-Signature)",
+          responses={204: "recorded", 401: "bad signature"}, form_body=True),
+    Route("GET", "/u/{token}", messaging.unsubscribe_page, "Unsubscribe confirmation page",
+          responses={200: "HTML page", 404: "invalid link"}, html=True),
+    Route("POST", "/u/{token}", messaging.unsubscribe,
+          "One-click unsubscribe (RFC 8058)", responses={200: "HTML page", 404: "invalid link"},
+          html=True),
 )

@@ -40,6 +40,36 @@ class Settings(BaseSettings):
     parcelcast_clock_anchor: float | None = None
     parcelcast_clock_speed: Annotated[float, Field(gt=0)] = 1.0
 
+    # Notifications. The default transports write to the outbox folder: nothing is sent
+    # by accident from a fresh install.
+    shop_name: str = "Parcelcast Demo Shop"
+    email_transport: Literal["outbox", "smtp"] = "outbox"
+    sms_transport: Literal["outbox", "twilio"] = "outbox"
+    email_from: str = "Parcelcast Demo Shop <orders@shop.example>"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Annotated[int, Field(gt=0, lt=65536)] = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: str = "dev-only-twilio-token"
+    twilio_from_number: str = "+15005550006"
+    # Point the official SDK at a Twilio-compatible server (the local stand-in in tests).
+    twilio_base_url: AnyUrl | None = None
+    email_per_second: Annotated[float, Field(gt=0)] = 50.0
+    sms_per_second: Annotated[float, Field(gt=0)] = 20.0
+    quiet_hours_start: Annotated[int, Field(ge=0, le=23)] = 21
+    quiet_hours_end: Annotated[int, Field(ge=0, le=23)] = 8
+    # How far (days) the ETA must move past the promise before we announce a delay.
+    delay_margin_days: Annotated[int, Field(ge=0)] = 0
+    stalled_label_business_days: Annotated[int, Field(ge=1)] = 2
+    stalled_transit_business_hours: Annotated[int, Field(ge=1)] = 48
+    send_max_attempts: Annotated[int, Field(ge=1)] = 8
+    # Real seconds a claimed send may stay unrecorded before another worker reconciles it.
+    send_lease_s: Annotated[float, Field(gt=0)] = 30.0
+    sweep_interval_s: Annotated[float, Field(gt=0)] = 60.0
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:

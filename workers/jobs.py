@@ -6,14 +6,25 @@ from typing import Any
 
 from service.db import shipments as shipments_db
 from service.db import work as work_db
+from workers.planner import plan
+from workers.send import send_notification
 
 
 async def refresh_shipment(ctx: dict[str, Any], work_item_id: int, shipment_id: str) -> bool:
-    """Recompute a shipment's derived state, then retire its work item, in one transaction."""
+    """Recompute a shipment's derived state and ETA, schedule what the customer should hear,
+    and retire the work item: one transaction."""
+    now = ctx["clock"].now()
     async with ctx["pg"].acquire() as conn, conn.transaction():
-        found = await shipments_db.rederive(conn, shipment_id, ctx["clock"].now())
+        found = await shipments_db.rederive(conn, shipment_id, now)
+        if found:
+            eta = ctx.get("eta")
+            if eta is not None:
+                await eta.refresh(conn, shipment_id, now)
+            shipment = await shipments_db.get(conn, shipment_id)
+            if shipment is not None:
+                await plan(conn, ctx["settings"], shipment, now)
         await work_db.finish(conn, work_item_id)
     return found
 
 
-FUNCTIONS = [refresh_shipment]
+FUNCTIONS = [refresh_shipment, send_notification]

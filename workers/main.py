@@ -17,6 +17,9 @@ from service.redis import arq_client, redis_settings
 from service.relay import Relay
 from service.settings import Settings
 from workers.jobs import FUNCTIONS
+from workers.notify import Renderer
+from workers.sweeps import sweep_forever
+from workers.transports import build_transports
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,8 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
     pool = await create_pool(settings.database_url, max_size=20)
     relay_redis = arq_client(settings.redis_url, settings.parcelcast_queue_name)
     relay_task: asyncio.Task[None] | None = None
+    sweep_task: asyncio.Task[None] | None = None
+    transports = build_transports(settings)
     try:
         async with pool.acquire() as conn:
             await ensure_current(conn)
@@ -56,7 +61,11 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
             relay_task = asyncio.create_task(Relay(
                 pool, relay_redis, clock, stale_after=settings.parcelcast_stale_after_s
             ).run())
-        ctx: dict[str, Any] = {"pg": pool, "clock": clock, "settings": settings}
+        if relay:
+            sweep_task = asyncio.create_task(
+                sweep_forever(pool, clock, settings.sweep_interval_s))
+        ctx: dict[str, Any] = {"pg": pool, "clock": clock, "settings": settings,
+                               "renderer": Renderer(), "transports": transports}
         while True:
             worker = build_worker(settings, dict(ctx), burst=burst)
             try:
@@ -70,9 +79,11 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
                 with contextlib.suppress(RedisError, OSError):
                     await worker.close()
     finally:
-        if relay_task is not None:
-            relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
+        for task in (relay_task, sweep_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await transports.aclose()
         await relay_redis.aclose()
         await pool.close()

@@ -49,7 +49,9 @@ WITH input AS (
     RETURNING dedupe_key, carrier, tracking_number, status, status_rank, occurred_at
 ), per_shipment AS (
     SELECT carrier, tracking_number, count(*) AS n, max(occurred_at) AS last_at,
-           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at
+           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at,
+           min(occurred_at) FILTER (WHERE status NOT IN ('label_created', 'unknown', 'cancelled'))
+               AS first_scan_at
     FROM inserted GROUP BY carrier, tracking_number
 ), best AS (
     SELECT DISTINCT ON (carrier, tracking_number) carrier, tracking_number, status,
@@ -60,6 +62,7 @@ WITH input AS (
     UPDATE shipments s SET
         event_count = s.event_count + p.n,
         last_event_at = greatest(s.last_event_at, p.last_at),
+        first_scan_at = least(s.first_scan_at, p.first_scan_at),
         status = CASE WHEN b.status IS NOT NULL
                        AND (b.status_rank, b.occurred_at)
                            > (s.status_rank, coalesce(s.status_occurred_at, '-infinity'))

@@ -7,7 +7,6 @@ from typing import Any
 import asyncpg
 import orjson
 
-
 SERVER_SETTINGS = {
     "timezone": "UTC",
     "application_name": "parcelcast",

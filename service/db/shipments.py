@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -37,7 +37,9 @@ WITH best AS (
     ORDER BY status_rank DESC, occurred_at DESC, id DESC LIMIT 1
 ), stats AS (
     SELECT count(*) AS n, max(occurred_at) AS last_at,
-           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at
+           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at,
+           min(occurred_at) FILTER (WHERE status NOT IN ('label_created', 'unknown', 'cancelled'))
+               AS first_scan_at
     FROM tracking_events WHERE carrier = $2 AND tracking_number = $3
 )
 UPDATE shipments s SET
@@ -48,6 +50,7 @@ UPDATE shipments s SET
                         THEN (SELECT delivered_at FROM stats) END,
     event_count = (SELECT n FROM stats),
     last_event_at = (SELECT last_at FROM stats),
+    first_scan_at = (SELECT first_scan_at FROM stats),
     derived_at = $4
 WHERE s.shipment_id = $1
 """
@@ -125,3 +128,35 @@ async def timeline(conn: asyncpg.Connection, carrier: str, tracking_number: str)
         carrier, tracking_number,
     )
     return [dict(r) for r in rows]
+
+
+async def last_event(conn: asyncpg.Connection, carrier: str, tracking_number: str
+                     ) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        """SELECT status, description, location, occurred_at FROM tracking_events
+           WHERE carrier = $1 AND tracking_number = $2 AND status <> 'unknown'
+           ORDER BY occurred_at DESC, id DESC LIMIT 1""", carrier, tracking_number)
+    return dict(row) if row else None
+
+
+async def set_shown_date(conn: asyncpg.Connection, shipment_id: str, shown: date | None,
+                         pending: date | None) -> None:
+    await conn.execute(
+        "UPDATE shipments SET shown_date = $2, pending_date = $3 WHERE shipment_id = $1",
+        shipment_id, shown, pending)
+
+
+async def sweep_candidates(conn: asyncpg.Connection, now: datetime, limit: int = 5000) -> list[str]:
+    """Unfinished shipments that may have stalled or missed their promise, not yet told so."""
+    rows = await conn.fetch(
+        """SELECT s.shipment_id FROM shipments s
+           WHERE s.status NOT IN ('delivered', 'returned_to_sender', 'cancelled')
+             AND ((s.promised_delivery_date IS NOT NULL
+                   AND s.promised_delivery_date < ($1::timestamptz AT TIME ZONE 'UTC')::date + 1
+                   AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.shipment_id = s.shipment_id
+                                   AND n.moment = 'missed_promise'))
+               OR (coalesce(s.last_event_at, s.label_created_at) < $1::timestamptz - interval '1 day'
+                   AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.shipment_id = s.shipment_id
+                                   AND n.moment = 'stalled')))
+           LIMIT $2""", now, limit)
+    return [r["shipment_id"] for r in rows]

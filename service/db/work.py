@@ -18,8 +18,9 @@ CHANNEL = "parcelcast_work"
 
 ADD = """
 INSERT INTO work_items (kind, subject_id, run_after, created_at)
-SELECT $1, subject_id, $3, $3 FROM unnest($2::text[]) AS subject_id
-ON CONFLICT (kind, subject_id) WHERE state = 'pending' DO NOTHING
+SELECT $1, subject_id, $4, $3 FROM unnest($2::text[]) AS subject_id
+ON CONFLICT (kind, subject_id) WHERE state = 'pending'
+    DO UPDATE SET run_after = least(work_items.run_after, EXCLUDED.run_after)
 """
 
 
@@ -38,12 +39,16 @@ class WorkItem:
 
 
 async def add(
-    conn: asyncpg.Connection, kind: str, subject_ids: Sequence[str], now: datetime
+    conn: asyncpg.Connection, kind: str, subject_ids: Sequence[str], now: datetime,
+    run_after: datetime | None = None,
 ) -> None:
-    """Queue `kind` for each subject (once while one is still pending) and wake the relay."""
+    """Queue `kind` for each subject (once while one is still pending) and wake the relay.
+
+    `run_after` (business time) defers the work; a pending item keeps the earlier time.
+    """
     if not subject_ids:
         return
-    await conn.execute(ADD, kind, list(subject_ids), now)
+    await conn.execute(ADD, kind, list(subject_ids), now, run_after or now)
     await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
 
 

@@ -13,7 +13,6 @@ from service.models import MAX_BATCH
 from service.responses import json_response
 from service.validation import malformed, read_body
 
-
 # Requests with fewer rows than this share statements with concurrent ones.
 COALESCE_BELOW = 100
 

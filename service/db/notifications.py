@@ -1,0 +1,185 @@
+"""Notifications: scheduling (at most once per moment), the send lifecycle, opt-outs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from service.db import work
+
+SEND_NOTIFICATION = "send_notification"
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    shipment_id: str
+    order_id: str
+    moment: str
+    moment_key: str
+    channel: str
+    recipient: str
+    locale: str
+    due_at: datetime
+
+
+async def rules(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    """Enabled moments and their channels."""
+    rows = await conn.fetch("SELECT moment, channels FROM notification_rules WHERE enabled")
+    return {r["moment"]: list(r["channels"]) for r in rows}
+
+
+async def set_rule(conn: asyncpg.Connection, moment: str, enabled: bool,
+                   channels: Sequence[str]) -> None:
+    await conn.execute(
+        """INSERT INTO notification_rules (moment, enabled, channels) VALUES ($1, $2, $3)
+           ON CONFLICT (moment) DO UPDATE SET enabled = $2, channels = $3""",
+        moment, enabled, list(channels))
+
+
+async def schedule(conn: asyncpg.Connection, items: Sequence[NewNotification], now: datetime
+                   ) -> list[int]:
+    """Create the notifications that do not exist yet and queue their sends; their ids."""
+    if not items:
+        return []
+    rows = await conn.fetch(
+        """INSERT INTO notifications (shipment_id, order_id, moment, moment_key, channel,
+                                      recipient, locale, due_at, created_at, updated_at)
+           SELECT *, $9::timestamptz, $9::timestamptz FROM unnest(
+               $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+               $7::text[], $8::timestamptz[])
+           ON CONFLICT (shipment_id, moment, moment_key, channel) DO NOTHING
+           RETURNING id, due_at""",
+        [i.shipment_id for i in items], [i.order_id for i in items], [i.moment for i in items],
+        [i.moment_key for i in items], [i.channel for i in items],
+        [i.recipient for i in items], [i.locale for i in items], [i.due_at for i in items], now,
+    )
+    for row in rows:
+        await work.add(conn, SEND_NOTIFICATION, [str(row["id"])], now, run_after=row["due_at"])
+    return [r["id"] for r in rows]
+
+
+async def supersede(conn: asyncpg.Connection, shipment_id: str, moments: Sequence[str],
+                    keep: Sequence[int], now: datetime) -> int:
+    """Mark still-waiting notifications of these moments as replaced by newer news."""
+    result: str = await conn.execute(
+        """UPDATE notifications SET state = 'superseded', updated_at = $4
+           WHERE shipment_id = $1 AND state = 'scheduled' AND moment = ANY($2::text[])
+             AND NOT id = ANY($3::bigint[])""",
+        shipment_id, list(moments), list(keep), now)
+    return int(result.split()[-1])
+
+
+async def claim(conn: asyncpg.Connection, notification_id: int, now: datetime,
+                lease: timedelta) -> dict[str, Any] | None:
+    """Take a due notification for sending, or one whose sender vanished mid-send.
+
+    `sending_since` is real time (the database clock): a lease is about processes, not
+    about the business clock, which may run accelerated.
+    """
+    row = await conn.fetchrow(
+        """WITH before AS (SELECT state FROM notifications WHERE id = $1 FOR UPDATE)
+           UPDATE notifications n SET
+               state = 'sending', attempts = attempts + 1, updated_at = $2,
+               sending_since = clock_timestamp()
+           WHERE id = $1 AND due_at <= $2 AND (
+                 state = 'scheduled'
+              OR (state = 'sending' AND sending_since < clock_timestamp() - $3::interval))
+           RETURNING n.*, (SELECT state FROM before) = 'sending' AS interrupted""",
+        notification_id, now, lease)
+    return dict(row) if row else None
+
+
+async def get(conn: asyncpg.Connection, notification_id: int) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM notifications WHERE id = $1", notification_id)
+    return dict(row) if row else None
+
+
+async def mark_sent(conn: asyncpg.Connection, notification_id: int, provider_id: str,
+                    subject: str | None, body: str, now: datetime) -> None:
+    await conn.execute(
+        """UPDATE notifications SET state = 'sent', provider_id = $2, subject = $3, body = $4,
+                  sent_at = $5, updated_at = $5, sending_since = NULL, last_error = NULL
+           WHERE id = $1""",
+        notification_id, provider_id, subject, body, now)
+
+
+async def mark(conn: asyncpg.Connection, notification_id: int, state: str, error: str | None,
+               now: datetime) -> None:
+    """End a notification as failed, dead or suppressed."""
+    await conn.execute(
+        """UPDATE notifications SET state = $2, last_error = $3, updated_at = $4,
+                  sending_since = NULL WHERE id = $1""",
+        notification_id, state, error, now)
+
+
+async def reschedule(conn: asyncpg.Connection, notification_id: int, due_at: datetime,
+                     error: str, now: datetime) -> None:
+    """Back to waiting after a transient failure, with a new send queued for `due_at`."""
+    await conn.execute(
+        """UPDATE notifications SET state = 'scheduled', due_at = $2, last_error = $3,
+                  updated_at = $4, sending_since = NULL WHERE id = $1""",
+        notification_id, due_at, error, now)
+    await work.add(conn, SEND_NOTIFICATION, [str(notification_id)], now, run_after=due_at)
+
+
+async def list_failed(conn: asyncpg.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT id, shipment_id, moment, channel, recipient, state, attempts, last_error,
+                  updated_at FROM notifications WHERE state IN ('dead', 'failed')
+           ORDER BY updated_at DESC LIMIT $1""", limit)
+    return [dict(r) for r in rows]
+
+
+async def retry(conn: asyncpg.Connection, notification_id: int, now: datetime) -> bool:
+    """Re-queue a dead or failed notification; False if there is no such one."""
+    found = await conn.fetchval(
+        """UPDATE notifications SET state = 'scheduled', due_at = $2, attempts = 0,
+                  updated_at = $2 WHERE id = $1 AND state IN ('dead', 'failed') RETURNING id""",
+        notification_id, now)
+    if found is None:
+        return False
+    await work.add(conn, SEND_NOTIFICATION, [str(notification_id)], now)
+    return True
+
+
+async def record_provider_status(conn: asyncpg.Connection, provider_id: str, status: str,
+                                 now: datetime) -> bool:
+    result: str = await conn.execute(
+        "UPDATE notifications SET provider_status = $2, updated_at = $3 WHERE provider_id = $1",
+        provider_id, status, now)
+    return result.endswith(" 1")
+
+
+async def opt_out(conn: asyncpg.Connection, channel: str, address: str, source: str,
+                  now: datetime) -> None:
+    """Stop a channel for an address, and drop whatever was still waiting for it."""
+    await conn.execute(
+        """INSERT INTO opt_outs (channel, address, source, created_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (channel, address) DO NOTHING""", channel, address, source, now)
+    await conn.execute(
+        """UPDATE notifications SET state = 'suppressed', last_error = 'opted out',
+                  updated_at = $3
+           WHERE channel = $1 AND recipient = $2 AND state = 'scheduled'""",
+        channel, address, now)
+
+
+async def opt_in(conn: asyncpg.Connection, channel: str, address: str) -> None:
+    await conn.execute("DELETE FROM opt_outs WHERE channel = $1 AND address = $2",
+                       channel, address)
+
+
+async def opted_out(conn: asyncpg.Connection, channel: str, address: str) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT true FROM opt_outs WHERE channel = $1 AND address = $2", channel, address))
+
+
+async def for_shipment(conn: asyncpg.Connection, shipment_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT id, moment, moment_key, channel, state, due_at, sent_at, attempts,
+                  provider_status FROM notifications WHERE shipment_id = $1 ORDER BY id""",
+        shipment_id)
+    return [dict(r) for r in rows]

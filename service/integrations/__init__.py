@@ -1,0 +1,132 @@
+"""Webhook integrations: pure mapping from each sender's payloads to our inputs.
+
+No aiohttp and no SQL here. Each adapter validates the sender's payload shape (pydantic,
+so a malformed body yields field errors with paths) and returns a WebhookBatch made of
+the same inputs the JSON API uses: OrderIn, ShipmentIn, and tracking events turned into
+rows by service.ingest.to_row, so webhooks and the API cannot disagree about a scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import msgspec
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from service.carrier_codes import carrier_slug
+from service.db.events import EventRow
+from service.errors import FieldError
+from service.ingest import to_row
+from service.models import Location, OrderIn, ShipmentIn, TrackingEventIn
+from service.taxonomy import CARRIERS
+
+
+class MappingError(Exception):
+    """The payload cannot be mapped; carries field errors for a 422 problem."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors[:5]))
+        self.errors = errors
+
+
+class Shape(BaseModel):
+    """A sender's object: unknown fields are ignored (kept in the raw body), not rejected."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+@dataclass(frozen=True)
+class CarrierEstimate:
+    """The carrier's own delivery date, as a baseline/feature; `as_of` orders competing ones."""
+
+    carrier: str
+    tracking_number: str
+    delivery_date: date
+    source: str
+    as_of: datetime | None = None
+
+
+@dataclass
+class WebhookBatch:
+    """Everything one delivery writes, in one transaction."""
+
+    orders: list[tuple[str, OrderIn]] = field(default_factory=list)
+    shipments: list[tuple[str, ShipmentIn]] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    estimates: list[CarrierEstimate] = field(default_factory=list)
+    # Set when the delivery is understood but carries nothing we store (e.g. another topic).
+    ignored: str | None = None
+
+
+def validate_shape(model: type[Shape], data: Any, prefix: str = "") -> Any:
+    """The payload as `model`, or MappingError naming each wrong field."""
+    if not isinstance(data, dict):
+        raise MappingError([FieldError(prefix or "body", "must be a JSON object", "type")])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise MappingError(shape_errors(exc, prefix)) from None
+
+
+def shape_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "timezone_aware":
+            message = "timestamp has no timezone; send an offset, e.g. 2026-11-02T14:30:00Z"
+        errors.append(FieldError(path or "body", message, err["type"]))
+    return errors
+
+
+def known_carrier(name: str | None, where: str) -> str:
+    """Our slug for a sender's courier name, or MappingError naming the field."""
+    slug = carrier_slug(name)
+    if slug is None or slug not in CARRIERS:
+        raise MappingError([FieldError(
+            where, f"unknown carrier {name!r}; known carriers: {', '.join(sorted(CARRIERS))}",
+            "unknown_carrier",
+        )])
+    return slug
+
+
+def location(city: str | None = None, region: str | None = None, postal_code: str | None = None,
+             country: str | None = None) -> Location | None:
+    """Our Location from what a sender gives; values that do not fit are left to the payload."""
+    def fit(value: str | None, limit: int) -> str | None:
+        value = value.strip() if isinstance(value, str) else None
+        return value if value and len(value) <= limit else None
+
+    country = country if isinstance(country, str) and len(country) == 2 and country.isupper() else None
+    parts = Location(city=fit(city, 200), region=fit(region, 200),
+                     postal_code=fit(postal_code, 16), country=country)
+    return parts if any((parts.city, parts.region, parts.postal_code, parts.country)) else None
+
+
+def event_id(source: str, *parts: object) -> str:
+    """A stable id for a scan the sender does not number: a hash of what identifies it."""
+    basis = orjson.dumps([str(p) if p is not None else None for p in parts])
+    return f"{source}:{hashlib.sha256(basis).hexdigest()[:32]}"
+
+
+def event_row(where: str, payload: dict[str, Any], **fields: Any) -> EventRow:
+    """Check one event like the API does (msgspec constraints) and make its stored row.
+
+    `payload` (the sender's own object, plus our notes) becomes the stored payload.
+    """
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if isinstance(fields.get("raw_code"), str):
+        fields["raw_code"] = fields["raw_code"][:64]
+    if isinstance(fields.get("description"), str):
+        fields["description"] = fields["description"][:1000] or None
+    try:
+        event = msgspec.convert(fields, TrackingEventIn)
+    except msgspec.ValidationError as exc:
+        message, _, at = str(exc).partition(" - at `")
+        path = at.rstrip("`").removeprefix("$").lstrip(".")
+        raise MappingError([FieldError(f"{where}.{path}" if path else where, message)]) from None
+    return to_row(event, orjson.dumps(payload))

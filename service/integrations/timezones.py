@@ -1,0 +1,188 @@
+"""Resolving carrier times sent without an offset: which zone was the scan in?
+
+EasyPost and AfterShip pass some carriers' local times through unchanged. A local time is
+only an instant once we know the zone, and we never guess silently: every resolution says
+what it was based on, and the adapters store that beside the event.
+
+Order of evidence: a US ZIP (the zipcodes package carries each ZIP's zone, else its
+state's); a country whose zones all agree at that moment; a US/Canadian/Australian state
+or province; a city that names an IANA zone; the shipment's origin; finally UTC, which is
+what EasyPost itself assumes when it has no location.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from functools import lru_cache
+from zoneinfo import ZoneInfo, available_timezones
+
+import zipcodes
+from babel.core import get_global
+
+# The zone most of each state's or province's people live in.
+REGION_ZONES: dict[str, dict[str, str]] = {
+    "US": {
+        "AL": "America/Chicago", "AK": "America/Anchorage", "AZ": "America/Phoenix",
+        "AR": "America/Chicago", "CA": "America/Los_Angeles", "CO": "America/Denver",
+        "CT": "America/New_York", "DE": "America/New_York", "DC": "America/New_York",
+        "FL": "America/New_York", "GA": "America/New_York", "HI": "Pacific/Honolulu",
+        "ID": "America/Boise", "IL": "America/Chicago", "IN": "America/Indiana/Indianapolis",
+        "IA": "America/Chicago", "KS": "America/Chicago", "KY": "America/New_York",
+        "LA": "America/Chicago", "ME": "America/New_York", "MD": "America/New_York",
+        "MA": "America/New_York", "MI": "America/Detroit", "MN": "America/Chicago",
+        "MS": "America/Chicago", "MO": "America/Chicago", "MT": "America/Denver",
+        "NE": "America/Chicago", "NV": "America/Los_Angeles", "NH": "America/New_York",
+        "NJ": "America/New_York", "NM": "America/Denver", "NY": "America/New_York",
+        "NC": "America/New_York", "ND": "America/Chicago", "OH": "America/New_York",
+        "OK": "America/Chicago", "OR": "America/Los_Angeles", "PA": "America/New_York",
+        "RI": "America/New_York", "SC": "America/New_York", "SD": "America/Chicago",
+        "TN": "America/Chicago", "TX": "America/Chicago", "UT": "America/Denver",
+        "VT": "America/New_York", "VA": "America/New_York", "WA": "America/Los_Angeles",
+        "WV": "America/New_York", "WI": "America/Chicago", "WY": "America/Denver",
+        "PR": "America/Puerto_Rico", "GU": "Pacific/Guam", "VI": "America/St_Thomas",
+    },
+    "CA": {
+        "AB": "America/Edmonton", "BC": "America/Vancouver", "MB": "America/Winnipeg",
+        "NB": "America/Moncton", "NL": "America/St_Johns", "NS": "America/Halifax",
+        "NT": "America/Yellowknife", "NU": "America/Iqaluit", "ON": "America/Toronto",
+        "PE": "America/Halifax", "QC": "America/Toronto", "SK": "America/Regina",
+        "YT": "America/Whitehorse",
+    },
+    "AU": {
+        "ACT": "Australia/Sydney", "NSW": "Australia/Sydney", "NT": "Australia/Darwin",
+        "QLD": "Australia/Brisbane", "SA": "Australia/Adelaide", "TAS": "Australia/Hobart",
+        "VIC": "Australia/Melbourne", "WA": "Australia/Perth",
+    },
+}
+_ZIP5 = re.compile(r"^(\d{5})(?:-?\d{4})?$")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """An aware instant and how its zone was found ("offset" when the sender gave one)."""
+
+    at: datetime
+    zone: str | None
+    basis: str  # offset | zip | country | region | city | origin | utc_default
+    date_only: bool = False
+
+    @property
+    def inferred(self) -> bool:
+        return self.basis != "offset"
+
+    def note(self) -> dict[str, object]:
+        """What goes into the stored payload so the inference can be audited and redone."""
+        note: dict[str, object] = {"inferred": self.inferred, "basis": self.basis,
+                                   "zone": self.zone}
+        if self.date_only:
+            note["date_only"] = True
+        return note
+
+
+def country_code(value: str | None) -> str | None:
+    """ISO 3166 alpha-2 for an alpha-2 or alpha-3 code ("USA" -> "US"), else None."""
+    if not value:
+        return None
+    code = value.strip().upper()
+    if len(code) == 2 and code.isalpha():
+        return code
+    if len(code) == 3 and code.isalpha():
+        aliases = get_global("territory_aliases").get(code)
+        if aliases:
+            return str(aliases[0])
+    return None
+
+
+@lru_cache(maxsize=4096)
+def zip_zone(postal_code: str) -> str | None:
+    """The zone of a US ZIP (5 or ZIP+4), from its own record, else from its state."""
+    match = _ZIP5.match(postal_code.strip())
+    if not match:
+        return None
+    try:
+        records = zipcodes.matching(match.group(1))
+    except (TypeError, ValueError):
+        return None
+    for record in records:
+        if record.get("timezone"):
+            return str(record["timezone"])
+        state = record.get("state")
+        if state and state in REGION_ZONES["US"]:
+            return REGION_ZONES["US"][state]
+    return None
+
+
+@lru_cache(maxsize=1)
+def _city_zones() -> dict[str, str]:
+    zones: dict[str, str] = {}
+    for name in sorted(available_timezones()):
+        if "/" in name and not name.startswith(("Etc/", "SystemV/", "US/")):
+            zones.setdefault(name.rsplit("/", 1)[1].replace("_", " ").lower(), name)
+    return zones
+
+
+def _country_zone(country: str, local: datetime) -> str | None:
+    """The country's zone when all of its zones give the same offset at this local time."""
+    zones = get_global("territory_zones").get(country) or []
+    if not zones:
+        return None
+    offsets = {local.replace(tzinfo=ZoneInfo(zone)).utcoffset() for zone in zones}
+    return str(zones[0]) if len(offsets) == 1 else None
+
+
+def location_zone(local: datetime, postal_code: str | None = None, country: str | None = None,
+                  region: str | None = None, city: str | None = None) -> tuple[str, str] | None:
+    """(zone, basis) from what a scan's location says, or None when it says too little."""
+    country = country_code(country)
+    if postal_code and country in (None, "US"):
+        zone = zip_zone(postal_code)
+        if zone:
+            return zone, "zip"
+    if country:
+        zone = _country_zone(country, local)
+        if zone:
+            return zone, "country"
+    if region:
+        for candidate in ([country] if country else ["US", "CA", "AU"]):
+            zone = REGION_ZONES.get(candidate, {}).get(region.strip().upper())
+            if zone:
+                return zone, "region"
+    if city:
+        zone = _city_zones().get(city.strip().lower())
+        if zone:
+            return zone, "city"
+    return None
+
+
+def parse_carrier_time(value: str) -> tuple[datetime, bool]:
+    """(datetime, date_only) from an ISO 8601 date or date-time, with or without offset."""
+    text = value.strip()
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), time()), True
+    return datetime.fromisoformat(text), False
+
+
+def resolve(value: str, postal_code: str | None = None, country: str | None = None,
+            region: str | None = None, city: str | None = None,
+            fallback_zone: str | None = None) -> Resolved:
+    """An aware instant for a carrier time string; raises ValueError if it is not ISO 8601."""
+    parsed, date_only = parse_carrier_time(value)
+    if parsed.tzinfo is not None:
+        return Resolved(parsed.astimezone(UTC), None, "offset", date_only)
+    found = location_zone(parsed, postal_code, country, region, city)
+    if found is None and fallback_zone:
+        found = (fallback_zone, "origin")
+    if found is None:
+        return Resolved(parsed.replace(tzinfo=UTC), "UTC", "utc_default", date_only)
+    zone, basis = found
+    return Resolved(parsed.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC), zone, basis, date_only)
+
+
+def address_zone(postal_code: str | None, country: str | None, region: str | None = None,
+                 at: datetime | None = None) -> str | None:
+    """A best-effort zone for an address (a customer's, a shipment origin), or None."""
+    local = at.replace(tzinfo=None) if at else datetime(2026, 1, 15, 12)
+    found = location_zone(local, postal_code, country, region)
+    return found[0] if found else None

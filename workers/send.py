@@ -1,0 +1,157 @@
+"""The send job: one notification, at most once, surviving provider outages and crashes.
+
+1. Claim (committed): scheduled -> sending, or take over a send whose worker died
+   (`sending` older than the lease). Consent and opt-outs are checked here, at send time.
+2. Render and hand to the provider, outside any transaction.
+3. Record the outcome (committed): sent; or back to scheduled with a backoff on a
+   transient failure (dead after `send_max_attempts`); or failed on a permanent one
+   (Twilio 21610 also records the opt-out).
+
+A worker killed between 2 and 3 leaves the row `sending`. The next attempt asks the
+provider whether the message went out (the outbox can tell; Twilio can be listed by
+recipient and time); SMTP gives no way to know, so e-mail is re-sent with the same
+Message-ID: at-least-once within that window of milliseconds, which mail clients
+collapse by Message-ID. See tests/test_send.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+from typing import Any
+
+from service.db import notifications as notifications_db
+from service.db import orders as orders_db
+from service.db import shipments as shipments_db
+from service.db import work as work_db
+from service.settings import Settings
+from workers.message_context import render_context
+from workers.notify import Renderer, RenderError
+from workers.notify.email_message import build_email
+from workers.senders.errors import PermanentSendError, SendResult, TransientSendError
+from workers.senders.messages import SmsMessage
+from workers.transports import Transports
+
+log = logging.getLogger(__name__)
+
+# Seconds of business time before each retry; jittered so a recovered provider is not
+# hit by every deferred message at the same instant.
+RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200)
+
+
+def backoff(attempt: int, retry_after: float | None) -> timedelta:
+    base = RETRY_SCHEDULE[min(attempt, len(RETRY_SCHEDULE)) - 1]
+    jittered = base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+    return timedelta(seconds=max(jittered, retry_after or 0))
+
+
+async def send_notification(ctx: dict[str, Any], work_item_id: int, notification_id: str) -> str:
+    settings: Settings = ctx["settings"]
+    nid = int(notification_id)
+    now = ctx["clock"].now()
+    lease = timedelta(seconds=settings.send_lease_s)
+    async with ctx["pg"].acquire() as conn, conn.transaction():
+        row = await notifications_db.claim(conn, nid, now, lease)
+        if row is None:
+            current = await notifications_db.get(conn, nid)
+            if current is not None and current["state"] == "scheduled":
+                # Not due yet (a newer schedule moved it): queue it for then.
+                await work_db.add(conn, notifications_db.SEND_NOTIFICATION, [notification_id],
+                                  now, run_after=current["due_at"])
+            if current is None or current["state"] != "sending":
+                await work_db.finish(conn, work_item_id)
+            # else another worker holds a live lease; the relay hands this item over again.
+            return "skipped"
+        order = await orders_db.get(conn, row["order_id"])
+        shipment = await shipments_db.get(conn, row["shipment_id"])
+        reason = await _refusal(conn, row, order)
+        if reason is not None or shipment is None:
+            await notifications_db.mark(conn, nid, "suppressed", reason or "no shipment", now)
+            await work_db.finish(conn, work_item_id)
+            return "suppressed"
+        last_event = await shipments_db.last_event(conn, shipment["carrier"],
+                                                   shipment["tracking_number"])
+    transports: Transports = ctx["transports"]
+    try:
+        message, subject, body = _compose(ctx["renderer"], settings, row, order, shipment,
+                                          last_event, now)
+        result = None
+        if row["interrupted"]:
+            result = await _already_sent(transports, row, message)
+        if result is None:
+            result = await (transports.sms.send(message) if row["channel"] == "sms"
+                            else transports.email.send(message))
+    except TransientSendError as exc:
+        return await _transient(ctx, work_item_id, row, str(exc), exc.retry_after)
+    except (PermanentSendError, RenderError) as exc:
+        async with ctx["pg"].acquire() as conn, conn.transaction():
+            await notifications_db.mark(conn, nid, "failed", str(exc), ctx["clock"].now())
+            if isinstance(exc, PermanentSendError) and exc.is_opt_out:
+                await notifications_db.opt_out(conn, row["channel"], row["recipient"],
+                                               "provider", ctx["clock"].now())
+            await work_db.finish(conn, work_item_id)
+        return "failed"
+    async with ctx["pg"].acquire() as conn, conn.transaction():
+        await notifications_db.mark_sent(conn, nid, result.provider_id, subject, body,
+                                         ctx["clock"].now())
+        await work_db.finish(conn, work_item_id)
+    return "sent"
+
+
+async def _refusal(conn: Any, row: dict[str, Any], order: dict[str, Any] | None) -> str | None:
+    if order is None:
+        return "no order"
+    consent = order["sms_consent"] if row["channel"] == "sms" else order["email_consent"]
+    if not consent:
+        return "no consent"
+    if await notifications_db.opted_out(conn, row["channel"], row["recipient"]):
+        return "opted out"
+    return None
+
+
+def _compose(renderer: Renderer, settings: Settings, row: dict[str, Any],
+             order: dict[str, Any] | None, shipment: dict[str, Any],
+             last_event: dict[str, Any] | None, now: Any) -> tuple[Any, str | None, str]:
+    context = render_context(settings, row, order, shipment, last_event)
+    notification_id = f"n{row['id']}"
+    if row["channel"] == "sms":
+        sms = renderer.render_sms(row["moment"], row["locale"], context)
+        callback = f"{str(settings.public_base_url).rstrip('/')}/v1/webhooks/twilio/status"
+        return SmsMessage(notification_id, row["recipient"], sms.body, callback), None, sms.body
+    email = renderer.render_email(row["moment"], row["locale"], context)
+    domain = settings.public_base_url.host or "parcelcast.local"
+    message = build_email(
+        email, notification_id=notification_id, from_addr=settings.email_from,
+        to_addr=row["recipient"], unsubscribe_url=context["unsubscribe_url"], now=now,
+        message_id_domain=domain,
+    )
+    return message, email.subject, email.text
+
+
+async def _already_sent(transports: Transports, row: dict[str, Any], message: Any
+                        ) -> SendResult | None:
+    """Ask the provider whether an interrupted send went out (when it can tell)."""
+    sender = transports.sms if row["channel"] == "sms" else transports.email
+    lookup = getattr(sender, "lookup", None)
+    if lookup is None:
+        return None
+    found: SendResult | None = await lookup(message, row["sending_since"])
+    return found
+
+
+async def _transient(ctx: dict[str, Any], work_item_id: int, row: dict[str, Any], error: str,
+                     retry_after: float | None) -> str:
+    settings: Settings = ctx["settings"]
+    now = ctx["clock"].now()
+    async with ctx["pg"].acquire() as conn, conn.transaction():
+        if row["attempts"] >= settings.send_max_attempts:
+            await notifications_db.mark(conn, row["id"], "dead", error, now)
+            outcome = "dead"
+        else:
+            due = now + backoff(row["attempts"], retry_after)
+            await notifications_db.reschedule(conn, row["id"], due, error, now)
+            outcome = "retrying"
+        await work_db.finish(conn, work_item_id)
+    log.info("notification %s: %s (%s)", row["id"], outcome, error)
+    return outcome

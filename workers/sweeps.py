@@ -1,0 +1,38 @@
+"""The periodic sweep: shipments that went quiet or passed their promise get a refresh.
+
+The refresh job's planner decides whether "stalled" or "missed promise" applies; the
+sweep only finds candidates. One worker sweeps at a time (an advisory lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from service.clock import Clock
+from service.db import shipments as shipments_db
+from service.db import work as work_db
+
+log = logging.getLogger(__name__)
+SWEEP_LOCK = 0x5045_4550  # arbitrary, fixed advisory-lock key
+
+
+async def sweep_once(pool: asyncpg.Pool, clock: Clock) -> int:
+    now = clock.now()
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK):
+            return 0
+        candidates = await shipments_db.sweep_candidates(conn, now)
+        await work_db.add(conn, work_db.REFRESH_SHIPMENT, candidates, now)
+    return len(candidates)
+
+
+async def sweep_forever(pool: asyncpg.Pool, clock: Clock, interval: float) -> None:
+    while True:
+        try:
+            await sweep_once(pool, clock)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("sweep failed (%s); trying again next interval", exc)
+        await asyncio.sleep(interval)
