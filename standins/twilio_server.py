@@ -81,7 +81,7 @@ class TwilioState:
 
 STATE = web.AppKey("twilio_state", TwilioState)
 CALLBACK_SESSION = web.AppKey("twilio_callback_session", aiohttp.ClientSession)
-CALLBACK_TASKS = web.AppKey("twilio_callback_tasks", set)
+CALLBACK_TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("twilio_callback_tasks")
 
 
 def _error(code: int, status: int, headers: dict[str, str] | None = None,
@@ -225,7 +225,8 @@ async def reset(request: web.Request) -> web.Response:
 async def _callback_ctx(app: web.Application) -> Any:
     app[CALLBACK_SESSION] = aiohttp.ClientSession()
     yield
-    for task in list(app[CALLBACK_TASKS]):
+    pending: set[asyncio.Task[None]] = app[CALLBACK_TASKS]
+    for task in list(pending):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -237,7 +238,8 @@ def create_app(account_sid: str = DEFAULT_ACCOUNT_SID, auth_token: str = DEFAULT
     """The stand-in app; does no I/O until started."""
     app = web.Application()
     app[STATE] = TwilioState(account_sid, auth_token, clock or SystemClock())
-    app[CALLBACK_TASKS] = set()
+    tasks: set[asyncio.Task[None]] = set()
+    app[CALLBACK_TASKS] = tasks
     app.cleanup_ctx.append(_callback_ctx)
     app.router.add_post("/2010-04-01/Accounts/{account_sid}/Messages.json", create_message)
     app.router.add_get("/_messages", list_messages)

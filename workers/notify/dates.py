@@ -87,29 +87,31 @@ class LocalFormatter:
         local = self._local(value)
         return local.date() if isinstance(local, datetime) else local
 
-    def date(self, value: date | datetime, style: Style = "long") -> str:
+    def day(self, value: date | datetime, style: Style = "long") -> str:
         """The calendar day `value` falls on for the customer."""
         return _format_day(self.locale, self._day(value), style)
 
-    def time(self, value: datetime) -> str:
+    def time_of_day(self, value: datetime) -> str:
         """The customer's wall-clock time, e.g. 7:00 PM or 19:00."""
         local = self._local(value)
         if not isinstance(local, datetime):
             raise TypeError("time_local needs a datetime, not a date")
         return format_time(local.timetz(), "short", locale=self.locale)
 
-    def datetime(self, value: datetime, style: Style = "long") -> str:
+    def day_and_time(self, value: datetime, style: Style = "long") -> str:
         """Day and time joined the way the locale joins them ("{1}, {0}" in English)."""
-        pattern = get_datetime_format("short" if style == "short" else "long", locale=self.locale)
-        return pattern.replace("{1}", self.date(value, style)).replace("{0}", self.time(value))
+        pattern = str(get_datetime_format("short" if style == "short" else "long",
+                                          locale=self.locale))
+        return pattern.replace("{1}", self.day(value, style)).replace("{0}",
+                                                                      self.time_of_day(value))
 
-    def date_range(self, start: date | datetime, end: date | datetime | None,
-                   style: Style = "long") -> str:
+    def days(self, start: date | datetime, end: date | datetime | None,
+             style: Style = "long") -> str:
         """A delivery window as days; a window inside one day collapses to that day."""
         first = self._day(start)
         last = self._day(end) if end is not None else first
         if last <= first:
-            return self.date(first, style)
+            return self.day(first, style)
         return _format_days(self.locale, first, last, style)
 
 
@@ -123,26 +125,26 @@ def _formatter(ctx: Context) -> LocalFormatter:
 @pass_context
 def date_local(ctx: Context, value: date | datetime, style: Style = "long") -> str:
     """Jinja filter: `{{ when|date_local }}` / `{{ when|date_local('short') }}`."""
-    return _formatter(ctx).date(value, style)
+    return _formatter(ctx).day(value, style)
 
 
 @pass_context
 def time_local(ctx: Context, value: datetime) -> str:
     """Jinja filter: `{{ when|time_local }}`."""
-    return _formatter(ctx).time(value)
+    return _formatter(ctx).time_of_day(value)
 
 
 @pass_context
 def datetime_local(ctx: Context, value: datetime, style: Style = "long") -> str:
     """Jinja filter: `{{ when|datetime_local }}`."""
-    return _formatter(ctx).datetime(value, style)
+    return _formatter(ctx).day_and_time(value, style)
 
 
 @pass_context
 def date_range(ctx: Context, start: date | datetime, end: date | datetime | None = None,
                style: Style = "long") -> str:
     """Jinja filter: `{{ eta_earliest|date_range(eta_latest) }}`."""
-    return _formatter(ctx).date_range(start, end, style)
+    return _formatter(ctx).days(start, end, style)
 
 
 FILTERS: dict[str, Any] = {

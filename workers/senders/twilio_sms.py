@@ -49,7 +49,7 @@ def _parse_retry_after(value: str | None) -> float | None:
         return None  # an HTTP-date form: we let the retry schedule decide
 
 
-class _RetryAfterHttpClient(AsyncTwilioHttpClient):
+class _RetryAfterHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     """The SDK's aiohttp client, remembering Retry-After for the error mapping.
 
     It also sends the basic-auth header itself: the SDK builds an `aiohttp.BasicAuth`,
@@ -59,7 +59,8 @@ class _RetryAfterHttpClient(AsyncTwilioHttpClient):
     async def request(self, method: str, url: str, params: dict[str, object] | None = None,
                       data: dict[str, object] | None = None,
                       headers: dict[str, str] | None = None,
-                      auth: tuple[str, str] | None = None, timeout: float | None = None,
+                      auth: tuple[str, str] | None = None,
+                      timeout: float | None = None,  # noqa: ASYNC109 - the SDK's signature
                       allow_redirects: bool = False) -> Response:
         headers = dict(headers or {})
         if auth is not None:
