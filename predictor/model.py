@@ -1,0 +1,230 @@
+"""EtaModel: one XGBoost multi-quantile booster plus everything needed to use it.
+
+The artefact carries the booster, the ordered feature names, the integer codes of every
+categorical feature, the conformal offsets and the training metadata, serialised
+together (:meth:`EtaModel.to_bytes`): a model can never be served with the wrong
+encoding. Predictions are hours remaining until delivery at p10 / p50 / p90.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from predictor.features import CATEGORICAL, FEATURES
+
+QUANTILES = (0.1, 0.5, 0.9)
+_MAGIC = b"PCETA\x01"
+_CARRIER_NAMES = {"ups": "UPS", "usps": "USPS", "fedex": "FedEx", "dhl": "DHL",
+                  "ontrac": "OnTrac", "unknown": "the carrier"}
+
+
+@dataclass
+class EtaModel:
+    """A trained ETA model: booster + feature names + encodings + calibration + metadata."""
+
+    booster: xgb.Booster
+    feature_names: list[str]
+    categories: dict[str, list[str]]
+    # Conformal (CQR) offsets in hours: p10 moves down by ``lower``, p90 up by ``upper``;
+    # optional ``lower_<g>``/``upper_<g>`` per scan group g = min(n_scans, 2).
+    conformal: dict[str, float] = field(default_factory=lambda: {"lower": 0.0, "upper": 0.0})
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        """The model's version string (from its metadata)."""
+        return str(self.metadata.get("version", "unversioned"))
+
+    def encode(self, X: pd.DataFrame) -> np.ndarray:
+        """Feature table → float32 matrix in training column order (unknown category = NaN)."""
+        out = np.empty((len(X), len(self.feature_names)), dtype=np.float32)
+        for j, name in enumerate(self.feature_names):
+            col = X[name]
+            if name in self.categories:
+                codes = pd.Categorical(col, categories=self.categories[name]).codes
+                out[:, j] = np.where(codes < 0, np.nan, codes)
+            else:
+                out[:, j] = col.to_numpy(dtype=np.float32, na_value=np.nan)
+        return out
+
+    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated booster output (n, 3), via the fast ``inplace_predict`` path."""
+        if len(X) == 0:
+            return np.empty((0, len(QUANTILES)))
+        raw = self.booster.inplace_predict(self.encode(X))
+        return np.asarray(raw, dtype=float).reshape(len(X), len(QUANTILES))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Hours remaining until delivery, (n, 3) = p10, p50, p90 (calibrated, ordered)."""
+        n_scans = X["n_scans"].to_numpy(float) if "n_scans" in X.columns else None
+        return self.calibrate(self.predict_raw(X), n_scans)
+
+    def calibrate(self, raw: np.ndarray, n_scans: np.ndarray | None = None) -> np.ndarray:
+        """Apply the conformal offsets (per scan group when fitted), sort so quantiles
+        never cross, and clip at zero hours."""
+        out = raw.copy()
+        lower = np.full(len(out), self.conformal["lower"])
+        upper = np.full(len(out), self.conformal["upper"])
+        if n_scans is not None:
+            group = np.minimum(np.nan_to_num(n_scans), 2).astype(int)
+            for g in range(3):
+                if f"lower_{g}" in self.conformal:
+                    lower[group == g] = self.conformal[f"lower_{g}"]
+                    upper[group == g] = self.conformal[f"upper_{g}"]
+        out[:, 0] -= lower
+        out[:, 2] += upper
+        out.sort(axis=1)
+        return np.clip(out, 0.0, None)
+
+    def predict_frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`predict` as a DataFrame: eta_p10_hours, eta_p50_hours, eta_p90_hours."""
+        p = self.predict(X)
+        return pd.DataFrame({"eta_p10_hours": p[:, 0], "eta_p50_hours": p[:, 1],
+                             "eta_p90_hours": p[:, 2]}, index=X.index)
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """SHAP contributions (hours) of each feature to the p50 output, (n, features)."""
+        dm = xgb.DMatrix(self.encode(X), feature_names=self.feature_names,
+                         feature_types=self._feature_types(), enable_categorical=True)
+        contrib = self.booster.predict(dm, pred_contribs=True)
+        # Multi-quantile boosters return (n, outputs, features + bias); keep the median.
+        return np.asarray(contrib)[:, QUANTILES.index(0.5), :-1]
+
+    def explain(self, X: pd.DataFrame, top: int = 3) -> list[list[tuple[str, float]]]:
+        """Top reasons per row as (sentence, hours added to the median ETA)."""
+        contrib = self.contributions(X)
+        reasons: list[list[tuple[str, float]]] = []
+        for i in range(len(X)):
+            row = X.iloc[i]
+            order = np.argsort(-np.abs(contrib[i]))[:top]
+            reasons.append([(describe(self.feature_names[j], float(contrib[i, j]), row),
+                             round(float(contrib[i, j]), 2)) for j in order])
+        return reasons
+
+    def prob_late(self, X: pd.DataFrame, promised_hours: Sequence[float] | np.ndarray
+                  ) -> np.ndarray:
+        """Probability that delivery comes later than ``promised_hours`` from as-of.
+
+        Approximation: the delivery-time CDF is piecewise linear through (p10, 0.1),
+        (p50, 0.5), (p90, 0.9), with exponential tails beyond p10 and p90 whose rate
+        matches the slope of the neighbouring segment (so the CDF is continuous and
+        never reaches exactly 0 or 1).
+        """
+        return late_probability(self.predict(X), np.asarray(promised_hours, dtype=float))
+
+    def to_bytes(self) -> bytes:
+        """One artefact: magic, JSON header length, JSON header, booster UBJSON bytes."""
+        header = json.dumps({"feature_names": self.feature_names,
+                             "categories": self.categories, "conformal": self.conformal,
+                             "metadata": self.metadata}, default=str).encode()
+        return _MAGIC + struct.pack("<Q", len(header)) + header + bytes(
+            self.booster.save_raw("ubj"))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EtaModel:
+        """Inverse of :meth:`to_bytes` (no pickle: JSON + XGBoost's own format)."""
+        if not data.startswith(_MAGIC):
+            raise ValueError("not a Parcelcast ETA model artefact")
+        offset = len(_MAGIC)
+        (length,) = struct.unpack_from("<Q", data, offset)
+        header = json.loads(data[offset + 8: offset + 8 + length])
+        booster = xgb.Booster()
+        booster.load_model(bytearray(data[offset + 8 + length:]))
+        return cls(booster=booster, feature_names=list(header["feature_names"]),
+                   categories={k: list(v) for k, v in header["categories"].items()},
+                   conformal={k: float(v) for k, v in header["conformal"].items()},
+                   metadata=dict(header["metadata"]))
+
+    def _feature_types(self) -> list[str]:
+        return ["c" if f in self.categories else "q" for f in self.feature_names]
+
+
+def category_codes(X: pd.DataFrame) -> dict[str, list[str]]:
+    """Stable category lists (sorted) for the categorical features of a training table."""
+    return {c: sorted(map(str, pd.unique(X[c].astype(str)))) for c in CATEGORICAL
+            if c in X.columns}
+
+
+def feature_types(feature_names: Sequence[str]) -> list[str]:
+    """XGBoost feature types ('c' categorical, 'q' numeric) for ``feature_names``."""
+    return ["c" if f in CATEGORICAL else "q" for f in feature_names]
+
+
+def default_feature_names() -> list[str]:
+    """Feature order used for new models."""
+    return list(FEATURES)
+
+
+def late_probability(quantiles: np.ndarray, promised_hours: np.ndarray) -> np.ndarray:
+    """P(delivery > promised_hours) from (p10, p50, p90) rows; see EtaModel.prob_late."""
+    p10, p50, p90 = (quantiles[:, k] for k in range(3))
+    h = np.broadcast_to(promised_hours, p50.shape).astype(float)
+    lo_w = np.maximum(p50 - p10, 1e-6)
+    hi_w = np.maximum(p90 - p50, 1e-6)
+    cdf = np.where(h < p50, 0.1 + 0.4 * (h - p10) / lo_w, 0.5 + 0.4 * (h - p50) / hi_w)
+    below = 0.1 * np.exp(np.minimum(4.0 * (h - p10) / lo_w, 0.0))
+    above = 1.0 - 0.1 * np.exp(-np.maximum(4.0 * (h - p90) / hi_w, 0.0))
+    cdf = np.where(h < p10, below, np.where(h > p90, above, cdf))
+    return np.clip(1.0 - cdf, 0.0, 1.0)
+
+
+def describe(feature: str, hours: float, row: Mapping[str, Any] | pd.Series) -> str:
+    """Turn one feature contribution into a sentence a support agent can read out."""
+    slower = hours > 0
+    carrier = _CARRIER_NAMES.get(str(row.get("carrier", "unknown")), str(row.get("carrier")))
+    service = str(row.get("service_level", "unknown"))
+    product = carrier if service == "unknown" else f"{carrier} {service.title()}"
+    state = str(row.get("destination_state", "unknown"))
+    where = "this destination" if state == "unknown" else state
+    status = str(row.get("latest_status", "unknown")).replace("_", " ")
+    more, less = ("adds time", "saves time")
+    texts: dict[str, str] = {
+        "carrier": f"{product} {'runs slower' if slower else 'runs faster'} than average",
+        "service_level": f"the {service} service is {'slower' if slower else 'faster'}",
+        "lane": f"{product} {'runs slower' if slower else 'runs faster'} on this lane",
+        "destination_state": f"deliveries to {where} {more if slower else less}",
+        "latest_status": f"latest scan '{status}' {'means more' if slower else 'means less'}"
+                         " time to go",
+        "distance_km": f"{'a long' if slower else 'a short'} distance to travel",
+        "promised_lead_bdays": f"the carrier's standard for this route is "
+                               f"{'long' if slower else 'short'}",
+        "promise_remaining_bdays": f"{'several' if slower else 'few'} business days left "
+                                   "before the promised date",
+        "hours_to_promise": f"the promised date is {'still far' if slower else 'close'}",
+        "weekday": f"the day of the week {more if slower else less} (no Sunday deliveries)",
+        "local_hour": f"the time of day {more if slower else less}",
+        "holidays_next_7d": f"a public holiday this week {more if slower else less}",
+        "peak_season": f"peak season {'slows the networks' if slower else 'is not a factor'}",
+        "days_into_peak": f"{'deep into' if slower else 'early in'} the holiday peak",
+        "hours_since_label": f"time since the label was created {more if slower else less}",
+        "hours_since_handover": f"time already in transit {more if slower else less}",
+        "bdays_since_handover": f"business days already in transit "
+                                f"{more if slower else less}",
+        "n_scans": f"{'few' if slower else 'many'} scans so far",
+        "hours_since_last_scan": f"{'no' if slower else 'a recent'} scan lately",
+        "lane_transit_median_7d": f"{product} deliveries on this lane were "
+                                  f"{'slow' if slower else 'fast'} this week",
+        "lane_transit_median_14d": f"{product} deliveries on this lane were "
+                                   f"{'slow' if slower else 'fast'} in the last two weeks",
+        "lane_deliveries_14d": f"{'little' if slower else 'plenty of'} recent history on "
+                               "this lane",
+        "carrier_transit_median_7d": f"{product} has been {'slow' if slower else 'fast'} "
+                                     "this week",
+        "carrier_transit_median_14d": f"{product} has been {'slow' if slower else 'fast'} "
+                                      "in the last two weeks",
+        "state_transit_median_7d": f"deliveries to {where} were "
+                                   f"{'slow' if slower else 'fast'} this week",
+    }
+    text = texts.get(feature, f"{feature.replace('_', ' ')} {more if slower else less}")
+    if math.isnan(hours):
+        return text
+    return text[0].upper() + text[1:]
