@@ -48,7 +48,8 @@ class Relay:
             for start in range(0, len(items), ENQUEUE_CONCURRENCY):
                 chunk = items[start:start + ENQUEUE_CONCURRENCY]
                 await asyncio.gather(*(
-                    self.redis.enqueue_job(item.kind, item.id, item.subject_id, _job_id=item.job_id)
+                    self.redis.enqueue_job(item.kind, item.id, item.subject_id,
+                                           _job_id=item.job_id(self.redis.default_queue_name))
                     for item in chunk
                 ))
             await work.mark_enqueued(conn, items)

@@ -31,11 +31,12 @@ class WorkItem:
     subject_id: str
     handoffs: int
 
-    @property
-    def job_id(self) -> str:
+    def job_id(self, queue_name: str) -> str:
         # A new id per hand-off, so a re-handed stale item is not swallowed by arq's
-        # "job id already exists" dedupe while the lost job's result key lingers.
-        return f"wi:{self.id}:{self.handoffs}"
+        # "job id already exists" dedupe while the lost job's result key lingers. arq's job
+        # keys are global to the Redis database, so the queue name keeps deployments (and
+        # databases whose ids restart) that share a Redis apart.
+        return f"{queue_name}:wi:{self.id}:{self.handoffs}"
 
 
 async def add(

@@ -1,0 +1,297 @@
+"""Notifications end to end: API -> outbox -> relay -> arq worker -> real SDKs -> stand-ins."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from twilio.request_validator import RequestValidator
+
+from service.app import create_app
+from service.clock import ManualClock
+from service.settings import Settings
+from standins.smtp_server import SmtpStandin
+from standins.twilio_server import DEFAULT_AUTH_TOKEN, TwilioStandin
+from tests.builders import event, order, shipment
+from tests.notifying import PUBLIC, drain, sms_for, subjects, wired
+
+PHONE = "+14155552671"
+# 12:00 in Los Angeles, the customer's zone: outside SMS quiet hours.
+NOON_LA = datetime(2026, 11, 3, 20, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[TwilioStandin]:
+    standin = await TwilioStandin().start()
+    yield standin
+    await standin.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpStandin]:
+    standin = SmtpStandin().start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def notify_settings(settings: Settings, twilio: TwilioStandin, smtp: SmtpStandin) -> Settings:
+    return wired(settings, twilio, smtp)
+
+
+@pytest.fixture
+async def api(aiohttp_client, notify_settings: Settings, clock: ManualClock,  # type: ignore[no-untyped-def]
+              pool: asyncpg.Pool) -> TestClient:
+    clock.set(NOON_LA)
+    return await aiohttp_client(create_app(notify_settings, clock))
+
+
+async def _shop(api: TestClient, admin: dict[str, str], **order_fields: object) -> None:
+    await api.put("/v1/orders/o-1", json=order(**order_fields), headers=admin)
+    await api.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+
+
+async def _states(pool: asyncpg.Pool) -> list[tuple[str, str, str]]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT moment, channel, state FROM notifications ORDER BY id")
+    return [(r["moment"], r["channel"], r["state"]) for r in rows]
+
+
+async def test_fifty_duplicate_out_for_delivery_scans_send_one_sms_and_one_email(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, twilio: TwilioStandin, smtp: SmtpStandin,
+) -> None:
+    await _shop(api, admin)
+    scan = event("out_for_delivery", "2026-11-03T15:40:00Z", event_id="ofd-1")
+    await asyncio.gather(*(api.post("/v1/tracking-events", json=scan, headers=admin)
+                           for _ in range(25)))
+    await drain(notify_settings, clock, pool)
+    for _ in range(25):
+        await api.post("/v1/tracking-events", json=scan, headers=admin)
+    await drain(notify_settings, clock, pool)
+    assert len(sms_for(twilio, PHONE)) == 1
+    assert len(smtp.state.messages) == 1
+    assert twilio.state.duplicates == 0 and smtp.state.duplicates == 0
+    assert sorted(await _states(pool)) == [("out_for_delivery", "email", "sent"),
+                                           ("out_for_delivery", "sms", "sent")]
+    email = smtp.state.messages[0]
+    assert email["list_unsubscribe_post"] == "List-Unsubscribe=One-Click"
+    assert PUBLIC in email["list_unsubscribe"]
+
+
+async def test_a_provider_failing_three_times_then_recovering_sends_once(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, twilio: TwilioStandin, smtp: SmtpStandin,
+) -> None:
+    await _shop(api, admin)
+    twilio.state.fail_next, twilio.state.fail_status = 3, 500
+    smtp.state.control(3, 451)
+    await api.post("/v1/tracking-events", json=event("out_for_delivery", "2026-11-03T15:40:00Z"),
+                   headers=admin)
+    for _ in range(5):
+        await drain(notify_settings, clock, pool)
+        clock.advance(timedelta(minutes=5))
+    assert twilio.state.failed == 3 and smtp.state.failed == 3
+    assert len(sms_for(twilio, PHONE)) == 1 and len(smtp.state.messages) == 1
+    async with pool.acquire() as conn:
+        attempts = await conn.fetchval("SELECT array_agg(attempts) FROM notifications")
+    assert attempts == [4, 4]
+
+
+async def test_exhausted_retries_land_in_dead_letter_and_can_be_retried(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, twilio: TwilioStandin,
+) -> None:
+    settings = notify_settings.model_copy(update={"send_max_attempts": 2})
+    await _shop(api, admin, consent={"email": False, "sms": True})
+    twilio.state.fail_next = 100
+    await api.post("/v1/tracking-events", json=event("delivered", "2026-11-03T19:00:00Z"),
+                   headers=admin)
+    for _ in range(3):
+        await drain(settings, clock, pool)
+        clock.advance(timedelta(hours=1))
+    assert await _states(pool) == [("delivered", "sms", "dead")]
+    from service.db import notifications as notifications_db
+
+    async with pool.acquire() as conn:
+        failed = await notifications_db.list_failed(conn)
+        assert [f["moment"] for f in failed] == ["delivered"]
+        twilio.state.fail_next = 0
+        assert await notifications_db.retry(conn, failed[0]["id"], clock.now())
+    await drain(settings, clock, pool)
+    assert await _states(pool) == [("delivered", "sms", "sent")]
+    assert len(sms_for(twilio, PHONE)) == 1
+
+
+async def test_permanent_failures_do_not_retry_and_21610_records_the_opt_out(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, twilio: TwilioStandin,
+) -> None:
+    await _shop(api, admin, consent={"email": False, "sms": True})
+    twilio.state.unsubscribed_numbers = {PHONE}
+    await api.post("/v1/tracking-events", json=event("in_transit", "2026-11-03T10:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    assert await _states(pool) == []  # "shipped" is e-mail only by default
+    await api.post("/v1/tracking-events", json=event("out_for_delivery", "2026-11-03T15:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    assert await _states(pool) == [("out_for_delivery", "sms", "failed")]
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT source FROM opt_outs WHERE address = $1",
+                                   PHONE) == "provider"
+    twilio.state.unsubscribed_numbers = set()
+    await api.post("/v1/tracking-events", json=event("delivered", "2026-11-03T19:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    assert ("delivered", "sms", "suppressed") in await _states(pool)
+    assert sms_for(twilio, PHONE) == []
+
+
+def _signed(url: str, form: dict[str, str]) -> dict[str, str]:
+    return {"X-Twilio-Signature": RequestValidator(DEFAULT_AUTH_TOKEN).compute_signature(
+        url, form)}
+
+
+async def test_stop_reply_opts_out_and_start_opts_back_in(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, twilio: TwilioStandin, smtp: SmtpStandin,
+) -> None:
+    await _shop(api, admin)
+    url = f"{PUBLIC}/v1/webhooks/twilio/inbound"
+    stop = {"From": PHONE, "Body": "Stop", "MessageSid": "SMx"}
+    forged = await api.post("/v1/webhooks/twilio/inbound", data=stop,
+                            headers={"X-Twilio-Signature": "bm9wZQ=="})
+    assert forged.status == 401
+    unsigned = await api.post("/v1/webhooks/twilio/inbound", data=stop)
+    assert unsigned.status == 401
+    answer = await api.post("/v1/webhooks/twilio/inbound", data=stop, headers=_signed(url, stop))
+    assert answer.status == 200 and "<Response" in await answer.text()
+    await api.post("/v1/tracking-events", json=event("out_for_delivery", "2026-11-03T15:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    assert sms_for(twilio, PHONE) == []
+    assert len(smtp.state.messages) == 1  # e-mail is another channel
+    help_form = {"From": PHONE, "Body": "HELP"}
+    helped = await api.post("/v1/webhooks/twilio/inbound", data=help_form,
+                            headers=_signed(url, help_form))
+    assert "STOP" in await helped.text()
+    start = {"From": PHONE, "Body": "START"}
+    await api.post("/v1/webhooks/twilio/inbound", data=start, headers=_signed(url, start))
+    await api.post("/v1/tracking-events", json=event("delivered", "2026-11-03T19:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    assert len(sms_for(twilio, PHONE)) == 1
+
+
+async def test_status_callback_is_recorded(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, twilio: TwilioStandin,
+) -> None:
+    await _shop(api, admin, consent={"email": False, "sms": True})
+    await api.post("/v1/tracking-events", json=event("delivered", "2026-11-03T19:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    sid = twilio.state.messages[0]["sid"]
+    callback = twilio.state.messages[0]["status_callback"]
+    assert callback.startswith(f"{PUBLIC}/v1/webhooks/twilio/status")
+    form = {"MessageSid": sid, "MessageStatus": "delivered"}
+    path = callback.removeprefix(PUBLIC)
+    answer = await api.post(path, data=form, headers=_signed(callback, form))
+    assert answer.status == 204
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT provider_status FROM notifications") == "delivered"
+
+
+async def test_email_unsubscribe_link_stops_email(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, smtp: SmtpStandin,
+) -> None:
+    await _shop(api, admin, consent={"email": True, "sms": False})
+    await api.post("/v1/tracking-events", json=event("in_transit", "2026-11-03T10:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    link = re.search(r"<(https://[^>]+)>", smtp.state.messages[0]["list_unsubscribe"])[1]
+    path = link.removeprefix(PUBLIC)
+    page = await api.get(path)
+    assert page.status == 200 and "Unsubscribe" in await page.text()
+    assert (await api.get(path[:-3] + "xyz")).status == 404
+    done = await api.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert done.status == 200
+    await api.post("/v1/tracking-events", json=event("delivered", "2026-11-03T19:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    assert subjects(smtp) == subjects(smtp)[:1]
+
+
+async def test_an_sms_due_at_night_goes_out_at_eight_and_newer_news_replaces_it(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, twilio: TwilioStandin,
+) -> None:
+    await _shop(api, admin, consent={"email": False, "sms": True})
+    clock.set(datetime(2026, 11, 4, 7, 0, tzinfo=UTC))  # 23:00 in Los Angeles
+    await api.post("/v1/tracking-events", json=event("out_for_delivery", "2026-11-04T06:55:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    assert sms_for(twilio, PHONE) == []
+    async with pool.acquire() as conn:
+        due = await conn.fetchval("SELECT due_at FROM notifications")
+    assert due == datetime(2026, 11, 4, 16, 0, tzinfo=UTC)  # 08:00 PST
+    clock.set(datetime(2026, 11, 4, 7, 30, tzinfo=UTC))
+    await api.post("/v1/tracking-events", json=event("delivered", "2026-11-04T07:25:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    assert sms_for(twilio, PHONE) == []
+    clock.set(datetime(2026, 11, 4, 16, 1, tzinfo=UTC))
+    await drain(notify_settings, clock, pool)
+    sent = sms_for(twilio, PHONE)
+    assert len(sent) == 1
+    assert await _states(pool) == [("out_for_delivery", "sms", "superseded"),
+                                   ("delivered", "sms", "sent")]
+
+
+async def test_a_predicted_delay_is_announced_before_the_promised_date(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, smtp: SmtpStandin,
+) -> None:
+    """With an ETA past the promise (here written as the predictor would), the customer is
+    told on the day of the scan, days before the promised 2026-11-06."""
+    await _shop(api, admin, consent={"email": True, "sms": False})
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE shipments SET eta_p10 = $1, eta_p50 = $2, eta_p90 = $3",
+            datetime(2026, 11, 7, 18, tzinfo=UTC), datetime(2026, 11, 9, 20, tzinfo=UTC),
+            datetime(2026, 11, 10, 20, tzinfo=UTC))
+    await api.post("/v1/tracking-events", json=event("in_transit", "2026-11-03T10:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    moments = [m for m, _, s in await _states(pool) if s == "sent"]
+    assert "predicted_delay" in moments
+    assert clock.now().date() < datetime(2026, 11, 6).date()
+
+
+async def test_stalled_and_missed_promise_come_from_the_sweep(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, smtp: SmtpStandin,
+) -> None:
+    from workers.sweeps import sweep_once
+
+    await _shop(api, admin, consent={"email": True, "sms": False})
+    await api.post("/v1/tracking-events", json=event("in_transit", "2026-11-03T10:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    clock.set(datetime(2026, 11, 6, 20, tzinfo=UTC))  # > 48 business hours without a scan
+    assert await sweep_once(pool, clock) == 1
+    await drain(notify_settings, clock, pool)
+    clock.set(datetime(2026, 11, 7, 20, tzinfo=UTC))  # the promise (Nov 6) has passed
+    await sweep_once(pool, clock)
+    await drain(notify_settings, clock, pool)
+    assert [m for m, _, _ in await _states(pool)] == ["shipped", "stalled", "missed_promise"]
+    await sweep_once(pool, clock)
+    await drain(notify_settings, clock, pool)
+    assert len(smtp.state.messages) == 3
