@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
@@ -62,7 +62,10 @@ class WebhookBatch:
     ignored: str | None = None
 
 
-def validate_shape(model: type[Shape], data: Any, prefix: str = "") -> Any:
+S = TypeVar("S", bound=Shape)
+
+
+def validate_shape(model: type[S], data: Any, prefix: str = "") -> S:
     """The payload as `model`, or MappingError naming each wrong field."""
     if not isinstance(data, dict):
         raise MappingError([FieldError(prefix or "body", "must be a JSON object", "type")])
@@ -128,5 +131,6 @@ def event_row(where: str, payload: dict[str, Any], **fields: Any) -> EventRow:
     except msgspec.ValidationError as exc:
         message, _, at = str(exc).partition(" - at `")
         path = at.rstrip("`").removeprefix("$").lstrip(".")
-        raise MappingError([FieldError(f"{where}.{path}" if path else where, message)]) from None
+        field = ".".join(p for p in (where, path) if p) or "body"
+        raise MappingError([FieldError(field, message)]) from None
     return to_row(event, orjson.dumps(payload))

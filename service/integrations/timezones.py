@@ -56,6 +56,7 @@ REGION_ZONES: dict[str, dict[str, str]] = {
         "VIC": "Australia/Melbourne", "WA": "Australia/Perth",
     },
 }
+_ORDINARY_DAY = datetime(2026, 1, 15, 12, tzinfo=UTC)
 _ZIP5 = re.compile(r"^(\d{5})(?:-?\d{4})?$")
 
 
@@ -102,7 +103,7 @@ def zip_zone(postal_code: str) -> str | None:
     if not match:
         return None
     try:
-        records = zipcodes.matching(match.group(1))
+        records = zipcodes.matching(match.group(1))  # type: ignore[no-untyped-call]
     except (TypeError, ValueError):
         return None
     for record in records:
@@ -183,6 +184,7 @@ def resolve(value: str, postal_code: str | None = None, country: str | None = No
 def address_zone(postal_code: str | None, country: str | None, region: str | None = None,
                  at: datetime | None = None) -> str | None:
     """A best-effort zone for an address (a customer's, a shipment origin), or None."""
-    local = at.replace(tzinfo=None) if at else datetime(2026, 1, 15, 12)
+    # Any ordinary day will do: only countries whose zones always agree resolve here.
+    local = (at or _ORDINARY_DAY).replace(tzinfo=None)
     found = location_zone(local, postal_code, country, region)
     return found[0] if found else None

@@ -1,0 +1,102 @@
+"""Webhook deliveries (the raw bodies, for dedupe and re-processing) and carrier estimates."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from service.integrations import CarrierEstimate
+
+# A new delivery, or a retry of one we rejected (the mapping may accept it now): RETURNING
+# gives its id. A delivery already processed or ignored returns nothing: a duplicate. Run
+# inside the transaction that writes the delivery's effects, so a concurrent copy waits on
+# the unique key and then sees a duplicate, and a failure leaves no claim behind.
+CLAIM = """
+INSERT INTO webhook_deliveries (source, delivery_id, topic, source_event_id, headers, body,
+                                received_at, outcome)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'processed')
+ON CONFLICT (source, delivery_id) DO UPDATE SET
+    topic = EXCLUDED.topic, source_event_id = EXCLUDED.source_event_id,
+    headers = EXCLUDED.headers, body = EXCLUDED.body, received_at = EXCLUDED.received_at,
+    outcome = EXCLUDED.outcome, detail = NULL, attempts = webhook_deliveries.attempts + 1
+WHERE webhook_deliveries.outcome = 'rejected'
+RETURNING id
+"""
+
+REJECT = """
+INSERT INTO webhook_deliveries (source, delivery_id, topic, source_event_id, headers, body,
+                                received_at, outcome, detail, processed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'rejected', $8, $7)
+ON CONFLICT (source, delivery_id) DO UPDATE SET
+    body = EXCLUDED.body, headers = EXCLUDED.headers, received_at = EXCLUDED.received_at,
+    detail = EXCLUDED.detail, processed_at = EXCLUDED.processed_at,
+    attempts = webhook_deliveries.attempts + 1
+WHERE webhook_deliveries.outcome = 'rejected'
+"""
+
+# Newest estimate by the sender's own time wins; one without a time replaces only one
+# without a time, so a replayed old tracker cannot move the date back.
+SET_ESTIMATE = """
+UPDATE shipments SET carrier_estimated_delivery = $3, carrier_estimate_source = $4,
+                     carrier_estimate_as_of = $5, updated_at = $6
+WHERE carrier = $1 AND tracking_number = $2
+  AND (carrier_estimate_as_of IS NULL OR $5::timestamptz >= carrier_estimate_as_of)
+  AND (carrier_estimated_delivery, carrier_estimate_source)
+      IS DISTINCT FROM ($3::date, $4::text)
+"""
+
+
+def body_delivery_id(body: bytes) -> str:
+    """For senders without a delivery id header: the same bytes are the same delivery."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+async def claim(
+    conn: asyncpg.Connection, source: str, delivery_id: str, body: bytes, headers: dict[str, str],
+    received_at: datetime, topic: str | None = None, source_event_id: str | None = None,
+) -> int | None:
+    """Record the delivery; its id, or None when it was already processed (a duplicate)."""
+    delivery: int | None = await conn.fetchval(
+        CLAIM, source, delivery_id, topic, source_event_id, headers, body, received_at)
+    return delivery
+
+
+async def finish(conn: asyncpg.Connection, delivery: int, outcome: str, detail: dict[str, Any],
+                 now: datetime) -> None:
+    await conn.execute(
+        "UPDATE webhook_deliveries SET outcome = $2, detail = $3, processed_at = $4 WHERE id = $1",
+        delivery, outcome, detail, now)
+
+
+async def reject(
+    conn: asyncpg.Connection, source: str, delivery_id: str, body: bytes, headers: dict[str, str],
+    received_at: datetime, errors: list[dict[str, str]], topic: str | None = None,
+    source_event_id: str | None = None,
+) -> None:
+    """Keep a delivery we could not map, with why; a later retry is processed afresh."""
+    await conn.execute(REJECT, source, delivery_id, topic, source_event_id, headers, body,
+                       received_at, {"errors": errors})
+
+
+async def set_estimates(conn: asyncpg.Connection, estimates: Sequence[CarrierEstimate],
+                        now: datetime) -> int:
+    """Store carrier estimates on their shipments; how many shipments changed."""
+    changed = 0
+    for e in estimates:
+        status = await conn.execute(SET_ESTIMATE, e.carrier, e.tracking_number, e.delivery_date,
+                                    e.source, e.as_of, now)
+        changed += int(status.rsplit(" ", 1)[1])
+    return changed
+
+
+async def origin(conn: asyncpg.Connection, carrier: str, tracking_number: str
+                 ) -> tuple[str | None, str | None] | None:
+    """(postal code, country) a shipment leaves from, or None when we do not know it yet."""
+    row = await conn.fetchrow(
+        "SELECT origin_postal_code, origin_country FROM shipments "
+        "WHERE carrier = $1 AND tracking_number = $2", carrier, tracking_number)
+    return (row["origin_postal_code"], row["origin_country"]) if row else None

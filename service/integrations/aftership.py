@@ -1,0 +1,166 @@
+"""AfterShip tracking webhooks: {"event", "event_id", "msg": Tracking, "ts"}.
+
+Maps: each checkpoint (checkpoint_time, tag/subtag/subtag_message, message, location, city,
+state, zip, country_iso3, raw_tag) to a tracking event, and the estimated delivery to the
+carrier estimate, preferring the courier's own date over AfterShip's prediction:
+courier_estimated_delivery_date > expected_delivery > latest_estimated_delivery >
+aftership_estimated_delivery_date (its `source` says which it was). Drops from structured
+data (kept in the raw body and each event's payload): coordinates, country_name, title,
+customer fields, emails/smses, custom_fields, on_time_status, shipment weight/package count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from service.carrier_codes import AFTERSHIP_SUBTAGS, AFTERSHIP_TAGS, lookup
+from service.db.events import EventRow
+from service.errors import FieldError
+from service.integrations import (
+    CarrierEstimate,
+    MappingError,
+    Shape,
+    WebhookBatch,
+    event_id,
+    event_row,
+    known_carrier,
+    location,
+    validate_shape,
+)
+from service.integrations.timezones import country_code, resolve
+
+TRACKING_EVENTS = frozenset({"tracking_update", "edd_revise"})
+TrackingNumber = Annotated[str, Field(min_length=1, max_length=100,
+                                      pattern=r"^\s*[A-Za-z0-9._:\-]+\s*$")]
+# Where the estimate may be, best first, and how to read each.
+ESTIMATE_FIELDS = ("courier_estimated_delivery_date", "expected_delivery",
+                   "latest_estimated_delivery", "aftership_estimated_delivery_date")
+
+
+class Checkpoint(Shape):
+    checkpoint_time: Annotated[str, Field(min_length=10)]
+    tag: str | None = None
+    subtag: str | None = None
+    subtag_message: str | None = None
+    message: str | None = None
+    location: str | None = None
+    city: str | None = None
+    state: str | None = None
+    zip: str | None = None
+    country_iso3: str | None = None
+    raw_tag: str | None = None
+    slug: str | None = None
+
+
+class Tracking(Shape):
+    id: str | None = None
+    tracking_number: TrackingNumber
+    slug: str
+    tag: str | None = None
+    subtag: str | None = None
+    origin_country_iso3: str | None = None
+    updated_at: str | None = None
+    checkpoints: list[Checkpoint] = []
+
+
+class Envelope(Shape):
+    event: str | None = None
+    event_id: str | None = None
+    ts: Annotated[int, Field(ge=0, le=4_102_444_800)] | None = None  # before 2100
+    msg: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrackingUpdate:
+    event_id: str | None
+    tracking: Tracking
+    carrier: str
+    raw: dict[str, Any]  # msg, as sent
+    as_of: datetime | None = None  # the envelope's ts: when AfterShip sent this state
+
+    @property
+    def tracking_number(self) -> str:
+        return self.tracking.tracking_number.strip()
+
+    def batch(self, origin_zone: str | None) -> WebhookBatch:
+        raws = self.raw.get("checkpoints") or []
+        rows = [self._row(i, cp, raw, origin_zone)
+                for i, (cp, raw) in enumerate(zip(self.tracking.checkpoints, raws, strict=True))]
+        estimate = self._estimate()
+        return WebhookBatch(events=rows, estimates=[estimate] if estimate else [])
+
+    def _row(self, index: int, cp: Checkpoint, raw: dict[str, Any], origin_zone: str | None
+             ) -> EventRow:
+        where = f"msg.checkpoints.{index}"
+        try:
+            when = resolve(cp.checkpoint_time, cp.zip, cp.country_iso3, cp.state,
+                           cp.city, origin_zone)
+        except ValueError:
+            raise MappingError([FieldError(f"{where}.checkpoint_time",
+                                           "must be an ISO 8601 date or date-time",
+                                           "datetime_parsing")]) from None
+        status, raw_code = self._status(cp)
+        payload: dict[str, Any] = {"source": "aftership", "tracking_id": self.tracking.id,
+                                   "checkpoint": raw}
+        if when.inferred:
+            payload["time"] = when.note()
+        return event_row(
+            where, payload,
+            carrier=self.carrier, tracking_number=self.tracking_number, status=status,
+            raw_code=raw_code, occurred_at=when.at,
+            description=cp.message or cp.subtag_message,
+            location=location(cp.city, cp.state, cp.zip, country_code(cp.country_iso3)),
+            event_id=event_id("aftership", cp.checkpoint_time, cp.tag, cp.subtag, cp.message,
+                              cp.location, cp.raw_tag),
+        )
+
+    def _status(self, cp: Checkpoint) -> tuple[str, str | None]:
+        """Our status and the raw code kept: the subtag (it names its tag), else the raw tag."""
+        given = cp.subtag or cp.tag
+        mapped = AFTERSHIP_SUBTAGS.get(cp.subtag or "") or AFTERSHIP_TAGS.get(cp.tag or "")
+        if mapped:
+            return mapped, given
+        if cp.raw_tag:
+            return lookup(self.carrier, cp.raw_tag) or "unknown", cp.raw_tag
+        return "unknown", given or "unknown"
+
+    def _estimate(self) -> CarrierEstimate | None:
+        for name in ESTIMATE_FIELDS:
+            day, source = _estimate_date(self.raw.get(name))
+            if day:
+                label = f"aftership:{name}" + (f":{source}" if source else "")
+                return CarrierEstimate(self.carrier, self.tracking_number, day, label[:100],
+                                       self.as_of)
+        return None
+
+
+def _estimate_date(value: Any) -> tuple[date | None, str | None]:
+    """A date from a plain date/date-time string or AfterShip's EDD objects."""
+    source = None
+    if isinstance(value, dict):
+        source = value.get("source") if isinstance(value.get("source"), str) else None
+        value = (value.get("estimated_delivery_date") or value.get("date")
+                 or value.get("datetime") or value.get("estimated_delivery_date_max")
+                 or value.get("datetime_max"))
+    if not isinstance(value, str) or len(value) < 10:
+        return None, None
+    try:
+        # The date as stated: it is a calendar day at the destination, not an instant.
+        return date.fromisoformat(value[:10]), source
+    except ValueError:
+        return None, None
+
+
+def parse(payload: Any) -> TrackingUpdate | str:
+    """A TrackingUpdate, or the event name of a message we acknowledge without storing."""
+    envelope = validate_shape(Envelope, payload)
+    if envelope.event is not None and envelope.event not in TRACKING_EVENTS:
+        return envelope.event
+    tracking = validate_shape(Tracking, envelope.msg, "msg")
+    carrier = known_carrier(tracking.slug, "msg.slug")
+    as_of = datetime.fromtimestamp(envelope.ts, UTC) if envelope.ts else None
+    return TrackingUpdate(envelope.event_id, tracking, carrier, envelope.msg, as_of)

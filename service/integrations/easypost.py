@@ -1,0 +1,168 @@
+"""EasyPost tracker webhooks: an Event whose `result` is a Tracker.
+
+Maps: every TrackingDetail (status, status_detail, message, datetime, tracking_location,
+carrier_code) to a tracking event; the tracker's est_delivery_date (or its carrier_detail's
+est_delivery_date_local, which is already the carrier's local date) to the carrier estimate.
+Drops from structured data (kept in the delivery's raw body and each event's payload):
+signed_by, weight, fees, public_url, carrier_detail's other fields, detail `source`.
+Other Event descriptions (batch.*, shipment.*, refund.*...) are acknowledged and ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from service.carrier_codes import EASYPOST_DETAILS, EASYPOST_STATUSES, lookup
+from service.db.events import EventRow
+from service.errors import FieldError
+from service.integrations import (
+    CarrierEstimate,
+    MappingError,
+    Shape,
+    WebhookBatch,
+    event_id,
+    event_row,
+    known_carrier,
+    location,
+    validate_shape,
+)
+from service.integrations.timezones import resolve
+
+TRACKER_EVENTS = frozenset({"tracker.created", "tracker.updated"})
+TrackingCode = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\s*[A-Za-z0-9._:\-]+\s*$")]
+
+
+class TrackingLocation(Shape):
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    zip: str | None = None
+
+
+class TrackingDetail(Shape):
+    status: str | None = None
+    status_detail: str | None = None
+    message: str | None = None
+    description: str | None = None
+    datetime: Annotated[str, Field(min_length=10)]
+    carrier_code: str | None = None
+    tracking_location: TrackingLocation | None = None
+
+
+class CarrierDetail(Shape):
+    est_delivery_date_local: str | None = None
+
+
+class Tracker(Shape):
+    id: str | None = None
+    tracking_code: TrackingCode
+    carrier: str
+    status: str | None = None
+    est_delivery_date: str | None = None
+    updated_at: str | None = None
+    carrier_detail: CarrierDetail | None = None
+    tracking_details: list[TrackingDetail] = []
+
+
+class Event(Shape):
+    id: str | None = None
+    description: str
+    result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TrackerUpdate:
+    """A validated tracker: needs the origin zone only if some scan time has no offset."""
+
+    event_id: str | None
+    tracker: Tracker
+    carrier: str
+    details: list[dict[str, Any]]  # the sender's own objects, stored as event payloads
+
+    @property
+    def tracking_number(self) -> str:
+        return self.tracker.tracking_code.strip()
+
+    def batch(self, origin_zone: str | None) -> WebhookBatch:
+        rows = [self._row(i, d, raw, origin_zone)
+                for i, (d, raw) in enumerate(zip(self.tracker.tracking_details, self.details,
+                                                 strict=True))]
+        estimate = self._estimate()
+        return WebhookBatch(events=rows, estimates=[estimate] if estimate else [])
+
+    def _row(self, index: int, detail: TrackingDetail, raw: dict[str, Any],
+             origin_zone: str | None) -> EventRow:
+        where = f"result.tracking_details.{index}"
+        place = detail.tracking_location or TrackingLocation()
+        try:
+            when = resolve(detail.datetime, place.zip, place.country, place.state, place.city,
+                           origin_zone)
+        except ValueError:
+            raise MappingError([FieldError(f"{where}.datetime", "must be an ISO 8601 date-time",
+                                           "datetime_parsing")]) from None
+        status, raw_code = self._status(detail)
+        payload: dict[str, Any] = {"source": "easypost", "tracker_id": self.tracker.id,
+                                   "detail": raw}
+        if when.inferred:
+            payload["time"] = when.note()
+        return event_row(
+            where, payload,
+            carrier=self.carrier, tracking_number=self.tracking_number, status=status,
+            raw_code=raw_code, occurred_at=when.at, description=detail.message,
+            location=location(place.city, place.state, place.zip, place.country),
+            # Details have no id; the tracker resends its whole history on every update.
+            event_id=event_id("easypost", detail.datetime, detail.status, detail.status_detail,
+                              detail.message, detail.carrier_code),
+        )
+
+    def _status(self, detail: TrackingDetail) -> tuple[str, str | None]:
+        """Our status and the raw code we keep: EasyPost's words, else the carrier's code."""
+        given = "/".join(p for p in (detail.status, detail.status_detail) if p) or None
+        mapped = EASYPOST_DETAILS.get(detail.status_detail or "") or EASYPOST_STATUSES.get(
+            detail.status or "")
+        if mapped:
+            return mapped, given
+        # EasyPost said "unknown" (or something new): the carrier's raw code may still say.
+        if detail.carrier_code:
+            return lookup(self.carrier, detail.carrier_code) or "unknown", detail.carrier_code
+        return "unknown", given or "unknown"
+
+    def _estimate(self) -> CarrierEstimate | None:
+        local = self.tracker.carrier_detail.est_delivery_date_local \
+            if self.tracker.carrier_detail else None
+        for value, source in ((local, "easypost:est_delivery_date_local"),
+                              (self.tracker.est_delivery_date, "easypost:est_delivery_date")):
+            if value:
+                try:
+                    # The date as the carrier states it: converting to UTC could move the day.
+                    day = date.fromisoformat(value[:10])
+                except ValueError:
+                    continue
+                return CarrierEstimate(self.carrier, self.tracking_number, day, source,
+                                       _instant(self.tracker.updated_at))
+        return None
+
+
+def _instant(value: str | None) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return parsed if parsed and parsed.tzinfo else None
+
+
+def parse(payload: Any) -> TrackerUpdate | str:
+    """A TrackerUpdate, or the description of an Event we acknowledge without storing."""
+    event = validate_shape(Event, payload)
+    if event.description not in TRACKER_EVENTS:
+        return event.description
+    if event.result is None:
+        raise MappingError([FieldError("result", "a tracker event needs its Tracker", "missing")])
+    tracker = validate_shape(Tracker, event.result, "result")
+    carrier = known_carrier(tracker.carrier, "result.carrier")
+    details = event.result.get("tracking_details") or []
+    return TrackerUpdate(event.id, tracker, carrier, list(details))

@@ -1,0 +1,237 @@
+"""Shopify order and fulfilment webhooks (topic in X-Shopify-Topic).
+
+orders/create, orders/updated: the order (ids prefixed "shopify-"), its customer's name,
+e-mail, phone (to E.164, using the shipping country), locale (customer_locale), a timezone
+from the shipping address, SMS consent from sms_marketing_consent, line items, and any
+fulfilments it carries. fulfillments/create, fulfillments/update: one shipment per
+tracking number (carrier from tracking_company), plus an event for its shipment_status
+(or "cancelled" for a cancelled fulfilment), stamped with the fulfilment's updated_at.
+
+Dropped from structured data (kept in the delivery's raw body; tracking URLs also in the
+event payload): prices, taxes, discounts, addresses beyond ZIP/country, tracking URLs,
+notes, tags. A contact value Shopify lets through but we cannot use (a phone that is not a
+valid number) is left out rather than rejecting the whole order.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import Field, ValidationError
+
+from service.carrier_codes import SHOPIFY_SHIPMENT_STATUSES
+from service.errors import FieldError
+from service.integrations import (
+    MappingError,
+    Shape,
+    WebhookBatch,
+    event_row,
+    known_carrier,
+    shape_errors,
+    validate_shape,
+)
+from service.integrations.timezones import address_zone
+from service.models import LOCALE_RE, OrderIn, ShipmentIn, Timestamp
+
+ORDER_TOPICS = frozenset({"orders/create", "orders/updated"})
+FULFILLMENT_TOPICS = frozenset({"fulfillments/create", "fulfillments/update"})
+ShopifyId = Annotated[int, Field(gt=0)]
+
+
+class Address(Shape):
+    name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    zip: str | None = None
+    country_code: str | None = None
+    province_code: str | None = None
+    phone: str | None = None
+
+
+class Consent(Shape):
+    state: str | None = None
+
+
+class Customer(Shape):
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    sms_marketing_consent: Consent | None = None
+
+
+class LineItem(Shape):
+    sku: str | None = None
+    name: str | None = None
+    title: str | None = None
+    quantity: Annotated[int, Field(ge=0)] = 1
+
+
+class Fulfillment(Shape):
+    id: ShopifyId
+    order_id: ShopifyId
+    status: str | None = None
+    created_at: Timestamp
+    updated_at: Timestamp | None = None
+    tracking_company: str | None = None
+    tracking_number: str | None = None
+    tracking_numbers: list[str] = []
+    tracking_url: str | None = None
+    tracking_urls: list[str] = []
+    shipment_status: str | None = None
+    destination: Address | None = None
+    origin_address: Address | None = None
+
+
+class Order(Shape):
+    id: ShopifyId
+    name: str | None = None
+    email: str | None = None
+    contact_email: str | None = None
+    phone: str | None = None
+    created_at: Timestamp
+    customer_locale: str | None = None
+    customer: Customer | None = None
+    shipping_address: Address | None = None
+    line_items: list[LineItem] = []
+    fulfillments: list[Fulfillment] = []
+
+
+def order_id(shopify_id: int) -> str:
+    return f"shopify-{shopify_id}"
+
+
+def _email(*candidates: str | None) -> str | None:
+    for value in candidates:
+        if value:
+            try:
+                return validate_email(value, check_deliverability=False).normalized
+            except EmailNotValidError:
+                continue
+    return None
+
+
+def _phone(region: str | None, *candidates: str | None) -> str | None:
+    # Shopify stores phones as typed ("(555) 625-1199"); the shipping country is the region.
+    for value in candidates:
+        if value:
+            try:
+                number = phonenumbers.parse(value, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(number):
+                return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return None
+
+
+def _locale(value: str | None) -> str:
+    if not value:
+        return "en"
+    language, _, region = value.replace("_", "-").partition("-")
+    tag = f"{language.lower()}-{region.upper()}" if region else language.lower()
+    if LOCALE_RE.match(tag):
+        return tag
+    return language.lower() if LOCALE_RE.match(language.lower()) else "en"
+
+
+def _text(value: str | None) -> str | None:
+    value = " ".join(value.split()) if value else None
+    return value[:200] if value else None
+
+
+def map_order(order: Order) -> OrderIn:
+    customer = order.customer or Customer()
+    ship_to = order.shipping_address or Address()
+    name = _text(" ".join(p for p in (customer.first_name, customer.last_name) if p)
+                 or ship_to.name)
+    data: dict[str, Any] = {
+        "placed_at": order.created_at.isoformat(),
+        "customer": {
+            "name": name,
+            "email": _email(order.email, order.contact_email, customer.email),
+            "phone": _phone(ship_to.country_code, order.phone, customer.phone, ship_to.phone),
+            "locale": _locale(order.customer_locale),
+            "timezone": address_zone(ship_to.zip, ship_to.country_code, ship_to.province_code),
+        },
+        # Transactional e-mail needs no marketing consent; SMS does need the customer's yes.
+        "consent": {"email": True, "sms": (customer.sms_marketing_consent or Consent()).state
+                    == "subscribed"},
+        "items": [{"sku": _text(item.sku), "name": _text(item.name or item.title) or "item",
+                   "quantity": max(item.quantity, 1)} for item in order.line_items[:500]],
+    }
+    try:
+        return OrderIn.model_validate(data)
+    except ValidationError as exc:
+        raise MappingError(shape_errors(exc, "order")) from None
+
+
+def _at(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def map_fulfillment(fulfillment: Fulfillment, where: str, batch: WebhookBatch) -> None:
+    """Add the fulfilment's shipments (one per tracking number) and status event to `batch`."""
+    given: list[str | None] = list(fulfillment.tracking_numbers) or [fulfillment.tracking_number]
+    numbers = [n.strip() for n in given if n and n.strip()]
+    if not numbers:
+        return  # nothing trackable yet; a later fulfillments/update brings the number
+    carrier = known_carrier(fulfillment.tracking_company, _at(where, "tracking_company"))
+    urls = fulfillment.tracking_urls or ([fulfillment.tracking_url] if fulfillment.tracking_url else [])
+    origin = fulfillment.origin_address or Address()
+    destination = fulfillment.destination or Address()
+    for index, number in enumerate(numbers):
+        shipment_id = f"shopify-{fulfillment.id}" + (f"-{index + 1}" if index else "")
+        data = {
+            "order_id": order_id(fulfillment.order_id), "carrier": carrier,
+            # Shopify's fulfilment carries no service level; see the module docstring.
+            "service_level": "ground", "tracking_number": number,
+            "origin": {"postal_code": origin.zip, "country": origin.country_code},
+            "destination": {"postal_code": destination.zip, "country": destination.country_code},
+            "label_created_at": fulfillment.created_at.isoformat(),
+        }
+        try:
+            batch.shipments.append((shipment_id, ShipmentIn.model_validate(data)))
+        except ValidationError as exc:
+            # Name the sender's field, not ours.
+            raise MappingError([FieldError(
+                _at(where, f"tracking_numbers.{index}") if e.field == "tracking_number"
+                else _at(where, e.field), e.message, e.code,
+            ) for e in shape_errors(exc)]) from None
+        raw = fulfillment.shipment_status
+        if fulfillment.status == "cancelled":
+            status, raw = "cancelled", "fulfillment_cancelled"
+        elif raw:
+            status = SHOPIFY_SHIPMENT_STATUSES.get(raw, "unknown")
+        else:
+            continue
+        payload = {"source": "shopify", "fulfillment_id": fulfillment.id,
+                   "shipment_status": fulfillment.shipment_status, "status": fulfillment.status,
+                   "tracking_company": fulfillment.tracking_company,
+                   "tracking_url": urls[index] if index < len(urls) else None}
+        batch.events.append(event_row(
+            where, payload, carrier=carrier, tracking_number=number, status=status,
+            raw_code=raw, occurred_at=fulfillment.updated_at or fulfillment.created_at,
+            # One event per (fulfilment, status): a resent update is the same scan.
+            event_id=f"shopify:{fulfillment.id}:{raw}",
+        ))
+
+
+def parse(topic: str | None, payload: Any) -> WebhookBatch:
+    """What one Shopify delivery writes; unknown topics are acknowledged and ignored."""
+    if not topic:
+        raise MappingError([FieldError("X-Shopify-Topic", "header is missing", "missing")])
+    batch = WebhookBatch()
+    if topic in ORDER_TOPICS:
+        order = validate_shape(Order, payload)
+        batch.orders.append((order_id(order.id), map_order(order)))
+        for index, fulfillment in enumerate(order.fulfillments):
+            map_fulfillment(fulfillment, f"fulfillments.{index}", batch)
+    elif topic in FULFILLMENT_TOPICS:
+        map_fulfillment(validate_shape(Fulfillment, payload), "", batch)
+        if not batch.shipments:
+            batch.ignored = "fulfillment has no tracking number yet"
+    else:
+        batch.ignored = f"topic {topic!r} is not handled"
+    return batch
