@@ -50,8 +50,8 @@ class EtaModel:
         for j, name in enumerate(self.feature_names):
             col = X[name]
             if name in self.categories:
-                codes = pd.Categorical(col, categories=self.categories[name]).codes
-                out[:, j] = np.where(codes < 0, np.nan, codes)
+                codes = self._category_index(name).get_indexer(col.astype(object))
+                out[:, j] = np.where(codes < 0, np.nan, codes)  # unseen category = missing
             else:
                 out[:, j] = col.to_numpy(dtype=np.float32, na_value=np.nan)
         return out
@@ -143,6 +143,13 @@ class EtaModel:
                    categories={k: list(v) for k, v in header["categories"].items()},
                    conformal={k: float(v) for k, v in header["conformal"].items()},
                    metadata=dict(header["metadata"]))
+
+    def _category_index(self, name: str) -> pd.Index:
+        """Lookup index for one categorical feature, built once per model."""
+        cache: dict[str, pd.Index] = self.__dict__.setdefault("_index_cache", {})
+        if name not in cache:
+            cache[name] = pd.Index(self.categories[name], dtype=object)
+        return cache[name]
 
     def _feature_types(self) -> list[str]:
         return ["c" if f in self.categories else "q" for f in self.feature_names]

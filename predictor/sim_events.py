@@ -135,7 +135,7 @@ def _assemble(shipments: pd.DataFrame, rows: list[np.ndarray], times: list[np.nd
         "tracking_number": pd.Categorical.from_codes(row, categories=tracking),
         "event_id": [f"{t}-{s:02d}" for t, s in zip(tracking[row], seq, strict=True)],
         "status": pd.Categorical(np.concatenate(status)[order]),
-        "occurred_at": pd.Series(when).dt.tz_localize("UTC"),
+        "occurred_at": pd.Series(when.astype("datetime64[us]")).dt.tz_localize("UTC"),
         "description": pd.Categorical(np.concatenate(desc)[order]),
         # City names repeat across ZIPs, so they cannot be categories of the ZIP codes.
         "location_city": pd.Categorical(np.array([zips[c].city for c in loc_codes], dtype=object)[loc]),

@@ -268,4 +268,6 @@ def _tracking_numbers(rng: np.random.Generator, carrier: np.ndarray) -> list[str
 
 
 def _utc(values: np.ndarray) -> pd.Series:
-    return pd.Series(values.astype("datetime64[ns]")).dt.tz_localize("UTC")
+    """Naive UTC datetime64 → aware Series at microsecond precision (what PostgreSQL and
+    Python datetimes hold, so values round-trip exactly)."""
+    return pd.Series(values.astype("datetime64[us]")).dt.tz_localize("UTC")
