@@ -51,6 +51,7 @@ class SmtpState:
     failed: int = 0
     fail_next: int = 0
     fail_code: int = 451
+    delay: float = 0.0  # hold each reply after capturing: a test can kill the sender meanwhile
 
     def reset(self) -> None:
         with self.lock:
@@ -59,6 +60,7 @@ class SmtpState:
             self.keys.clear()
             self.duplicates = self.failed = self.fail_next = 0
             self.fail_code = 451
+            self.delay = 0.0
 
     def control(self, fail_next: int, code: int = 451) -> None:
         if code not in _FAIL_TEXT:
@@ -109,6 +111,8 @@ class CapturingHandler:
             state.raw.append(content)
             while len(state.raw) > state.keep_raw:
                 state.raw.popleft()
+        if state.delay:
+            await asyncio.sleep(state.delay)
         if state.out_dir is not None:
             # A run-unique name: duplicates are exactly what we want to be able to inspect.
             await asyncio.to_thread((state.out_dir / f"{queue_id}.eml").write_bytes, content)

@@ -69,12 +69,16 @@ class TwilioState:
     invalid_numbers: set[str] = field(default_factory=set)
     unsubscribed_numbers: set[str] = field(default_factory=set)
     callbacks: bool = False
+    # Seconds to hold each answer after recording the message: lets a test kill the
+    # sender while the provider has the message but the sender has no reply yet.
+    delay: float = 0.0
 
     def reset(self) -> None:
         self.messages.clear()
         self.keys.clear()
         self.duplicates = self.failed = self.fail_next = 0
         self.fail_status, self.retry_after, self.callbacks = 500, None, False
+        self.delay = 0.0
         self.invalid_numbers.clear()
         self.unsubscribed_numbers.clear()
 
@@ -164,6 +168,8 @@ async def create_message(request: web.Request) -> web.Response:
         "to": to, "uri": uri,
     }
     state.messages.append({**resource, "status_callback": str(callback) if callback else None})
+    if state.delay:
+        await asyncio.sleep(state.delay)
     if state.callbacks and callback:
         task = asyncio.create_task(_send_callback(request.app, str(callback), resource))
         request.app[CALLBACK_TASKS].add(task)
@@ -193,6 +199,25 @@ async def list_messages(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATE].messages)
 
 
+async def list_messages_api(request: web.Request) -> web.Response:
+    """Twilio's `GET .../Messages.json` (filtered by To/From), one page, newest first."""
+    state = request.app[STATE]
+    if not _authorized(request, state):
+        return _error(20003, 401, {"WWW-Authenticate": 'Basic realm="Twilio API"'})
+    to, from_ = request.query.get("To"), request.query.get("From")
+    found = [
+        {k: v for k, v in m.items() if k != "status_callback"}
+        for m in reversed(state.messages)
+        if (to is None or m["to"] == to) and (from_ is None or m["from"] == from_)
+    ]
+    uri = request.path
+    return web.json_response({
+        "messages": found, "page": 0, "page_size": max(len(found), 50), "uri": uri,
+        "first_page_uri": uri, "next_page_uri": None, "previous_page_uri": None,
+        "start": 0, "end": max(len(found) - 1, 0),
+    })
+
+
 async def stats(request: web.Request) -> web.Response:
     state = request.app[STATE]
     return web.json_response({"received": len(state.messages) + state.failed,
@@ -214,6 +239,8 @@ async def control(request: web.Request) -> web.Response:
         state.unsubscribed_numbers = set(body["unsubscribed_numbers"])
     if "callbacks" in body:
         state.callbacks = bool(body["callbacks"])
+    if "delay" in body:
+        state.delay = float(body["delay"])
     return web.json_response({"ok": True})
 
 
@@ -242,6 +269,7 @@ def create_app(account_sid: str = DEFAULT_ACCOUNT_SID, auth_token: str = DEFAULT
     app[CALLBACK_TASKS] = tasks
     app.cleanup_ctx.append(_callback_ctx)
     app.router.add_post("/2010-04-01/Accounts/{account_sid}/Messages.json", create_message)
+    app.router.add_get("/2010-04-01/Accounts/{account_sid}/Messages.json", list_messages_api)
     app.router.add_get("/_messages", list_messages)
     app.router.add_get("/_stats", stats)
     app.router.add_post("/_control", control)

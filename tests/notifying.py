@@ -28,7 +28,7 @@ def wired(settings: Settings, twilio: TwilioStandin, smtp: SmtpStandin) -> Setti
 async def drain(settings: Settings, clock: ManualClock, pool: asyncpg.Pool) -> None:
     """Hand every due work item to arq and run a burst worker, until nothing is due."""
     redis = arq_client(settings.redis_url or "", settings.parcelcast_queue_name)
-    relay = Relay(pool, redis, clock, stale_after=60)
+    relay = Relay(pool, redis, clock, stale_after=settings.parcelcast_stale_after_s)
     try:
         for _ in range(20):
             if await relay.handoff_once() == 0:

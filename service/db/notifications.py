@@ -81,14 +81,14 @@ async def claim(conn: asyncpg.Connection, notification_id: int, now: datetime,
     about the business clock, which may run accelerated.
     """
     row = await conn.fetchrow(
-        """WITH before AS (SELECT state FROM notifications WHERE id = $1 FOR UPDATE)
-           UPDATE notifications n SET
-               state = 'sending', attempts = attempts + 1, updated_at = $2,
+        """UPDATE notifications n SET
+               state = 'sending', attempts = n.attempts + 1, updated_at = $2,
                sending_since = clock_timestamp()
-           WHERE id = $1 AND due_at <= $2 AND (
-                 state = 'scheduled'
-              OR (state = 'sending' AND sending_since < clock_timestamp() - $3::interval))
-           RETURNING n.*, (SELECT state FROM before) = 'sending' AS interrupted""",
+           FROM (SELECT id, state AS previous FROM notifications WHERE id = $1) AS b
+           WHERE n.id = b.id AND n.due_at <= $2 AND (
+                 n.state = 'scheduled'
+              OR (n.state = 'sending' AND n.sending_since < clock_timestamp() - $3::interval))
+           RETURNING n.*, b.previous = 'sending' AS interrupted""",
         notification_id, now, lease)
     return dict(row) if row else None
 

@@ -54,6 +54,15 @@ class OutboxSender:
             raise TransientSendError(f"outbox: {exc}") from exc
         return SendResult(provider_id=f"outbox:{notification_id}")
 
+    async def lookup(self, message: EmailMessage | SmsMessage, since: object) -> SendResult | None:
+        """An interrupted send went out if its file is there."""
+        notification_id = (message.notification_id if isinstance(message, SmsMessage)
+                           else str(message.get(NOTIFICATION_ID_HEADER) or ""))
+        suffix = ".sms.json" if isinstance(message, SmsMessage) else ".eml"
+        if _SAFE_NAME.match(notification_id) and (self.folder / f"{notification_id}{suffix}").exists():
+            return SendResult(provider_id=f"outbox:{notification_id}")
+        return None
+
     def _write_once(self, name: str, payload: bytes) -> bool:
         """True when this call created the file, False when it already existed."""
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -142,6 +143,22 @@ class TwilioSmsSender:
         except (aiohttp.ClientError, OSError) as exc:
             raise TransientSendError(f"twilio: {type(exc).__name__}: {exc}") from exc
         return SendResult(provider_id=str(created.sid))
+
+    async def lookup(self, message: SmsMessage, since: datetime) -> SendResult | None:
+        """The provider's id for `message` if Twilio already has it (same To and Body, sent
+        on or after `since`'s date): how an interrupted send learns whether it went out."""
+        client = self._ensure_client()
+        try:
+            async with asyncio.timeout(self.timeout):
+                found = await client.messages.list_async(
+                    to=message.to, date_sent_after=since.replace(tzinfo=None), limit=200)
+        except (TwilioRestException, TwilioServiceException, TimeoutError,
+                aiohttp.ClientError, OSError) as exc:
+            raise TransientSendError(f"twilio: cannot check for an earlier send: {exc}") from exc
+        for sent in found:
+            if sent.body == message.body:
+                return SendResult(provider_id=str(sent.sid))
+        return None
 
     async def aclose(self) -> None:
         """Close the SDK's aiohttp session."""

@@ -1,0 +1,125 @@
+"""A worker process killed mid-send: the message is neither lost nor sent twice.
+
+SMS: Twilio can be asked (list by recipient), so the next attempt finds the message the
+dead worker handed over and records it instead of sending again. E-mail: SMTP gives no
+way to ask, so the choice is at-least-once inside that window, re-sent with the same
+Message-ID (which mail clients collapse) — tested here as the documented behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from service.app import create_app
+from service.clock import ManualClock
+from service.settings import Settings
+from standins.smtp_server import SmtpStandin
+from standins.twilio_server import TwilioStandin
+from tests.builders import event, order, shipment
+from tests.notifying import sms_for, wired
+from tests.test_notifications import NOON_LA, PHONE
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[TwilioStandin]:
+    standin = await TwilioStandin().start()
+    yield standin
+    await standin.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpStandin]:
+    standin = SmtpStandin().start()
+    yield standin
+    standin.stop()
+
+
+def _worker_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ, "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "", "PARCELCAST_QUEUE_NAME": settings.parcelcast_queue_name,
+        "EMAIL_TRANSPORT": settings.email_transport, "SMTP_PORT": str(settings.smtp_port),
+        "SMS_TRANSPORT": settings.sms_transport, "TWILIO_BASE_URL": str(settings.twilio_base_url),
+        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+        "PUBLIC_BASE_URL": str(settings.public_base_url), "PARCELCAST_LOG_LEVEL": "WARNING",
+        # The worker runs on the real clock; the test's business time is in the past.
+        "PARCELCAST_DATA_DIR": str(settings.data_dir),
+    }
+
+
+async def _wait_for(probe, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await probe():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition never became true")
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("channel", ["sms", "email"])
+async def test_worker_killed_between_send_and_record(
+    aiohttp_client, settings: Settings, clock: ManualClock, pool: asyncpg.Pool,  # type: ignore[no-untyped-def]
+    admin: dict[str, str], twilio: TwilioStandin, smtp: SmtpStandin, tmp_path: Path, channel: str,
+) -> None:
+    settings = wired(settings, twilio, smtp)
+    clock.set(NOON_LA)
+    api: TestClient = await aiohttp_client(create_app(settings, clock))
+    consent = {"email": channel == "email", "sms": channel == "sms"}
+    await api.put("/v1/orders/o-1", json=order(consent=consent), headers=admin)
+    await api.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+    await api.post("/v1/tracking-events", json=event("delivered", "2026-11-03T19:00:00Z"),
+                   headers=admin)
+    if channel == "sms":
+        twilio.state.delay = 3
+    else:
+        smtp.state.delay = 3
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"],
+                              env=_worker_env(settings), stdout=log, stderr=subprocess.STDOUT)
+
+    async def provider_has_it() -> bool:
+        return bool(twilio.state.messages if channel == "sms" else smtp.state.messages)
+
+    try:
+        await _wait_for(provider_has_it)
+    finally:
+        worker.send_signal(signal.SIGKILL)  # mid-send: the provider has it, we have no reply
+        worker.wait(10)
+        log.close()
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT state FROM notifications") == "sending"
+    twilio.state.delay = smtp.state.delay = 0
+    # A new worker whose relay re-hands unfinished work after 0.5 s, and whose sends treat
+    # a claim older than 0.5 s as abandoned.
+    env = {**_worker_env(settings), "PARCELCAST_STALE_AFTER_S": "0.5", "SEND_LEASE_S": "0.5"}
+    log = (tmp_path / "worker2.log").open("wb")
+    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+
+    async def recorded() -> bool:
+        async with pool.acquire() as conn:
+            return await conn.fetchval("SELECT state FROM notifications") == "sent"
+
+    try:
+        await _wait_for(recorded)
+    finally:
+        worker.terminate()
+        worker.wait(10)
+        log.close()
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT attempts FROM notifications") == 2
+    if channel == "sms":
+        assert len(sms_for(twilio, PHONE)) == 1 and twilio.state.duplicates == 0
+    else:
+        ids = [m["message_id"] for m in smtp.state.messages]
+        assert len(ids) == 2 and ids[0] == ids[1]  # re-sent, recognisably the same message
