@@ -180,6 +180,87 @@ def keys_revoke(key_id: str) -> None:
 
 
 @main.group()
+def notifications() -> None:
+    """Inspect and re-queue notifications that could not be sent."""
+
+
+@notifications.command("failed")
+def notifications_failed() -> None:
+    """List dead-lettered (retries exhausted) and permanently failed notifications."""
+    from service.db import notifications as notifications_db
+    from service.db.pool import connect
+
+    settings = _resolved(_settings())
+
+    async def fetch() -> list[dict[str, Any]]:
+        conn = await connect(_database_url(settings))
+        try:
+            return await notifications_db.list_failed(conn)
+        finally:
+            await conn.close()
+
+    rows = _run(fetch)
+    if not rows:
+        click.echo("no failed notifications")
+    for row in rows:
+        click.echo(f"{row['id']}\t{row['state']}\t{row['moment']}\t{row['channel']}\t"
+                   f"{row['recipient']}\tattempts={row['attempts']}\t{row['last_error']}")
+
+
+@notifications.command("retry")
+@click.argument("notification_id", type=int)
+def notifications_retry(notification_id: int) -> None:
+    """Re-queue a failed or dead notification (a worker sends it)."""
+    from service.db import notifications as notifications_db
+    from service.db.pool import connect
+
+    settings = _resolved(_settings())
+
+    async def retry() -> bool:
+        conn = await connect(_database_url(settings))
+        try:
+            async with conn.transaction():
+                return await notifications_db.retry(conn, notification_id,
+                                                    settings.clock().now())
+        finally:
+            await conn.close()
+
+    if not _run(retry):
+        raise click.ClickException(f"notification {notification_id} is not failed or dead")
+    click.echo(f"notification {notification_id} re-queued")
+
+
+@main.group()
+def templates() -> None:
+    """Notification templates."""
+
+
+@templates.command("preview")
+@click.argument("moment")
+@click.option("--channel", type=click.Choice(["email", "sms"]), default="email",
+              show_default=True)
+@click.option("--locale", default="en", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write to this file instead of the terminal.")
+def templates_preview(moment: str, channel: str, locale: str, out: str | None) -> None:
+    """Render MOMENT with sample data, as a customer would receive it."""
+    from workers.notify import MOMENTS, RenderError
+    from workers.notify.preview import preview
+
+    if moment not in MOMENTS:
+        raise click.BadParameter(f"unknown moment; one of: {', '.join(MOMENTS)}",
+                                 param_hint="MOMENT")
+    try:
+        text = preview(moment, channel, locale, out)
+    except RenderError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out is None:
+        click.echo(text)
+    else:
+        click.echo(f"wrote {out}", err=True)
+
+
+@main.group()
 def stores() -> None:
     """The embedded PostgreSQL and Redis in the data folder."""
 
