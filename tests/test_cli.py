@@ -125,3 +125,43 @@ def test_keys_create_list_revoke(database_url: str, redis_server_url: str) -> No
     assert again.returncode != 0 and "no active key" in again.stderr
     bad_scope = run("keys", "create", "--scope", "everything", env=env)
     assert bad_scope.returncode == 2 and "--scope" in bad_scope.stderr
+
+
+def test_templates_preview_renders_and_refuses_unknown_moments(tmp_path: Path) -> None:
+    env = _env()
+    sms = run("templates", "preview", "delivered", "--channel", "sms", "--locale", "de", env=env)
+    assert sms.returncode == 0 and "zugestellt" in sms.stdout
+    out = tmp_path / "mail.html"
+    email = run("templates", "preview", "predicted_delay", "--locale", "pt-BR", "--out", str(out),
+                env=env)
+    assert email.returncode == 0 and "lang=\"pt-BR\"" in out.read_text()
+    bad = run("templates", "preview", "teleported", env=env)
+    assert bad.returncode == 2 and "unknown moment" in bad.stderr
+
+
+async def test_notifications_failed_and_retry(database_url: str, redis_server_url: str) -> None:
+    from datetime import UTC, datetime
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("TRUNCATE notifications, work_items")
+        now = datetime(2026, 11, 3, tzinfo=UTC)
+        nid = await conn.fetchval(
+            """INSERT INTO notifications (shipment_id, order_id, moment, channel, recipient,
+                   locale, state, due_at, attempts, last_error, created_at, updated_at)
+               VALUES ('s-9', 'o-9', 'delivered', 'sms', '+14155552671', 'en', 'dead', $1, 8,
+                       'twilio: 500', $1, $1) RETURNING id""", now)
+        env = _env(DATABASE_URL=database_url, REDIS_URL=redis_server_url)
+        listed = await asyncio.to_thread(run, "notifications", "failed", env=env)
+        assert f"{nid}\tdead\tdelivered\tsms" in listed.stdout
+        retried = await asyncio.to_thread(run, "notifications", "retry", str(nid), env=env)
+        assert retried.returncode == 0
+        assert await conn.fetchval("SELECT state FROM notifications WHERE id = $1",
+                                   nid) == "scheduled"
+        assert await conn.fetchval(
+            "SELECT count(*) FROM work_items WHERE kind = 'send_notification'") == 1
+        again = await asyncio.to_thread(run, "notifications", "retry", str(nid), env=env)
+        assert again.returncode != 0 and "not failed or dead" in again.stderr
+    finally:
+        await conn.execute("TRUNCATE notifications, work_items")
+        await conn.close()
