@@ -49,6 +49,7 @@ class ShipmentOut(BaseModel):
     delivered_at: str | None
     event_count: int
     last_event_at: str | None
+    carrier_estimate: dict[str, str | None] | None
     eta: dict[str, Any] | None
     timeline: list[EventOut]
     updated_at: str

@@ -49,6 +49,10 @@ def shipment_json(row: dict[str, Any], timeline: list[dict[str, Any]]) -> dict[s
         "delivered_at": iso(row["delivered_at"]),
         "event_count": row["event_count"],
         "last_event_at": iso(row["last_event_at"]),
+        "carrier_estimate": (
+            {"date": iso(row["carrier_estimated_delivery"]),
+             "source": row.get("carrier_estimate_source")}
+            if row.get("carrier_estimated_delivery") else None),
         "eta": None,
         "timeline": [event_json(e) for e in timeline],
         "updated_at": iso(row["updated_at"]),

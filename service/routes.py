@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from service.models import OrderIn, ShipmentIn, TrackingEventIn
-from service.views import events, health, messaging, orders, shipments
+from service.views import events, health, messaging, orders, shipments, webhooks
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,6 +58,19 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/tracking-events", events.post_tracking_events,
           "One tracking event or a batch of up to 1,000", "events:write", TrackingEventIn,
           batch_body=True, responses={202: "counts of accepted, duplicate and rejected events"}),
+    Route("POST", "/v1/webhooks/shopify", webhooks.shopify_webhook,
+          "Shopify order and fulfilment webhooks (X-Shopify-Hmac-Sha256)",
+          responses={200: "processed, ignored or duplicate", 401: "bad or missing signature",
+                     409: "tracking number taken", 422: "cannot be mapped",
+                     503: "secret not configured"}),
+    Route("POST", "/v1/webhooks/easypost", webhooks.easypost_webhook,
+          "EasyPost tracker.created / tracker.updated events (X-Hmac-Signature)",
+          responses={200: "processed, ignored or duplicate", 401: "bad or missing signature",
+                     422: "cannot be mapped", 503: "secret not configured"}),
+    Route("POST", "/v1/webhooks/aftership", webhooks.aftership_webhook,
+          "AfterShip tracking webhooks (aftership-hmac-sha256)",
+          responses={200: "processed, ignored or duplicate", 401: "bad or missing signature",
+                     422: "cannot be mapped", 503: "secret not configured"}),
     Route("POST", "/v1/webhooks/twilio/inbound", messaging.twilio_inbound,
           "Twilio inbound SMS: STOP/START/HELP (X-Twilio-Signature)",
           responses={200: "TwiML", 401: "bad signature"}, form_body=True),

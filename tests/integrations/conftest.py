@@ -1,4 +1,4 @@
-"""The app with the webhook routes added here (not through service.routes), and signing helpers."""
+"""The app with known webhook secrets, and the senders' signing helpers."""
 
 from __future__ import annotations
 
@@ -27,9 +27,6 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SECRETS = {"shopify": "shpss_test_secret_0123456789abcdef",
            "easypost": "ep-secret-naïve-ﬁle",  # non-ASCII, so NFKD normalization matters
            "aftership": "aftership-test-secret"}
-ROUTES = (("/v1/webhooks/shopify", webhooks.shopify_webhook),
-          ("/v1/webhooks/easypost", webhooks.easypost_webhook),
-          ("/v1/webhooks/aftership", webhooks.aftership_webhook))
 
 
 def fixture(name: str) -> bytes:
@@ -51,8 +48,6 @@ def sign(source: str, body: bytes, **headers: str) -> dict[str, str]:
 def build_client_app(settings: Settings, clock: ManualClock, secrets: WebhookSecrets) -> Any:
     app = create_app(settings, clock)
     app[webhooks.webhook_secrets_key] = secrets
-    for path, handler in ROUTES:
-        app.router.add_post(path, handler)
     return app
 
 
