@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from service.taxonomy import CARRIERS
 
@@ -28,7 +29,35 @@ def event_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def shipment_json(row: dict[str, Any], timeline: list[dict[str, Any]]) -> dict[str, Any]:
+def _local(instant: datetime | None, zone: str) -> str | None:
+    return instant.astimezone(ZoneInfo(zone)).date().isoformat() if instant else None
+
+
+def eta_json(first: dict[str, Any] | None, latest: dict[str, Any] | None,
+             zone: str) -> dict[str, Any] | None:
+    """The latest window (UTC and the customer's local dates) and the first one shown."""
+    if latest is None:
+        return None
+    return {
+        "earliest": iso(latest["eta_p10"]), "likely": iso(latest["eta_p50"]),
+        "latest": iso(latest["eta_p90"]),
+        "local": {"timezone": zone, "earliest": _local(latest["eta_p10"], zone),
+                  "likely": _local(latest["eta_p50"], zone),
+                  "latest": _local(latest["eta_p90"], zone)},
+        "probability_late": latest["prob_late"],
+        "model_version": latest["model_version"],
+        "predicted_at": iso(latest["predicted_at"]),
+        "stage": latest["stage"],
+        "reasons": latest["reasons"],
+        "first_shown": None if first is None else {
+            "earliest": iso(first["eta_p10"]), "likely": iso(first["eta_p50"]),
+            "latest": iso(first["eta_p90"]), "predicted_at": iso(first["predicted_at"]),
+            "model_version": first["model_version"]},
+    }
+
+
+def shipment_json(row: dict[str, Any], timeline: list[dict[str, Any]],
+                  eta: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "shipment_id": row["shipment_id"],
         "order_id": row["order_id"],
@@ -53,7 +82,7 @@ def shipment_json(row: dict[str, Any], timeline: list[dict[str, Any]]) -> dict[s
             {"date": iso(row["carrier_estimated_delivery"]),
              "source": row.get("carrier_estimate_source")}
             if row.get("carrier_estimated_delivery") else None),
-        "eta": None,
+        "eta": eta,
         "timeline": [event_json(e) for e in timeline],
         "updated_at": iso(row["updated_at"]),
     }

@@ -14,6 +14,7 @@ from service.clock import Clock
 from service.db.pool import create_pool
 from service.migrations import ensure_current
 from service.redis import arq_client, redis_settings
+from service.eta import EtaRuntime
 from service.relay import Relay
 from service.settings import Settings
 from workers.jobs import FUNCTIONS
@@ -65,7 +66,8 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
             sweep_task = asyncio.create_task(
                 sweep_forever(pool, clock, settings.sweep_interval_s))
         ctx: dict[str, Any] = {"pg": pool, "clock": clock, "settings": settings,
-                               "renderer": Renderer(), "transports": transports}
+                               "renderer": Renderer(), "transports": transports,
+                               "eta": EtaRuntime(clock)}
         while True:
             worker = build_worker(settings, dict(ctx), burst=burst)
             try:

@@ -9,8 +9,9 @@ from service.db import shipments as shipments_db
 from service.errors import not_found
 from service.keys import clock_key, pool_key
 from service.models import OrderIn
-from service.present import order_json, shipment_json
+from service.present import order_json
 from service.responses import json_response
+from service.shipment_view import shipment_view
 from service.validation import read_json, validate
 from service.views.params import path_id
 
@@ -31,8 +32,5 @@ async def get_order(request: web.Request) -> web.Response:
             raise not_found("order", order_id)
         shipments = []
         for shipment in await shipments_db.find(conn, order_id=order_id):
-            events = await shipments_db.timeline(
-                conn, shipment["carrier"], shipment["tracking_number"]
-            )
-            shipments.append(shipment_json(shipment, events))
+            shipments.append(await shipment_view(conn, shipment, row))
     return json_response(order_json(row, shipments))

@@ -8,8 +8,8 @@ from service.db import shipments as shipments_db
 from service.errors import FieldError, ProblemError, not_found, validation_failed
 from service.keys import clock_key, pool_key
 from service.models import ShipmentIn
-from service.present import shipment_json
 from service.responses import json_response
+from service.shipment_view import shipment_view
 from service.validation import read_json, validate
 from service.views.params import path_id, query_id
 
@@ -37,8 +37,8 @@ async def get_shipment(request: web.Request) -> web.Response:
         row = await shipments_db.get(conn, shipment_id)
         if row is None:
             raise not_found("shipment", shipment_id)
-        events = await shipments_db.timeline(conn, row["carrier"], row["tracking_number"])
-    return json_response(shipment_json(row, events))
+        view = await shipment_view(conn, row)
+    return json_response(view)
 
 
 async def list_shipments(request: web.Request) -> web.Response:
@@ -50,9 +50,5 @@ async def list_shipments(request: web.Request) -> web.Response:
         )])
     async with request.app[pool_key].acquire() as conn:
         rows = await shipments_db.find(conn, tracking_number=tracking_number, order_id=order_id)
-        shipments = [
-            shipment_json(row, await shipments_db.timeline(
-                conn, row["carrier"], row["tracking_number"]))
-            for row in rows
-        ]
+        shipments = [await shipment_view(conn, row) for row in rows]
     return json_response({"shipments": shipments})

@@ -1,0 +1,74 @@
+"""The model registry: trained ETA models with their metrics, and which one is champion."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+
+async def register(conn: asyncpg.Connection, version: str, artefact: bytes,
+                   feature_names: Sequence[str], params: dict[str, Any],
+                   metrics: dict[str, Any], data_from: datetime | None,
+                   data_to: datetime | None, now: datetime) -> None:
+    await conn.execute(
+        """INSERT INTO eta_models (version, artefact, feature_names, params, metrics, data_from,
+                                   data_to, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        version, artefact, list(feature_names), params, metrics, data_from, data_to, now)
+
+
+async def champion(conn: asyncpg.Connection) -> dict[str, Any] | None:
+    """The champion's row, artefact included."""
+    row = await conn.fetchrow("SELECT * FROM eta_models WHERE status = 'champion'")
+    return dict(row) if row else None
+
+
+async def champion_version(conn: asyncpg.Connection) -> str | None:
+    version: str | None = await conn.fetchval(
+        "SELECT version FROM eta_models WHERE status = 'champion'")
+    return version
+
+
+async def get(conn: asyncpg.Connection, version: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM eta_models WHERE version = $1", version)
+    return dict(row) if row else None
+
+
+async def promote(conn: asyncpg.Connection, version: str, reason: str, now: datetime) -> bool:
+    """Make `version` the champion (the old one retires); False if there is no such model."""
+    async with conn.transaction():
+        if await conn.fetchval("SELECT 1 FROM eta_models WHERE version = $1 FOR UPDATE",
+                               version) is None:
+            return False
+        previous = await conn.fetchval(
+            "SELECT version FROM eta_models WHERE status = 'champion' FOR UPDATE")
+        if previous == version:
+            return True
+        await conn.execute(
+            "UPDATE eta_models SET status = 'retired' WHERE status = 'champion'")
+        await conn.execute(
+            "UPDATE eta_models SET status = 'champion', promoted_at = $2 WHERE version = $1",
+            version, now)
+        await conn.execute(
+            """INSERT INTO eta_model_promotions (version, previous, reason, promoted_at)
+               VALUES ($1, $2, $3, $4)""", version, previous, reason, now)
+    return True
+
+
+async def previous_champion(conn: asyncpg.Connection) -> str | None:
+    """The model that was champion before the current one."""
+    previous: str | None = await conn.fetchval(
+        """SELECT previous FROM eta_model_promotions p
+           JOIN eta_models m ON m.version = p.version AND m.status = 'champion'
+           ORDER BY p.id DESC LIMIT 1""")
+    return previous
+
+
+async def list_all(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT version, status, metrics, data_from, data_to, created_at, promoted_at
+           FROM eta_models ORDER BY created_at""")
+    return [dict(r) for r in rows]

@@ -1,0 +1,139 @@
+"""The ETA at run time: the champion model (reloaded when another is promoted), recent lane
+performance from the database, and one shipment's refresh. Model work runs in a thread:
+it never blocks the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import numpy as np
+
+from predictor.features import recent_performance, serving_features
+from predictor.lanes import zip_timezone
+from predictor.model import EtaModel
+from predictor.recent import RecentPerformance
+from service.clock import Clock
+from service.db import eta_models, etas, history
+from service.db import shipments as shipments_db
+
+FINISHED = frozenset({"delivered", "returned_to_sender", "cancelled"})
+RECENT_WINDOW = timedelta(days=21)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    stage: str
+    p10: datetime
+    p50: datetime
+    p90: datetime
+    prob_late: float | None
+    reasons: list[dict[str, Any]]
+
+
+def destination_zone(shipment: dict[str, Any]) -> str:
+    postal, country = shipment.get("destination_postal_code"), shipment.get("destination_country")
+    if postal and (country or "US") == "US":
+        return zip_timezone(postal, "US")
+    return "UTC"
+
+
+def hours_until_end_of(day: date | None, zone: str, now: datetime) -> float | None:
+    """Hours from `now` to the end of `day` in `zone` (a promise is kept all day)."""
+    if day is None:
+        return None
+    end = datetime.combine(day + timedelta(days=1), dtime(0), tzinfo=ZoneInfo(zone))
+    return (end - now).total_seconds() / 3600
+
+
+def stage_of(scans: list[dict[str, Any]]) -> str:
+    carrier_scans = [s for s in scans if s["status"] not in ("label_created", "unknown")]
+    if not carrier_scans:
+        return "label"
+    return "first_scan" if len(carrier_scans) == 1 else "later"
+
+
+def predict_one(model: EtaModel, shipment: dict[str, Any], scans: list[dict[str, Any]],
+                now: datetime, recent: RecentPerformance) -> Prediction:
+    """Features + model for one shipment (CPU work: call it in a thread)."""
+    features = serving_features(shipment, scans, now, recent)
+    hours = model.predict(features)[0]
+    promised = hours_until_end_of(shipment.get("promised_delivery_date"),
+                                  destination_zone(shipment), now)
+    late = None if promised is None else float(model.prob_late(features, np.array([promised]))[0])
+    reasons = [{"reason": text, "hours": hrs} for text, hrs in model.explain(features, top=3)[0]]
+    p10, p50, p90 = (now + timedelta(hours=float(h)) for h in hours)
+    return Prediction(stage_of(scans), p10, p50, p90, late, reasons)
+
+
+class EtaRuntime:
+    """Shared by the service (quotes) and the workers (refreshes), one per process."""
+
+    def __init__(self, clock: Clock, *, check_every: float = 5.0,
+                 recent_every: float = 60.0) -> None:
+        self.clock = clock
+        self.check_every = check_every
+        self.recent_every = recent_every
+        self.model: EtaModel | None = None
+        self.version: str | None = None
+        self._checked = -float("inf")
+        self._recent: RecentPerformance | None = None
+        self._recent_built = -float("inf")
+        self._recent_as_of: datetime | None = None
+        self._lock = asyncio.Lock()
+
+    async def current(self, conn: asyncpg.Connection) -> EtaModel | None:
+        """The champion, re-checked every `check_every` seconds (promotion without restart)."""
+        if time.monotonic() - self._checked >= self.check_every:
+            async with self._lock:
+                if time.monotonic() - self._checked >= self.check_every:
+                    version = await eta_models.champion_version(conn)
+                    if version is not None and version != self.version:
+                        row = await eta_models.get(conn, version)
+                        if row is not None:
+                            self.model = await asyncio.to_thread(EtaModel.from_bytes,
+                                                                 bytes(row["artefact"]))
+                            self.version = version
+                    elif version is None:
+                        self.model, self.version = None, None
+                    self._checked = time.monotonic()
+        return self.model
+
+    async def recent(self, conn: asyncpg.Connection, now: datetime) -> RecentPerformance:
+        """Recent lane performance, rebuilt every `recent_every` real seconds or simulated day."""
+        stale = (self._recent is None or self._recent_as_of is None
+                 or time.monotonic() - self._recent_built >= self.recent_every
+                 or abs((now - self._recent_as_of).total_seconds()) > 86400)
+        if stale:
+            frame = await history.recent_deliveries(conn, now - RECENT_WINDOW, now)
+            self._recent = await asyncio.to_thread(recent_performance, frame)
+            self._recent_built, self._recent_as_of = time.monotonic(), now
+        if self._recent is None:
+            raise RuntimeError("recent performance was not built")
+        return self._recent
+
+    async def refresh(self, conn: asyncpg.Connection, shipment_id: str, now: datetime
+                      ) -> Prediction | None:
+        """Predict and store this shipment's ETA (nothing once it is finished or unmodelled)."""
+        model = await self.current(conn)
+        if model is None:
+            return None
+        shipment = await shipments_db.get(conn, shipment_id)
+        if shipment is None or shipment["status"] in FINISHED:
+            return None
+        if shipment["shipped_at"] is None:
+            shipment["shipped_at"] = shipment["first_scan_at"]
+        shipment["delivered_at"] = None
+        scans = await etas.scans(conn, shipment["carrier"], shipment["tracking_number"], now)
+        recent = await self.recent(conn, now)
+        prediction = await asyncio.to_thread(predict_one, model, shipment, scans, now, recent)
+        await etas.store(conn, shipment_id, now, model.version, prediction.stage,
+                         prediction.p10, prediction.p50, prediction.p90, prediction.prob_late,
+                         prediction.reasons)
+        return prediction
