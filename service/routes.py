@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from service.models import OrderIn, ShipmentIn, TrackingEventIn
-from service.views import events, health, messaging, orders, shipments, webhooks
+from service.views import events, health, messaging, orders, pages, shipments, webhooks
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -77,6 +77,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/webhooks/twilio/status", messaging.twilio_status,
           "Twilio delivery status callback (X-Twilio-Signature)",
           responses={204: "recorded", 401: "bad signature"}, form_body=True),
+    Route("GET", "/t/{token}", pages.tracking_page,
+          "The customer's tracking page (signed link)",
+          responses={200: "HTML page", 404: "invalid link"}, html=True),
     Route("GET", "/u/{token}", messaging.unsubscribe_page, "Unsubscribe confirmation page",
           responses={200: "HTML page", 404: "invalid link"}, html=True),
     Route("POST", "/u/{token}", messaging.unsubscribe,

@@ -162,3 +162,24 @@ async def test_health_ready_and_metrics(client: TestClient, admin: dict[str, str
     assert 'parcelcast_work_items{state="pending"} 1.0' in text
     assert "parcelcast_arq_queue_depth 0.0" in text
     assert 'route="/v1/tracking-events"' in text
+
+
+async def test_tracking_page_behind_a_signed_link(
+    client: TestClient, admin: dict[str, str], settings: object
+) -> None:
+    from service.tokens import tracking_url
+
+    await client.put("/v1/orders/o-1", json=order(customer={"locale": "de",
+                                                            "timezone": "Europe/Berlin"}),
+                     headers=admin)
+    await client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+    await client.post("/v1/tracking-events", headers=admin, json=event(
+        "in_transit", "2026-11-03T23:30:00Z", description="Arrived at <b>hub</b>"))
+    url = tracking_url("http://x", settings.parcelcast_secret_key, "s-1")  # type: ignore[attr-defined]
+    page = await client.get(url.removeprefix("http://x"))
+    assert page.status == 200 and page.content_type == "text/html"
+    html = await page.text()
+    assert "Arrived at &lt;b&gt;hub&lt;/b&gt;" in html  # carrier text is escaped
+    assert "Mi. 4 Nov., 00:30" in html  # Berlin time, German names
+    forged = await client.get(url.removeprefix("http://x")[:-2] + "zz")
+    assert forged.status == 404
