@@ -34,6 +34,7 @@ NUMERIC = (
     "hours_since_last_scan",
     "lane_transit_median_7d", "lane_transit_median_14d", "lane_deliveries_14d",
     "carrier_transit_median_7d", "carrier_transit_median_14d", "state_transit_median_7d",
+    "carrier_backlog_days", "lane_backlog_days",
 )
 FEATURES = CATEGORICAL + NUMERIC
 # Recent-performance key families and the windows used for each feature.
@@ -82,7 +83,7 @@ def recent_performance(shipments: pd.DataFrame,
     a = attributes if attributes is not None else shipment_attributes(shipments)
     transit = (a["delivered_s"] - a["shipped_s"]) / _HOUR_S
     return RecentPerformance(a["delivered_s"].to_numpy(float), transit.to_numpy(float),
-                             _recent_keys(a))
+                             _recent_keys(a), handover_s=a["shipped_s"].to_numpy(float))
 
 
 def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
@@ -122,10 +123,11 @@ def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
     X = _feature_frame(attrs, scans, rows, as_of, recent)
     y = (delivered[rows] - as_of) / _HOUR_S
     meta = pd.DataFrame({
-        "shipment_id": attrs["shipment_id"].to_numpy()[rows],
+        "shipment_id": pd.Categorical.from_codes(rows, categories=attrs["shipment_id"])
+        if attrs["shipment_id"].is_unique else attrs["shipment_id"].to_numpy()[rows],
         "as_of": _timestamps(as_of),
         "stage": pd.Categorical(stage, categories=list(STAGES)),
-        "carrier": attrs["carrier"].to_numpy()[rows],
+        "carrier": pd.Categorical(attrs["carrier"].to_numpy()[rows]),
         "delivered_at": _timestamps(delivered[rows]),
     })
     return X, y.astype(float), meta
@@ -217,7 +219,15 @@ def _feature_frame(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.n
         out[name] = med
         if name == "lane_transit_median_14d":
             out["lane_deliveries_14d"] = count.astype(float)
-    return pd.DataFrame({f: out[f] for f in FEATURES})
+    out["carrier_backlog_days"] = recent.backlog_days("carrier_service",
+                                                      keys["carrier_service"][rows], as_of)
+    out["lane_backlog_days"] = recent.backlog_days("carrier_lane", keys["carrier_lane"][rows],
+                                                   as_of)
+    # Categoricals as pandas categories and numbers as float32 (what the booster sees
+    # anyway): a million shipments' snapshots then fit in well under a gigabyte.
+    frame = {f: pd.Categorical(out[f]) if f in CATEGORICAL
+             else np.asarray(out[f], dtype=np.float32) for f in FEATURES}
+    return pd.DataFrame(frame)
 
 
 def _recent_keys(a: pd.DataFrame) -> dict[str, np.ndarray]:

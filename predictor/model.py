@@ -50,7 +50,13 @@ class EtaModel:
         for j, name in enumerate(self.feature_names):
             col = X[name]
             if name in self.categories:
-                codes = self._category_index(name).get_indexer(col.astype(object))
+                index = self._category_index(name)
+                if isinstance(col.dtype, pd.CategoricalDtype):
+                    # Map the (few) categories once, then gather by code.
+                    lookup = np.append(index.get_indexer(col.cat.categories.astype(object)), -1)
+                    codes = lookup[col.cat.codes.to_numpy()]
+                else:
+                    codes = index.get_indexer(col.astype(object))
                 out[:, j] = np.where(codes < 0, np.nan, codes)  # unseen category = missing
             else:
                 out[:, j] = col.to_numpy(dtype=np.float32, na_value=np.nan)
@@ -60,7 +66,10 @@ class EtaModel:
         """Uncalibrated booster output (n, 3), via the fast ``inplace_predict`` path."""
         if len(X) == 0:
             return np.empty((0, len(QUANTILES)))
-        raw = self.booster.inplace_predict(self.encode(X))
+        kwargs = {}
+        if self.metadata.get("base_margin") == MARGIN_NAME:
+            kwargs["base_margin"] = base_margin(X)
+        raw = self.booster.inplace_predict(self.encode(X), **kwargs)
         return np.asarray(raw, dtype=float).reshape(len(X), len(QUANTILES))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -95,6 +104,8 @@ class EtaModel:
         """SHAP contributions (hours) of each feature to the p50 output, (n, features)."""
         dm = xgb.DMatrix(self.encode(X), feature_names=self.feature_names,
                          feature_types=self._feature_types(), enable_categorical=True)
+        if self.metadata.get("base_margin") == MARGIN_NAME:
+            dm.set_base_margin(base_margin(X))
         contrib = self.booster.predict(dm, pred_contribs=True)
         # Multi-quantile boosters return (n, outputs, features + bias); keep the median.
         return np.asarray(contrib)[:, QUANTILES.index(0.5), :-1]
@@ -153,6 +164,27 @@ class EtaModel:
 
     def _feature_types(self) -> list[str]:
         return ["c" if f in self.categories else "q" for f in self.feature_names]
+
+
+MARGIN_NAME = "littles_law_v1"
+_FALLBACK_TRANSIT_HOURS = 72.0
+
+
+def base_margin(X: pd.DataFrame) -> np.ndarray:
+    """Starting point the trees correct, (n, 3) hours: Little's-law transit of the
+    carrier's network right now (backlog days × 24, else the 14-day median, else 72 h)
+    minus the time already in transit, floored at zero.
+
+    Trees cannot extrapolate: when a peak pushes congestion beyond anything in the
+    training period, a tree-only model stays flat. Anchoring on the live backlog lets
+    the forecast move with it, while the trees learn lane, service and stage effects.
+    """
+    base = X["carrier_backlog_days"].to_numpy(float) * 24.0
+    base = np.where(np.isnan(base), X["carrier_transit_median_14d"].to_numpy(float), base)
+    base = np.where(np.isnan(base), _FALLBACK_TRANSIT_HOURS, base)
+    elapsed = np.nan_to_num(X["hours_since_handover"].to_numpy(float))
+    margin = np.maximum(base - elapsed, 0.0)
+    return np.repeat(margin[:, None], len(QUANTILES), axis=1)
 
 
 def category_codes(X: pd.DataFrame) -> dict[str, list[str]]:
@@ -230,6 +262,10 @@ def describe(feature: str, hours: float, row: Mapping[str, Any] | pd.Series) -> 
                                       "in the last two weeks",
         "state_transit_median_7d": f"deliveries to {where} were "
                                    f"{'slow' if slower else 'fast'} this week",
+        "carrier_backlog_days": f"{product} has {'a pile-up of' if slower else 'few'} "
+                                "parcels in its network right now",
+        "lane_backlog_days": f"{'many' if slower else 'few'} parcels are stuck on this lane "
+                             "right now",
     }
     text = texts.get(feature, f"{feature.replace('_', ' ')} {more if slower else less}")
     if math.isnan(hours):

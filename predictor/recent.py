@@ -36,8 +36,11 @@ class RecentPerformance:
     """
 
     def __init__(self, delivered_s: np.ndarray, transit_hours: np.ndarray,
-                 families: Mapping[str, Sequence[str] | np.ndarray]) -> None:
-        """``delivered_s``: delivery instants as float seconds since the epoch (UTC)."""
+                 families: Mapping[str, Sequence[str] | np.ndarray],
+                 handover_s: np.ndarray | None = None) -> None:
+        """``delivered_s``: delivery instants as float seconds since the epoch (UTC), NaN
+        when not delivered. ``handover_s`` (optional, aligned): carrier pickup instants,
+        used for the in-flight backlog."""
         when = np.asarray(delivered_s, dtype=float)
         transit = np.asarray(transit_hours, dtype=float)
         ok = np.isfinite(when) & np.isfinite(transit) & (transit >= 0)
@@ -58,6 +61,11 @@ class RecentPerformance:
             # cum[k, d] = deliveries of key k on days < d: a window is a difference.
             np.cumsum(counts, axis=1, out=counts)
             self._tables[name] = ({str(u): i for i, u in enumerate(uniques)}, counts)
+        self._backlog: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]] = {}
+        if handover_s is not None:
+            for name, keys in families.items():
+                self._backlog[name] = _backlog_table(np.asarray(keys, dtype=object),
+                                                     np.asarray(handover_s, float), when)
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -89,6 +97,51 @@ class RecentPerformance:
         hist[known] = cum[u_key[known], hi[known]] - cum[u_key[known], lo[known]]
         med, count = _hist_median(hist)
         return med[inverse], count[inverse]
+
+
+    def backlog_days(self, family: str, keys: Sequence[str] | np.ndarray,
+                     as_of_s: np.ndarray) -> np.ndarray:
+        """Parcels in flight at ``as_of`` divided by the daily pickup rate of the last 28
+        days: by Little's law, the network's current mean transit in days. It moves as
+        soon as parcels pile up, days before slow deliveries show in the medians.
+
+        A parcel is in flight from pickup until delivery or 30 days, whichever comes
+        first; both ends are known at ``as_of``, so nothing leaks from the future.
+        NaN with fewer than ``MIN_COUNT`` pickups in the last 28 days.
+        """
+        if family not in self._backlog:
+            return np.full(len(keys), np.nan)
+        index, starts, ends = self._backlog[family]
+        codes, uniques = pd.factorize(np.asarray(keys, dtype=object))
+        known = np.array([index.get(str(k), -1) for k in uniques], dtype=np.int64)
+        k = np.append(known, -1)[codes]
+        t = np.floor(np.asarray(as_of_s, dtype=float)).astype(np.int64) - _BASE_S
+        q = (np.maximum(k, 0) << 33) + t
+        picked = np.searchsorted(starts, q, side="right")
+        gone = np.searchsorted(ends, q, side="right")
+        recent = picked - np.searchsorted(starts, q - 28 * 86_400, side="right")
+        rate = recent / 28.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = (picked - gone) / rate
+        return np.where((k >= 0) & (recent >= MIN_COUNT), out, np.nan)
+
+
+# Backlog keys pack (key code << 33) + seconds since 2000-01-01: sorted per key, globally.
+_BASE_S = 946_684_800
+_IN_FLIGHT_CAP_S = 30 * 86_400
+
+
+def _backlog_table(keys: np.ndarray, handover: np.ndarray, delivered: np.ndarray
+                   ) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+    ok = np.isfinite(handover)
+    codes, uniques = pd.factorize(keys[ok])
+    start = np.floor(handover[ok]).astype(np.int64) - _BASE_S
+    end_s = np.fmin(np.where(np.isfinite(delivered[ok]), delivered[ok], np.inf),
+                    handover[ok] + _IN_FLIGHT_CAP_S)
+    end = np.floor(end_s).astype(np.int64) - _BASE_S
+    starts = np.sort((codes.astype(np.int64) << 33) + start)
+    ends = np.sort((codes.astype(np.int64) << 33) + end)
+    return {str(u): i for i, u in enumerate(uniques)}, starts, ends
 
 
 def _hist_median(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -81,8 +81,7 @@ def build_events(rng: np.random.Generator, shipments: pd.DataFrame, *, km: np.nd
         when = handover + (span * frac).astype("timedelta64[ns]")
         lat = o_lat + frac * (d_lat - o_lat)
         lon = o_lon + frac * (d_lon - o_lon)
-        hub = haversine_km(lat[:, None], lon[:, None], h_lat[None, :], h_lon[None, :])
-        where = hub_loc[hub.argmin(axis=1)]
+        where = hub_loc[_nearest(lat, lon, h_lat, h_lon)]
         add(mask, when, "in_transit", "Arrived at carrier facility", where)
         if k == 1:
             first_hub, first_hub_at = where, when
@@ -109,6 +108,17 @@ def build_events(rng: np.random.Generator, shipments: pd.DataFrame, *, km: np.nd
     add(cancel, label + np.timedelta64(3, "D"), "cancelled", "Label cancelled", o_loc)
 
     return _assemble(shipments, rows, times, status, desc, locs, loc_codes)
+
+
+def _nearest(lat: np.ndarray, lon: np.ndarray, h_lat: np.ndarray, h_lon: np.ndarray,
+             chunk: int = 100_000) -> np.ndarray:
+    """Index of the nearest hub per point, in chunks to bound the (n, hubs) temporaries."""
+    out = np.empty(len(lat), dtype=np.int64)
+    for lo in range(0, len(lat), chunk):
+        hi = lo + chunk
+        d = haversine_km(lat[lo:hi, None], lon[lo:hi, None], h_lat[None, :], h_lon[None, :])
+        out[lo:hi] = d.argmin(axis=1)
+    return out
 
 
 def _local_hour(utc: np.ndarray, day: np.ndarray, zones: np.ndarray) -> np.ndarray:

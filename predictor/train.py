@@ -30,7 +30,14 @@ from predictor.features import (
     shipment_attributes,
     training_snapshots,
 )
-from predictor.model import QUANTILES, EtaModel, category_codes, feature_types
+from predictor.model import (
+    MARGIN_NAME,
+    QUANTILES,
+    EtaModel,
+    base_margin,
+    category_codes,
+    feature_types,
+)
 
 Progress = Callable[[str, float], None]
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -83,7 +90,14 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     merged = {**DEFAULT_PARAMS, **(params or {})}
     rounds = int(merged.pop("num_boost_round", num_boost_round))
     report_progress("encoding", 0.1)
+    # Off by default: it helps on drift-heavy real histories (Olist's Black Friday) and
+    # costs accuracy on stationary ones (see the module docstring of predictor.model).
+    use_margin = bool(merged.pop("base_margin", False))
+    if use_margin:
+        model.metadata["base_margin"] = MARGIN_NAME
     dtrain = xgb.QuantileDMatrix(model.encode(X.iloc[fit_rows]), label=y[fit_rows],
+                                 base_margin=base_margin(X.iloc[fit_rows]) if use_margin
+                                 else None,
                                  feature_names=names, feature_types=feature_types(names),
                                  enable_categorical=True, max_bin=merged["max_bin"])
     merged["quantile_alpha"] = np.asarray(merged["quantile_alpha"], dtype=float)
@@ -106,7 +120,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     metrics = evaluation["overall"]["model"] if evaluation else {}
     stamp = pd.Timestamp(trained_at) if trained_at is not None else last
     digest = hashlib.sha256(model.booster.save_raw("ubj")).hexdigest()[:8]
-    model.metadata = {
+    model.metadata = model.metadata | {
         "version": f"eta-{stamp:%Y%m%dT%H%M%S}-{digest}",
         "trained_at": stamp.isoformat(),
         "data_range": {"from": first.isoformat(), "to": last.isoformat(),
