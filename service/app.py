@@ -11,10 +11,12 @@ from service.auth import KeyCache
 from service.clock import Clock
 from service.coalescer import IngestCoalescer
 from service.db.pool import create_pool as create_pg_pool
+from service.eta import EtaRuntime
 from service.guard import protect
 from service.keys import (
     clock_key,
     coalescer_key,
+    eta_key,
     key_cache_key,
     metrics_key,
     pool_key,
@@ -68,6 +70,7 @@ def create_app(settings: Settings, clock: Clock) -> web.Application:
     app[clock_key] = clock
     app[metrics_key] = Metrics()
     app[key_cache_key] = KeyCache()
+    app[eta_key] = EtaRuntime(clock)
     app.cleanup_ctx.extend([_postgres, _redis])
     for route in ROUTES:
         handler = protect(route.handler, route.scope) if route.scope else route.handler

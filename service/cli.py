@@ -179,6 +179,242 @@ def keys_revoke(key_id: str) -> None:
     click.echo(f"revoked {key_id}")
 
 
+def _progress_bar(total: float, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="", leave=True, disable=None,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+
+@main.command()
+@click.option("--rounds", type=click.IntRange(10, 5000), default=None,
+              help="Boosting rounds (default: the predictor's).")
+@click.option("--until", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]),
+              default=None, help="Train on shipments labelled before this (default: now).")
+@click.option("--report", "report_path", type=click.Path(file_okay=False), default=None,
+              help="Also write the evaluation (JSON + PNG plots) to this folder.")
+def train(rounds: int | None, until: Any, report_path: str | None) -> None:
+    """Train an ETA model on the history in the database, register it, and promote it if
+    it beats the champion on the same evaluation data."""
+    from service.db.pool import connect
+    from service.training import train_and_register
+
+    settings = _resolved(_settings())
+    if until is not None and until.tzinfo is None:
+        raise click.BadParameter("give a timezone offset, e.g. 2026-11-01T00:00:00+00:00",
+                                 param_hint="--until")
+    bar = _progress_bar(100, "training")
+
+    def progress(stage: str, fraction: float) -> None:
+        bar.n = round(fraction * 100)
+        bar.set_postfix_str(stage)
+        bar.refresh()
+
+    async def run_training() -> Any:
+        conn = await connect(_database_url(settings))
+        try:
+            return await train_and_register(conn, settings.clock().now(), until=until,
+                                            rounds=rounds, progress=progress)
+        finally:
+            await conn.close()
+
+    try:
+        outcome = _run(run_training)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        bar.close()
+    if report_path:
+        from predictor.evaluate import write_report
+
+        write_report(outcome.report, report_path)
+        click.echo(f"evaluation written to {report_path}", err=True)
+    for name, result in outcome.comparison.items():
+        mae = result["p50_mae_hours"]
+        cov = result["coverage_p10_p90"]
+        click.echo(f"{name}: p50 MAE {mae / 24:.2f} days ({mae:.1f} h), p10-p90 coverage "
+                   f"{cov:.0%} on {result['rows']} test snapshots" if mae is not None
+                   else f"{name}: no test snapshots")
+    click.echo(f"{outcome.version}: {'promoted' if outcome.promoted else 'not promoted'} "
+               f"({outcome.reason})")
+
+
+@main.command()
+@click.option("--shipments", "count", type=click.IntRange(10, 5_000_000), default=50_000,
+              show_default=True)
+@click.option("--days", type=click.IntRange(1, 3650), default=90, show_default=True)
+@click.option("--start", type=click.DateTime(formats=["%Y-%m-%d"]), default="2026-08-01",
+              show_default=True, help="First order day (UTC).")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write the API bodies (orders, shipments, events) as JSON Lines here.")
+@click.option("--load", is_flag=True, help="Load the history into the database (COPY).")
+def simulate(count: int, days: int, start: Any, seed: int, out: str | None, load: bool) -> None:
+    """Generate a shop's shipment history with the documented simulator."""
+    from datetime import UTC
+
+    from predictor.simulator import simulate as run_simulation
+
+    if out is None and not load:
+        raise click.UsageError("say where it goes: --out DIR and/or --load")
+    history = run_simulation(count, days, start.replace(tzinfo=UTC), seed)
+    click.echo(f"simulated {len(history.shipments)} shipments, {len(history.events)} scans",
+               err=True)
+    if out is not None:
+        _write_payloads(history, out)
+    if load:
+        settings = _resolved(_settings())
+        counts = _run(lambda: _load_frames(settings, history.orders, history.shipments,
+                                           history.events))
+        click.echo(f"loaded {counts['orders']} orders, {counts['shipments']} shipments, "
+                   f"{counts['events']} events")
+
+
+def _write_payloads(history: Any, out: str) -> None:
+    from pathlib import Path
+
+    import orjson
+
+    from predictor.payloads import to_api_payloads
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"orders": (folder / "orders.jsonl").open("wb"),
+             "shipments": (folder / "shipments.jsonl").open("wb"),
+             "tracking-events": (folder / "events.jsonl").open("wb")}
+    try:
+        for method, path, body in to_api_payloads(history):
+            kind = path.split("/")[2]
+            files[kind].write(orjson.dumps({"method": method, "path": path, "body": body}) + b"\n")
+    finally:
+        for handle in files.values():
+            handle.close()
+    click.echo(f"wrote {', '.join(str(f.name) for f in files.values())} in {folder}", err=True)
+
+
+async def _load_frames(settings: Settings, orders: Any, shipments: Any, events: Any
+                       ) -> dict[str, int]:
+    from service.db.history import load_history
+    from service.db.pool import connect
+
+    bar = _progress_bar(len(shipments) + len(events) + (0 if orders is None else len(orders)),
+                        "loading")
+    conn = await connect(_database_url(settings))
+    try:
+        return await load_history(conn, orders, shipments, events, settings.clock().now(),
+                                  progress=lambda n: (bar.update(n), bar.refresh()))
+    finally:
+        bar.close()
+        await conn.close()
+
+
+@main.command("import-history")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "preset", type=click.Choice(["olist", "custom"]), default="olist",
+              show_default=True)
+@click.option("--mapping", default=None,
+              help='For --format custom: JSON {"target field": "CSV column", ...}.')
+@click.option("--tz", default=None, help="Timezone of naive CSV times (custom format).")
+def import_history(path: str, preset: str, mapping: str | None, tz: str | None) -> None:
+    """Import past orders from a CSV (bad rows are reported by line and skipped)."""
+    import json
+
+    from predictor.olist import OLIST, load_csv
+
+    if preset == "olist":
+        columns, zone, defaults = OLIST.mapping, OLIST.tz, OLIST.defaults
+    else:
+        if not mapping or not tz:
+            raise click.UsageError("--format custom needs --mapping and --tz")
+        try:
+            columns, zone, defaults = json.loads(mapping), tz, {}
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--mapping") from None
+    try:
+        shipments, events, errors = load_csv(path, columns, zone, defaults=defaults)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for error in errors[:20]:
+        click.echo(f"line {error.line}: {error.reason}", err=True)
+    if len(errors) > 20:
+        click.echo(f"... and {len(errors) - 20} more bad lines", err=True)
+    for frame in (shipments, events):
+        frame["carrier"] = frame["carrier"].fillna("unknown").astype(str)
+    shipments["service_level"] = shipments["service_level"].fillna("unknown").astype(str)
+    shipments["order_id"] = shipments["order_id"].astype(str)
+    settings = _resolved(_settings())
+    counts = _run(lambda: _load_frames(settings, None, shipments, events))
+    click.echo(f"imported {counts['shipments']} shipments and {counts['events']} events; "
+               f"{len(errors)} bad lines skipped")
+
+
+@main.group()
+def models() -> None:
+    """The ETA model registry."""
+
+
+@models.command("list")
+def models_list() -> None:
+    """Registered models, their status and headline metrics."""
+    from service.db import eta_models
+    from service.db.pool import connect
+
+    settings = _resolved(_settings())
+
+    async def fetch() -> list[dict[str, Any]]:
+        conn = await connect(_database_url(settings))
+        try:
+            return await eta_models.list_all(conn)
+        finally:
+            await conn.close()
+
+    rows = _run(fetch)
+    if not rows:
+        click.echo("no models yet: run `parcelcast train`")
+    for row in rows:
+        own = (row["metrics"] or {}).get("comparison", {}).get(row["version"], {})
+        mae = own.get("p50_mae_hours")
+        cov = own.get("coverage_p10_p90")
+        figures = (f"p50 MAE {mae:.1f} h, coverage {cov:.0%}" if mae is not None and cov
+                   is not None else "no evaluation")
+        click.echo(f"{row['version']}\t{row['status']}\t{figures}\t"
+                   f"trained {row['created_at']:%Y-%m-%d %H:%M}")
+
+
+def _promote(version: str | None, reason: str) -> str:
+    from service.db import eta_models
+    from service.db.pool import connect
+
+    settings = _resolved(_settings())
+
+    async def promote() -> str:
+        conn = await connect(_database_url(settings))
+        try:
+            target = version or await eta_models.previous_champion(conn)
+            if target is None:
+                raise click.ClickException("there is no previous champion to roll back to")
+            if not await eta_models.promote(conn, target, reason, settings.clock().now()):
+                raise click.ClickException(f"no model {target!r}; see `parcelcast models list`")
+            return target
+        finally:
+            await conn.close()
+
+    return _run(promote)
+
+
+@models.command("promote")
+@click.argument("version")
+def models_promote(version: str) -> None:
+    """Make VERSION the champion (running services pick it up within seconds)."""
+    click.echo(f"{_promote(version, 'promoted by an operator')} is now the champion")
+
+
+@models.command("rollback")
+def models_rollback() -> None:
+    """Return to the champion before the current one."""
+    click.echo(f"rolled back: {_promote(None, 'rollback')} is now the champion")
+
+
 @main.group()
 def notifications() -> None:
     """Inspect and re-queue notifications that could not be sent."""

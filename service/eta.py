@@ -137,3 +137,52 @@ class EtaRuntime:
                          prediction.p10, prediction.p50, prediction.p90, prediction.prob_late,
                          prediction.reasons)
         return prediction
+
+
+@dataclass(frozen=True)
+class Quote:
+    carrier: str
+    service_level: str
+    earliest: date
+    likely: date
+    latest: date
+
+
+def quote_options(model: EtaModel, origin: tuple[str | None, str | None],
+                  destination: tuple[str | None, str | None], order_time: datetime,
+                  carriers: list[str], service_levels: list[str],
+                  recent: RecentPerformance) -> list[Quote]:
+    """Checkout delivery windows for each carrier x service (CPU work: call it in a thread)."""
+    import pandas as pd
+
+    from predictor.features import current_features
+
+    pairs = [(c, s) for c in carriers for s in service_levels]
+    if not pairs:
+        return []
+    frame = pd.DataFrame([{
+        "shipment_id": f"quote-{i}", "carrier": c, "service_level": s,
+        "tracking_number": f"quote-{i}", "origin_postal_code": origin[0],
+        "origin_country": origin[1], "destination_postal_code": destination[0],
+        "destination_country": destination[1], "promised_delivery_date": None,
+        "label_created_at": order_time, "shipped_at": None, "delivered_at": None,
+    } for i, (c, s) in enumerate(pairs)])
+    for column in ("label_created_at", "shipped_at", "delivered_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    events = pd.DataFrame({"tracking_number": pd.Series(dtype=str),
+                           "status": pd.Series(dtype=str),
+                           "occurred_at": pd.Series(dtype="datetime64[ns, UTC]")})
+    hours = model.predict(current_features(frame, events, order_time, recent))
+    zone = ZoneInfo(destination_zone({"destination_postal_code": destination[0],
+                                      "destination_country": destination[1]}))
+    quotes = []
+    for (carrier, service), row in zip(pairs, hours, strict=True):
+        p10, p50, p90 = ((order_time + timedelta(hours=float(h))).astimezone(zone).date()
+                         for h in row)
+        quotes.append(Quote(carrier, service, p10, p50, p90))
+    return sorted(quotes, key=lambda q: (q.latest, q.likely, q.carrier, q.service_level))
+
+
+def modelled(model: EtaModel, name: str) -> list[str]:
+    """The values of a categorical feature the model was trained on (e.g. its carriers)."""
+    return [v for v in model.categories.get(name, []) if v != "unknown"]

@@ -9,6 +9,7 @@ from arq.connections import ArqRedis
 from service.auth import KeyCache
 from service.clock import Clock
 from service.coalescer import IngestCoalescer
+from service.eta import EtaRuntime
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -19,3 +20,4 @@ redis_key = web.AppKey("redis", ArqRedis)
 metrics_key = web.AppKey("metrics", Metrics)
 key_cache_key = web.AppKey("key_cache", KeyCache)
 coalescer_key = web.AppKey("coalescer", IngestCoalescer)
+eta_key = web.AppKey("eta", EtaRuntime)

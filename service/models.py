@@ -163,6 +163,23 @@ class TrackingEventIn(msgspec.Struct, frozen=True):
     location: Location | None = None
 
 
+class QuoteIn(_In):
+    """POST /v1/eta/quote: a lane and an order time; carrier and service optional."""
+
+    origin: Address
+    destination: Address
+    order_time: Timestamp
+    carrier: Carrier | None = None
+    service_level: str | None = None
+
+    @field_validator("service_level")
+    @classmethod
+    def _service_level(cls, value: str | None) -> str | None:
+        if value is not None and value not in SERVICE_LEVELS:
+            raise ValueError(f"must be one of: {', '.join(SERVICE_LEVELS)}")
+        return value
+
+
 MAX_BATCH = 1000
 
 

@@ -24,6 +24,7 @@ RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("GET", "/v1/shipments/{shipment_id}"): outputs.ShipmentOut,
     ("GET", "/v1/shipments"): outputs.ShipmentList,
     ("POST", "/v1/tracking-events"): outputs.IngestOutcome,
+    ("POST", "/v1/eta/quote"): outputs.QuoteOut,
 }
 
 

@@ -31,6 +31,19 @@ class AddressOut(BaseModel):
     country: str | None
 
 
+class EtaOut(BaseModel):
+    earliest: str
+    likely: str
+    latest: str
+    local: dict[str, str | None]
+    probability_late: float | None
+    model_version: str
+    predicted_at: str
+    stage: str
+    reasons: list[dict[str, Any]]
+    first_shown: dict[str, str] | None
+
+
 class ShipmentOut(BaseModel):
     shipment_id: str
     order_id: str
@@ -50,7 +63,7 @@ class ShipmentOut(BaseModel):
     event_count: int
     last_event_at: str | None
     carrier_estimate: dict[str, str | None] | None
-    eta: dict[str, Any] | None
+    eta: EtaOut | None
     timeline: list[EventOut]
     updated_at: str
 
@@ -90,3 +103,17 @@ class IngestOutcome(BaseModel):
 class Status(BaseModel):
     status: str
     checks: dict[str, str] | None = None
+
+
+class QuoteOption(BaseModel):
+    carrier: str
+    service_level: str
+    earliest: str
+    likely: str
+    latest: str
+
+
+class QuoteOut(BaseModel):
+    order_time: str
+    model_version: str
+    options: list[QuoteOption]

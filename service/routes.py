@@ -13,8 +13,8 @@ import msgspec
 from aiohttp import web
 from pydantic import BaseModel
 
-from service.models import OrderIn, ShipmentIn, TrackingEventIn
-from service.views import events, health, messaging, orders, pages, shipments, webhooks
+from service.models import OrderIn, QuoteIn, ShipmentIn, TrackingEventIn
+from service.views import events, health, messaging, orders, pages, quote, shipments, webhooks
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,6 +58,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/tracking-events", events.post_tracking_events,
           "One tracking event or a batch of up to 1,000", "events:write", TrackingEventIn,
           batch_body=True, responses={202: "counts of accepted, duplicate and rejected events"}),
+    Route("POST", "/v1/eta/quote", quote.post_quote,
+          "Checkout delivery windows for a lane, before any shipment exists", "shipments:read",
+          QuoteIn, responses={200: "earliest/likely/latest per carrier and service",
+                              503: "no model promoted yet"}),
     Route("POST", "/v1/webhooks/shopify", webhooks.shopify_webhook,
           "Shopify order and fulfilment webhooks (X-Shopify-Hmac-Sha256)",
           responses={200: "processed, ignored or duplicate", 401: "bad or missing signature",

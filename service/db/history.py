@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from service.db.pool import set_codecs
 from service.taxonomy import status_rank
 
 ORDER_COLUMNS = ["order_id", "placed_at", "customer_name", "customer_email", "customer_phone",
@@ -83,6 +84,15 @@ async def load_history(conn: asyncpg.Connection, orders: pd.DataFrame | None,
                        progress: Progress | None = None) -> dict[str, int]:
     """COPY orders, shipments and their events in one transaction; counts loaded."""
     await _binary_jsonb(conn)
+    try:
+        return await _load(conn, orders, shipments, events, now, progress)
+    finally:
+        await set_codecs(conn)  # the connection may go back to a pool
+
+
+async def _load(conn: asyncpg.Connection, orders: pd.DataFrame | None, shipments: pd.DataFrame,
+                events: pd.DataFrame, now: datetime, progress: Progress | None
+                ) -> dict[str, int]:
     state = derived_status(events)
     s = shipments.copy()
     s["carrier"] = s["carrier"].astype(str)

@@ -22,7 +22,7 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-async def _init(conn: asyncpg.Connection) -> None:
+async def set_codecs(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
     await conn.set_type_codec("json", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
 
@@ -30,7 +30,7 @@ async def _init(conn: asyncpg.Connection) -> None:
 async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections speak JSON through orjson and run in UTC."""
     pool = await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=max_size, init=_init,
+        database_url, min_size=min_size, max_size=max_size, init=set_codecs,
         server_settings=SERVER_SETTINGS,
     )
     if pool is None:
@@ -40,5 +40,5 @@ async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 1
 
 async def connect(database_url: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(database_url, server_settings=SERVER_SETTINGS)
-    await _init(conn)
+    await set_codecs(conn)
     return conn

@@ -1,0 +1,107 @@
+"""The demo's processes: the API, two workers and both provider stand-ins, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from service.stores import free_port
+from standins.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+
+
+@dataclass
+class Stack:
+    """Child processes sharing one database, one Redis and one simulated clock."""
+
+    database_url: str
+    redis_url: str
+    clock_start: str
+    clock_anchor: float
+    speed: float
+    log_dir: Path
+    workers: int = 2
+    api_port: int = field(default_factory=free_port)
+    twilio_port: int = field(default_factory=free_port)
+    smtp_port: int = field(default_factory=free_port)
+    smtp_http_port: int = field(default_factory=free_port)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def twilio(self) -> str:
+        return f"http://127.0.0.1:{self.twilio_port}"
+
+    @property
+    def smtp_control(self) -> str:
+        return f"http://127.0.0.1:{self.smtp_http_port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
+            "PARCELCAST_QUEUE_NAME": "parcelcast:demo",
+            "PARCELCAST_CLOCK_START": self.clock_start,
+            "PARCELCAST_CLOCK_ANCHOR": repr(self.clock_anchor),
+            "PARCELCAST_CLOCK_SPEED": repr(self.speed),
+            "PUBLIC_BASE_URL": self.api, "PARCELCAST_LOG_LEVEL": "WARNING",
+            "EMAIL_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.smtp_port),
+            "SMS_TRANSPORT": "twilio", "TWILIO_BASE_URL": self.twilio,
+            "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID, "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
+            # Real seconds: sweeps often, hand lost work over quickly.
+            "SWEEP_INTERVAL_S": "2", "PARCELCAST_STALE_AFTER_S": "20",
+            "SMS_PER_SECOND": "200", "EMAIL_PER_SECOND": "400",
+        }
+
+    def _spawn(self, name: str, *args: str) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.processes.append(subprocess.Popen([sys.executable, "-m", *args], env=self.env(),
+                                               stdout=log, stderr=subprocess.STDOUT))
+
+    async def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn("twilio", "standins.twilio_server", "--port", str(self.twilio_port))
+        self._spawn("smtp", "standins.smtp_server", "--smtp-port", str(self.smtp_port),
+                    "--http-port", str(self.smtp_http_port))
+        self._spawn("api", "service.cli", "serve", "--port", str(self.api_port))
+        for n in range(self.workers):
+            self._spawn(f"worker{n + 1}", "service.cli", "worker")
+        await self._wait_ready([f"{self.api}/readyz", f"{self.twilio}/_stats",
+                                f"{self.smtp_control}/_stats"])
+
+    async def _wait_ready(self, urls: list[str], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            for url in urls:
+                while True:
+                    for process in self.processes:
+                        if process.poll() is not None:
+                            raise RuntimeError(f"a demo process exited early; see {self.log_dir}")
+                    try:
+                        async with session.get(url) as answer:
+                            if answer.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{url} never became ready; see {self.log_dir}")
+                    await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes.clear()

@@ -1,0 +1,113 @@
+"""The ETA in the running system: trained from history in the database, refreshed by the
+worker after every event, shown with its first window kept, quotable at checkout, and
+replaced without a restart when another model is promoted."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from predictor.simulator import simulate
+from service.app import create_app
+from service.clock import ManualClock
+from service.db import eta_models
+from service.db.history import load_history
+from service.keys import eta_key
+from service.settings import Settings
+from service.training import train_and_register
+from tests.builders import event, order, shipment
+from tests.notifying import drain
+
+NOW = datetime(2026, 10, 20, 18, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def history() -> object:
+    return simulate(2500, 45, NOW - timedelta(days=46), seed=3)
+
+
+@pytest.fixture
+async def trained(pool: asyncpg.Pool, history: object, clock: ManualClock) -> AsyncIterator[str]:
+    clock.set(NOW)
+    async with pool.acquire() as conn:
+        await load_history(conn, history.orders, history.shipments, history.events, NOW)  # type: ignore[attr-defined]
+        outcome = await train_and_register(conn, NOW, rounds=40)
+    assert outcome.promoted and outcome.reason == "first model"
+    yield outcome.version
+
+
+async def test_eta_window_after_label_and_after_each_scan(
+    trained: str, client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
+    settings: Settings, clock: ManualClock,
+) -> None:
+    await client.put("/v1/orders/o-new", json=order(), headers=admin)
+    await client.put("/v1/shipments/s-new", headers=admin, json=shipment(
+        "o-new", "1ZNEW", label_created_at="2026-10-20T17:30:00Z",
+        promised_delivery_date="2026-10-26",
+        origin={"postal_code": "07094", "country": "US"},
+        destination={"postal_code": "94105", "country": "US"}))
+    await drain(settings, clock, pool)
+    first = (await (await client.get("/v1/shipments/s-new", headers=admin)).json())["eta"]
+    assert first is not None and first["model_version"] == trained
+    assert first["earliest"] <= first["likely"] <= first["latest"]
+    assert first["stage"] == "label" and len(first["reasons"]) == 3
+    assert all(r["reason"] and isinstance(r["hours"], float) for r in first["reasons"])
+    assert first["local"]["timezone"] == "America/Los_Angeles"
+    assert 0.0 <= first["probability_late"] <= 1.0
+    clock.advance(timedelta(hours=6))
+    await client.post("/v1/tracking-events", headers=admin, json=event(
+        "in_transit", "2026-10-20T23:10:00Z", tracking_number="1ZNEW"))
+    await drain(settings, clock, pool)
+    later = (await (await client.get("/v1/shipments/s-new", headers=admin)).json())["eta"]
+    assert later["stage"] == "first_scan"
+    assert later["predicted_at"] > first["predicted_at"]
+    assert later["first_shown"] == first["first_shown"]  # the first ETA shown is kept
+    async with pool.acquire() as conn:
+        assert await conn.fetchval(
+            "SELECT count(*) FROM shipment_etas WHERE shipment_id = 's-new'") == 2
+
+
+async def test_checkout_quote_and_promotion_without_restart(
+    trained: str, client: TestClient, admin: dict[str, str], pool: asyncpg.Pool, history: object,
+) -> None:
+    body = {"origin": {"postal_code": "07094", "country": "US"},
+            "destination": {"postal_code": "60601", "country": "US"},
+            "order_time": "2026-10-20T15:00:00-04:00"}
+    answer = await client.post("/v1/eta/quote", json=body, headers=admin)
+    assert answer.status == 200
+    quote = await answer.json()
+    assert quote["model_version"] == trained
+    assert len(quote["options"]) >= 6
+    for option in quote["options"]:
+        assert option["earliest"] <= option["likely"] <= option["latest"]
+        assert option["earliest"] >= "2026-10-20"
+    express = [o for o in quote["options"] if o["service_level"] == "express"]
+    economy = [o for o in quote["options"] if o["service_level"] == "economy"]
+    assert min(o["likely"] for o in express) <= min(o["likely"] for o in economy)
+    one = await client.post("/v1/eta/quote", headers=admin,
+                            json={**body, "carrier": "ups", "service_level": "ground"})
+    assert [(o["carrier"], o["service_level"]) for o in (await one.json())["options"]] == [
+        ("ups", "ground")]
+    bad = await client.post("/v1/eta/quote", headers=admin,
+                            json={**body, "order_time": "2026-10-20T15:00:00"})
+    assert bad.status == 422 and (await bad.json())["errors"][0]["field"] == "order_time"
+
+    async with pool.acquire() as conn:
+        challenger = await train_and_register(conn, NOW + timedelta(hours=1), rounds=20)
+        await eta_models.promote(conn, challenger.version, "test", NOW)
+    client.app[eta_key].check_every = 0.0
+    again = await (await client.post("/v1/eta/quote", json=body, headers=admin)).json()
+    assert again["model_version"] == challenger.version != trained
+
+
+async def test_quote_without_a_model_is_a_clear_503(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    answer = await client.post("/v1/eta/quote", headers=admin, json={
+        "origin": {"postal_code": "07094"}, "destination": {"postal_code": "60601"},
+        "order_time": "2026-10-20T15:00:00Z"})
+    assert answer.status == 503 and "parcelcast train" in (await answer.json())["detail"]
