@@ -203,7 +203,7 @@ def _feature_frame(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.n
         "distance_km": a["distance_km"][rows].astype(float),
         "promised_lead_bdays": lead, "promise_remaining_bdays": remaining,
         "hours_to_promise": hours_to_promise,
-        "weekday": (((local_day.astype(np.int64) + 3) % 7)).astype(float),  # Monday = 0
+        "weekday": ((local_day.astype(np.int64) + 3) % 7).astype(float),  # Monday = 0
         "local_hour": _hours(local - local_day),
         "holidays_next_7d": holidays, "peak_season": peak.astype(float),
         "days_into_peak": days_into_peak.astype(float),

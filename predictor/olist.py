@@ -160,7 +160,7 @@ def _parse_row(raw: Mapping[str, str | None], mapping: Mapping[str, str | Sequen
 def _parse_time(text: str, zone: ZoneInfo, name: str) -> datetime:
     for fmt in _TIME_FORMATS:
         try:
-            local = datetime.strptime(text, fmt)
+            local = datetime.strptime(text, fmt)  # noqa: DTZ007 - zone attached below
         except ValueError:
             continue
         # fold=0: an ambiguous wall-clock time (DST fall-back) takes the first reading.
