@@ -514,70 +514,36 @@ def stores_stop() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-def demo(host: str, port: int) -> None:
-    """Migrate, create an admin key, and run the API with a worker (embedded stores by default)."""
-    import os
-    import subprocess
-
-    from aiohttp import web
-
-    from service.app import create_app
-    from service.auth import new_key
-    from service.db import api_keys
-    from service.db.pool import connect
-    from service.migrations import upgrade
+@click.option("--shipments", type=click.IntRange(500, 2_000_000), default=50_000,
+              show_default=True, help="Delivered shipments in the 90-day history.")
+@click.option("--days", type=click.IntRange(1, 30), default=5, show_default=True,
+              help="Days of live traffic to replay.")
+@click.option("--speed", type=click.FloatRange(min=1), default=None,
+              help="Simulated seconds per real second (default: the days in ~90 s).")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--rounds", type=click.IntRange(10, 5000), default=None,
+              help="Boosting rounds for the model (default: the predictor's).")
+@click.option("--keep-running", is_flag=True, help="Leave everything up to explore.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the summary as JSON to this file.")
+def demo(shipments: int, days: int, speed: float | None, seed: int, rounds: int | None,
+         keep_running: bool, json_path: str | None) -> None:
+    """A shop's history simulated, a model trained, live days replayed through the real API,
+    workers and provider stand-ins; then what happened, in numbers."""
+    from service.demo.run import DemoOptions, run_demo
 
     settings = _resolved(_settings())
-    database_url = _database_url(settings)
-    upgrade(database_url)
-
-    async def create_key() -> str:
-        key_id, key, key_hash = new_key()
-        conn = await connect(database_url)
-        try:
-            await api_keys.create(conn, key_id, key_hash, ["admin"], "demo",
-                                  settings.clock().now())
-        finally:
-            await conn.close()
-        return key
-
-    key = _run(create_key)
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": settings.redis_url or ""}
-    worker_process = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env)
-    base = f"http://{host}:{port}"
-    click.echo(DEMO_HELP.format(base=base, key=key), err=True)
+    options = DemoOptions(shipments, days, speed or 0.0, seed, keep_running, rounds)
     try:
-        web.run_app(create_app(settings, settings.clock()), host=host, port=port,
-                    access_log=None, print=lambda msg: click.echo(msg, err=True))
-    finally:
-        worker_process.terminate()
-        worker_process.wait(10)
+        result = _run(lambda: run_demo(settings, options))
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+        return
+    if json_path:
+        import json
 
-
-DEMO_HELP = """
-Parcelcast is up at {base} with a worker. An admin API key (shown once):
-
-  export PC_KEY={key}
-
-Try it:
-  curl -X PUT {base}/v1/orders/o-1 -H "Authorization: Bearer $PC_KEY" \
-       -d '{{"placed_at": "2026-11-20T10:00:00Z", "customer": {{"email": "ada@example.com"}}}}'
-  curl -X PUT {base}/v1/shipments/s-1 -H "Authorization: Bearer $PC_KEY" \
-       -d '{{"order_id": "o-1", "carrier": "ups", "service_level": "ground",
-            "tracking_number": "1Z999", "label_created_at": "2026-11-20T12:00:00Z",
-            "promised_delivery_date": "2026-11-25"}}'
-  curl -X POST {base}/v1/tracking-events -H "Authorization: Bearer $PC_KEY" \
-       -d '[{{"carrier": "ups", "tracking_number": "1Z999", "status": "delivered",
-             "occurred_at": "2026-11-24T15:00:00-06:00"}},
-            {{"carrier": "ups", "tracking_number": "1Z999", "status": "in_transit",
-             "occurred_at": "2026-11-21T08:00:00Z"}}]'
-  curl {base}/v1/shipments/s-1 -H "Authorization: Bearer $PC_KEY"
-
-Press Ctrl+C to stop (the embedded stores keep running; `parcelcast stores stop` ends them).
-"""
-
+        with open(json_path, "w") as handle:
+            json.dump(result, handle, indent=2, default=str)
 
 if __name__ == "__main__":
     main()

@@ -145,3 +145,11 @@ def stop_embedded_redis(folder: Path) -> bool:
     except (ProcessLookupError, ValueError):
         return False
     return True
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server, another database (works for host:port and ?host=/socket URLs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import redis
 
-from service.stores import free_port, redis_server_binary, start_embedded_postgres
+from service.stores import (  # noqa: F401 - with_database is re-exported for tests
+    free_port,
+    redis_server_binary,
+    start_embedded_postgres,
+    with_database,
+)
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
@@ -35,14 +40,6 @@ def postgres_admin_url(tmp: Path) -> str:
     if _port_open("127.0.0.1", 5432):
         return LOCAL_POSTGRES
     return start_embedded_postgres(tmp / "pgdata")
-
-
-def with_database(url: str, name: str) -> str:
-    """The same server, another database (works for host:port and ?host=/socket URLs)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
 def redis_url() -> str:

@@ -12,7 +12,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from predictor.simulator import simulate
-from service.app import create_app
 from service.clock import ManualClock
 from service.db import eta_models
 from service.db.history import load_history

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 from typing import Any
 
 from arq.worker import Worker
@@ -64,7 +65,9 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
             ).run())
         if relay:
             sweep_task = asyncio.create_task(
-                sweep_forever(pool, clock, settings.sweep_interval_s))
+                sweep_forever(pool, clock, settings.sweep_interval_s, timedelta(
+                    hours=min(settings.stalled_transit_business_hours,
+                              24 * settings.stalled_label_business_days))))
         ctx: dict[str, Any] = {"pg": pool, "clock": clock, "settings": settings,
                                "renderer": Renderer(), "transports": transports,
                                "eta": EtaRuntime(clock)}

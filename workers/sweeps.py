@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 import asyncpg
 
@@ -19,20 +20,22 @@ log = logging.getLogger(__name__)
 SWEEP_LOCK = 0x5045_4550  # arbitrary, fixed advisory-lock key
 
 
-async def sweep_once(pool: asyncpg.Pool, clock: Clock) -> int:
+async def sweep_once(pool: asyncpg.Pool, clock: Clock,
+                     stalled_after: timedelta = timedelta(hours=48)) -> int:
     now = clock.now()
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK):
             return 0
-        candidates = await shipments_db.sweep_candidates(conn, now)
+        candidates = await shipments_db.sweep_candidates(conn, now, stalled_after)
         await work_db.add(conn, work_db.REFRESH_SHIPMENT, candidates, now)
     return len(candidates)
 
 
-async def sweep_forever(pool: asyncpg.Pool, clock: Clock, interval: float) -> None:
+async def sweep_forever(pool: asyncpg.Pool, clock: Clock, interval: float,
+                        stalled_after: timedelta) -> None:
     while True:
         try:
-            await sweep_once(pool, clock)
+            await sweep_once(pool, clock, stalled_after)
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("sweep failed (%s); trying again next interval", exc)
         await asyncio.sleep(interval)

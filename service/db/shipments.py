@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -146,17 +146,22 @@ async def set_shown_date(conn: asyncpg.Connection, shipment_id: str, shown: date
         shipment_id, shown, pending)
 
 
-async def sweep_candidates(conn: asyncpg.Connection, now: datetime, limit: int = 5000) -> list[str]:
-    """Unfinished shipments that may have stalled or missed their promise, not yet told so."""
+async def sweep_candidates(conn: asyncpg.Connection, now: datetime, stalled_after: timedelta,
+                           limit: int = 5000) -> list[str]:
+    """Unfinished shipments that may have stalled or missed their promise, not yet told so.
+
+    Calendar time is a lower bound for business time, so this only finds shipments the
+    planner may now flag; the planner decides with the business calendar.
+    """
     rows = await conn.fetch(
         """SELECT s.shipment_id FROM shipments s
            WHERE s.status NOT IN ('delivered', 'returned_to_sender', 'cancelled')
              AND ((s.promised_delivery_date IS NOT NULL
-                   AND s.promised_delivery_date < ($1::timestamptz AT TIME ZONE 'UTC')::date + 1
+                   AND s.promised_delivery_date < ($1::timestamptz AT TIME ZONE 'UTC')::date
                    AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.shipment_id = s.shipment_id
                                    AND n.moment = 'missed_promise'))
-               OR (coalesce(s.last_event_at, s.label_created_at) < $1::timestamptz - interval '1 day'
+               OR (coalesce(s.last_event_at, s.label_created_at) < $1::timestamptz - $3::interval
                    AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.shipment_id = s.shipment_id
                                    AND n.moment = 'stalled')))
-           LIMIT $2""", now, limit)
+           LIMIT $2""", now, limit, stalled_after)
     return [r["shipment_id"] for r in rows]

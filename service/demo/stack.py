@@ -78,8 +78,8 @@ class Stack:
         await self._wait_ready([f"{self.api}/readyz", f"{self.twilio}/_stats",
                                 f"{self.smtp_control}/_stats"])
 
-    async def _wait_ready(self, urls: list[str], timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
+    async def _wait_ready(self, urls: list[str], limit_s: float = 60) -> None:
+        deadline = time.monotonic() + limit_s
         async with aiohttp.ClientSession() as session:
             for url in urls:
                 while True:

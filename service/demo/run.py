@@ -1,0 +1,226 @@
+"""The demo, stage by stage: each with a progress bar, all on real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pandas as pd
+from tqdm import tqdm
+
+from predictor.simulator import SimulatedHistory, simulate
+from service.auth import new_key
+from service.clock import ScaledClock
+from service.db import api_keys
+from service.db.history import load_history
+from service.db.pool import connect
+from service.demo import replay, summary
+from service.demo.stack import Stack
+from service.migrations import upgrade
+from service.settings import Settings
+from service.stores import with_database
+from service.tokens import tracking_url
+from service.training import train_and_register
+
+HISTORY_DAYS = 90
+START = datetime(2026, 8, 24, tzinfo=UTC)  # the live days then fall in late November
+
+
+@dataclass
+class DemoOptions:
+    shipments: int = 50_000
+    days: int = 5
+    speed: float = 0.0  # 0: pick one that replays the days in about 90 seconds
+    seed: int = 7
+    keep_running: bool = False
+    rounds: int | None = None
+
+
+def say(text: str) -> None:
+    tqdm.write(text)
+
+
+def split(history: SimulatedHistory, t0: datetime, end: datetime
+          ) -> tuple[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+                     tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """What was known at t0 (loaded as history) and what happens in [t0, end) (replayed)."""
+    s, e, o = history.shipments, history.events, history.orders
+    past_s = s[s["label_created_at"] < t0].copy()
+    past_s["shipped_at"] = past_s["shipped_at"].where(past_s["shipped_at"] < t0)
+    past_s["delivered_at"] = past_s["delivered_at"].where(past_s["delivered_at"] < t0)
+    past_e = e[(e["occurred_at"] < t0) & e["tracking_number"].isin(past_s["tracking_number"])]
+    past_o = o[o["order_id"].isin(past_s["order_id"])]
+    live_s = s[(s["label_created_at"] >= t0) & (s["label_created_at"] < end)]
+    live_o = o[o["order_id"].isin(live_s["order_id"])]
+    live_e = e[(e["occurred_at"] >= t0) & (e["occurred_at"] < end)]
+    return (past_o, past_s, past_e), (live_o, live_s, live_e)
+
+
+async def demo_database(database_url: str, seed: int) -> str:
+    """A database of the demo's own on the same server, created fresh."""
+    name = f"parcelcast_demo_{seed}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return with_database(database_url, name)
+
+
+async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
+    started = time.monotonic()
+    if settings.database_url is None or settings.redis_url is None:
+        raise RuntimeError("store URLs must be resolved first")
+    total_days = HISTORY_DAYS + options.days
+    t0 = START + timedelta(days=HISTORY_DAYS)
+    end = t0 + timedelta(days=options.days)
+    speed = options.speed or options.days * 86400 / 90
+
+    say("1/6 database and keys")
+    database_url = await demo_database(settings.database_url, options.seed)
+    await asyncio.to_thread(upgrade, database_url)
+    key_id, key, key_hash = new_key()
+    conn = await connect(database_url)
+    await api_keys.create(conn, key_id, key_hash, ["admin"], "demo", t0)
+
+    say(f"2/6 simulating {options.shipments:,} shipments over {HISTORY_DAYS} days "
+        f"+ {options.days} live days (seed {options.seed})")
+    count = round(options.shipments * total_days / HISTORY_DAYS)
+    history = await asyncio.to_thread(simulate, count, total_days, START, options.seed)
+    (past_o, past_s, past_e), (live_o, live_s, live_e) = split(history, t0, end)
+    with tqdm(total=len(past_o) + len(past_s) + len(past_e), desc="loading history",
+              unit=" rows") as bar:
+        await load_history(conn, past_o, past_s, past_e, t0, progress=bar.update)
+
+    say("3/6 training the ETA model on the history")
+    with tqdm(total=100, desc="training", bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+              "{postfix}") as bar:
+        def progress(stage: str, fraction: float) -> None:
+            bar.n = round(fraction * 100)
+            bar.set_postfix_str(stage)
+            bar.refresh()
+        outcome = await train_and_register(conn, t0, until=t0, rounds=options.rounds,
+                                           progress=progress)
+    evaluation = outcome.report["evaluation"].get("overall", {})
+    for method in ("model", "lane_median", "promise", "oracle"):
+        m = evaluation.get(method)
+        if m:
+            window = (f", inside p10-p90 {m['coverage_p10_p90']:.0%}"
+                      if m.get("coverage_p10_p90") is not None else "")
+            say(f"   {method:12s} p50 MAE {m['mae_days']:.2f} days{window} "
+                f"(test period, {m['n']:,} ETA snapshots)")
+    await conn.close()
+
+    say(f"4/6 starting the API, 2 workers and the Twilio/SMTP stand-ins (clock x{speed:,.0f})")
+    stack = Stack(database_url, settings.redis_url, t0.isoformat(), time.time(), speed,
+                  settings.data_dir / "demo-logs")
+    clock = ScaledClock(t0, stack.clock_anchor, speed)
+    await stack.start()
+    try:
+        say(f"5/6 replaying {options.days} days of live traffic through {stack.api}")
+        pushes = replay.plan(live_o, live_s, live_e, options.seed)
+        with tqdm(total=len(pushes), desc="replay", unit=" calls") as bar:
+            counts = await replay.run(stack.api, key, pushes, clock, end, bar.update,
+                                      options.seed)
+        await wait_for_quiet(database_url, clock)
+        say("6/6 summary")
+        conn = await connect(database_url)
+        try:
+            result = await build_summary(conn, stack, counts, t0, end, past_s, settings)
+        finally:
+            await conn.close()
+        result["wall_seconds"] = round(time.monotonic() - started, 1)
+        print_summary(result, options)
+        if options.keep_running:
+            say(f"\nStill running. API {stack.api}  key {key}\nPress Ctrl+C to stop.")
+            await asyncio.Event().wait()
+        return result
+    finally:
+        stack.stop()
+
+
+async def wait_for_quiet(database_url: str, clock: ScaledClock, limit_s: float = 120) -> None:
+    """Until no work is due (deferred SMS for the morning may still wait)."""
+    conn = await connect(database_url)
+    try:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            due = await conn.fetchval(
+                "SELECT count(*) FROM work_items WHERE run_after <= $1", clock.now())
+            if due == 0:
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+async def build_summary(conn: asyncpg.Connection, stack: Stack, counts: replay.ReplayCounts,
+                        t0: datetime, end: datetime, past_s: pd.DataFrame,
+                        settings: Settings) -> dict[str, Any]:
+    standins, samples = await summary.standin_stats(stack.twilio, stack.smtp_control)
+    in_transit = await conn.fetchval(
+        "SELECT shipment_id FROM shipments WHERE status = 'in_transit' AND eta_id IS NOT NULL "
+        "ORDER BY shipment_id LIMIT 1")
+    return {
+        "ingested": {"orders": counts.orders, "shipments": counts.shipments,
+                     "events_sent": counts.events_sent, "accepted": counts.accepted,
+                     "duplicates": counts.duplicates, "rejected": counts.rejected,
+                     "http_errors": dict(counts.errors)},
+        "etas": await conn.fetchval("SELECT count(*) FROM shipment_etas"),
+        "shipments_with_eta": await conn.fetchval(
+            "SELECT count(DISTINCT shipment_id) FROM shipment_etas"),
+        "accuracy": await summary.accuracy(conn, t0, end, past_s),
+        "delays": await summary.delays(conn),
+        "messages": await summary.messages(conn),
+        "standins": standins,
+        "samples": samples,
+        "tracking_link": tracking_url(stack.api, settings.parcelcast_secret_key, in_transit)
+        if in_transit else None,
+    }
+
+
+def print_summary(r: dict[str, Any], options: DemoOptions) -> None:
+    i, a, d = r["ingested"], r["accuracy"], r["delays"]
+    lines = [
+        "",
+        f"Parcelcast demo: {options.days} live days, seed {options.seed}, "
+        f"{r['wall_seconds']:.0f} s",
+        f"  ingested   {i['orders']:,} orders, {i['shipments']:,} shipments, "
+        f"{i['events_sent']:,} scans sent: {i['accepted']:,} new, {i['duplicates']:,} "
+        f"duplicates ignored, {i['rejected']} rejected, HTTP errors {i['http_errors'] or 0}",
+        f"  ETAs       {r['etas']:,} computed for {r['shipments_with_eta']:,} shipments",
+    ]
+    if a.get("parcels"):
+        lines += [
+            f"  accuracy   {a['parcels']:,} parcels delivered during the replay "
+            f"(first ETA, shown at label creation):",
+            f"             model p50 off by {a['model_mae_days']:.2f} days; "
+            f"{a['inside_window']:.0%} inside the window; "
+            f"{a['on_or_before_shown_date']:.0%} on or before the date shown",
+            f"             carrier/lane median off by {a['lane_median_mae_days']:.2f} days; "
+            f"promised date off by {a['promise_mae_days']:.2f} days, "
+            f"kept for {a['on_or_before_promise']:.0%}",
+        ]
+    if d.get("announced"):
+        lines.append(
+            f"  delays     {d['announced']} customers told of a delay, a median "
+            f"{d['median_hours_before_promise']:.0f} h before the promised date ran out "
+            f"({d['really_late_or_still_out']} of them did arrive late or are still out)")
+    lines.append("  messages   moment / channel: sent (waiting for morning, skipped)")
+    for m in r["messages"]:
+        lines.append(f"             {m['moment']:20s} {m['channel']:5s} {m['sent']:6,} "
+                     f"({m['waiting']} waiting, {m['skipped']} skipped)")
+    s = r["standins"]
+    lines.append(f"  stand-ins  SMS accepted {s['sms']['accepted']:,}, e-mail accepted "
+                 f"{s['email']['accepted']:,}; duplicates: SMS {s['sms']['duplicates']}, "
+                 f"e-mail {s['email']['duplicates']}")
+    lines += ["  samples"] + [f"             {x[:150]}" for x in r["samples"]]
+    if r.get("tracking_link"):
+        lines.append(f"  tracking   {r['tracking_link']}"
+                     + ("" if options.keep_running else "  (use --keep-running to open it)"))
+    say("\n".join(lines))
