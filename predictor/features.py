@@ -46,6 +46,7 @@ _RECENT = (("lane_transit_median_7d", "carrier_lane", 7),
 STAGES = ("label", "first_scan", "later", "between_scans")
 HOLIDAY_COUNTRIES = frozenset({"US", "BR"})
 _HOUR_S = 3600.0
+_CHUNK = 500_000
 _SHIPMENT_COLUMNS = ("shipment_id", "carrier", "service_level", "tracking_number",
                      "origin_postal_code", "origin_country", "destination_postal_code",
                      "destination_country", "promised_delivery_date", "label_created_at",
@@ -120,7 +121,12 @@ def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
                             np.full(len(label_rows), "between_scans", dtype=object)])
     order = np.lexsort((as_of, rows))
     rows, as_of, stage = rows[order], as_of[order], stage[order]
-    X = _feature_frame(attrs, scans, rows, as_of, recent)
+    # Chunks bound the per-column temporaries of _feature_frame on huge histories.
+    X = pd.concat([_feature_frame(attrs, scans, rows[i:i + _CHUNK], as_of[i:i + _CHUNK],
+                                  recent) for i in range(0, max(len(rows), 1), _CHUNK)],
+                  ignore_index=True)
+    for col in CATEGORICAL:  # chunks may differ in categories; unify once
+        X[col] = X[col].astype(object).astype("category")
     y = (delivered[rows] - as_of) / _HOUR_S
     meta = pd.DataFrame({
         "shipment_id": pd.Categorical.from_codes(rows, categories=attrs["shipment_id"])
