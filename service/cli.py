@@ -46,6 +46,17 @@ def _database_url(settings: Settings) -> str:
     return settings.database_url
 
 
+async def _with_db(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(conn)` on a fresh connection to the configured database."""
+    from service.db.pool import connect
+
+    conn = await connect(_database_url(settings))
+    try:
+        return await work(conn)
+    finally:
+        await conn.close()
+
+
 def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     from service.migrations import SchemaBehind
 
@@ -118,21 +129,16 @@ def keys_create(scopes: tuple[str, ...], name: str) -> None:
     """Create a key; it is shown once and stored only as a hash."""
     from service.auth import new_key
     from service.db import api_keys
-    from service.db.pool import connect
 
     settings = _resolved(_settings())
 
-    async def create() -> str:
+    async def create(conn: Any) -> str:
         key_id, key, key_hash = new_key()
-        conn = await connect(_database_url(settings))
-        try:
-            await api_keys.create(conn, key_id, key_hash, sorted(set(scopes)), name,
-                                  settings.clock().now())
-        finally:
-            await conn.close()
+        await api_keys.create(conn, key_id, key_hash, sorted(set(scopes)), name,
+                              settings.clock().now())
         return key
 
-    key = _run(create)
+    key = _run(lambda: _with_db(settings, create))
     click.echo(key)
     click.echo(f"scopes: {', '.join(sorted(set(scopes)))} (store it now: it is not shown again)",
                err=True)
@@ -142,18 +148,13 @@ def keys_create(scopes: tuple[str, ...], name: str) -> None:
 def keys_list() -> None:
     """List keys (ids and scopes, never the secrets)."""
     from service.db import api_keys
-    from service.db.pool import connect
 
     settings = _resolved(_settings())
 
-    async def fetch() -> list[dict[str, Any]]:
-        conn = await connect(_database_url(settings))
-        try:
-            return await api_keys.list_all(conn)
-        finally:
-            await conn.close()
+    async def fetch(conn: Any) -> list[dict[str, Any]]:
+        return await api_keys.list_all(conn)
 
-    for row in _run(fetch):
+    for row in _run(lambda: _with_db(settings, fetch)):
         state = "revoked" if row["revoked_at"] else "active"
         click.echo(f"{row['key_id']}\t{state}\t{','.join(row['scopes'])}\t{row['name']}")
 
@@ -163,20 +164,34 @@ def keys_list() -> None:
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id (the 8 characters after pc_)."""
     from service.db import api_keys
-    from service.db.pool import connect
 
     settings = _resolved(_settings())
 
-    async def revoke() -> bool:
-        conn = await connect(_database_url(settings))
-        try:
-            return await api_keys.revoke(conn, key_id, settings.clock().now())
-        finally:
-            await conn.close()
+    async def revoke(conn: Any) -> bool:
+        return await api_keys.revoke(conn, key_id, settings.clock().now())
 
-    if not _run(revoke):
+    if not _run(lambda: _with_db(settings, revoke)):
         raise click.ClickException(f"no active key with id {key_id!r}")
     click.echo(f"revoked {key_id}")
+
+
+def _instant(text: str | None, option: str) -> Any:
+    """A date (midnight UTC) or an ISO 8601 time with an offset; naive times are refused."""
+    from datetime import UTC, date, datetime
+
+    if text is None:
+        return None
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date or ISO 8601 time",
+                                 param_hint=option) from None
+    if value.tzinfo is None:
+        raise click.BadParameter("give a timezone offset, e.g. 2026-11-01T00:00:00+00:00",
+                                 param_hint=option)
+    return value
 
 
 def _progress_bar(total: float, desc: str) -> Any:
@@ -189,20 +204,18 @@ def _progress_bar(total: float, desc: str) -> Any:
 @main.command()
 @click.option("--rounds", type=click.IntRange(10, 5000), default=None,
               help="Boosting rounds (default: the predictor's).")
-@click.option("--until", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]),
-              default=None, help="Train on shipments labelled before this (default: now).")
+@click.option("--until", default=None,
+              help="Train on shipments labelled before this: a date (UTC midnight) or an ISO "
+                   "time with an offset (default: now).")
 @click.option("--report", "report_path", type=click.Path(file_okay=False), default=None,
               help="Also write the evaluation (JSON + PNG plots) to this folder.")
 def train(rounds: int | None, until: Any, report_path: str | None) -> None:
     """Train an ETA model on the history in the database, register it, and promote it if
     it beats the champion on the same evaluation data."""
-    from service.db.pool import connect
     from service.training import train_and_register
 
+    until = _instant(until, "--until")
     settings = _resolved(_settings())
-    if until is not None and until.tzinfo is None:
-        raise click.BadParameter("give a timezone offset, e.g. 2026-11-01T00:00:00+00:00",
-                                 param_hint="--until")
     bar = _progress_bar(100, "training")
 
     def progress(stage: str, fraction: float) -> None:
@@ -210,16 +223,12 @@ def train(rounds: int | None, until: Any, report_path: str | None) -> None:
         bar.set_postfix_str(stage)
         bar.refresh()
 
-    async def run_training() -> Any:
-        conn = await connect(_database_url(settings))
-        try:
-            return await train_and_register(conn, settings.clock().now(), until=until,
-                                            rounds=rounds, progress=progress)
-        finally:
-            await conn.close()
+    async def run_training(conn: Any) -> Any:
+        return await train_and_register(conn, settings.clock().now(), until=until,
+                                        rounds=rounds, progress=progress)
 
     try:
-        outcome = _run(run_training)
+        outcome = _run(lambda: _with_db(settings, run_training))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -357,18 +366,13 @@ def models() -> None:
 def models_list() -> None:
     """Registered models, their status and headline metrics."""
     from service.db import eta_models
-    from service.db.pool import connect
 
     settings = _resolved(_settings())
 
-    async def fetch() -> list[dict[str, Any]]:
-        conn = await connect(_database_url(settings))
-        try:
-            return await eta_models.list_all(conn)
-        finally:
-            await conn.close()
+    async def fetch(conn: Any) -> list[dict[str, Any]]:
+        return await eta_models.list_all(conn)
 
-    rows = _run(fetch)
+    rows = _run(lambda: _with_db(settings, fetch))
     if not rows:
         click.echo("no models yet: run `parcelcast train`")
     for row in rows:
@@ -383,23 +387,18 @@ def models_list() -> None:
 
 def _promote(version: str | None, reason: str) -> str:
     from service.db import eta_models
-    from service.db.pool import connect
 
     settings = _resolved(_settings())
 
-    async def promote() -> str:
-        conn = await connect(_database_url(settings))
-        try:
-            target = version or await eta_models.previous_champion(conn)
-            if target is None:
-                raise click.ClickException("there is no previous champion to roll back to")
-            if not await eta_models.promote(conn, target, reason, settings.clock().now()):
-                raise click.ClickException(f"no model {target!r}; see `parcelcast models list`")
-            return target
-        finally:
-            await conn.close()
+    async def promote(conn: Any) -> str:
+        target = version or await eta_models.previous_champion(conn)
+        if target is None:
+            raise click.ClickException("there is no previous champion to roll back to")
+        if not await eta_models.promote(conn, target, reason, settings.clock().now()):
+            raise click.ClickException(f"no model {target!r}; see `parcelcast models list`")
+        return target
 
-    return _run(promote)
+    return _run(lambda: _with_db(settings, promote))
 
 
 @models.command("promote")
@@ -424,18 +423,13 @@ def notifications() -> None:
 def notifications_failed() -> None:
     """List dead-lettered (retries exhausted) and permanently failed notifications."""
     from service.db import notifications as notifications_db
-    from service.db.pool import connect
 
     settings = _resolved(_settings())
 
-    async def fetch() -> list[dict[str, Any]]:
-        conn = await connect(_database_url(settings))
-        try:
-            return await notifications_db.list_failed(conn)
-        finally:
-            await conn.close()
+    async def fetch(conn: Any) -> list[dict[str, Any]]:
+        return await notifications_db.list_failed(conn)
 
-    rows = _run(fetch)
+    rows = _run(lambda: _with_db(settings, fetch))
     if not rows:
         click.echo("no failed notifications")
     for row in rows:
@@ -448,20 +442,15 @@ def notifications_failed() -> None:
 def notifications_retry(notification_id: int) -> None:
     """Re-queue a failed or dead notification (a worker sends it)."""
     from service.db import notifications as notifications_db
-    from service.db.pool import connect
 
     settings = _resolved(_settings())
 
-    async def retry() -> bool:
-        conn = await connect(_database_url(settings))
-        try:
-            async with conn.transaction():
-                return await notifications_db.retry(conn, notification_id,
-                                                    settings.clock().now())
-        finally:
-            await conn.close()
+    async def retry(conn: Any) -> bool:
+        async with conn.transaction():
+            return await notifications_db.retry(conn, notification_id,
+                                                settings.clock().now())
 
-    if not _run(retry):
+    if not _run(lambda: _with_db(settings, retry)):
         raise click.ClickException(f"notification {notification_id} is not failed or dead")
     click.echo(f"notification {notification_id} re-queued")
 

@@ -20,6 +20,8 @@ from service.db import api_keys
 from service.db.pool import create_pool
 from service.migrations import upgrade
 from service.settings import Settings, load_settings
+from standins.smtp_server import SmtpStandin
+from standins.twilio_server import TwilioStandin
 from tests.servers import postgres_admin_url, redis_url, with_database
 
 TABLES = ("orders", "shipments", "tracking_events", "api_keys", "work_items", "eta_models",
@@ -104,3 +106,19 @@ def make_key(pool: asyncpg.Pool) -> KeyFactory:
 @pytest.fixture
 async def admin(make_key: KeyFactory) -> dict[str, str]:
     return await make_key("admin")
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[TwilioStandin]:
+    """The Twilio-compatible stand-in, a real HTTP server on a free loopback port."""
+    standin = await TwilioStandin().start()
+    yield standin
+    await standin.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpStandin]:
+    """The aiosmtpd stand-in, a real SMTP server on a free loopback port."""
+    standin = SmtpStandin().start()
+    yield standin
+    standin.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -165,3 +166,49 @@ async def test_notifications_failed_and_retry(database_url: str, redis_server_ur
     finally:
         await conn.execute("TRUNCATE notifications, work_items")
         await conn.close()
+
+
+async def test_history_train_and_registry_commands(postgres_admin: str, redis_server_url: str,
+                                                   tmp_path: Path) -> None:
+    """simulate --load, import-history, train (twice), models list/promote/rollback."""
+    name = f"parcelcast_cli_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(postgres_admin)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    env = _env(DATABASE_URL=with_database(postgres_admin, name), REDIS_URL=redis_server_url)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return run(*args, env=env, timeout=300)
+
+    try:
+        assert cli("migrate").returncode == 0
+        nowhere = cli("simulate", "--shipments", "100")
+        assert nowhere.returncode == 2 and "--out" in nowhere.stderr
+        loaded = cli("simulate", "--shipments", "1500", "--days", "40", "--start", "2026-06-01",
+                     "--load", "--out", str(tmp_path / "payloads"))
+        assert loaded.returncode == 0 and "loaded 1500 orders, 1500 shipments" in loaded.stdout
+        first_line = (tmp_path / "payloads" / "events.jsonl").read_text().splitlines()[0]
+        assert json.loads(first_line)["path"] == "/v1/tracking-events"
+        fixture = Path(__file__).parent / "predictor" / "fixtures" / "olist_small.csv"
+        imported = cli("import-history", str(fixture), "--format", "olist")
+        assert imported.returncode == 0 and "line 4:" in imported.stderr
+        assert "bad lines skipped" in imported.stdout
+        assert cli("models", "rollback").returncode != 0
+        trained = cli("train", "--rounds", "30", "--until", "2026-07-15")
+        assert trained.returncode == 0, trained.stderr[-2000:]
+        assert "promoted (first model)" in trained.stdout
+        version = trained.stdout.strip().splitlines()[-1].split(":")[0]
+        assert f"{version}\tchampion" in cli("models", "list").stdout
+        again = cli("train", "--rounds", "12", "--until", "2026-07-16")
+        assert again.returncode == 0 and "p50 MAE" in again.stdout
+        second = again.stdout.strip().splitlines()[-1].split(":")[0]
+        assert cli("models", "promote", "eta-nope").returncode != 0
+        assert cli("models", "promote", second).returncode == 0
+        assert f"{second}\tchampion" in cli("models", "list").stdout
+        rolled = cli("models", "rollback")
+        assert rolled.returncode == 0 and version in rolled.stdout
+        assert f"{version}\tchampion" in cli("models", "list").stdout
+        naive = cli("train", "--until", "2026-07-15T00:00:00")
+        assert naive.returncode != 0
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

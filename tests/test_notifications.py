@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -23,20 +22,6 @@ from tests.notifying import PUBLIC, drain, sms_for, subjects, wired
 PHONE = "+14155552671"
 # 12:00 in Los Angeles, the customer's zone: outside SMS quiet hours.
 NOON_LA = datetime(2026, 11, 3, 20, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[TwilioStandin]:
-    standin = await TwilioStandin().start()
-    yield standin
-    await standin.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpStandin]:
-    standin = SmtpStandin().start()
-    yield standin
-    standin.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -28,20 +27,6 @@ from standins.twilio_server import TwilioStandin
 from tests.builders import event, order, shipment
 from tests.notifying import sms_for, wired
 from tests.test_notifications import NOON_LA, PHONE
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[TwilioStandin]:
-    standin = await TwilioStandin().start()
-    yield standin
-    await standin.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpStandin]:
-    standin = SmtpStandin().start()
-    yield standin
-    standin.stop()
 
 
 def _worker_env(settings: Settings) -> dict[str, str]:

@@ -94,7 +94,8 @@ async def _load(conn: asyncpg.Connection, orders: pd.DataFrame | None, shipments
                 events: pd.DataFrame, now: datetime, progress: Progress | None
                 ) -> dict[str, int]:
     state = derived_status(events)
-    s = shipments.copy()
+    # Status and counters come from the events, as the API would derive them.
+    s = shipments.drop(columns=[c for c in state.columns if c in shipments.columns])
     s["carrier"] = s["carrier"].astype(str)
     s["tracking_number"] = s["tracking_number"].astype(str)
     s = s.join(state, on=["carrier", "tracking_number"])

@@ -21,28 +21,12 @@ from zoneinfo import ZoneInfo, available_timezones
 import zipcodes
 from babel.core import get_global
 
+from predictor.lanes import STATE_TIMEZONES
+
 # The zone most of each state's or province's people live in.
 REGION_ZONES: dict[str, dict[str, str]] = {
-    "US": {
-        "AL": "America/Chicago", "AK": "America/Anchorage", "AZ": "America/Phoenix",
-        "AR": "America/Chicago", "CA": "America/Los_Angeles", "CO": "America/Denver",
-        "CT": "America/New_York", "DE": "America/New_York", "DC": "America/New_York",
-        "FL": "America/New_York", "GA": "America/New_York", "HI": "Pacific/Honolulu",
-        "ID": "America/Boise", "IL": "America/Chicago", "IN": "America/Indiana/Indianapolis",
-        "IA": "America/Chicago", "KS": "America/Chicago", "KY": "America/New_York",
-        "LA": "America/Chicago", "ME": "America/New_York", "MD": "America/New_York",
-        "MA": "America/New_York", "MI": "America/Detroit", "MN": "America/Chicago",
-        "MS": "America/Chicago", "MO": "America/Chicago", "MT": "America/Denver",
-        "NE": "America/Chicago", "NV": "America/Los_Angeles", "NH": "America/New_York",
-        "NJ": "America/New_York", "NM": "America/Denver", "NY": "America/New_York",
-        "NC": "America/New_York", "ND": "America/Chicago", "OH": "America/New_York",
-        "OK": "America/Chicago", "OR": "America/Los_Angeles", "PA": "America/New_York",
-        "RI": "America/New_York", "SC": "America/New_York", "SD": "America/Chicago",
-        "TN": "America/Chicago", "TX": "America/Chicago", "UT": "America/Denver",
-        "VT": "America/New_York", "VA": "America/New_York", "WA": "America/Los_Angeles",
-        "WV": "America/New_York", "WI": "America/Chicago", "WY": "America/Denver",
-        "PR": "America/Puerto_Rico", "GU": "Pacific/Guam", "VI": "America/St_Thomas",
-    },
+    # The predictor keeps the US table; territories are added here.
+    "US": {**STATE_TIMEZONES, "GU": "Pacific/Guam", "VI": "America/St_Thomas"},
     "CA": {
         "AB": "America/Edmonton", "BC": "America/Vancouver", "MB": "America/Winnipeg",
         "NB": "America/Moncton", "NL": "America/St_Johns", "NS": "America/Halifax",
