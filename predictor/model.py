@@ -4,6 +4,12 @@ The artefact carries the booster, the ordered feature names, the integer codes o
 categorical feature, the conformal offsets and the training metadata, serialised
 together (:meth:`EtaModel.to_bytes`): a model can never be served with the wrong
 encoding. Predictions are hours remaining until delivery at p10 / p50 / p90.
+
+Optionally (``metadata["base_margin"]``) the trees start from a Little's-law estimate
+of the carrier network's current transit instead of a constant; see
+:func:`base_margin`. It is off by default: it helped on Olist's Black-Friday test
+period (5.57 → 5.43 days p50 MAE from handover) and cost ~10 % on the stationary
+simulation.
 """
 
 from __future__ import annotations

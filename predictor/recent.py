@@ -6,6 +6,10 @@ keeps, per key (e.g. carrier+lane) and per UTC day, a histogram of handover→de
 hours on log-spaced bins, cumulated over days. A window median "over the last 7 days as
 of t" is then two array reads and a bin interpolation.
 
+It also answers :meth:`RecentPerformance.backlog_days`, the Little's-law transit
+estimate from parcels currently in flight, which reacts to congestion before any slow
+parcel has arrived.
+
 Leakage rule: a query at instant ``t`` sees only deliveries on UTC days strictly
 before ``t``'s UTC day, so everything it uses was delivered before ``t``. (Deliveries
 earlier on the same day are ignored; a day of lag is the price of daily rollups.)
