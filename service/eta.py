@@ -15,7 +15,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import numpy as np
 
-from predictor.features import recent_performance, serving_features
+import pandas as pd
+
+from predictor.features import current_features, recent_performance, serving_features
 from predictor.lanes import zip_timezone
 from predictor.model import EtaModel
 from predictor.recent import RecentPerformance
@@ -24,6 +26,10 @@ from service.db import eta_models, etas, history
 from service.db import shipments as shipments_db
 
 FINISHED = frozenset({"delivered", "returned_to_sender", "cancelled"})
+SHIPMENT_FIELDS = ("shipment_id", "carrier", "service_level", "tracking_number",
+                   "origin_postal_code", "origin_country", "destination_postal_code",
+                   "destination_country", "promised_delivery_date", "label_created_at",
+                   "shipped_at", "delivered_at")
 RECENT_WINDOW = timedelta(days=21)
 
 
@@ -63,13 +69,42 @@ def predict_one(model: EtaModel, shipment: dict[str, Any], scans: list[dict[str,
                 now: datetime, recent: RecentPerformance) -> Prediction:
     """Features + model for one shipment (CPU work: call it in a thread)."""
     features = serving_features(shipment, scans, now, recent)
-    hours = model.predict(features)[0]
-    promised = hours_until_end_of(shipment.get("promised_delivery_date"),
-                                  destination_zone(shipment), now)
-    late = None if promised is None else float(model.prob_late(features, np.array([promised]))[0])
-    reasons = [{"reason": text, "hours": hrs} for text, hrs in model.explain(features, top=3)[0]]
-    p10, p50, p90 = (now + timedelta(hours=float(h)) for h in hours)
-    return Prediction(stage_of(scans), p10, p50, p90, late, reasons)
+    return _predictions(model, features, [shipment], [scans], now)[0]
+
+
+def predict_many(model: EtaModel, shipments: list[dict[str, Any]],
+                 scans: list[list[dict[str, Any]]], now: datetime,
+                 recent: RecentPerformance) -> list[Prediction]:
+    """The same for a batch, with one feature build and one model call (CPU: in a thread)."""
+    frame = pd.DataFrame([{c: s.get(c) for c in SHIPMENT_FIELDS} for s in shipments])
+    for column in ("label_created_at", "shipped_at", "delivered_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    events = pd.DataFrame(
+        [{"tracking_number": s["tracking_number"], "status": e["status"],
+          "occurred_at": e["occurred_at"]} for s, es in zip(shipments, scans, strict=True)
+         for e in es], columns=["tracking_number", "status", "occurred_at"])
+    events["occurred_at"] = pd.to_datetime(events["occurred_at"], utc=True)
+    features = current_features(frame, events, now, recent)
+    return _predictions(model, features, shipments, scans, now)
+
+
+def _predictions(model: EtaModel, features: pd.DataFrame, shipments: list[dict[str, Any]],
+                 scans: list[list[dict[str, Any]]], now: datetime) -> list[Prediction]:
+    hours = model.predict(features)
+    promised = np.array([
+        np.nan if (h := hours_until_end_of(s.get("promised_delivery_date"),
+                                           destination_zone(s), now)) is None else h
+        for s in shipments])
+    late = model.prob_late(features, np.nan_to_num(promised, nan=0.0))
+    explained = model.explain(features, top=3)
+    out = []
+    for i, shipment_scans in enumerate(scans):
+        p10, p50, p90 = (now + timedelta(hours=float(h)) for h in hours[i])
+        out.append(Prediction(
+            stage_of(shipment_scans), p10, p50, p90,
+            None if np.isnan(promised[i]) else float(late[i]),
+            [{"reason": text, "hours": hrs} for text, hrs in explained[i]]))
+    return out
 
 
 class EtaRuntime:
@@ -121,22 +156,33 @@ class EtaRuntime:
     async def refresh(self, conn: asyncpg.Connection, shipment_id: str, now: datetime
                       ) -> Prediction | None:
         """Predict and store this shipment's ETA (nothing once it is finished or unmodelled)."""
+        return (await self.refresh_many(conn, [shipment_id], now)).get(shipment_id)
+
+    async def refresh_many(self, conn: asyncpg.Connection, shipment_ids: list[str],
+                           now: datetime) -> dict[str, Prediction]:
+        """Predict and store the ETAs of several shipments with one model call."""
         model = await self.current(conn)
-        if model is None:
-            return None
-        shipment = await shipments_db.get(conn, shipment_id)
-        if shipment is None or shipment["status"] in FINISHED:
-            return None
-        if shipment["shipped_at"] is None:
-            shipment["shipped_at"] = shipment["first_scan_at"]
-        shipment["delivered_at"] = None
-        scans = await etas.scans(conn, shipment["carrier"], shipment["tracking_number"], now)
+        if model is None or not shipment_ids:
+            return {}
+        rows = [r for r in await shipments_db.get_many(conn, shipment_ids)
+                if r["status"] not in FINISHED]
+        if not rows:
+            return {}
+        for row in rows:
+            if row["shipped_at"] is None:
+                row["shipped_at"] = row["first_scan_at"]
+            row["delivered_at"] = None
+        scans = await etas.scans_many(conn, [(r["carrier"], r["tracking_number"]) for r in rows],
+                                      now)
         recent = await self.recent(conn, now)
-        prediction = await asyncio.to_thread(predict_one, model, shipment, scans, now, recent)
-        await etas.store(conn, shipment_id, now, model.version, prediction.stage,
-                         prediction.p10, prediction.p50, prediction.p90, prediction.prob_late,
-                         prediction.reasons)
-        return prediction
+        if len(rows) == 1:
+            predictions = [await asyncio.to_thread(predict_one, model, rows[0], scans[0], now,
+                                                   recent)]
+        else:
+            predictions = await asyncio.to_thread(predict_many, model, rows, scans, now, recent)
+        await etas.store_many(conn, [r["shipment_id"] for r in rows], now, model.version,
+                              predictions)
+        return {r["shipment_id"]: p for r, p in zip(rows, predictions, strict=True)}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
@@ -21,6 +22,8 @@ from service.db import work
 log = logging.getLogger(__name__)
 
 ENQUEUE_CONCURRENCY = 64
+# Refreshes per job: big enough to amortise a model call, small enough to spread over workers.
+REFRESH_BATCH = 50
 
 
 class Relay:
@@ -45,16 +48,25 @@ class Relay:
             )
             if not items:
                 return 0
-            for start in range(0, len(items), ENQUEUE_CONCURRENCY):
-                chunk = items[start:start + ENQUEUE_CONCURRENCY]
-                await asyncio.gather(*(
-                    self.redis.enqueue_job(item.kind, item.id, item.subject_id,
-                                           _job_id=item.job_id(self.redis.default_queue_name))
-                    for item in chunk
-                ))
+            jobs = self._jobs(items)
+            for start in range(0, len(jobs), ENQUEUE_CONCURRENCY):
+                await asyncio.gather(*jobs[start:start + ENQUEUE_CONCURRENCY])
             await work.mark_enqueued(conn, items)
         self.handed_off += len(items)
         return len(items)
+
+    def _jobs(self, items: list[work.WorkItem]) -> list[Any]:
+        """One job per send; refreshes go in batches so the model scores them together."""
+        queue = self.redis.default_queue_name
+        refreshes = [i for i in items if i.kind == work.REFRESH_SHIPMENT]
+        jobs = [self.redis.enqueue_job(i.kind, i.id, i.subject_id, _job_id=i.job_id(queue))
+                for i in items if i.kind != work.REFRESH_SHIPMENT]
+        for start in range(0, len(refreshes), REFRESH_BATCH):
+            batch = refreshes[start:start + REFRESH_BATCH]
+            jobs.append(self.redis.enqueue_job(
+                "refresh_shipments", [(i.id, i.subject_id) for i in batch],
+                _job_id=f"{batch[0].job_id(queue)}:{len(batch)}"))
+        return jobs
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()

@@ -110,3 +110,28 @@ async def test_quote_without_a_model_is_a_clear_503(
         "origin": {"postal_code": "07094"}, "destination": {"postal_code": "60601"},
         "order_time": "2026-10-20T15:00:00Z"})
     assert answer.status == 503 and "parcelcast train" in (await answer.json())["detail"]
+
+
+async def test_batch_refresh_scores_like_one_at_a_time(
+    trained: str, pool: asyncpg.Pool, history: object
+) -> None:
+    """The worker scores refreshes in batches; each ETA must equal the single-shipment one."""
+    from service.eta import EtaRuntime
+
+    ships = history.shipments  # type: ignore[attr-defined]
+    in_flight = ships[(ships["label_created_at"] < NOW) & (ships["delivered_at"].isna()
+                                                           | (ships["delivered_at"] > NOW))]
+    ids = list(in_flight["shipment_id"].astype(str)[:5])
+    runtime = EtaRuntime(ManualClock(NOW))
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE shipments SET status = 'in_transit', delivered_at = NULL "
+                           "WHERE shipment_id = ANY($1::text[])", ids)
+        batch = await runtime.refresh_many(conn, ids, NOW)
+        single = {i: await runtime.refresh(conn, i, NOW) for i in ids}
+    assert set(batch) == set(ids)
+    for shipment_id in ids:
+        a, b = batch[shipment_id], single[shipment_id]
+        assert b is not None
+        assert abs((a.p50 - b.p50).total_seconds()) < 1
+        assert abs((a.p90 - b.p90).total_seconds()) < 1
+        assert a.reasons == b.reasons

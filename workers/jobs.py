@@ -27,4 +27,26 @@ async def refresh_shipment(ctx: dict[str, Any], work_item_id: int, shipment_id: 
     return found
 
 
-FUNCTIONS = [refresh_shipment, send_notification]
+async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -> int:
+    """A batch of refreshes: derived state first, then every ETA with one model call, then
+    each shipment's plan with its work item retired, one short transaction per shipment."""
+    now = ctx["clock"].now()
+    ids = sorted({shipment_id for _, shipment_id in items})
+    async with ctx["pg"].acquire() as conn:
+        async with conn.transaction():
+            for shipment_id in ids:
+                await shipments_db.rederive(conn, shipment_id, now)
+        eta = ctx.get("eta")
+        if eta is not None:
+            async with conn.transaction():
+                await eta.refresh_many(conn, ids, now)
+        for work_item_id, shipment_id in items:
+            async with conn.transaction():
+                shipment = await shipments_db.get(conn, shipment_id)
+                if shipment is not None:
+                    await plan(conn, ctx["settings"], shipment, now)
+                await work_db.finish(conn, work_item_id)
+    return len(items)
+
+
+FUNCTIONS = [refresh_shipment, refresh_shipments, send_notification]

@@ -57,9 +57,17 @@ def _local_date(instant: datetime | None, tz: str) -> date | None:
     return instant.astimezone(zone(tz)).date() if instant is not None else None
 
 
+# Like AfterShip's "expired": a shipment this old is history, not news, and its customer
+# hears nothing more about it (imported or long-lost parcels included).
+MAX_AGE = timedelta(days=30)
+
+
 async def plan(conn: asyncpg.Connection, settings: Settings, shipment: dict[str, Any],
                now: datetime) -> list[int]:
     """Schedule every moment this shipment now calls for; the ids of new notifications."""
+    label = shipment["label_created_at"]
+    if label is not None and now - label > MAX_AGE:
+        return []
     order = await orders_db.get(conn, shipment["order_id"])
     if order is None:
         return []  # nobody to tell yet; the order's arrival queues another refresh

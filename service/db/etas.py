@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 import asyncpg
 
@@ -41,3 +44,39 @@ async def scans(conn: asyncpg.Connection, carrier: str, tracking_number: str,
            WHERE carrier = $1 AND tracking_number = $2 AND occurred_at <= $3
            ORDER BY occurred_at""", carrier, tracking_number, until)
     return [dict(r) for r in rows]
+
+
+async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicted_at: datetime,
+                     model_version: str, predictions: Sequence[Any]) -> None:
+    """Append one ETA per shipment and point each shipment at it (two statements)."""
+    await conn.execute(
+        """WITH new AS (
+               INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage,
+                                          eta_p10, eta_p50, eta_p90, prob_late, reasons)
+               SELECT s, $2, $3, st, a, b, c, l, r::jsonb FROM unnest(
+                   $1::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+                   $7::timestamptz[], $8::real[], $9::text[]) AS t(s, st, a, b, c, l, r)
+               RETURNING id, shipment_id, eta_p10, eta_p50, eta_p90)
+           UPDATE shipments x SET eta_id = new.id, eta_p10 = new.eta_p10,
+                                  eta_p50 = new.eta_p50, eta_p90 = new.eta_p90
+           FROM new WHERE x.shipment_id = new.shipment_id""",
+        shipment_ids, predicted_at, model_version, [p.stage for p in predictions],
+        [p.p10 for p in predictions], [p.p50 for p in predictions],
+        [p.p90 for p in predictions], [p.prob_late for p in predictions],
+        [orjson.dumps(p.reasons).decode() for p in predictions])
+
+
+async def scans_many(conn: asyncpg.Connection, keys: list[tuple[str, str]], until: datetime
+                     ) -> list[list[dict[str, Any]]]:
+    """Scans up to `until` for each (carrier, tracking number), in the order given."""
+    rows = await conn.fetch(
+        """SELECT e.carrier, e.tracking_number, e.status, e.occurred_at
+           FROM unnest($1::text[], $2::text[]) AS k(carrier, tracking_number)
+           JOIN tracking_events e USING (carrier, tracking_number)
+           WHERE e.occurred_at <= $3 ORDER BY e.occurred_at""",
+        [k[0] for k in keys], [k[1] for k in keys], until)
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in keys}
+    for r in rows:
+        found[(r["carrier"], r["tracking_number"])].append(
+            {"status": r["status"], "occurred_at": r["occurred_at"]})
+    return [found[k] for k in keys]

@@ -105,6 +105,12 @@ async def get(conn: asyncpg.Connection, shipment_id: str) -> dict[str, Any] | No
     return dict(row) if row else None
 
 
+async def get_many(conn: asyncpg.Connection, shipment_ids: list[str]) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM shipments WHERE shipment_id = ANY($1::text[])",
+                            shipment_ids)
+    return [dict(r) for r in rows]
+
+
 async def find(
     conn: asyncpg.Connection, *, tracking_number: str | None = None, order_id: str | None = None,
     limit: int = 100,
@@ -156,6 +162,7 @@ async def sweep_candidates(conn: asyncpg.Connection, now: datetime, stalled_afte
     rows = await conn.fetch(
         """SELECT s.shipment_id FROM shipments s
            WHERE s.status NOT IN ('delivered', 'returned_to_sender', 'cancelled')
+             AND s.label_created_at > $1::timestamptz - interval '30 days'
              AND ((s.promised_delivery_date IS NOT NULL
                    AND s.promised_delivery_date < ($1::timestamptz AT TIME ZONE 'UTC')::date
                    AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.shipment_id = s.shipment_id
