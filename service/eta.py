@@ -19,7 +19,7 @@ import pandas as pd
 
 from predictor.features import current_features, recent_performance, serving_features
 from predictor.lanes import zip_timezone
-from predictor.model import EtaModel
+from predictor.model import EtaModel, late_probability
 from predictor.recent import RecentPerformance
 from service.clock import Clock
 from service.db import eta_models, etas, history
@@ -95,7 +95,8 @@ def _predictions(model: EtaModel, features: pd.DataFrame, shipments: list[dict[s
         np.nan if (h := hours_until_end_of(s.get("promised_delivery_date"),
                                            destination_zone(s), now)) is None else h
         for s in shipments])
-    late = model.prob_late(features, np.nan_to_num(promised, nan=0.0))
+    # The quantiles are already here: no second pass through the booster.
+    late = late_probability(hours, np.nan_to_num(promised, nan=0.0))
     explained = model.explain(features, top=3)
     out = []
     for i, shipment_scans in enumerate(scans):

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from predictor.simulator import SimulatedHistory, simulate
 from service.auth import new_key
 from service.clock import ScaledClock
-from service.db import api_keys
+from service.db import api_keys, work
 from service.db.history import load_history
 from service.db.pool import connect
 from service.demo import replay, summary
@@ -96,6 +96,11 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     with tqdm(total=len(past_o) + len(past_s) + len(past_e), desc="loading history",
               unit=" rows") as bar:
         await load_history(conn, past_o, past_s, past_e, t0, progress=bar.update)
+    # Parcels still on their way when the replay starts get an ETA straight away, as they
+    # would after an import in production.
+    in_flight = past_s[past_s["delivered_at"].isna()
+                       & (past_s["label_created_at"] > t0 - timedelta(days=30))]
+    await work.add(conn, work.REFRESH_SHIPMENT, list(in_flight["shipment_id"].astype(str)), t0)
 
     say("3/6 training the ETA model on the history")
     with tqdm(total=100, desc="training", bar_format="{desc}: {percentage:3.0f}%|{bar}| "
