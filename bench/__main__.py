@@ -30,6 +30,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "scoring": (["bench/bench_scoring.py", "--train-1m"],
                 ["bench/bench_scoring.py", "--rows", "20000"]),
     "render": (["-m", "bench.bench_render"], ["-m", "bench.bench_render", "--messages", "600"]),
+    "notify": (["-m", "bench.bench_notify"], ["-m", "bench.bench_notify", "--messages", "600"]),
 }
 
 

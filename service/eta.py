@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import numpy as np
-
 import pandas as pd
 
 from predictor.features import current_features, recent_performance, serving_features

@@ -22,8 +22,10 @@ from service.db import work
 log = logging.getLogger(__name__)
 
 ENQUEUE_CONCURRENCY = 64
-# Refreshes per job: big enough to amortise a model call, small enough to spread over workers.
-REFRESH_BATCH = 50
+# (work kind, batch job, items per job): big enough to amortise a model call or a job's
+# overhead, small enough to spread over workers.
+BATCHED = (("refresh_shipment", "refresh_shipments", 50),
+           ("send_notification", "send_notifications", 25))
 
 
 class Relay:
@@ -56,16 +58,20 @@ class Relay:
         return len(items)
 
     def _jobs(self, items: list[work.WorkItem]) -> list[Any]:
-        """One job per send; refreshes go in batches so the model scores them together."""
+        """Work goes to arq in batches: refreshes so the model scores them together, sends so
+        one job's overhead is shared by many messages."""
         queue = self.redis.default_queue_name
-        refreshes = [i for i in items if i.kind == work.REFRESH_SHIPMENT]
-        jobs = [self.redis.enqueue_job(i.kind, i.id, i.subject_id, _job_id=i.job_id(queue))
-                for i in items if i.kind != work.REFRESH_SHIPMENT]
-        for start in range(0, len(refreshes), REFRESH_BATCH):
-            batch = refreshes[start:start + REFRESH_BATCH]
-            jobs.append(self.redis.enqueue_job(
-                "refresh_shipments", [(i.id, i.subject_id) for i in batch],
-                _job_id=f"{batch[0].job_id(queue)}:{len(batch)}"))
+        jobs = []
+        for kind, batch_job, size in BATCHED:
+            of_kind = [i for i in items if i.kind == kind]
+            for start in range(0, len(of_kind), size):
+                batch = of_kind[start:start + size]
+                jobs.append(self.redis.enqueue_job(
+                    batch_job, [(i.id, i.subject_id) for i in batch],
+                    _job_id=f"{batch[0].job_id(queue)}:{len(batch)}"))
+        known = {kind for kind, _, _ in BATCHED}
+        jobs += [self.redis.enqueue_job(i.kind, i.id, i.subject_id, _job_id=i.job_id(queue))
+                 for i in items if i.kind not in known]
         return jobs
 
     def _on_notify(self, *_: object) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from service.db import shipments as shipments_db
 from service.db import work as work_db
 from workers.planner import plan
-from workers.send import send_notification
+from workers.send import send_notification, send_notifications
 
 
 async def refresh_shipment(ctx: dict[str, Any], work_item_id: int, shipment_id: str) -> bool:
@@ -49,4 +49,4 @@ async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -
     return len(items)
 
 
-FUNCTIONS = [refresh_shipment, refresh_shipments, send_notification]
+FUNCTIONS = [refresh_shipment, refresh_shipments, send_notification, send_notifications]

@@ -13,9 +13,9 @@ from redis.exceptions import RedisError
 
 from service.clock import Clock
 from service.db.pool import create_pool
+from service.eta import EtaRuntime
 from service.migrations import ensure_current
 from service.redis import arq_client, redis_settings
-from service.eta import EtaRuntime
 from service.relay import Relay
 from service.settings import Settings
 from workers.jobs import FUNCTIONS

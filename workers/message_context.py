@@ -20,31 +20,30 @@ def customer_timezone(order: dict[str, Any] | None, shipment: dict[str, Any]) ->
     return "UTC"
 
 
-def render_context(settings: Settings, notification: dict[str, Any], order: dict[str, Any] | None,
-                   shipment: dict[str, Any], last_event: dict[str, Any] | None) -> dict[str, Any]:
+def render_context(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
+    """The template context from a claimed notification row (see CLAIM_FOR_SEND)."""
     base = str(settings.public_base_url)
     secret = settings.parcelcast_secret_key
     location = None
-    if last_event and last_event.get("location"):
-        loc = last_event["location"]
+    if row.get("last_location"):
+        loc = row["last_location"]
         location = ", ".join(str(loc[k]) for k in ("city", "region") if loc.get(k)) or None
     return {
-        "order_id": shipment["order_id"],
+        "order_id": row["order_id"],
         "shop_name": settings.shop_name,
-        "carrier_name": CARRIERS.get(shipment["carrier"], shipment["carrier"]),
-        "tracking_number": shipment["tracking_number"],
-        "tracking_url": tracking_url(base, secret, shipment["shipment_id"]),
-        "unsubscribe_url": unsubscribe_url(base, secret, notification["channel"],
-                                           notification["recipient"]),
-        "customer_name": order.get("customer_name") if order else None,
-        "status": shipment["status"],
-        "status_detail": last_event.get("description") if last_event else None,
-        "timezone": customer_timezone(order, shipment),
-        "eta_earliest": shipment.get("eta_p10"),
-        "eta_latest": shipment.get("eta_p90"),
-        "promised_date": shipment.get("promised_delivery_date"),
-        "occurred_at": last_event.get("occurred_at") if last_event else None,
+        "carrier_name": CARRIERS.get(row["carrier"], row["carrier"]),
+        "tracking_number": row["tracking_number"],
+        "tracking_url": tracking_url(base, secret, row["shipment_id"]),
+        "unsubscribe_url": unsubscribe_url(base, secret, row["channel"], row["recipient"]),
+        "customer_name": row.get("customer_name"),
+        "status": row["status"],
+        "status_detail": row.get("last_description"),
+        "timezone": customer_timezone(row, row),
+        "eta_earliest": row.get("eta_p10"),
+        "eta_latest": row.get("eta_p90"),
+        "promised_date": row.get("promised_delivery_date"),
+        "occurred_at": row.get("last_occurred_at"),
         "event_location": location,
         "items": [{"name": i.get("name", ""), "quantity": i.get("quantity", 1)}
-                  for i in (order.get("items") or [])] if order else [],
+                  for i in (row.get("items") or [])],
     }

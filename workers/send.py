@@ -16,14 +16,13 @@ collapse by Message-ID. See tests/test_send.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from datetime import timedelta
 from typing import Any
 
 from service.db import notifications as notifications_db
-from service.db import orders as orders_db
-from service.db import shipments as shipments_db
 from service.db import work as work_db
 from service.settings import Settings
 from workers.message_context import render_context
@@ -51,31 +50,19 @@ async def send_notification(ctx: dict[str, Any], work_item_id: int, notification
     nid = int(notification_id)
     now = ctx["clock"].now()
     lease = timedelta(seconds=settings.send_lease_s)
-    async with ctx["pg"].acquire() as conn, conn.transaction():
-        row = await notifications_db.claim(conn, nid, now, lease)
+    async with ctx["pg"].acquire() as conn:
+        row = await notifications_db.claim_for_send(conn, nid, now, lease)
         if row is None:
-            current = await notifications_db.get(conn, nid)
-            if current is not None and current["state"] == "scheduled":
-                # Not due yet (a newer schedule moved it): queue it for then.
-                await work_db.add(conn, notifications_db.SEND_NOTIFICATION, [notification_id],
-                                  now, run_after=current["due_at"])
-            if current is None or current["state"] != "sending":
+            return await _not_claimed(conn, work_item_id, nid, notification_id, now)
+        reason = _refusal(row)
+        if reason is not None:
+            async with conn.transaction():
+                await notifications_db.mark(conn, nid, "suppressed", reason, now)
                 await work_db.finish(conn, work_item_id)
-            # else another worker holds a live lease; the relay hands this item over again.
-            return "skipped"
-        order = await orders_db.get(conn, row["order_id"])
-        shipment = await shipments_db.get(conn, row["shipment_id"])
-        reason = await _refusal(conn, row, order)
-        if reason is not None or shipment is None:
-            await notifications_db.mark(conn, nid, "suppressed", reason or "no shipment", now)
-            await work_db.finish(conn, work_item_id)
             return "suppressed"
-        last_event = await shipments_db.last_event(conn, shipment["carrier"],
-                                                   shipment["tracking_number"])
     transports: Transports = ctx["transports"]
     try:
-        message, subject, body = _compose(ctx["renderer"], settings, row, order, shipment,
-                                          last_event, now)
+        message, subject, body = _compose(ctx["renderer"], settings, row, now)
         result = None
         if row["interrupted"]:
             result = await _already_sent(transports, row, message)
@@ -92,28 +79,49 @@ async def send_notification(ctx: dict[str, Any], work_item_id: int, notification
                                                "provider", ctx["clock"].now())
             await work_db.finish(conn, work_item_id)
         return "failed"
-    async with ctx["pg"].acquire() as conn, conn.transaction():
-        await notifications_db.mark_sent(conn, nid, result.provider_id, subject, body,
-                                         ctx["clock"].now())
-        await work_db.finish(conn, work_item_id)
+    async with ctx["pg"].acquire() as conn:
+        await notifications_db.record_sent(conn, nid, work_item_id, result.provider_id, subject,
+                                           body, ctx["clock"].now())
     return "sent"
 
 
-async def _refusal(conn: Any, row: dict[str, Any], order: dict[str, Any] | None) -> str | None:
-    if order is None:
+async def _not_claimed(conn: Any, work_item_id: int, nid: int, notification_id: str,
+                       now: Any) -> str:
+    async with conn.transaction():
+        current = await notifications_db.get(conn, nid)
+        if current is not None and current["state"] == "scheduled":
+            # Not due yet (a newer schedule moved it): queue it for then.
+            await work_db.add(conn, notifications_db.SEND_NOTIFICATION, [notification_id],
+                              now, run_after=current["due_at"])
+        if current is None or current["state"] != "sending":
+            await work_db.finish(conn, work_item_id)
+        # else another worker holds a live lease; the relay hands this item over again.
+    return "skipped"
+
+
+async def send_notifications(ctx: dict[str, Any], items: list[tuple[int, str]]) -> list[str]:
+    """A batch of sends handed over together: each runs as above, concurrently (each has its
+    own claim and record, so one failing does not touch the others)."""
+    return list(await asyncio.gather(*(send_notification(ctx, work_item_id, notification_id)
+                                       for work_item_id, notification_id in items)))
+
+
+def _refusal(row: dict[str, Any]) -> str | None:
+    """Why this message must not go out now (checked at send time, not only when planned)."""
+    if not row["has_order"]:
         return "no order"
-    consent = order["sms_consent"] if row["channel"] == "sms" else order["email_consent"]
-    if not consent:
+    if not row["has_shipment"]:
+        return "no shipment"
+    if not (row["sms_consent"] if row["channel"] == "sms" else row["email_consent"]):
         return "no consent"
-    if await notifications_db.opted_out(conn, row["channel"], row["recipient"]):
+    if row["opted_out"]:
         return "opted out"
     return None
 
 
-def _compose(renderer: Renderer, settings: Settings, row: dict[str, Any],
-             order: dict[str, Any] | None, shipment: dict[str, Any],
-             last_event: dict[str, Any] | None, now: Any) -> tuple[Any, str | None, str]:
-    context = render_context(settings, row, order, shipment, last_event)
+def _compose(renderer: Renderer, settings: Settings, row: dict[str, Any], now: Any
+             ) -> tuple[Any, str | None, str]:
+    context = render_context(settings, row)
     notification_id = f"n{row['id']}"
     if row["channel"] == "sms":
         sms = renderer.render_sms(row["moment"], row["locale"], context)

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 import asyncpg
+import orjson
 
 
 async def store(conn: asyncpg.Connection, shipment_id: str, predicted_at: datetime,

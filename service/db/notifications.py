@@ -93,6 +93,58 @@ async def claim(conn: asyncpg.Connection, notification_id: int, now: datetime,
     return dict(row) if row else None
 
 
+# One statement: claim, and everything the message needs (order, shipment, opt-out, the
+# latest scan). A send costs this and one statement to record it.
+CLAIM_FOR_SEND = """
+WITH claimed AS (
+    UPDATE notifications n SET
+        state = 'sending', attempts = n.attempts + 1, updated_at = $2,
+        sending_since = clock_timestamp()
+    FROM (SELECT id, state AS previous FROM notifications WHERE id = $1) AS b
+    WHERE n.id = b.id AND n.due_at <= $2 AND (
+          n.state = 'scheduled'
+       OR (n.state = 'sending' AND n.sending_since < clock_timestamp() - $3::interval))
+    RETURNING n.*, b.previous = 'sending' AS interrupted
+)
+SELECT c.*,
+       o.order_id IS NOT NULL AS has_order, o.customer_name, o.email_consent, o.sms_consent,
+       o.items, o.timezone,
+       s.shipment_id IS NOT NULL AS has_shipment, s.carrier, s.tracking_number, s.status,
+       s.eta_p10, s.eta_p90, s.promised_delivery_date, s.destination_postal_code,
+       s.destination_country,
+       EXISTS (SELECT 1 FROM opt_outs x WHERE x.channel = c.channel
+                                          AND x.address = c.recipient) AS opted_out,
+       e.description AS last_description, e.location AS last_location,
+       e.occurred_at AS last_occurred_at
+FROM claimed c
+LEFT JOIN orders o ON o.order_id = c.order_id
+LEFT JOIN shipments s ON s.shipment_id = c.shipment_id
+LEFT JOIN LATERAL (
+    SELECT description, location, occurred_at FROM tracking_events t
+    WHERE t.carrier = s.carrier AND t.tracking_number = s.tracking_number
+      AND t.status <> 'unknown'
+    ORDER BY occurred_at DESC, id DESC LIMIT 1) e ON true
+"""
+
+
+async def claim_for_send(conn: asyncpg.Connection, notification_id: int, now: datetime,
+                         lease: timedelta) -> dict[str, Any] | None:
+    """Claim a due notification (see `claim`) together with its order and shipment."""
+    row = await conn.fetchrow(CLAIM_FOR_SEND, notification_id, now, lease)
+    return dict(row) if row else None
+
+
+async def record_sent(conn: asyncpg.Connection, notification_id: int, work_item_id: int,
+                      provider_id: str, subject: str | None, body: str, now: datetime) -> None:
+    """Sent, and its work item retired: one statement, so both or neither."""
+    await conn.execute(
+        """WITH done AS (DELETE FROM work_items WHERE id = $6)
+           UPDATE notifications SET state = 'sent', provider_id = $2, subject = $3, body = $4,
+                  sent_at = $5, updated_at = $5, sending_since = NULL, last_error = NULL
+           WHERE id = $1""",
+        notification_id, provider_id, subject, body, now, work_item_id)
+
+
 async def get(conn: asyncpg.Connection, notification_id: int) -> dict[str, Any] | None:
     row = await conn.fetchrow("SELECT * FROM notifications WHERE id = $1", notification_id)
     return dict(row) if row else None

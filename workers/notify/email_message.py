@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 from datetime import datetime
 from email.contentmanager import raw_data_manager
 from email.header import Header
@@ -11,6 +10,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import Compat32
 from email.utils import format_datetime, formataddr, parseaddr
+from urllib.parse import urlsplit
 
 from workers.notify.render import RenderedEmail
 
