@@ -280,3 +280,25 @@ async def test_stalled_and_missed_promise_come_from_the_sweep(
     await sweep_once(pool, clock)
     await drain(notify_settings, clock, pool)
     assert len(smtp.state.messages) == 3
+
+
+async def test_a_delay_sms_held_overnight_past_the_promise_is_not_sent(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, twilio: TwilioStandin,
+) -> None:
+    """Quiet hours can push a delay warning past the promise: then it is too late to warn."""
+    await _shop(api, admin, consent={"email": False, "sms": True})
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE shipments SET eta_p10 = $1, eta_p50 = $2, eta_p90 = $3",
+            datetime(2026, 11, 7, 18, tzinfo=UTC), datetime(2026, 11, 9, 20, tzinfo=UTC),
+            datetime(2026, 11, 10, 20, tzinfo=UTC))
+    clock.set(datetime(2026, 11, 7, 5, 30, tzinfo=UTC))  # 21:30 on Nov 6 (the promise) in LA
+    await api.post("/v1/tracking-events", json=event("in_transit", "2026-11-07T05:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    assert ("predicted_delay", "sms", "scheduled") in await _states(pool)
+    clock.set(datetime(2026, 11, 7, 16, 1, tzinfo=UTC))  # 08:01 on Nov 7 in LA
+    await drain(notify_settings, clock, pool)
+    assert ("predicted_delay", "sms", "suppressed") in await _states(pool)
+    assert sms_for(twilio, PHONE) == []

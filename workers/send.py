@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from service.db import notifications as notifications_db
 from service.db import work as work_db
 from service.settings import Settings
-from workers.message_context import render_context
+from workers.message_context import customer_timezone, render_context
 from workers.notify import Renderer, RenderError
 from workers.notify.email_message import build_email
 from workers.senders.errors import PermanentSendError, SendResult, TransientSendError
@@ -54,7 +55,7 @@ async def send_notification(ctx: dict[str, Any], work_item_id: int, notification
         row = await notifications_db.claim_for_send(conn, nid, now, lease)
         if row is None:
             return await _not_claimed(conn, work_item_id, nid, notification_id, now)
-        reason = _refusal(row)
+        reason = _refusal(row, now)
         if reason is not None:
             async with conn.transaction():
                 await notifications_db.mark(conn, nid, "suppressed", reason, now)
@@ -106,8 +107,15 @@ async def send_notifications(ctx: dict[str, Any], items: list[tuple[int, str]]) 
                                        for work_item_id, notification_id in items)))
 
 
-def _refusal(row: dict[str, Any]) -> str | None:
+def _refusal(row: dict[str, Any], now: datetime) -> str | None:
     """Why this message must not go out now (checked at send time, not only when planned)."""
+    if row["moment"] == "predicted_delay" and row["promised_delivery_date"] is not None:
+        # Deferred past the promise (quiet hours, an outage): "missed promise" says it now.
+        zone = ZoneInfo(customer_timezone(row, row))
+        end = datetime.combine(row["promised_delivery_date"] + timedelta(days=1), time(0),
+                               tzinfo=zone)
+        if now >= end:
+            return "too late: the promised date has passed"
     if not row["has_order"]:
         return "no order"
     if not row["has_shipment"]:
