@@ -96,7 +96,7 @@ def _predictions(model: EtaModel, features: pd.DataFrame, shipments: list[dict[s
         for s in shipments])
     # The quantiles are already here: no second pass through the booster.
     late = late_probability(hours, np.nan_to_num(promised, nan=0.0))
-    explained = model.explain(features, top=3)
+    explained = model.explain(features, top=3, approx=True)
     out = []
     for i, shipment_scans in enumerate(scans):
         p10, p50, p90 = (now + timedelta(hours=float(h)) for h in hours[i])
@@ -132,8 +132,12 @@ class EtaRuntime:
                     if version is not None and version != self.version:
                         row = await eta_models.get(conn, version)
                         if row is not None:
-                            self.model = await asyncio.to_thread(EtaModel.from_bytes,
-                                                                 bytes(row["artefact"]))
+                            model = await asyncio.to_thread(EtaModel.from_bytes,
+                                                            bytes(row["artefact"]))
+                            # Serving scores one shipment or a small batch at a time, where
+                            # OpenMP's thread hand-offs cost more than they save.
+                            model.booster.set_param({"nthread": 1})
+                            self.model = model
                             self.version = version
                     elif version is None:
                         self.model, self.version = None, None
