@@ -510,12 +510,12 @@ def stores_stop() -> None:
 @click.option("--speed", type=click.FloatRange(min=1), default=None,
               help="Simulated seconds per real second (default: the days in ~90 s).")
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--rounds", type=click.IntRange(10, 5000), default=None,
-              help="Boosting rounds for the model (default: the predictor's).")
+@click.option("--rounds", type=click.IntRange(10, 5000), default=200, show_default=True,
+              help="Boosting rounds for the model.")
 @click.option("--keep-running", is_flag=True, help="Leave everything up to explore.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the summary as JSON to this file.")
-def demo(shipments: int, days: int, speed: float | None, seed: int, rounds: int | None,
+def demo(shipments: int, days: int, speed: float | None, seed: int, rounds: int,
          keep_running: bool, json_path: str | None) -> None:
     """A shop's history simulated, a model trained, live days replayed through the real API,
     workers and provider stand-ins; then what happened, in numbers."""

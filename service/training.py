@@ -46,12 +46,14 @@ def _json_safe(value: Any) -> Any:
 async def train_and_register(conn: asyncpg.Connection, now: datetime, *,
                              until: datetime | None = None, rounds: int | None = None,
                              progress: Progress | None = None, frames: tuple[pd.DataFrame,
-                             pd.DataFrame] | None = None) -> TrainOutcome:
+                             pd.DataFrame] | None = None,
+                             max_train_rows: int | None = None) -> TrainOutcome:
     shipments, events = frames if frames is not None else await history.training_frames(
         conn, until or now)
     if shipments.empty:
         raise ValueError("no shipment history to train on: load or import some first")
-    kwargs: dict[str, Any] = {"progress": progress, "trained_at": now}
+    kwargs: dict[str, Any] = {"progress": progress, "trained_at": now,
+                              "max_train_rows": max_train_rows}
     if rounds is not None:
         kwargs["num_boost_round"] = rounds
     model, report = await asyncio.to_thread(train_model, shipments, events, **kwargs)

@@ -37,7 +37,9 @@ class DemoOptions:
     speed: float = 0.0  # 0: pick one that replays the days in about 90 seconds
     seed: int = 7
     keep_running: bool = False
-    rounds: int | None = None
+    # A demo trains a little lighter than `parcelcast train` so it fits in minutes.
+    rounds: int | None = 200
+    max_train_rows: int = 250_000
 
 
 def say(text: str) -> None:
@@ -112,7 +114,8 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         # The simulated frames (what was just loaded) keep the simulator's oracle columns,
         # so the evaluation can show how far the model is from the best possible.
         outcome = await train_and_register(conn, t0, rounds=options.rounds,
-                                           progress=progress, frames=(past_s, past_e))
+                                           progress=progress, frames=(past_s, past_e),
+                                           max_train_rows=options.max_train_rows)
     evaluation = outcome.report["evaluation"].get("overall", {})
     for method in ("model", "lane_median", "promise", "oracle"):
         m = evaluation.get(method)
