@@ -110,10 +110,20 @@ def serve(host: str, port: int) -> None:
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 def worker(burst: bool) -> None:
     """Run the relay and an arq worker."""
+    import signal
+
     from workers.main import run_worker
 
     settings = _resolved(_settings())
-    _run(lambda: run_worker(settings, settings.clock(), burst=burst))
+
+    async def work() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, settings.clock(), burst=burst, stop=stop)
+
+    _run(work)
 
 
 @main.group()

@@ -81,35 +81,37 @@ class Relay:
         """Hand off work until cancelled."""
         backoff = 0.0
         listener: asyncpg.Connection | None = None
-        while True:
-            try:
-                if listener is None or listener.is_closed():
-                    listener = await self.pool.acquire()
-                    await listener.add_listener(work.CHANNEL, self._on_notify)
-                self._wake.clear()
-                count = await self.handoff_once()
-                if backoff:
-                    log.info("relay: Redis is back, handing off work again")
-                backoff = 0.0
-                if count >= self.batch_size:
+        try:
+            while True:
+                try:
+                    if listener is None or listener.is_closed():
+                        listener = await self.pool.acquire()
+                        await listener.add_listener(work.CHANNEL, self._on_notify)
+                    self._wake.clear()
+                    count = await self.handoff_once()
+                    if backoff:
+                        log.info("relay: Redis is back, handing off work again")
+                    backoff = 0.0
+                    if count >= self.batch_size:
+                        continue
+                except (RedisError, OSError, asyncpg.PostgresError) as exc:
+                    if not backoff:
+                        log.warning("relay: cannot hand off work (%s); retrying", exc)
+                    backoff = min(5.0, max(0.1, backoff * 2))
+                    if listener is not None and isinstance(exc, OSError | asyncpg.PostgresError):
+                        await self._release(listener)
+                        listener = None
+                    await asyncio.sleep(backoff)
                     continue
-            except (RedisError, OSError, asyncpg.PostgresError) as exc:
-                if not backoff:
-                    log.warning("relay: cannot hand off work (%s); retrying", exc)
-                backoff = min(5.0, max(0.1, backoff * 2))
-                if listener is not None and isinstance(exc, OSError | asyncpg.PostgresError):
-                    await self._release(listener)
-                    listener = None
-                await asyncio.sleep(backoff)
-                continue
-            except asyncio.CancelledError:
-                if listener is not None:
-                    await self._release(listener)
-                raise
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+        finally:
+            # Cancelled anywhere in the loop: the pool must get its connection back, or
+            # closing the pool waits forever.
+            if listener is not None:
+                await self._release(listener)
 
     async def _release(self, listener: asyncpg.Connection) -> None:
         try:

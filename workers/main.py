@@ -26,6 +26,38 @@ from workers.transports import build_transports
 log = logging.getLogger(__name__)
 
 
+DRAIN_SECONDS = 30.0
+
+
+async def _run_until_stopped(worker: Worker, stop: asyncio.Event | None,
+                             background: tuple[asyncio.Task[None] | None, ...]) -> bool:
+    """Run the arq worker; True when it stopped because `stop` was set (after draining)."""
+    main = asyncio.create_task(worker.main())
+    if stop is None:
+        await main
+        return False
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({main, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if main.done():
+            main.result()
+            return False
+        for task in background:
+            if task is not None:
+                task.cancel()
+        worker.allow_pick_jobs = False
+        running = [t for t in worker.tasks.values() if not t.done()]
+        if running:
+            log.info("worker: finishing %d running job(s) before exiting", len(running))
+            await asyncio.wait(running, timeout=DRAIN_SECONDS)
+        main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await main
+        return True
+    finally:
+        stopping.cancel()
+
+
 def build_worker(settings: Settings, ctx: dict[str, Any], *, burst: bool = False) -> Worker:
     if settings.redis_url is None:
         raise RuntimeError("REDIS_URL must be resolved before the worker starts")
@@ -47,8 +79,12 @@ def build_worker(settings: Settings, ctx: dict[str, Any], *, burst: bool = False
 
 
 async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
-                     relay: bool = True) -> None:
-    """Run until cancelled (or, with burst, until the queue is empty)."""
+                     relay: bool = True, stop: asyncio.Event | None = None) -> None:
+    """Run until cancelled or `stop` is set (or, with burst, until the queue is empty).
+
+    On `stop` the worker drains: it hands off and sweeps no more, takes no new jobs, and
+    lets running ones finish (up to DRAIN_SECONDS), so a deploy does not cut a send in half.
+    """
     if settings.database_url is None or settings.redis_url is None:
         raise RuntimeError("store URLs must be resolved before the worker starts")
     pool = await create_pool(settings.database_url, max_size=20)
@@ -71,11 +107,10 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
         ctx: dict[str, Any] = {"pg": pool, "clock": clock, "settings": settings,
                                "renderer": Renderer(), "transports": transports,
                                "eta": EtaRuntime(clock)}
-        while True:
+        while stop is None or not stop.is_set():
             worker = build_worker(settings, dict(ctx), burst=burst)
             try:
-                await worker.main()
-                if burst:
+                if await _run_until_stopped(worker, stop, (relay_task, sweep_task)) or burst:
                     return
             except (RedisError, OSError) as exc:
                 log.warning("worker: Redis unavailable (%s); reconnecting in 1s", exc)

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # Seconds of business time before each retry; jittered so a recovered provider is not
 # hit by every deferred message at the same instant.
 RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200)
+# A delay warning in the last hour of the promised day is no warning.
+LAST_USEFUL_WARNING = timedelta(hours=1)
 
 
 def backoff(attempt: int, retry_after: float | None) -> timedelta:
@@ -114,7 +116,7 @@ def _refusal(row: dict[str, Any], now: datetime) -> str | None:
         zone = ZoneInfo(customer_timezone(row, row))
         end = datetime.combine(row["promised_delivery_date"] + timedelta(days=1), time(0),
                                tzinfo=zone)
-        if now >= end:
+        if now >= end - LAST_USEFUL_WARNING:
             return "too late: the promised date has passed"
     if not row["has_order"]:
         return "no order"

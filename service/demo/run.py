@@ -140,6 +140,10 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
             counts = await replay.run(stack.api, key, pushes, clock, end, bar.update,
                                       options.seed)
         await wait_for_quiet(database_url, clock)
+        # Freeze the picture: the workers finish their jobs and stop, so what the database
+        # says was sent and what the stand-ins received can be compared exactly.
+        if not options.keep_running:
+            stack.stop_workers()
         say("6/6 summary")
         conn = await connect(database_url)
         try:

@@ -32,6 +32,7 @@ class Stack:
     smtp_port: int = field(default_factory=free_port)
     smtp_http_port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
 
     @property
     def api(self) -> str:
@@ -66,6 +67,7 @@ class Stack:
         log = (self.log_dir / f"{name}.log").open("ab")
         self.processes.append(subprocess.Popen([sys.executable, "-m", *args], env=self.env(),
                                                stdout=log, stderr=subprocess.STDOUT))
+        self.names.append(name)
 
     async def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +98,15 @@ class Stack:
                         raise RuntimeError(f"{url} never became ready; see {self.log_dir}")
                     await asyncio.sleep(0.1)
 
+    def stop_workers(self) -> None:
+        """Let the workers finish what they are doing and exit (SIGTERM drains them)."""
+        workers = [p for p, name in zip(self.processes, self.names, strict=True)
+                   if name.startswith("worker")]
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.wait(60)
+
     def stop(self) -> None:
         for process in self.processes:
             process.terminate()
@@ -105,3 +116,4 @@ class Stack:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.processes.clear()
+        self.names.clear()
