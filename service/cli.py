@@ -429,6 +429,35 @@ def notifications() -> None:
     """Inspect and re-queue notifications that could not be sent."""
 
 
+@notifications.command("rules")
+@click.argument("moment", required=False)
+@click.option("--channels", default=None, help="Comma-separated: email,sms.")
+@click.option("--off", is_flag=True, help="Turn the moment off.")
+def notifications_rules(moment: str | None, channels: str | None, off: bool) -> None:
+    """Show which moments notify on which channels, or change one."""
+    from service.db import notifications as notifications_db
+    from workers.notify import MOMENTS
+
+    settings = _resolved(_settings())
+    if moment is not None and moment not in MOMENTS:
+        raise click.BadParameter(f"one of: {', '.join(MOMENTS)}", param_hint="MOMENT")
+    chosen: list[str] | None = None
+    if channels is not None:
+        chosen = [c.strip() for c in channels.split(",") if c.strip()]
+        if not chosen or any(c not in ("email", "sms") for c in chosen):
+            raise click.BadParameter("use email, sms or email,sms", param_hint="--channels")
+
+    async def apply(conn: Any) -> dict[str, list[str]]:
+        if moment is not None and (off or chosen is not None):
+            current = (await notifications_db.rules(conn)).get(moment, ["email"])
+            await notifications_db.set_rule(conn, moment, not off, chosen or current)
+        return await notifications_db.rules(conn)
+
+    rules = _run(lambda: _with_db(settings, apply))
+    for name in MOMENTS:
+        click.echo(f"{name}\t{','.join(rules[name]) if name in rules else 'off'}")
+
+
 @notifications.command("failed")
 def notifications_failed() -> None:
     """List dead-lettered (retries exhausted) and permanently failed notifications."""

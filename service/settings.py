@@ -61,10 +61,14 @@ class Settings(BaseSettings):
     sms_per_second: Annotated[float, Field(gt=0)] = 20.0
     quiet_hours_start: Annotated[int, Field(ge=0, le=23)] = 21
     quiet_hours_end: Annotated[int, Field(ge=0, le=23)] = 8
-    # How far (days) the ETA must move past the promise before we announce a delay.
+    # How far (days) the ETA must move past the promise before we announce a delay, and
+    # which quantile of the window is compared (p50: likely late; p10: surely late).
     delay_margin_days: Annotated[int, Field(ge=0)] = 0
+    delay_quantile: Literal["p10", "p50", "p90"] = "p50"
     stalled_label_business_days: Annotated[int, Field(ge=1)] = 2
     stalled_transit_business_hours: Annotated[int, Field(ge=1)] = 48
+    # Per carrier or carrier:service_level, e.g. {"usps:economy": 72, "dhl": 36}.
+    stalled_transit_hours_by_service: dict[str, Annotated[int, Field(ge=1)]] = {}
     send_max_attempts: Annotated[int, Field(ge=1)] = 8
     # Real seconds a claimed send may stay unrecorded before another worker reconciles it.
     send_lease_s: Annotated[float, Field(gt=0)] = 30.0

@@ -212,3 +212,16 @@ async def test_history_train_and_registry_commands(postgres_admin: str, redis_se
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def test_notification_rules_on_off_and_channels(database_url: str, redis_server_url: str
+                                                ) -> None:
+    env = _env(DATABASE_URL=database_url, REDIS_URL=redis_server_url)
+    shown = run("notifications", "rules", env=env).stdout
+    assert "shipped\temail" in shown and "delivered\temail,sms" in shown
+    assert "stalled\toff" in run("notifications", "rules", "stalled", "--off", env=env).stdout
+    assert "stalled\tsms" in run("notifications", "rules", "stalled", "--channels", "sms",
+                                 env=env).stdout
+    bad = run("notifications", "rules", "stalled", "--channels", "pigeon", env=env)
+    assert bad.returncode == 2 and "--channels" in bad.stderr
+    run("notifications", "rules", "stalled", "--channels", "email", env=env)

@@ -47,7 +47,10 @@ def stalled(shipment: dict[str, Any], now: datetime, tz: str, settings: Settings
         if business_hours_between(shipment["label_created_at"], now, tz) >= limit:
             return Moment("stalled")
     elif shipment["last_event_at"] is not None and shipment["status"] == "in_transit":
-        limit = settings.stalled_transit_business_hours
+        overrides = settings.stalled_transit_hours_by_service
+        limit = overrides.get(f"{shipment['carrier']}:{shipment['service_level']}",
+                              overrides.get(shipment["carrier"],
+                                            settings.stalled_transit_business_hours))
         if business_hours_between(shipment["last_event_at"], now, tz) >= limit:
             return Moment("stalled")
     return None
@@ -75,7 +78,7 @@ async def plan(conn: asyncpg.Connection, settings: Settings, shipment: dict[str,
     today = now.astimezone(zone(tz)).date()
     status = shipment["status"]
     moments = milestone_moments(status, shipment["first_scan_at"])
-    delay = delay_moment(status, _local_date(shipment["eta_p50"], tz),
+    delay = delay_moment(status, _local_date(shipment[f"eta_{settings.delay_quantile}"], tz),
                          shipment["promised_delivery_date"], today, settings.delay_margin_days)
     revision = revise_shown_date(shipment["shown_date"], shipment["pending_date"],
                                  _local_date(shipment["eta_p90"], tz), status)
