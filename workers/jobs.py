@@ -33,13 +33,11 @@ async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -
     now = ctx["clock"].now()
     ids = sorted({shipment_id for _, shipment_id in items})
     async with ctx["pg"].acquire() as conn:
-        async with conn.transaction():
-            for shipment_id in ids:
-                await shipments_db.rederive(conn, shipment_id, now)
+        # Single statements, no long transactions: the API updates the same rows.
+        await shipments_db.rederive_many(conn, ids, now)
         eta = ctx.get("eta")
         if eta is not None:
-            async with conn.transaction():
-                await eta.refresh_many(conn, ids, now)
+            await eta.refresh_many(conn, ids, now)
         for work_item_id, shipment_id in items:
             async with conn.transaction():
                 shipment = await shipments_db.get(conn, shipment_id)

@@ -69,7 +69,8 @@ def build_worker(settings: Settings, ctx: dict[str, Any], *, burst: bool = False
         queue_name=settings.parcelcast_queue_name,
         ctx=ctx,
         burst=burst,
-        max_jobs=50,
+        # Jobs are batches already; more at once would only queue on locks and the pool.
+        max_jobs=8,
         job_timeout=120,
         keep_result=60,
         max_tries=10,

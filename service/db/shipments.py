@@ -88,6 +88,37 @@ async def derive(
     await conn.execute(DERIVE, shipment_id, carrier, tracking_number, now)
 
 
+# DERIVE for many shipments in one statement (the workers' batch refresh).
+DERIVE_MANY = """
+UPDATE shipments s SET
+    status = coalesce(b.status, 'label_created'),
+    status_rank = coalesce(b.status_rank, 0),
+    status_occurred_at = b.occurred_at,
+    delivered_at = CASE WHEN b.status = 'delivered' THEN st.delivered_at END,
+    event_count = st.n, last_event_at = st.last_at, first_scan_at = st.first_scan_at,
+    derived_at = $2
+FROM shipments s0
+LEFT JOIN LATERAL (
+    SELECT status, status_rank, occurred_at FROM tracking_events e
+    WHERE e.carrier = s0.carrier AND e.tracking_number = s0.tracking_number
+      AND e.status <> 'unknown'
+    ORDER BY status_rank DESC, occurred_at DESC, id DESC LIMIT 1) b ON true
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n, max(occurred_at) AS last_at,
+           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at,
+           min(occurred_at) FILTER (WHERE status NOT IN ('label_created', 'unknown', 'cancelled'))
+               AS first_scan_at
+    FROM tracking_events e
+    WHERE e.carrier = s0.carrier AND e.tracking_number = s0.tracking_number) st
+WHERE s0.shipment_id = ANY($1::text[]) AND s.shipment_id = s0.shipment_id
+"""
+
+
+async def rederive_many(conn: asyncpg.Connection, shipment_ids: list[str], now: datetime) -> None:
+    """Recompute the derived state of several shipments in one statement."""
+    await conn.execute(DERIVE_MANY, sorted(shipment_ids), now)
+
+
 async def rederive(conn: asyncpg.Connection, shipment_id: str, now: datetime) -> bool:
     """Recompute one shipment's derived state from its events; False if it does not exist."""
     row = await conn.fetchrow(
