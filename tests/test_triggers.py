@@ -75,3 +75,12 @@ def test_stalled_thresholds_per_carrier_and_service() -> None:
     later = SCAN + timedelta(days=3)  # Tue 10:00 -> Fri 10:00: 72 business hours
     assert stalled({**base, "carrier": "ups"}, later, "UTC", settings) == Moment("stalled")
     assert stalled({**base, "carrier": "usps"}, later, "UTC", settings) is None
+
+
+def test_a_date_one_day_earlier_is_not_news() -> None:
+    shown = date(2026, 11, 8)
+    for _ in range(3):
+        r = revise_shown_date(shown, None, date(2026, 11, 7), "in_transit")
+        assert r.moment is None and r.shown_date == shown
+    r = revise_shown_date(shown, date(2026, 11, 5), date(2026, 11, 5), "in_transit")
+    assert r.moment == Moment("eta_revised", "2026-11-05")

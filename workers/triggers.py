@@ -61,18 +61,23 @@ class Revision:
     moment: Moment | None
 
 
+# Only news worth an e-mail: the date slipped, or it came at least this much earlier.
+EARLIER_WORTH_TELLING = 2
+
+
 def revise_shown_date(
     shown: date | None, pending: date | None, new: date | None, status: str
 ) -> Revision:
     """Hysteresis: a new date must be predicted twice in a row before the customer hears of it.
 
-    A prediction flapping between two dates therefore sends nothing.
+    A prediction flapping between two dates therefore sends nothing, and neither does a
+    date drifting a day earlier (the parcel simply arrives early: good news needs no mail).
     """
     if new is None or status in FINISHED:
         return Revision(shown, None, None)
     if shown is None:
         return Revision(new, None, None)  # the first date shown needs no "revised" message
-    if new == shown:
+    if new == shown or 0 < (shown - new).days < EARLIER_WORTH_TELLING:
         return Revision(shown, None, None)
     if pending == new:
         return Revision(new, None, Moment("eta_revised", new.isoformat()))
