@@ -73,11 +73,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHES))
+    parser.add_argument("--collect", action="store_true",
+                        help="Run nothing; rebuild the table from the latest result files.")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     table: list[dict[str, Any]] = []
     for name, (full, quick) in BENCHES.items():
-        if args.only and name not in args.only:
+        if args.collect or (args.only and name not in args.only):
             continue
         command = [sys.executable, *(quick if args.quick else full)]
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
@@ -86,10 +88,13 @@ def main() -> None:
         if result.returncode != 0:
             print(f"   {name} failed with exit code {result.returncode}", flush=True)
             continue
-        data = json.loads((RESULTS / f"{name}.json").read_text())
-        for row in rows_for(name, data):
-            table.append({"benchmark": name, **row})
         print(f"   done in {time.monotonic() - started:.0f} s", flush=True)
+    # The table shows every benchmark's latest result file (reruns with --only keep the rest).
+    for name in BENCHES:
+        path = RESULTS / f"{name}.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            table += [{"benchmark": name, **row} for row in rows_for(name, data)]
     text = "\n".join([
         "# Benchmarks", "",
         f"`python -m bench{' --quick' if args.quick else ''}` on {platform.node()} "
