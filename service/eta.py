@@ -150,8 +150,9 @@ class EtaRuntime:
                  or time.monotonic() - self._recent_built >= self.recent_every
                  or abs((now - self._recent_as_of).total_seconds()) > 86400)
         if stale:
-            frame = await history.recent_deliveries(conn, now - RECENT_WINDOW, now)
-            self._recent = await asyncio.to_thread(recent_performance, frame)
+            rows = await history.recent_deliveries(conn, now - RECENT_WINDOW, now)
+            self._recent = await asyncio.to_thread(
+                lambda: recent_performance(history.deliveries_frame(rows)))
             self._recent_built, self._recent_as_of = time.monotonic(), now
         if self._recent is None:
             raise RuntimeError("recent performance was not built")

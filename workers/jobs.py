@@ -10,23 +10,6 @@ from workers.planner import plan
 from workers.send import send_notification, send_notifications
 
 
-async def refresh_shipment(ctx: dict[str, Any], work_item_id: int, shipment_id: str) -> bool:
-    """Recompute a shipment's derived state and ETA, schedule what the customer should hear,
-    and retire the work item: one transaction."""
-    now = ctx["clock"].now()
-    async with ctx["pg"].acquire() as conn, conn.transaction():
-        found = await shipments_db.rederive(conn, shipment_id, now)
-        if found:
-            eta = ctx.get("eta")
-            if eta is not None:
-                await eta.refresh(conn, shipment_id, now)
-            shipment = await shipments_db.get(conn, shipment_id)
-            if shipment is not None:
-                await plan(conn, ctx["settings"], shipment, now)
-        await work_db.finish(conn, work_item_id)
-    return found
-
-
 async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -> int:
     """A batch of refreshes: derived state first, then every ETA with one model call, then
     each shipment's plan with its work item retired, one short transaction per shipment."""
@@ -47,4 +30,6 @@ async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -
     return len(items)
 
 
-FUNCTIONS = [refresh_shipment, refresh_shipments, send_notification, send_notifications]
+# The relay hands work over in batches (service.relay.BATCHED); send_notification is what
+# each send in a batch runs, registered too for single hand-offs.
+FUNCTIONS = [refresh_shipments, send_notification, send_notifications]

@@ -191,19 +191,29 @@ async def training_frames(conn: asyncpg.Connection, until: datetime | None = Non
     return s, e
 
 
+RECENT_COLUMNS = ["shipment_id", "carrier", "service_level", "tracking_number",
+                  "origin_postal_code", "origin_country", "destination_postal_code",
+                  "destination_country", "promised_delivery_date", "label_created_at",
+                  "shipped_at", "delivered_at"]
+
+
 async def recent_deliveries(conn: asyncpg.Connection, since: datetime, until: datetime
-                            ) -> pd.DataFrame:
-    """Shipments delivered in [since, until): what "recent lane performance" is built from."""
+                            ) -> list[asyncpg.Record]:
+    """Shipments delivered in [since, until): what "recent lane performance" is built from.
+
+    Raw records: turning them into a frame is CPU work for a thread (`deliveries_frame`).
+    """
     rows = await conn.fetch(
         """SELECT shipment_id, carrier, service_level, tracking_number, origin_postal_code,
                   origin_country, destination_postal_code, destination_country,
                   promised_delivery_date, label_created_at,
                   coalesce(shipped_at, first_scan_at) AS shipped_at, delivered_at
            FROM shipments WHERE delivered_at >= $1 AND delivered_at < $2""", since, until)
-    frame = pd.DataFrame([dict(r) for r in rows], columns=[
-        "shipment_id", "carrier", "service_level", "tracking_number", "origin_postal_code",
-        "origin_country", "destination_postal_code", "destination_country",
-        "promised_delivery_date", "label_created_at", "shipped_at", "delivered_at"])
+    return list(rows)
+
+
+def deliveries_frame(rows: list[asyncpg.Record]) -> pd.DataFrame:
+    frame = pd.DataFrame([dict(r) for r in rows], columns=RECENT_COLUMNS)
     for column in ("label_created_at", "shipped_at", "delivered_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame

@@ -73,26 +73,6 @@ async def supersede(conn: asyncpg.Connection, shipment_id: str, moments: Sequenc
     return int(result.split()[-1])
 
 
-async def claim(conn: asyncpg.Connection, notification_id: int, now: datetime,
-                lease: timedelta) -> dict[str, Any] | None:
-    """Take a due notification for sending, or one whose sender vanished mid-send.
-
-    `sending_since` is real time (the database clock): a lease is about processes, not
-    about the business clock, which may run accelerated.
-    """
-    row = await conn.fetchrow(
-        """UPDATE notifications n SET
-               state = 'sending', attempts = n.attempts + 1, updated_at = $2,
-               sending_since = clock_timestamp()
-           FROM (SELECT id, state AS previous FROM notifications WHERE id = $1) AS b
-           WHERE n.id = b.id AND n.due_at <= $2 AND (
-                 n.state = 'scheduled'
-              OR (n.state = 'sending' AND n.sending_since < clock_timestamp() - $3::interval))
-           RETURNING n.*, b.previous = 'sending' AS interrupted""",
-        notification_id, now, lease)
-    return dict(row) if row else None
-
-
 # One statement: claim, and everything the message needs (order, shipment, opt-out, the
 # latest scan). A send costs this and one statement to record it.
 CLAIM_FOR_SEND = """
@@ -129,7 +109,8 @@ LEFT JOIN LATERAL (
 
 async def claim_for_send(conn: asyncpg.Connection, notification_id: int, now: datetime,
                          lease: timedelta) -> dict[str, Any] | None:
-    """Claim a due notification (see `claim`) together with its order and shipment."""
+    """Take a due notification for sending (or one whose sender vanished: `sending` for longer
+    than `lease`, real time) together with its order, shipment, opt-out and latest scan."""
     row = await conn.fetchrow(CLAIM_FOR_SEND, notification_id, now, lease)
     return dict(row) if row else None
 
@@ -148,15 +129,6 @@ async def record_sent(conn: asyncpg.Connection, notification_id: int, work_item_
 async def get(conn: asyncpg.Connection, notification_id: int) -> dict[str, Any] | None:
     row = await conn.fetchrow("SELECT * FROM notifications WHERE id = $1", notification_id)
     return dict(row) if row else None
-
-
-async def mark_sent(conn: asyncpg.Connection, notification_id: int, provider_id: str,
-                    subject: str | None, body: str, now: datetime) -> None:
-    await conn.execute(
-        """UPDATE notifications SET state = 'sent', provider_id = $2, subject = $3, body = $4,
-                  sent_at = $5, updated_at = $5, sending_since = NULL, last_error = NULL
-           WHERE id = $1""",
-        notification_id, provider_id, subject, body, now)
 
 
 async def mark(conn: asyncpg.Connection, notification_id: int, state: str, error: str | None,
@@ -224,14 +196,3 @@ async def opt_in(conn: asyncpg.Connection, channel: str, address: str) -> None:
                        channel, address)
 
 
-async def opted_out(conn: asyncpg.Connection, channel: str, address: str) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT true FROM opt_outs WHERE channel = $1 AND address = $2", channel, address))
-
-
-async def for_shipment(conn: asyncpg.Connection, shipment_id: str) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        """SELECT id, moment, moment_key, channel, state, due_at, sent_at, attempts,
-                  provider_status FROM notifications WHERE shipment_id = $1 ORDER BY id""",
-        shipment_id)
-    return [dict(r) for r in rows]

@@ -119,18 +119,6 @@ async def rederive_many(conn: asyncpg.Connection, shipment_ids: list[str], now: 
     await conn.execute(DERIVE_MANY, sorted(shipment_ids), now)
 
 
-async def rederive(conn: asyncpg.Connection, shipment_id: str, now: datetime) -> bool:
-    """Recompute one shipment's derived state from its events; False if it does not exist."""
-    row = await conn.fetchrow(
-        "SELECT carrier, tracking_number FROM shipments WHERE shipment_id = $1 FOR UPDATE",
-        shipment_id,
-    )
-    if row is None:
-        return False
-    await derive(conn, shipment_id, row["carrier"], row["tracking_number"], now)
-    return True
-
-
 async def get(conn: asyncpg.Connection, shipment_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow("SELECT * FROM shipments WHERE shipment_id = $1", shipment_id)
     return dict(row) if row else None
@@ -166,14 +154,6 @@ async def timeline(conn: asyncpg.Connection, carrier: str, tracking_number: str)
     )
     return [dict(r) for r in rows]
 
-
-async def last_event(conn: asyncpg.Connection, carrier: str, tracking_number: str
-                     ) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
-        """SELECT status, description, location, occurred_at FROM tracking_events
-           WHERE carrier = $1 AND tracking_number = $2 AND status <> 'unknown'
-           ORDER BY occurred_at DESC, id DESC LIMIT 1""", carrier, tracking_number)
-    return dict(row) if row else None
 
 
 async def set_shown_date(conn: asyncpg.Connection, shipment_id: str, shown: date | None,
