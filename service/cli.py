@@ -117,11 +117,25 @@ def worker(burst: bool) -> None:
     settings = _resolved(_settings())
 
     async def work() -> None:
+        from workers.main import DRAIN_SECONDS
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(settings, settings.clock(), burst=burst, stop=stop)
+        running = asyncio.create_task(run_worker(settings, settings.clock(), burst=burst,
+                                                 stop=stop))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            stopping.cancel()
+            running.result()
+            return
+        # Draining has its own limit; this one bounds everything else (closing pools).
+        try:
+            await asyncio.wait_for(running, DRAIN_SECONDS + 15)
+        except (TimeoutError, asyncio.CancelledError):
+            click.echo("worker: did not stop in time; exiting anyway", err=True)
 
     _run(work)
 

@@ -19,7 +19,7 @@ def test_small_demo_end_to_end(tmp_path: Path, postgres_admin: str, redis_server
            "PARCELCAST_LOG_LEVEL": "WARNING"}
     result = subprocess.run(
         [sys.executable, "-m", "service.cli", "demo", "--shipments", "2000", "--days", "3",
-         "--speed", "12000", "--rounds", "60", "--seed", "11", "--json", str(out)],
+         "--speed", "4000", "--rounds", "60", "--seed", "11", "--json", str(out)],
         env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(out.read_text())

@@ -50,6 +50,8 @@ async def _run_until_stopped(worker: Worker, stop: asyncio.Event | None,
         if running:
             log.info("worker: finishing %d running job(s) before exiting", len(running))
             await asyncio.wait(running, timeout=DRAIN_SECONDS)
+        for task in worker.tasks.values():
+            task.cancel()  # past the drain limit: the lease and the relay recover them
         main.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await main
@@ -117,7 +119,7 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
                 log.warning("worker: Redis unavailable (%s); reconnecting in 1s", exc)
                 await asyncio.sleep(1)
             finally:
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(RedisError, OSError, asyncio.CancelledError):
                     await worker.close()
     finally:
         for task in (relay_task, sweep_task):

@@ -143,7 +143,8 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         # Freeze the picture: the workers finish their jobs and stop, so what the database
         # says was sent and what the stand-ins received can be compared exactly.
         if not options.keep_running:
-            stack.stop_workers()
+            stack.signal_workers()
+            await wait_for_sends(database_url)
         say("6/6 summary")
         conn = await connect(database_url)
         try:
@@ -171,6 +172,23 @@ async def wait_for_quiet(database_url: str, clock: ScaledClock, limit_s: float =
             if due == 0:
                 return
             await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+async def wait_for_sends(database_url: str, limit_s: float = 30) -> None:
+    """Until no message is between "claimed" and "recorded" (the workers are draining)."""
+    conn = await connect(database_url)
+    try:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if not await conn.fetchval(
+                    "SELECT count(*) FROM notifications WHERE state = 'sending'"):
+                await asyncio.sleep(0.5)  # a send claimed just now shows up within this
+                if not await conn.fetchval(
+                        "SELECT count(*) FROM notifications WHERE state = 'sending'"):
+                    return
+            await asyncio.sleep(0.2)
     finally:
         await conn.close()
 

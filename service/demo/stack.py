@@ -98,14 +98,11 @@ class Stack:
                         raise RuntimeError(f"{url} never became ready; see {self.log_dir}")
                     await asyncio.sleep(0.1)
 
-    def stop_workers(self) -> None:
-        """Let the workers finish what they are doing and exit (SIGTERM drains them)."""
-        workers = [p for p, name in zip(self.processes, self.names, strict=True)
-                   if name.startswith("worker")]
-        for process in workers:
-            process.terminate()
-        for process in workers:
-            process.wait(60)
+    def signal_workers(self) -> None:
+        """SIGTERM the workers: they stop handing off and taking jobs, and finish the rest."""
+        for process, name in zip(self.processes, self.names, strict=True):
+            if name.startswith("worker"):
+                process.terminate()
 
     def stop(self) -> None:
         for process in self.processes:
