@@ -97,10 +97,11 @@ def main() -> None:
             table += [{"benchmark": name, **row} for row in rows_for(name, data)]
     text = "\n".join([
         "# Benchmarks", "",
-        f"`python -m bench{' --quick' if args.quick else ''}` on {platform.node()} "
-        f"({platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores), "
+        f"Latest result of each benchmark (`python -m bench`, see bench/results/*.json for "
+        f"each run's arguments) on {platform.machine()} with "
+        f"{len(__import__('os').sched_getaffinity(0))} cores, collected "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Targets from "
-        "`../shared/PRODUCT.md`; each floor is measured in the same run.", "",
+        "`../shared/PRODUCT.md`; each floor is measured in the same run as its figure.", "",
         markdown(table), ""])
     (RESULTS / "README.md").write_text(text)
     (RESULTS / "all.json").write_text(json.dumps(table, indent=2, default=str))
