@@ -21,9 +21,8 @@ from typing import Any
 
 import asyncpg
 
-from bench.bench_render import _floor, _http, _wait_ready
+from bench.bench_render import _floor, _http, standin_processes
 from bench.common import ScratchDatabase, markdown, write_result
-from service.stores import free_port
 from standins.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from tests.servers import redis_url
 from workers.notify import Renderer
@@ -71,53 +70,45 @@ async def schedule(database_url: str, messages: int) -> None:
 
 
 async def run(messages: int) -> list[dict[str, Any]]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    tw_port, smtp_port, smtp_http = free_port(), free_port(), free_port()
-    standins = [
-        subprocess.Popen([sys.executable, "-m", "standins.twilio_server", "--port", str(tw_port)],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, "-m", "standins.smtp_server", "--smtp-port",
-                          str(smtp_port), "--http-port", str(smtp_http)],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    ]
-    twilio, smtp_ctl = f"http://127.0.0.1:{tw_port}", f"http://127.0.0.1:{smtp_http}"
     workers: list[subprocess.Popen[bytes]] = []
-    try:
-        await _wait_ready(f"{twilio}/_stats", standins[0])
-        await _wait_ready(f"{smtp_ctl}/_stats", standins[1])
-        floor_s = await _floor(Renderer(), messages, 50, twilio, smtp_port)
-        await _http("POST", f"{twilio}/_reset")
-        await _http("POST", f"{smtp_ctl}/_reset")
-        async with ScratchDatabase() as db:
-            worker_env = {
-                **env, "DATABASE_URL": db.url, "REDIS_URL": redis_url(),
-                "PARCELCAST_QUEUE_NAME": f"parcelcast:bench:{os.getpid()}",
-                "EMAIL_TRANSPORT": "smtp", "SMTP_PORT": str(smtp_port),
-                "SMS_TRANSPORT": "twilio", "TWILIO_BASE_URL": twilio,
-                "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID, "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
-                "PUBLIC_BASE_URL": "https://track.example", "SMS_PER_SECOND": "5000",
-                "EMAIL_PER_SECOND": "5000", "PARCELCAST_LOG_LEVEL": "WARNING",
-            }
-            workers = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker"],
-                                        env=worker_env) for _ in range(2)]
-            await asyncio.sleep(3)  # both workers up and idle
-            conn = await asyncpg.connect(db.url)
-            started = time.perf_counter()
-            await schedule(db.url, messages)
-            while await conn.fetchval(
-                    "SELECT count(*) FROM notifications WHERE state <> 'sent'") > 0:
-                if time.perf_counter() - started > 600:
-                    raise RuntimeError("notifications were not all sent within 10 minutes")
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - started
-            await conn.close()
-        sms = await _http("GET", f"{twilio}/_stats")
-        email = await _http("GET", f"{smtp_ctl}/_stats")
-    finally:
-        for process in workers + standins:
-            process.terminate()
-        for process in workers + standins:
-            process.wait(10)
+    async with standin_processes() as standins:
+        twilio, smtp_ctl = standins.twilio_url, standins.smtp_control
+        try:
+            floor_s = await _floor(Renderer(), messages, 50, twilio, standins.smtp_port)
+            await _http("POST", f"{twilio}/_reset")
+            await _http("POST", f"{smtp_ctl}/_reset")
+            async with ScratchDatabase() as db:
+                worker_env = {
+                    **os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": db.url,
+                    "REDIS_URL": redis_url(),
+                    "PARCELCAST_QUEUE_NAME": f"parcelcast:bench:{os.getpid()}",
+                    "EMAIL_TRANSPORT": "smtp", "SMTP_PORT": str(standins.smtp_port),
+                    "SMS_TRANSPORT": "twilio", "TWILIO_BASE_URL": twilio,
+                    "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
+                    "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
+                    "PUBLIC_BASE_URL": "https://track.example", "SMS_PER_SECOND": "5000",
+                    "EMAIL_PER_SECOND": "5000", "PARCELCAST_LOG_LEVEL": "WARNING",
+                }
+                workers = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker"],
+                                            env=worker_env) for _ in range(2)]
+                await asyncio.sleep(3)  # both workers up and idle
+                conn = await asyncpg.connect(db.url)
+                started = time.perf_counter()
+                await schedule(db.url, messages)
+                while await conn.fetchval(
+                        "SELECT count(*) FROM notifications WHERE state <> 'sent'") > 0:
+                    if time.perf_counter() - started > 600:
+                        raise RuntimeError("notifications were not all sent within 10 minutes")
+                    await asyncio.sleep(0.05)
+                elapsed = time.perf_counter() - started
+                await conn.close()
+            sms = await _http("GET", f"{twilio}/_stats")
+            email = await _http("GET", f"{smtp_ctl}/_stats")
+        finally:
+            for process in workers:
+                process.terminate()
+            for process in workers:
+                process.wait(60)
     rate, floor = messages / elapsed, messages / floor_s
     duplicates = sms["duplicates"] + email["duplicates"]
     delivered = sms["accepted"] + email["accepted"]

@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -174,8 +176,16 @@ async def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"stand-in at {url} did not start")
 
 
-async def run(n: int, concurrency: int) -> dict[str, Any]:
-    """Run the whole benchmark; returns the results dict."""
+@dataclass(frozen=True)
+class Standins:
+    twilio_url: str
+    smtp_port: int
+    smtp_control: str
+
+
+@contextlib.asynccontextmanager
+async def standin_processes() -> AsyncIterator[Standins]:
+    """Both stand-ins as their own processes on free loopback ports, ready to use."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     tw_port, smtp_port, smtp_http = free_port(), free_port(), free_port()
     procs = [
@@ -185,10 +195,23 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
                           str(smtp_port), "--http-port", str(smtp_http)],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
     ]
-    twilio_url, smtp_ctl = f"http://127.0.0.1:{tw_port}", f"http://127.0.0.1:{smtp_http}"
+    running = Standins(f"http://127.0.0.1:{tw_port}", smtp_port, f"http://127.0.0.1:{smtp_http}")
     try:
-        await _wait_ready(f"{twilio_url}/_stats", procs[0])
-        await _wait_ready(f"{smtp_ctl}/_stats", procs[1])
+        await _wait_ready(f"{running.twilio_url}/_stats", procs[0])
+        await _wait_ready(f"{running.smtp_control}/_stats", procs[1])
+        yield running
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+
+
+async def run(n: int, concurrency: int) -> dict[str, Any]:
+    """Run the whole benchmark; returns the results dict."""
+    async with standin_processes() as standins:
+        twilio_url, smtp_port = standins.twilio_url, standins.smtp_port
+        smtp_ctl = standins.smtp_control
         renderer = Renderer()
         render = _measure_render(renderer, min(n, 2000))
         floor_s = await _floor(renderer, n, concurrency, twilio_url, smtp_port)
@@ -199,11 +222,6 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
         e2e_s = await _end_to_end(renderer, n, concurrency, twilio_url, smtp_port)
         tw_stats = await _http("GET", f"{twilio_url}/_stats")
         smtp_stats = await _http("GET", f"{smtp_ctl}/_stats")
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(10)
     accepted = tw_stats["accepted"] + smtp_stats["accepted"]
     e2e_rate, floor_rate = n / e2e_s, n / floor_s
     return {

@@ -175,10 +175,7 @@ def keys_list() -> None:
 
     settings = _resolved(_settings())
 
-    async def fetch(conn: Any) -> list[dict[str, Any]]:
-        return await api_keys.list_all(conn)
-
-    for row in _run(lambda: _with_db(settings, fetch)):
+    for row in _run(lambda: _with_db(settings, api_keys.list_all)):
         state = "revoked" if row["revoked_at"] else "active"
         click.echo(f"{row['key_id']}\t{state}\t{','.join(row['scopes'])}\t{row['name']}")
 
@@ -393,10 +390,7 @@ def models_list() -> None:
 
     settings = _resolved(_settings())
 
-    async def fetch(conn: Any) -> list[dict[str, Any]]:
-        return await eta_models.list_all(conn)
-
-    rows = _run(lambda: _with_db(settings, fetch))
+    rows = _run(lambda: _with_db(settings, eta_models.list_all))
     if not rows:
         click.echo("no models yet: run `parcelcast train`")
     for row in rows:
@@ -479,10 +473,7 @@ def notifications_failed() -> None:
 
     settings = _resolved(_settings())
 
-    async def fetch(conn: Any) -> list[dict[str, Any]]:
-        return await notifications_db.list_failed(conn)
-
-    rows = _run(lambda: _with_db(settings, fetch))
+    rows = _run(lambda: _with_db(settings, notifications_db.list_failed))
     if not rows:
         click.echo("no failed notifications")
     for row in rows:

@@ -49,6 +49,13 @@ def destination_zone(shipment: dict[str, Any]) -> str:
     return "UTC"
 
 
+def customer_timezone(order: dict[str, Any] | None, shipment: dict[str, Any]) -> str:
+    """The customer's own zone, else the destination's (from its ZIP), else UTC."""
+    if order and order.get("timezone"):
+        return str(order["timezone"])
+    return destination_zone(shipment)
+
+
 def hours_until_end_of(day: date | None, zone: str, now: datetime) -> float | None:
     """Hours from `now` to the end of `day` in `zone` (a promise is kept all day)."""
     if day is None:

@@ -9,7 +9,7 @@ import asyncpg
 from service.db import etas
 from service.db import orders as orders_db
 from service.db import shipments as shipments_db
-from service.eta import destination_zone
+from service.eta import customer_timezone
 from service.present import eta_json, shipment_json
 
 
@@ -19,5 +19,5 @@ async def shipment_view(conn: asyncpg.Connection, row: dict[str, Any],
     first, latest = await etas.first_and_latest(conn, row["shipment_id"])
     if order is None and latest is not None:
         order = await orders_db.get(conn, row["order_id"])
-    zone = (order or {}).get("timezone") or destination_zone(row)
+    zone = customer_timezone(order, row)
     return shipment_json(row, timeline, eta_json(first, latest, zone))

@@ -6,12 +6,9 @@ import socket
 
 from aiohttp import web
 
+from service.stores import free_port
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (for servers that cannot bind port 0 themselves)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "start_site"]
 
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:

@@ -6,6 +6,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from service.settings import Settings
 from tests.builders import event, order, shipment
 from tests.conftest import KeyFactory
 
@@ -165,7 +166,7 @@ async def test_health_ready_and_metrics(client: TestClient, admin: dict[str, str
 
 
 async def test_tracking_page_behind_a_signed_link(
-    client: TestClient, admin: dict[str, str], settings: object
+    client: TestClient, admin: dict[str, str], settings: Settings
 ) -> None:
     from service.tokens import tracking_url
 
@@ -175,7 +176,7 @@ async def test_tracking_page_behind_a_signed_link(
     await client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
     await client.post("/v1/tracking-events", headers=admin, json=event(
         "in_transit", "2026-11-03T23:30:00Z", description="Arrived at <b>hub</b>"))
-    url = tracking_url("http://x", settings.parcelcast_secret_key, "s-1")  # type: ignore[attr-defined]
+    url = tracking_url("http://x", settings.parcelcast_secret_key, "s-1")
     page = await client.get(url.removeprefix("http://x"))
     assert page.status == 200 and page.content_type == "text/html"
     html = await page.text()

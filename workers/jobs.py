@@ -21,9 +21,10 @@ async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -
         eta = ctx.get("eta")
         if eta is not None:
             await eta.refresh_many(conn, ids, now)
+        refreshed = {r["shipment_id"]: r for r in await shipments_db.get_many(conn, ids)}
         for work_item_id, shipment_id in items:
             async with conn.transaction():
-                shipment = await shipments_db.get(conn, shipment_id)
+                shipment = refreshed.get(shipment_id)
                 if shipment is not None:
                     await plan(conn, ctx["settings"], shipment, now)
                 await work_db.finish(conn, work_item_id)

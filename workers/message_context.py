@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from predictor.lanes import zip_timezone
+from service.eta import customer_timezone
 from service.settings import Settings
 from service.taxonomy import CARRIERS
 from service.tokens import tracking_url, unsubscribe_url
-
-
-def customer_timezone(order: dict[str, Any] | None, shipment: dict[str, Any]) -> str:
-    """The customer's own zone, else the destination's, else UTC."""
-    if order and order.get("timezone"):
-        return str(order["timezone"])
-    postal, country = shipment.get("destination_postal_code"), shipment.get("destination_country")
-    if postal and (country or "US") == "US":
-        return zip_timezone(postal, "US")
-    return "UTC"
 
 
 def render_context(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from predictor.calendar import is_business_day
 from service.db import notifications as notifications_db
 from service.db import orders as orders_db
 from service.db import shipments as shipments_db
+from service.eta import customer_timezone
 from service.settings import Settings
-from workers.message_context import customer_timezone
 from workers.quiet_hours import sms_due_at, zone
 from workers.triggers import (
     SUPERSEDABLE,

@@ -25,8 +25,9 @@ from zoneinfo import ZoneInfo
 
 from service.db import notifications as notifications_db
 from service.db import work as work_db
+from service.eta import customer_timezone
 from service.settings import Settings
-from workers.message_context import customer_timezone, render_context
+from workers.message_context import render_context
 from workers.notify import Renderer, RenderError
 from workers.notify.email_message import build_email
 from workers.senders.errors import PermanentSendError, SendResult, TransientSendError

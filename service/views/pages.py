@@ -14,7 +14,7 @@ from service.db import etas
 from service.db import orders as orders_db
 from service.db import shipments as shipments_db
 from service.errors import ProblemError
-from service.eta import destination_zone
+from service.eta import customer_timezone
 from service.keys import pool_key, settings_key
 from service.settings import REPO_ROOT
 from service.taxonomy import CARRIERS
@@ -50,7 +50,7 @@ async def tracking_page(request: web.Request) -> web.Response:
         timeline = await shipments_db.timeline(conn, shipment["carrier"],
                                                shipment["tracking_number"])
         _, latest = await etas.first_and_latest(conn, shipment_id)
-    zone = (order or {}).get("timezone") or destination_zone(shipment)
+    zone = customer_timezone(order, shipment)
     tz, locale = ZoneInfo(zone), _babel_locale((order or {}).get("locale") or "en")
 
     def day(value: datetime | date | None) -> str | None:
