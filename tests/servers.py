@@ -90,3 +90,17 @@ class OwnRedis:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
             self.process = None
+
+
+def stop_worker(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGTERM a `parcelcast worker` (it drains its jobs first); kill it if that runs long.
+
+    A drained worker can still take the bounded shutdown (see workers.main) to exit; the
+    tests have checked what they need by then, so they do not wait for it.
+    """
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)

@@ -20,7 +20,7 @@ from service.redis import arq_client
 from service.relay import Relay
 from service.settings import Settings
 from tests.builders import event, shipment
-from tests.servers import OwnRedis
+from tests.servers import OwnRedis, stop_worker
 from workers.main import run_worker
 
 
@@ -133,8 +133,7 @@ async def test_worker_process_rides_out_a_redis_restart(
         own_redis.start()
         await _eventually(lambda: _work_left(pool), 0, timeout=30)
     finally:
-        worker.terminate()
-        worker.wait(10)
+        stop_worker(worker)
         log.close()
 
 

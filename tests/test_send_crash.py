@@ -26,6 +26,7 @@ from standins.smtp_server import SmtpStandin
 from standins.twilio_server import TwilioStandin
 from tests.builders import event, order, shipment
 from tests.notifying import sms_for, wired
+from tests.servers import stop_worker
 from tests.test_notifications import NOON_LA, PHONE
 
 
@@ -98,8 +99,7 @@ async def test_worker_killed_between_send_and_record(
     try:
         await _wait_for(recorded)
     finally:
-        worker.terminate()
-        worker.wait(10)
+        stop_worker(worker)
         log.close()
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT attempts FROM notifications") == 2
