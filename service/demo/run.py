@@ -27,6 +27,7 @@ from service.tokens import tracking_url
 from service.training import train_and_register
 
 HISTORY_DAYS = 90
+STARTUP_SECONDS = 20.0
 START = datetime(2026, 8, 24, tzinfo=UTC)  # the live days then fall in late November
 
 
@@ -102,7 +103,9 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     # would after an import in production.
     in_flight = past_s[past_s["delivered_at"].isna()
                        & (past_s["label_created_at"] > t0 - timedelta(days=30))]
-    await work.add(conn, work.REFRESH_SHIPMENT, list(in_flight["shipment_id"].astype(str)), t0)
+    # Due before the live clock starts, so they are done before the first live scan arrives.
+    await work.add(conn, work.REFRESH_SHIPMENT, list(in_flight["shipment_id"].astype(str)), t0,
+                   run_after=t0 - timedelta(days=1))
 
     say("3/6 training the ETA model on the history")
     with tqdm(total=100, desc="training", bar_format="{desc}: {percentage:3.0f}%|{bar}| "
@@ -127,12 +130,14 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     await conn.close()
 
     say(f"4/6 starting the API, 2 workers and the Twilio/SMTP stand-ins (clock x{speed:,.0f})")
-    # The one real instant every process anchors the accelerated clock to.
-    anchor = time.time()  # clock-ok
+    # The one real instant every process anchors the accelerated clock to: a little ahead,
+    # so the processes start and the parcels in flight get their ETAs before live time runs.
+    anchor = time.time() + STARTUP_SECONDS  # clock-ok
     stack = Stack(database_url, settings.redis_url, t0.isoformat(), anchor, speed,
                   settings.data_dir / "demo-logs")
     clock = ScaledClock(t0, stack.clock_anchor, speed)
     await stack.start()
+    await wait_for_work(database_url, until=anchor)
     try:
         say(f"5/6 replaying {options.days} days of live traffic through {stack.api}")
         pushes = replay.plan(live_o, live_s, live_e, options.seed)
@@ -172,6 +177,18 @@ async def wait_for_quiet(database_url: str, clock: ScaledClock, limit_s: float =
             if due == 0:
                 return
             await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+async def wait_for_work(database_url: str, until: float) -> None:
+    """Until the work queue is empty, or the real instant `until` passes."""
+    conn = await connect(database_url)
+    try:
+        while time.time() < until:  # clock-ok: real time, the replay's start
+            if not await conn.fetchval("SELECT count(*) FROM work_items"):
+                return
+            await asyncio.sleep(0.2)
     finally:
         await conn.close()
 
