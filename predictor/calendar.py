@@ -129,6 +129,9 @@ def utc_to_local(utc_naive: np.ndarray, zones: np.ndarray) -> np.ndarray:
     thousand timezone conversions instead of millions.
     """
     utc = np.asarray(utc_naive).astype("datetime64[ns]")
+    if len(utc) <= _FEW:  # a refresh's handful of instants: zoneinfo directly
+        return utc + np.array([_utc_offset(u, str(z)) for u, z in zip(utc, zones, strict=True)],
+                              dtype="timedelta64[ns]")
     hours = utc.astype("datetime64[h]")
     zone_codes, zone_names = pd.factorize(np.asarray(zones, dtype=object))
     hour_codes, hour_values = pd.factorize(hours.astype(np.int64))
@@ -143,6 +146,19 @@ def utc_to_local(utc_naive: np.ndarray, zones: np.ndarray) -> np.ndarray:
         local = idx.tz_convert(str(name)).tz_localize(None).as_unit("ns").values
         offsets[mask] = local - u_hour[mask].astype("datetime64[ns]")
     return utc + offsets[inverse]
+
+
+_FEW = 8
+
+
+def _utc_offset(utc: np.datetime64, zone: str) -> np.timedelta64:
+    """The UTC offset of ``zone`` at one naive-UTC instant (zero for NaT)."""
+    if np.isnat(utc):
+        return np.timedelta64(0, "ns")
+    seconds = int(utc.astype("datetime64[s]").astype(np.int64))
+    offset = datetime.fromtimestamp(seconds, ZoneInfo(zone)).utcoffset()
+    return np.timedelta64(int(offset.total_seconds()) if offset else 0, "s").astype(
+        "timedelta64[ns]")
 
 
 def holidays_within(days: np.ndarray, horizon: int, country: str = "US") -> np.ndarray:

@@ -1,6 +1,6 @@
 """ETA features: one code path for training snapshots, batch scoring and serving.
 
-Everything funnels through :func:`_feature_frame`, which takes per-query rows
+Everything funnels through :func:`_feature_arrays`, which takes per-query rows
 (shipment attributes + the scan state at the as-of instant) and returns the model's
 feature table. Training builds many queries at once (one per moment an ETA was shown),
 serving builds one; neither has a private shortcut, so they cannot disagree.
@@ -11,6 +11,7 @@ categoricals become ``"unknown"``, unknown numbers become NaN, and XGBoost route
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -23,7 +24,7 @@ from predictor.calendar import (
     is_peak_season,
     utc_to_local,
 )
-from predictor.lanes import UNKNOWN, lane_frame, zip_timezone
+from predictor.lanes import UNKNOWN, lane_attributes, lane_frame, zip_timezone
 from predictor.recent import RecentPerformance
 
 CATEGORICAL = ("carrier", "service_level", "lane", "destination_state", "latest_status")
@@ -154,21 +155,79 @@ def current_features(shipments: pd.DataFrame, events: pd.DataFrame, as_of: datet
 def serving_features(shipment: Mapping[str, object], events: Sequence[Mapping[str, object]],
                      as_of: datetime, recent: RecentPerformance) -> pd.DataFrame:
     """One-row feature table for one shipment as of ``as_of`` (same path as training)."""
+    return _as_frame(serving_row(shipment, events, as_of, recent))
+
+
+def serving_row(shipment: Mapping[str, object], events: Sequence[Mapping[str, object]],
+                as_of: datetime, recent: RecentPerformance) -> dict[str, np.ndarray]:
+    """One shipment's features as one-element arrays, for the per-event refresh.
+
+    The shipment's attributes and scans are read straight from the mappings (no pandas
+    frames: those cost ~10 ms for a single row), then go through the same
+    :func:`_feature_arrays` as training; a parity test holds the attribute and scan
+    readers to the frame-based ones.
+    """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
-    one = pd.DataFrame([{c: shipment.get(c) for c in _SHIPMENT_COLUMNS}])
-    for col in ("label_created_at", "shipped_at", "delivered_at"):
-        one[col] = pd.to_datetime(one[col], utc=True)
-    ev = pd.DataFrame(list(events), columns=["tracking_number", "status", "occurred_at"])
-    ev["occurred_at"] = pd.to_datetime(ev["occurred_at"], utc=True)
-    ev["tracking_number"] = str(shipment.get("tracking_number"))
-    return current_features(one, ev, as_of, recent)
+    attrs = _one_attributes(shipment)
+    timed = sorted((float(_epoch_seconds(e["occurred_at"])), str(e["status"])) for e in events
+                   if e.get("occurred_at") is not None)
+    scans = _scans(1, np.zeros(len(timed), dtype=np.int64),
+                   np.array([t for t, _ in timed], dtype=float),
+                   np.array([st for _, st in timed], dtype=object))
+    return _feature_arrays(attrs, scans, np.zeros(1, dtype=np.int64),
+                           np.array([as_of.timestamp()]), recent)
+
+
+def _one_attributes(shipment: Mapping[str, object]) -> dict[str, np.ndarray]:
+    """:func:`shipment_attributes` of a single shipment mapping, without pandas."""
+    lane, state, km = lane_attributes(_missing_as_none(shipment.get("origin_postal_code")),
+                                       _missing_as_none(shipment.get("destination_postal_code")))
+    raw_country = _missing_as_none(shipment.get("destination_country"))
+    country = "US" if raw_country is None else str(raw_country)
+    postal = _missing_as_none(shipment.get("destination_postal_code"))
+    promised = _missing_as_none(shipment.get("promised_delivery_date"))
+    values: dict[str, object] = {
+        "carrier": _one_category(shipment.get("carrier")),
+        "service_level": _one_category(shipment.get("service_level")),
+        "lane": lane, "destination_state": state, "distance_km": km,
+        "country": country if country in HOLIDAY_COUNTRIES else "US",
+        "timezone": zip_timezone(postal, country),
+        "label_s": _epoch_seconds(shipment.get("label_created_at")),
+        "shipped_s": _epoch_seconds(shipment.get("shipped_at")),
+        "delivered_s": _epoch_seconds(shipment.get("delivered_at")),
+        "tracking_number": str(shipment.get("tracking_number")),
+        "shipment_id": str(shipment.get("shipment_id")),
+    }
+    out = {k: np.array([v], dtype=float if k.endswith("_s") or k == "distance_km" else object)
+           for k, v in values.items()}
+    out["promised_day"] = np.array(
+        [np.datetime64("NaT") if promised is None
+         else pd.Timestamp(promised).to_datetime64()], dtype="datetime64[D]")
+    return out
+
+
+def _as_frame(out: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Feature arrays → the model's table: categoricals as pandas categories and numbers
+    as float32 (what the booster sees anyway): a million shipments' snapshots then fit in
+    well under a gigabyte."""
+    return pd.DataFrame({f: pd.Categorical(out[f]) if f in CATEGORICAL
+                         else np.asarray(out[f], dtype=np.float32) for f in FEATURES})
 
 
 def _feature_frame(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.ndarray,
                    as_of: np.ndarray, recent: RecentPerformance) -> pd.DataFrame:
-    """THE feature function: shipment rows + as-of instants (epoch s) → feature table."""
-    a = {c: attrs[c].to_numpy() for c in attrs.columns}
+    """Shipment rows + as-of instants (epoch s) → feature table (training, batches)."""
+    return _as_frame(_feature_arrays({c: attrs[c].to_numpy() for c in attrs.columns}, scans,
+                                     rows, as_of, recent))
+
+
+def _feature_arrays(a: Mapping[str, np.ndarray], scans: dict[str, np.ndarray],
+                    rows: np.ndarray, as_of: np.ndarray, recent: RecentPerformance
+                    ) -> dict[str, np.ndarray]:
+    """THE feature function: shipment attribute arrays + scans + (row, as-of instant in
+    epoch s) queries → one array per feature. Training, batch scoring and the one-row
+    refresh all end here."""
     zones = a["timezone"][rows]
     local = _to_local(as_of, zones)
     local_day = local.astype("datetime64[D]")
@@ -219,7 +278,7 @@ def _feature_frame(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.n
         "n_scans": state["n_scans"].astype(float),
         "hours_since_last_scan": (as_of - state["last_s"]) / _HOUR_S,
     }
-    keys = _recent_keys(attrs)
+    keys = _recent_keys(a)
     for name, family, window in _RECENT:
         med, count = recent.median(family, keys[family][rows], as_of, window)
         out[name] = med
@@ -229,22 +288,19 @@ def _feature_frame(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.n
                                                       keys["carrier_service"][rows], as_of)
     out["lane_backlog_days"] = recent.backlog_days("carrier_lane", keys["carrier_lane"][rows],
                                                    as_of)
-    # Categoricals as pandas categories and numbers as float32 (what the booster sees
-    # anyway): a million shipments' snapshots then fit in well under a gigabyte.
-    frame = {f: pd.Categorical(out[f]) if f in CATEGORICAL
-             else np.asarray(out[f], dtype=np.float32) for f in FEATURES}
-    return pd.DataFrame(frame)
+    return out
 
 
-def _recent_keys(a: pd.DataFrame) -> dict[str, np.ndarray]:
+def _recent_keys(a: Mapping[str, np.ndarray] | pd.DataFrame) -> dict[str, np.ndarray]:
     """Keys of the recent-performance families; carrier+service stands in for "carrier"
     because express and economy of one carrier are different products."""
-    carrier = a["carrier"].to_numpy().astype(str)
+    carrier = np.asarray(a["carrier"]).astype(str)
     return {
-        "carrier_lane": np.char.add(np.char.add(carrier, "|"), a["lane"].to_numpy().astype(str)),
+        "carrier_lane": np.char.add(np.char.add(carrier, "|"),
+                                    np.asarray(a["lane"]).astype(str)),
         "carrier_service": np.char.add(np.char.add(carrier, "|"),
-                                       a["service_level"].to_numpy().astype(str)),
-        "state": a["destination_state"].to_numpy().astype(str),
+                                       np.asarray(a["service_level"]).astype(str)),
+        "state": np.asarray(a["destination_state"]).astype(str),
     }
 
 
@@ -255,11 +311,16 @@ def _scan_table(attrs: pd.DataFrame, events: pd.DataFrame) -> dict[str, np.ndarr
     when = _seconds(events["occurred_at"])
     status = events["status"].astype(str).to_numpy()
     keep = (row >= 0) & ~np.isnan(when)
-    row, when, status = row[keep], when[keep], status[keep]
+    return _scans(len(attrs), row[keep], when[keep], status[keep])
+
+
+def _scans(n_shipments: int, row: np.ndarray, when: np.ndarray, status: np.ndarray
+           ) -> dict[str, np.ndarray]:
+    """The scan table from (shipment row, epoch s, status) triples in any order."""
     order = np.lexsort((when, row))
     row, when, status = row[order], when[order], status[order]
     is_label = status == "label_created"
-    first_scan = np.full(len(attrs), np.nan)
+    first_scan = np.full(n_shipments, np.nan)
     nonlabel = np.flatnonzero(~is_label)
     # First non-label event per row: reversed assignment leaves the earliest one.
     first_scan[row[nonlabel][::-1]] = when[nonlabel][::-1]
@@ -321,6 +382,29 @@ def _zones(postal: pd.Series, country: np.ndarray) -> np.ndarray:
     zones = np.array([zip_timezone(p_uniq[i // len(c_uniq)], c_uniq[i % len(c_uniq)])
                       for i in pair_ids], dtype=object)
     return zones[codes]
+
+
+def _one_category(value: object) -> str:
+    """:func:`_category_text` of one value."""
+    value = _missing_as_none(value)
+    return UNKNOWN if value is None else (str(value).strip().lower() or UNKNOWN)
+
+
+def _missing_as_none(value: object) -> object:
+    """None for None/NaN/NaT (what pandas treats as missing), else the value."""
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+
+
+def _epoch_seconds(value: object) -> float:
+    """One aware timestamp → float epoch seconds (NaN when missing), as :func:`_seconds`."""
+    value = _missing_as_none(value)
+    if value is None:
+        return math.nan
+    if not isinstance(value, datetime):
+        value = pd.Timestamp(value).to_pydatetime()
+    if value.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return value.timestamp()
 
 
 def _seconds(values: pd.Series) -> np.ndarray:

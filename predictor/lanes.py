@@ -135,7 +135,7 @@ def distance_band(km: float) -> str:
 
 
 @lru_cache(maxsize=200_000)
-def _lane_attributes(origin: object, destination: object) -> tuple[str, str, float]:
+def lane_attributes(origin: object, destination: object) -> tuple[str, str, float]:
     """(lane key, destination state, km) for one pair; cached because shops reuse lanes."""
     info = zip_info(destination)
     return (lane_key(origin, destination), info.state if info else UNKNOWN,
@@ -158,7 +158,7 @@ def lane_frame(origins: pd.Series, destinations: pd.Series) -> pd.DataFrame:
     uniques = [(o_uniq[p // len(d_uniq)], d_uniq[p % len(d_uniq)]) for p in pair_ids]
     lanes, states, dists = [], [], []
     for o, d in uniques:
-        lane, state, km = _lane_attributes(o, d)
+        lane, state, km = lane_attributes(o, d)
         lanes.append(lane)
         states.append(state)
         dists.append(km)

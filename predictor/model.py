@@ -25,8 +25,11 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from predictor.attributions import TreePaths
 from predictor.features import CATEGORICAL, FEATURES
 
+# A feature table, or one equally long array per feature (the one-row refresh).
+Features = pd.DataFrame | Mapping[str, np.ndarray]
 QUANTILES = (0.1, 0.5, 0.9)
 _MAGIC = b"PCETA\x01"
 _CARRIER_NAMES = {"ups": "UPS", "usps": "USPS", "fedex": "FedEx", "dhl": "DHL",
@@ -50,38 +53,46 @@ class EtaModel:
         """The model's version string (from its metadata)."""
         return str(self.metadata.get("version", "unversioned"))
 
-    def encode(self, X: pd.DataFrame) -> np.ndarray:
-        """Feature table → float32 matrix in training column order (unknown category = NaN)."""
-        out = np.empty((len(X), len(self.feature_names)), dtype=np.float32)
+    def encode(self, X: Features) -> np.ndarray:
+        """Feature table (or one array per feature) → float32 matrix in training column
+        order (unknown category = NaN)."""
+        out = np.empty((_rows(X), len(self.feature_names)), dtype=np.float32)
         for j, name in enumerate(self.feature_names):
             col = X[name]
             if name in self.categories:
                 index = self._category_index(name)
-                if isinstance(col.dtype, pd.CategoricalDtype):
+                if isinstance(col, np.ndarray):
+                    codes = np.array([self._category_code(name, v) for v in col], dtype=float)
+                elif isinstance(col.dtype, pd.CategoricalDtype):
                     # Map the (few) categories once, then gather by code.
                     lookup = np.append(index.get_indexer(col.cat.categories.astype(object)), -1)
                     codes = lookup[col.cat.codes.to_numpy()]
                 else:
                     codes = index.get_indexer(col.astype(object))
                 out[:, j] = np.where(codes < 0, np.nan, codes)  # unseen category = missing
+            elif isinstance(col, np.ndarray):
+                out[:, j] = col
             else:
                 out[:, j] = col.to_numpy(dtype=np.float32, na_value=np.nan)
         return out
 
-    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated booster output (n, 3), via the fast ``inplace_predict`` path."""
-        if len(X) == 0:
+    def predict_raw(self, X: Features, encoded: np.ndarray | None = None) -> np.ndarray:
+        """Uncalibrated booster output (n, 3), via the fast ``inplace_predict`` path
+        (``encoded``: :meth:`encode` of ``X`` when the caller already has it)."""
+        n = _rows(X)
+        if n == 0:
             return np.empty((0, len(QUANTILES)))
         kwargs = {}
         if self.metadata.get("base_margin") == MARGIN_NAME:
             kwargs["base_margin"] = base_margin(X)
-        raw = self.booster.inplace_predict(self.encode(X), **kwargs)
-        return np.asarray(raw, dtype=float).reshape(len(X), len(QUANTILES))
+        raw = self.booster.inplace_predict(self.encode(X) if encoded is None else encoded,
+                                           **kwargs)
+        return np.asarray(raw, dtype=float).reshape(n, len(QUANTILES))
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
+    def predict(self, X: Features, encoded: np.ndarray | None = None) -> np.ndarray:
         """Hours remaining until delivery, (n, 3) = p10, p50, p90 (calibrated, ordered)."""
-        n_scans = X["n_scans"].to_numpy(float) if "n_scans" in X.columns else None
-        return self.calibrate(self.predict_raw(X), n_scans)
+        n_scans = np.asarray(X["n_scans"], dtype=float) if "n_scans" in X else None
+        return self.calibrate(self.predict_raw(X, encoded), n_scans)
 
     def calibrate(self, raw: np.ndarray, n_scans: np.ndarray | None = None) -> np.ndarray:
         """Apply the conformal offsets (per scan group when fitted), sort so quantiles
@@ -106,25 +117,32 @@ class EtaModel:
         return pd.DataFrame({"eta_p10_hours": p[:, 0], "eta_p50_hours": p[:, 1],
                              "eta_p90_hours": p[:, 2]}, index=X.index)
 
-    def contributions(self, X: pd.DataFrame, approx: bool = False) -> np.ndarray:
-        """SHAP contributions (hours) of each feature to the p50 output, (n, features)."""
-        dm = xgb.DMatrix(self.encode(X), feature_names=self.feature_names, nthread=1,
+    def contributions(self, X: Features, approx: bool = False,
+                      encoded: np.ndarray | None = None) -> np.ndarray:
+        """SHAP contributions (hours) of each feature to the p50 output, (n, features).
+
+        ``approx``: Saabas attributions (path deltas) computed in numpy from the packed
+        median trees (:mod:`predictor.attributions`), what serving shows on every refresh;
+        otherwise XGBoost's exact TreeSHAP."""
+        matrix = self.encode(X) if encoded is None else encoded
+        if approx:
+            return self._median_paths().contributions(matrix)
+        dm = xgb.DMatrix(matrix, feature_names=self.feature_names, nthread=1,
                          feature_types=self._feature_types(), enable_categorical=True)
         if self.metadata.get("base_margin") == MARGIN_NAME:
             dm.set_base_margin(base_margin(X))
-        # approx: Saabas attributions (path deltas), an order of magnitude cheaper than exact
-        # TreeSHAP; what serving shows on every refresh.
-        contrib = self.booster.predict(dm, pred_contribs=True, approx_contribs=approx)
+        contrib = self.booster.predict(dm, pred_contribs=True)
         # Multi-quantile boosters return (n, outputs, features + bias); keep the median.
         return np.asarray(contrib)[:, QUANTILES.index(0.5), :-1]
 
-    def explain(self, X: pd.DataFrame, top: int = 3, approx: bool = False
-                ) -> list[list[tuple[str, float]]]:
+    def explain(self, X: Features, top: int = 3, approx: bool = False,
+                encoded: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
         """Top reasons per row as (sentence, hours added to the median ETA)."""
-        contrib = self.contributions(X, approx=approx)
+        contrib = self.contributions(X, approx=approx, encoded=encoded)
         reasons: list[list[tuple[str, float]]] = []
-        for i in range(len(X)):
-            row = X.iloc[i]
+        described = {name: np.asarray(X[name]) for name in _DESCRIBED if name in X}
+        for i in range(_rows(X)):
+            row = {name: values[i] for name, values in described.items()}
             order = np.argsort(-np.abs(contrib[i]))[:top]
             reasons.append([(describe(self.feature_names[j], float(contrib[i, j]), row),
                              round(float(contrib[i, j]), 2)) for j in order])
@@ -164,6 +182,20 @@ class EtaModel:
                    conformal={k: float(v) for k, v in header["conformal"].items()},
                    metadata=dict(header["metadata"]))
 
+    def _median_paths(self) -> TreePaths:
+        """The median's trees packed for :meth:`contributions` (once per model)."""
+        cache: dict[str, TreePaths] = self.__dict__.setdefault("_paths_cache", {})
+        if "p50" not in cache:
+            cache["p50"] = TreePaths.from_booster(self.booster, QUANTILES.index(0.5))
+        return cache["p50"]
+
+    def _category_code(self, name: str, value: object) -> int:
+        """One value's code in a categorical feature (-1 when unseen), by dict lookup."""
+        cache: dict[str, dict[str, int]] = self.__dict__.setdefault("_code_cache", {})
+        if name not in cache:
+            cache[name] = {v: i for i, v in enumerate(self.categories[name])}
+        return cache[name].get(str(value), -1)
+
     def _category_index(self, name: str) -> pd.Index:
         """Lookup index for one categorical feature, built once per model."""
         cache: dict[str, pd.Index] = self.__dict__.setdefault("_index_cache", {})
@@ -175,11 +207,17 @@ class EtaModel:
         return ["c" if f in self.categories else "q" for f in self.feature_names]
 
 
+def _rows(X: Features) -> int:
+    return len(X) if isinstance(X, pd.DataFrame) else len(next(iter(X.values())))
+
+
+# The row values that explanations' sentences mention.
+_DESCRIBED = ("carrier", "service_level", "destination_state", "latest_status")
 MARGIN_NAME = "littles_law_v1"
 _FALLBACK_TRANSIT_HOURS = 72.0
 
 
-def base_margin(X: pd.DataFrame) -> np.ndarray:
+def base_margin(X: Features) -> np.ndarray:
     """Starting point the trees correct, (n, 3) hours: Little's-law transit of the
     carrier's network right now (backlog days × 24, else the 14-day median, else 72 h)
     minus the time already in transit, floored at zero.
@@ -188,10 +226,11 @@ def base_margin(X: pd.DataFrame) -> np.ndarray:
     training period, a tree-only model stays flat. Anchoring on the live backlog lets
     the forecast move with it, while the trees learn lane, service and stage effects.
     """
-    base = X["carrier_backlog_days"].to_numpy(float) * 24.0
-    base = np.where(np.isnan(base), X["carrier_transit_median_14d"].to_numpy(float), base)
+    base = np.asarray(X["carrier_backlog_days"], dtype=float) * 24.0
+    base = np.where(np.isnan(base), np.asarray(X["carrier_transit_median_14d"], dtype=float),
+                    base)
     base = np.where(np.isnan(base), _FALLBACK_TRANSIT_HOURS, base)
-    elapsed = np.nan_to_num(X["hours_since_handover"].to_numpy(float))
+    elapsed = np.nan_to_num(np.asarray(X["hours_since_handover"], dtype=float))
     margin = np.maximum(base - elapsed, 0.0)
     return np.repeat(margin[:, None], len(QUANTILES), axis=1)
 

@@ -82,9 +82,7 @@ class RecentPerformance:
         days before each query's day (``as_of_s``: float epoch seconds). Median is NaN below
         ``MIN_COUNT`` deliveries."""
         index, cum = self._tables[family]
-        codes, uniques = pd.factorize(np.asarray(keys, dtype=object))
-        known_codes = np.array([index.get(str(k), -1) for k in uniques], dtype=np.int64)
-        key_codes = np.append(known_codes, -1)[codes]  # factorize marks missing as -1
+        key_codes = _key_codes(index, keys)
         day = np.floor(np.asarray(as_of_s, dtype=float) / _S_PER_DAY).astype(np.int64) - self._day0
         # Many queries share (key, day): answer each distinct pair once.
         if window_days > MAX_WINDOW_DAYS:
@@ -116,9 +114,7 @@ class RecentPerformance:
         if family not in self._backlog:
             return np.full(len(keys), np.nan)
         index, starts, ends = self._backlog[family]
-        codes, uniques = pd.factorize(np.asarray(keys, dtype=object))
-        known = np.array([index.get(str(k), -1) for k in uniques], dtype=np.int64)
-        k = np.append(known, -1)[codes]
+        k = _key_codes(index, keys)
         t = np.floor(np.asarray(as_of_s, dtype=float)).astype(np.int64) - _BASE_S
         q = (np.maximum(k, 0) << 33) + t
         picked = np.searchsorted(starts, q, side="right")
@@ -128,6 +124,17 @@ class RecentPerformance:
         with np.errstate(divide="ignore", invalid="ignore"):
             out = (picked - gone) / rate
         return np.where((k >= 0) & (recent >= MIN_COUNT), out, np.nan)
+
+
+def _key_codes(index: Mapping[str, int], keys: Sequence[str] | np.ndarray) -> np.ndarray:
+    """Row codes of ``keys`` in ``index`` (-1 unknown or missing), one lookup per distinct key."""
+    values = np.asarray(keys, dtype=object)
+    if len(values) <= 8:  # a refresh: factorizing costs more than it saves
+        return np.array([-1 if pd.isna(k) else index.get(str(k), -1) for k in values],
+                        dtype=np.int64)
+    codes, uniques = pd.factorize(values)
+    known = np.array([index.get(str(k), -1) for k in uniques], dtype=np.int64)
+    return np.append(known, -1)[codes]  # factorize marks missing as -1
 
 
 # Backlog keys pack (key code << 33) + seconds since 2000-01-01: sorted per key, globally.

@@ -16,9 +16,9 @@ import asyncpg
 import numpy as np
 import pandas as pd
 
-from predictor.features import current_features, recent_performance, serving_features
+from predictor.features import current_features, recent_performance, serving_row
 from predictor.lanes import zip_timezone
-from predictor.model import EtaModel, late_probability
+from predictor.model import EtaModel, Features, late_probability
 from predictor.recent import RecentPerformance
 from service.clock import Clock
 from service.db import eta_models, etas, history
@@ -74,7 +74,7 @@ def stage_of(scans: list[dict[str, Any]]) -> str:
 def predict_one(model: EtaModel, shipment: dict[str, Any], scans: list[dict[str, Any]],
                 now: datetime, recent: RecentPerformance) -> Prediction:
     """Features + model for one shipment (CPU work: call it in a thread)."""
-    features = serving_features(shipment, scans, now, recent)
+    features = serving_row(shipment, scans, now, recent)
     return _predictions(model, features, [shipment], [scans], now)[0]
 
 
@@ -94,16 +94,17 @@ def predict_many(model: EtaModel, shipments: list[dict[str, Any]],
     return _predictions(model, features, shipments, scans, now)
 
 
-def _predictions(model: EtaModel, features: pd.DataFrame, shipments: list[dict[str, Any]],
+def _predictions(model: EtaModel, features: Features, shipments: list[dict[str, Any]],
                  scans: list[list[dict[str, Any]]], now: datetime) -> list[Prediction]:
-    hours = model.predict(features)
+    encoded = model.encode(features)
+    hours = model.predict(features, encoded)
     promised = np.array([
         np.nan if (h := hours_until_end_of(s.get("promised_delivery_date"),
                                            destination_zone(s), now)) is None else h
         for s in shipments])
     # The quantiles are already here: no second pass through the booster.
     late = late_probability(hours, np.nan_to_num(promised, nan=0.0))
-    explained = model.explain(features, top=3, approx=True)
+    explained = model.explain(features, top=3, approx=True, encoded=encoded)
     out = []
     for i, shipment_scans in enumerate(scans):
         p10, p50, p90 = (now + timedelta(hours=float(h)) for h in hours[i])

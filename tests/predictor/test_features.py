@@ -26,7 +26,11 @@ def test_training_and_serving_features_are_identical(history: SimulatedHistory) 
     assert list(X.columns) == list(FEATURES)
     assert (y > 0).all()
     by_id = s.set_index("shipment_id")
-    picks = meta.groupby("stage", observed=True).head(3).index[:12]
+    # Every stage, and a spread of shipments and instants (the one-row reader of the
+    # refresh must agree with the frame-based one used for training, row for row).
+    rng = np.random.default_rng(3)
+    picks = np.union1d(meta.groupby("stage", observed=True).head(3).index,
+                       rng.choice(len(meta), 150, replace=False))
     for i in picks:
         sid, as_of = meta.at[i, "shipment_id"], meta.at[i, "as_of"].to_pydatetime()
         ship = by_id.loc[sid].to_dict() | {"shipment_id": sid}
@@ -35,6 +39,37 @@ def test_training_and_serving_features_are_identical(history: SimulatedHistory) 
                  "occurred_at": r.occurred_at.isoformat()} for r in scans.itertuples()]
         served = serving_features(ship, rows, as_of, recent)
         pd.testing.assert_frame_equal(_plain(served), _plain(X.loc[[i]]))
+
+
+def test_one_row_reader_matches_frames_on_awkward_shipments(history: SimulatedHistory) -> None:
+    """Missing carrier, lane, promise, country; other countries; upper-case codes; no scans."""
+    s, ev = history.shipments, history.events
+    recent = recent_performance(s)
+    base = s.dropna(subset=["delivered_at"]).iloc[5].to_dict()
+    scans = ev[ev["tracking_number"] == base["tracking_number"]]
+    rows = [{"status": str(r.status), "occurred_at": r.occurred_at.to_pydatetime()}
+            for r in scans.itertuples()]
+    as_of = base["label_created_at"].to_pydatetime() + timedelta(hours=30)
+    variants = [
+        {}, {"carrier": None}, {"carrier": " UPS "}, {"service_level": float("nan")},
+        {"origin_postal_code": None}, {"destination_postal_code": "00000"},
+        {"destination_postal_code": None, "destination_country": "BR"},
+        {"destination_country": "DE"}, {"promised_delivery_date": None},
+        {"shipped_at": pd.NaT}, {"carrier": "", "service_level": "unknown"},
+    ]
+    for change in variants:
+        ship = base | change
+        for events in (rows, []):
+            served = serving_features(ship, events, as_of, recent)
+            frame = pd.DataFrame([ship])
+            for col in ("label_created_at", "shipped_at", "delivered_at"):
+                frame[col] = pd.to_datetime(frame[col], utc=True)
+            ev_frame = pd.DataFrame(
+                [{"tracking_number": ship["tracking_number"], **e} for e in events],
+                columns=["tracking_number", "status", "occurred_at"])
+            ev_frame["occurred_at"] = pd.to_datetime(ev_frame["occurred_at"], utc=True)
+            batch = current_features(frame, ev_frame, as_of, recent)
+            pd.testing.assert_frame_equal(_plain(served), _plain(batch), obj=str(change))
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:

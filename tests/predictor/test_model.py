@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import xgboost as xgb
 
 from predictor.evaluate import write_report
 from predictor.features import recent_performance, training_snapshots
@@ -61,8 +62,42 @@ def test_explain_gives_worded_reasons(trained: tuple[EtaModel, dict[str, Any]],
         for text, hours in row:
             assert isinstance(text, str) and " " in text and "_" not in text
             assert isinstance(hours, float)
-    # Contributions plus bias add up to the raw median.
-    assert abs(sum(h for _, h in reasons[0])) >= 0.0
+    # The reasons are the largest contributions, largest first.
+    contrib = model.contributions(X.head(3))
+    top = np.sort(np.abs(contrib[0]))[::-1][:3]
+    assert [abs(h) for _, h in reasons[0]] == pytest.approx(np.round(top, 2), abs=0.011)
+
+
+def test_fast_attributions_equal_xgboosts_approx_contribs(
+        trained: tuple[EtaModel, dict[str, Any]], history: SimulatedHistory) -> None:
+    """The numpy Saabas walk of the median trees gives XGBoost's own numbers, including
+    for missing values and categories the model never saw."""
+    model, _ = trained
+    X, _, _ = training_snapshots(history.shipments.head(400), history.events,
+                                 recent=recent_performance(history.shipments))
+    matrix = model.encode(X)
+    matrix[::7, model.feature_names.index("lane")] = 10_000  # unseen category code
+    matrix[::5, model.feature_names.index("carrier")] = np.nan
+    matrix[::3, model.feature_names.index("distance_km")] = np.nan
+    dm = xgb.DMatrix(matrix, feature_names=model.feature_names, enable_categorical=True,
+                     feature_types=["c" if f in model.categories else "q"
+                                    for f in model.feature_names])
+    expected = model.booster.predict(dm, pred_contribs=True, approx_contribs=True)[:, 1, :-1]
+    got = model.contributions(X, approx=True, encoded=matrix)
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert np.abs(got).sum() > 0
+
+
+def test_one_row_arrays_predict_and_explain_like_the_frame(
+        trained: tuple[EtaModel, dict[str, Any]], history: SimulatedHistory) -> None:
+    model, _ = trained
+    X, _, _ = training_snapshots(history.shipments.head(20), history.events,
+                                 recent=recent_performance(history.shipments))
+    for i in (0, 7, 15):
+        row = {name: np.asarray(X[name])[i:i + 1] for name in X.columns}
+        np.testing.assert_array_equal(model.encode(row), model.encode(X.iloc[[i]]))
+        np.testing.assert_allclose(model.predict(row), model.predict(X.iloc[[i]]))
+        assert model.explain(row, approx=True) == model.explain(X.iloc[[i]], approx=True)
 
 
 def test_prob_late_falls_as_the_promise_moves_out() -> None:
