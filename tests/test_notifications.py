@@ -282,6 +282,28 @@ async def test_stalled_and_missed_promise_come_from_the_sweep(
     assert len(smtp.state.messages) == 3
 
 
+async def test_a_shipment_the_planner_declines_is_not_refreshed_on_every_sweep(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock,
+) -> None:
+    """No order (so nobody to tell): past its promise the sweep refreshes it once, then
+    again only an hour later, not on every sweep."""
+    from workers.sweeps import sweep_once
+
+    await api.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+    await api.post("/v1/tracking-events", json=event("in_transit", "2026-11-03T10:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    clock.set(datetime(2026, 11, 7, 20, tzinfo=UTC))  # stalled and past the Nov 6 promise
+    assert await sweep_once(pool, clock) == 1
+    await drain(notify_settings, clock, pool)
+    assert await _states(pool) == []
+    clock.set(clock.now() + timedelta(minutes=20))
+    assert await sweep_once(pool, clock) == 0
+    clock.set(clock.now() + timedelta(minutes=50))
+    assert await sweep_once(pool, clock) == 1
+
+
 async def test_a_delay_sms_held_overnight_past_the_promise_is_not_sent(
     api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
     clock: ManualClock, twilio: TwilioStandin,

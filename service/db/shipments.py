@@ -164,11 +164,15 @@ async def set_shown_date(conn: asyncpg.Connection, shipment_id: str, shown: date
 
 
 async def sweep_candidates(conn: asyncpg.Connection, now: datetime, stalled_after: timedelta,
-                           limit: int = 5000) -> list[str]:
+                           limit: int = 5000, recheck_after: timedelta = timedelta(hours=1),
+                           ) -> list[str]:
     """Unfinished shipments that may have stalled or missed their promise, not yet told so.
 
     Calendar time is a lower bound for business time, so this only finds shipments the
-    planner may now flag; the planner decides with the business calendar.
+    planner may now flag; the planner decides with the business calendar. A shipment the
+    planner already looked at since its condition became true (its derived state is newer)
+    comes back only after ``recheck_after``: one the planner declined (no contact, not yet
+    48 business hours, opted out) is not refreshed on every sweep.
     """
     rows = await conn.fetch(
         """SELECT s.shipment_id FROM shipments s
@@ -176,10 +180,18 @@ async def sweep_candidates(conn: asyncpg.Connection, now: datetime, stalled_afte
              AND s.label_created_at > $1::timestamptz - interval '30 days'
              AND ((s.promised_delivery_date IS NOT NULL
                    AND s.promised_delivery_date < ($1::timestamptz AT TIME ZONE 'UTC')::date
+                   AND (s.derived_at IS NULL
+                        OR s.derived_at < greatest((s.promised_delivery_date + 1)::timestamp
+                                                   AT TIME ZONE 'UTC',
+                                                   $1::timestamptz - $4::interval))
                    AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.shipment_id = s.shipment_id
                                    AND n.moment = 'missed_promise'))
                OR (coalesce(s.last_event_at, s.label_created_at) < $1::timestamptz - $3::interval
+                   AND (s.derived_at IS NULL
+                        OR s.derived_at < greatest(coalesce(s.last_event_at, s.label_created_at)
+                                                   + $3::interval,
+                                                   $1::timestamptz - $4::interval))
                    AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.shipment_id = s.shipment_id
                                    AND n.moment = 'stalled')))
-           LIMIT $2""", now, limit, stalled_after)
+           LIMIT $2""", now, limit, stalled_after, recheck_after)
     return [r["shipment_id"] for r in rows]
