@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -56,6 +57,27 @@ WHERE s.shipment_id = $1
 """
 
 
+# A sender's partial view of a shipment (webhooks): a new row is inserted whole; a stored
+# row changes only in the columns the sender stated ($15), and only if nothing has written
+# it since `not_after` ($16; re-processing passes the delivery's receipt time, so an old
+# delivery never undoes a later API call or delivery). Our own PUT stays UPSERT above.
+MERGE_COLUMNS = {
+    "order_id": "order_id", "carrier": "carrier", "service_level": "service_level",
+    "tracking_number": "tracking_number", "origin.postal_code": "origin_postal_code",
+    "origin.country": "origin_country", "destination.postal_code": "destination_postal_code",
+    "destination.country": "destination_country", "weight_grams": "weight_grams",
+    "promised_delivery_date": "promised_delivery_date", "label_created_at": "label_created_at",
+    "shipped_at": "shipped_at",
+}
+MERGE = UPSERT.split("ON CONFLICT")[0] + "ON CONFLICT (shipment_id) DO UPDATE SET\n" + "".join(
+    f"    {column} = CASE WHEN '{column}' = ANY($15::text[]) THEN EXCLUDED.{column} "
+    f"ELSE shipments.{column} END,\n" for column in MERGE_COLUMNS.values()
+) + """    updated_at = EXCLUDED.updated_at
+WHERE $16::timestamptz IS NULL OR shipments.updated_at <= $16::timestamptz
+RETURNING (xmax = 0) AS created, carrier, tracking_number
+"""
+
+
 class TrackingNumberTaken(Exception):
     """Another shipment already uses this carrier + tracking number."""
 
@@ -80,6 +102,33 @@ async def upsert(
     await derive(conn, shipment_id, shipment.carrier, shipment.tracking_number, now)
     await work.add(conn, work.REFRESH_SHIPMENT, [shipment_id], now)
     return created
+
+
+async def merge(
+    conn: asyncpg.Connection, shipment_id: str, shipment: ShipmentIn, carried: Iterable[str],
+    now: datetime, not_after: datetime | None = None,
+) -> bool | None:
+    """A sender's view of a shipment (see MERGE): True when new, False when updated, None when
+    the stored row changed after `not_after` and was left as it is.
+
+    Like upsert, re-derives the status and queues the refresh; runs in the caller's transaction.
+    """
+    columns = sorted(MERGE_COLUMNS[name] for name in carried)
+    try:
+        row = await conn.fetchrow(
+            MERGE, shipment_id, shipment.order_id, shipment.carrier, shipment.service_level,
+            shipment.tracking_number, shipment.origin.postal_code, shipment.origin.country,
+            shipment.destination.postal_code, shipment.destination.country,
+            shipment.weight_grams, shipment.promised_delivery_date,
+            shipment.label_created_at, shipment.shipped_at, now, columns, not_after,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise TrackingNumberTaken(shipment.carrier, shipment.tracking_number) from exc
+    if row is None:
+        return None
+    await derive(conn, shipment_id, row["carrier"], row["tracking_number"], now)
+    await work.add(conn, work.REFRESH_SHIPMENT, [shipment_id], now)
+    return bool(row["created"])
 
 
 async def derive(

@@ -4,6 +4,12 @@ No aiohttp and no SQL here. Each adapter validates the sender's payload shape (p
 so a malformed body yields field errors with paths) and returns a WebhookBatch made of
 the same inputs the JSON API uses: OrderIn, ShipmentIn, and tracking events turned into
 rows by service.ingest.to_row, so webhooks and the API cannot disagree about a scan.
+
+Orders and shipments from a sender are partial: each says which fields the sender actually
+stated (`carried`). Written with merge semantics, only those change a stored row; the rest
+keep what our own API or another sender set (a new row takes the model's defaults).
+`pipeline` runs an adapter and writes its batch through service.db, for the webhook
+endpoints and for `parcelcast webhooks reprocess`.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 import orjson
@@ -50,16 +56,47 @@ class CarrierEstimate:
     as_of: datetime | None = None
 
 
+# What a sender can state about an order or a shipment: the input model's field paths.
+ORDER_FIELDS = frozenset({
+    "placed_at", "customer.name", "customer.email", "customer.phone", "customer.locale",
+    "customer.timezone", "consent.email", "consent.sms", "items",
+})
+SHIPMENT_FIELDS = frozenset({
+    "order_id", "carrier", "service_level", "tracking_number", "origin.postal_code",
+    "origin.country", "destination.postal_code", "destination.country", "weight_grams",
+    "promised_delivery_date", "label_created_at", "shipped_at",
+})
+
+
+class OrderUpdate(NamedTuple):
+    """An order as a sender knows it: `order` is complete (what a new row is created with);
+    only the `carried` fields change a stored one."""
+
+    order_id: str
+    order: OrderIn
+    carried: frozenset[str]
+
+
+class ShipmentUpdate(NamedTuple):
+    """A shipment as a sender knows it; see OrderUpdate."""
+
+    shipment_id: str
+    shipment: ShipmentIn
+    carried: frozenset[str]
+
+
 @dataclass
 class WebhookBatch:
     """Everything one delivery writes, in one transaction."""
 
-    orders: list[tuple[str, OrderIn]] = field(default_factory=list)
-    shipments: list[tuple[str, ShipmentIn]] = field(default_factory=list)
+    orders: list[OrderUpdate] = field(default_factory=list)
+    shipments: list[ShipmentUpdate] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
     estimates: list[CarrierEstimate] = field(default_factory=list)
     # Set when the delivery is understood but carries nothing we store (e.g. another topic).
     ignored: str | None = None
+    # Parts of the payload understood but not stored, e.g. a checkpoint without a time.
+    notes: list[str] = field(default_factory=list)
 
 
 S = TypeVar("S", bound=Shape)

@@ -1,12 +1,17 @@
 """AfterShip tracking webhooks: {"event", "event_id", "msg": Tracking, "ts"}.
 
 Maps: each checkpoint (checkpoint_time, tag/subtag/subtag_message, message, location, city,
-state, zip, country_iso3, raw_tag) to a tracking event, and the estimated delivery to the
+state, zip, country_iso3, raw_tag; the 2024+ names postal_code and country_region too) to a
+tracking event, and the estimated delivery to the
 carrier estimate, preferring the courier's own date over AfterShip's prediction:
 courier_estimated_delivery_date > expected_delivery > latest_estimated_delivery >
 aftership_estimated_delivery_date (its `source` says which it was). Drops from structured
 data (kept in the raw body and each event's payload): coordinates, country_name, title,
 customer fields, emails/smses, custom_fields, on_time_status, shipment weight/package count.
+
+checkpoint_time is documented as an empty string, a date, a local date-time or one with an
+offset. A checkpoint without a time cannot be placed on the timeline: it is skipped (kept in
+the raw body, named in the delivery's notes) rather than refusing the whole delivery.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ ESTIMATE_FIELDS = ("courier_estimated_delivery_date", "expected_delivery",
 
 
 class Checkpoint(Shape):
-    checkpoint_time: Annotated[str, Field(min_length=10)]
+    checkpoint_time: str | None = None
     tag: str | None = None
     subtag: str | None = None
     subtag_message: str | None = None
@@ -52,8 +57,18 @@ class Checkpoint(Shape):
     state: str | None = None
     zip: str | None = None
     country_iso3: str | None = None
+    postal_code: str | None = None  # 2024+ name of zip
+    country_region: str | None = None  # 2024+ name of country_iso3
     raw_tag: str | None = None
     slug: str | None = None
+
+    @property
+    def postcode(self) -> str | None:
+        return self.zip or self.postal_code
+
+    @property
+    def country(self) -> str | None:
+        return self.country_iso3 or self.country_region
 
 
 class Tracking(Shape):
@@ -88,16 +103,20 @@ class TrackingUpdate:
 
     def batch(self, origin_zone: str | None) -> WebhookBatch:
         raws = self.raw.get("checkpoints") or []
-        rows = [self._row(i, cp, raw, origin_zone)
-                for i, (cp, raw) in enumerate(zip(self.tracking.checkpoints, raws, strict=True))]
+        rows, notes = [], []
+        for i, (cp, raw) in enumerate(zip(self.tracking.checkpoints, raws, strict=True)):
+            if not (cp.checkpoint_time or "").strip():
+                notes.append(f"msg.checkpoints.{i}: no checkpoint_time; not stored as an event")
+                continue
+            rows.append(self._row(i, cp, raw, origin_zone))
         estimate = self._estimate()
-        return WebhookBatch(events=rows, estimates=[estimate] if estimate else [])
+        return WebhookBatch(events=rows, estimates=[estimate] if estimate else [], notes=notes)
 
     def _row(self, index: int, cp: Checkpoint, raw: dict[str, Any], origin_zone: str | None
              ) -> EventRow:
         where = f"msg.checkpoints.{index}"
         try:
-            when = resolve(cp.checkpoint_time, cp.zip, cp.country_iso3, cp.state,
+            when = resolve(cp.checkpoint_time or "", cp.postcode, cp.country, cp.state,
                            cp.city, origin_zone)
         except ValueError:
             raise MappingError([FieldError(f"{where}.checkpoint_time",
@@ -113,7 +132,7 @@ class TrackingUpdate:
             carrier=self.carrier, tracking_number=self.tracking_number, status=status,
             raw_code=raw_code, occurred_at=when.at,
             description=cp.message or cp.subtag_message,
-            location=location(cp.city, cp.state, cp.zip, country_code(cp.country_iso3)),
+            location=location(cp.city, cp.state, cp.postcode, country_code(cp.country)),
             event_id=event_id("aftership", cp.checkpoint_time, cp.tag, cp.subtag, cp.message,
                               cp.location, cp.raw_tag),
         )

@@ -11,6 +11,15 @@ Dropped from structured data (kept in the delivery's raw body; tracking URLs als
 event payload): prices, taxes, discounts, addresses beyond ZIP/country, tracking URLs,
 notes, tags. A contact value Shopify lets through but we cannot use (a phone that is not a
 valid number) is left out rather than rejecting the whole order.
+
+Merge semantics: Shopify's orders and fulfilments are partial views, so each update says
+which fields Shopify stated (a value absent, null or unusable states nothing). A stored
+order keeps its locale, phone, e-mail, timezone and SMS consent unless Shopify gives one;
+e-mail consent is ours (transactional mail needs no marketing consent), never Shopify's. A
+stored shipment keeps its service level, weight, promised date and shipped time (Shopify
+carries none of them) and its origin/destination parts unless Shopify gives them; order,
+carrier, tracking number and label time are Shopify's. A new row takes our defaults
+(service level "ground", locale "en", e-mail consent on).
 """
 
 from __future__ import annotations
@@ -25,7 +34,9 @@ from service.carrier_codes import SHOPIFY_SHIPMENT_STATUSES
 from service.errors import FieldError
 from service.integrations import (
     MappingError,
+    OrderUpdate,
     Shape,
+    ShipmentUpdate,
     WebhookBatch,
     event_row,
     known_carrier,
@@ -141,11 +152,13 @@ def _text(value: str | None) -> str | None:
     return value[:200] if value else None
 
 
-def map_order(order: Order) -> OrderIn:
+def map_order(order: Order) -> tuple[OrderIn, frozenset[str]]:
+    """Our order, and the fields Shopify stated (the rest keep their stored values)."""
     customer = order.customer or Customer()
     ship_to = order.shipping_address or Address()
     name = _text(" ".join(p for p in (customer.first_name, customer.last_name) if p)
                  or ship_to.name)
+    sms = customer.sms_marketing_consent.state if customer.sms_marketing_consent else None
     data: dict[str, Any] = {
         "placed_at": order.created_at.isoformat(),
         "customer": {
@@ -156,15 +169,25 @@ def map_order(order: Order) -> OrderIn:
             "timezone": address_zone(ship_to.zip, ship_to.country_code, ship_to.province_code),
         },
         # Transactional e-mail needs no marketing consent; SMS does need the customer's yes.
-        "consent": {"email": True, "sms": (customer.sms_marketing_consent or Consent()).state
-                    == "subscribed"},
+        "consent": {"email": True, "sms": sms == "subscribed"},
         "items": [{"sku": _text(item.sku), "name": _text(item.name or item.title) or "item",
                    "quantity": max(item.quantity, 1)} for item in order.line_items[:500]],
     }
+    stated = {
+        "placed_at": True,
+        "customer.name": name is not None,
+        "customer.email": data["customer"]["email"] is not None,
+        "customer.phone": data["customer"]["phone"] is not None,
+        "customer.locale": bool(order.customer_locale),
+        "customer.timezone": data["customer"]["timezone"] is not None,
+        "consent.sms": bool(sms),
+        "items": "line_items" in order.model_fields_set,
+    }
     try:
-        return OrderIn.model_validate(data)
+        mapped = OrderIn.model_validate(data)
     except ValidationError as exc:
         raise MappingError(shape_errors(exc, "order")) from None
+    return mapped, frozenset(name for name, given in stated.items() if given)
 
 
 def _at(where: str, name: str) -> str:
@@ -185,14 +208,20 @@ def map_fulfillment(fulfillment: Fulfillment, where: str, batch: WebhookBatch) -
         shipment_id = f"shopify-{fulfillment.id}" + (f"-{index + 1}" if index else "")
         data = {
             "order_id": order_id(fulfillment.order_id), "carrier": carrier,
-            # Shopify's fulfilment carries no service level; see the module docstring.
+            # Shopify's fulfilment carries no service level: a default for a new shipment.
             "service_level": "ground", "tracking_number": number,
             "origin": {"postal_code": origin.zip, "country": origin.country_code},
             "destination": {"postal_code": destination.zip, "country": destination.country_code},
             "label_created_at": fulfillment.created_at.isoformat(),
         }
+        stated = {"order_id", "carrier", "tracking_number", "label_created_at"} | {
+            name for name, value in (
+                ("origin.postal_code", origin.zip), ("origin.country", origin.country_code),
+                ("destination.postal_code", destination.zip),
+                ("destination.country", destination.country_code)) if value}
         try:
-            batch.shipments.append((shipment_id, ShipmentIn.model_validate(data)))
+            batch.shipments.append(ShipmentUpdate(
+                shipment_id, ShipmentIn.model_validate(data), frozenset(stated)))
         except ValidationError as exc:
             # Name the sender's field, not ours.
             raise MappingError([FieldError(
@@ -225,7 +254,7 @@ def parse(topic: str | None, payload: Any) -> WebhookBatch:
     batch = WebhookBatch()
     if topic in ORDER_TOPICS:
         order = validate_shape(Order, payload)
-        batch.orders.append((order_id(order.id), map_order(order)))
+        batch.orders.append(OrderUpdate(order_id(order.id), *map_order(order)))
         for index, fulfillment in enumerate(order.fulfillments):
             map_fulfillment(fulfillment, f"fulfillments.{index}", batch)
     elif topic in FULFILLMENT_TOPICS:

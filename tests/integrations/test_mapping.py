@@ -96,21 +96,29 @@ def test_naive_times_take_the_zone_of_their_location(
 
 def test_shopify_order_maps_contact_locale_timezone_and_consent() -> None:
     batch = shopify.parse("orders/create", load("shopify/orders_create.json"))
-    (order_id, order), = batch.orders
+    (order_id, order, carried), = batch.orders
     assert order_id == "shopify-820982911946154508"
+    # E-mail consent is ours, never Shopify's; everything else here Shopify stated.
+    assert carried == {"placed_at", "customer.name", "customer.email", "customer.phone",
+                       "customer.locale", "customer.timezone", "consent.sms", "items"}
     assert order.placed_at == datetime(2026, 11, 1, 17, 30, tzinfo=UTC)
     assert order.customer.name == "John Smith"
     assert order.customer.email == "jon@example.com"
     assert order.customer.phone == "+14155552671"  # from the shipping address, to E.164
     assert order.customer.timezone == "America/Los_Angeles"  # ZIP 94105
     assert order.consent.sms is True and order.consent.email is True
-    assert [(i.sku, i.quantity) for i in order.items] == [("IPOD2008PINK", 1)] * 2
+    assert [(i.sku, i.name, i.quantity) for i in order.items] == [
+        ("SKU2006-001", "Aviator sunglasses", 1), ("SKU2006-020", "Mid-century lounger", 2)]
 
 
 def test_shopify_fulfillment_maps_shipment_and_status_event() -> None:
     batch = shopify.parse("fulfillments/update",
                           load("shopify/fulfillments_update_in_transit.json"))
-    (shipment_id, shipment), = batch.shipments
+    (shipment_id, shipment, carried), = batch.shipments
+    # Shopify states no service level, weight, promise or shipped time: those stay ours.
+    assert carried == {"order_id", "carrier", "tracking_number", "label_created_at",
+                       "origin.postal_code", "origin.country", "destination.postal_code",
+                       "destination.country"}
     assert (shipment_id, shipment.carrier, shipment.tracking_number) == ("shopify-123456", "ups",
                                                                          "1Z2345")
     assert shipment.origin.postal_code == "10001" and shipment.destination.postal_code == "94105"
@@ -142,3 +150,66 @@ def test_aftership_prefers_the_couriers_estimate_over_aftership_prediction() -> 
     early = aftership.parse(load("aftership/tracking_update_in_transit.json"))
     assert isinstance(early, aftership.TrackingUpdate)
     assert early.batch(None).estimates[0].source == "aftership:expected_delivery"
+
+
+def test_aftership_checkpoint_without_a_time_is_skipped_not_refused() -> None:
+    # AfterShip documents checkpoint_time as "", a date, a local or an offset date-time.
+    update = aftership.parse(load("aftership/tracking_update_departed.json"))
+    assert isinstance(update, aftership.TrackingUpdate)
+    batch = update.batch(None)
+    assert [row.raw_code for row in batch.events] == [
+        "InfoReceived_001", "InTransit_002", "InTransit_003", "InTransit_007"]
+    assert batch.notes == ["msg.checkpoints.4: no checkpoint_time; not stored as an event"]
+    # A date alone is a day at the checkpoint (midnight there), inferred and said so.
+    day = load("aftership/tracking_update_departed.json")
+    day["msg"]["checkpoints"][4]["checkpoint_time"] = "2026-11-04"
+    day["msg"]["checkpoints"][4].update(zip="75261", state="TX", country_iso3="USA")
+    dated = aftership.parse(day)
+    assert isinstance(dated, aftership.TrackingUpdate)
+    row = dated.batch(None).events[4]
+    assert row.occurred_at == datetime(2026, 11, 4, 6, tzinfo=UTC)
+    assert json.loads(row.payload)["time"] == {"inferred": True, "basis": "zip",
+                                               "zone": "America/Chicago", "date_only": True}
+
+
+def test_aftership_2024_checkpoint_names_locate_a_naive_time() -> None:
+    body = load("aftership/tracking_update_departed.json")
+    checkpoint = body["msg"]["checkpoints"][2]
+    for old, new in (("zip", "postal_code"), ("country_iso3", "country_region")):
+        checkpoint[new] = checkpoint.pop(old)
+    update = aftership.parse(body)
+    assert isinstance(update, aftership.TrackingUpdate)
+    row = update.batch(None).events[2]
+    assert row.occurred_at == datetime(2026, 11, 4, 4, 47, tzinfo=UTC)  # Dallas, CST
+    assert json.loads(row.location or "{}") == {"city": "DALLAS", "region": "TX",
+                                               "postal_code": "75261", "country": "US"}
+
+
+def test_shopify_documented_sample_values_map_without_inventing_data() -> None:
+    # Shopify's fulfilments/create sample: pending, no shipment_status, no origin, no service.
+    fulfillment = load("shopify/fulfillments_create.json")
+    fulfillment.update(status="pending", shipment_status=None, service=None, location_id=None)
+    batch = shopify.parse("fulfillments/create", fulfillment)
+    (_, shipment, carried), = batch.shipments
+    assert batch.events == [] and shipment.origin.postal_code is None
+    assert carried == {"order_id", "carrier", "tracking_number", "label_created_at",
+                       "destination.postal_code", "destination.country"}
+    # Its orders/create sample: no order or customer phone, a shipping phone that is not a
+    # number, no SMS consent object, a Kentucky address.
+    order = load("shopify/orders_create.json")
+    order["shipping_address"].update(phone="555-555-SHIP", zip="40003", province_code="KY")
+    del order["customer"]["sms_marketing_consent"], order["customer"]["email_marketing_consent"]
+    (_, mapped, carried), = shopify.parse("orders/create", order).orders
+    assert mapped.customer.phone is None and mapped.consent.sms is False
+    assert "customer.phone" not in carried and "consent.sms" not in carried
+    assert mapped.customer.timezone == "America/New_York"
+
+
+def test_easypost_documented_empty_carrier_code_and_unknown_status() -> None:
+    event = load("easypost/tracker_updated_in_transit.json")
+    detail = event["result"]["tracking_details"][3]
+    detail.update(carrier_code="", status="unknown", status_detail="unknown")
+    update = easypost.parse(event)
+    assert isinstance(update, easypost.TrackerUpdate)
+    row = update.batch(None).events[3]
+    assert (row.status, row.raw_code) == ("unknown", "unknown/unknown")

@@ -102,6 +102,9 @@ async def test_aftership_checkpoints_replayed_and_shuffled(
     # 22:47 in Dallas (75261, CST after the DST change on Nov 1) is 04:47 UTC.
     assert shown["timeline"][2]["occurred_at"] == "2026-11-04T04:47:00Z"
     assert shown["timeline"][2]["location"]["country"] == "US"
+    # The documented empty checkpoint_time: that checkpoint skipped and noted, not a 422.
+    assert await _count(pool, "SELECT count(*) FROM webhook_deliveries "
+                              "WHERE outcome = 'processed' AND detail ? 'notes'") == 2
     # The estimate could not be stored before the shipment existed: replaying adds it.
     await post("aftership", fixture("aftership/tracking_update_delivered.json")
                .replace(b'"ts": 1793913900', b'"ts": 1793913901'))

@@ -1,0 +1,144 @@
+"""One delivery through the current adapters and into the database.
+
+Used by the webhook endpoints; kept apart from them so a stored delivery can take exactly
+the same path later:
+
+- `identify`: the body as JSON, and the topic and sender's event id it names;
+- `build`: the pure adapter, plus the one read a carrier time may need (the shipment's
+  origin zone, for a scan time sent without an offset and without a usable location);
+- `apply`: the batch's effects in the caller's transaction: orders and shipments merged
+  (only the fields the sender stated), events stored and deduped, carrier estimates kept
+  only when not older than the stored one.
+
+No request handling and no SQL here: the SQL lives in service.db.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from service.db import events as events_db
+from service.db import orders as orders_db
+from service.db import shipments as shipments_db
+from service.db import webhooks as webhooks_db
+from service.errors import FieldError, ProblemError, validation_failed
+from service.integrations import MappingError, WebhookBatch, aftership, easypost, shopify
+from service.integrations.secrets import Source
+from service.integrations.timezones import address_zone
+from service.validation import malformed
+
+# (carrier, tracking number) -> (origin postal code, origin country), or None when unknown.
+OriginLookup = Callable[[str, str], Awaitable[tuple[str | None, str | None] | None]]
+
+
+@dataclass(frozen=True)
+class Identified:
+    """A delivery's JSON and what it says it is."""
+
+    payload: Any
+    topic: str | None
+    source_event_id: str | None
+
+
+def identify(source: Source, body: bytes, topic: str | None = None,
+             source_event_id: str | None = None) -> Identified:
+    """The body as JSON (ProblemError 400 when it is not), with its topic and event id.
+
+    Shopify names both in headers (passed in); the trackers name them in the body.
+    """
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise malformed(exc) from None
+    if source == "shopify":
+        return Identified(payload, topic, source_event_id)
+    topic_field, id_field = ("description", "id") if source == "easypost" else ("event", "event_id")
+    if not isinstance(payload, dict):
+        return Identified(payload, None, None)
+    named, event_id = payload.get(topic_field), payload.get(id_field)
+    return Identified(payload, named if isinstance(named, str) else None,
+                      event_id if isinstance(event_id, str) else None)
+
+
+async def build(source: Source, delivery: Identified, origin: OriginLookup) -> WebhookBatch:
+    """The delivery's batch through the current adapter; MappingError names what is wrong."""
+    if source == "shopify":
+        return shopify.parse(delivery.topic, delivery.payload)
+    parse = easypost.parse if source == "easypost" else aftership.parse
+    parsed = parse(delivery.payload)
+    if isinstance(parsed, str):
+        return WebhookBatch(ignored=f"event {parsed!r} is not handled")
+    where = await origin(parsed.carrier, parsed.tracking_number)
+    return parsed.batch(address_zone(*where) if where else None)
+
+
+def refusal(exc: MappingError | ProblemError) -> ProblemError:
+    """The 4xx problem for a delivery that cannot be mapped."""
+    return validation_failed(exc.errors) if isinstance(exc, MappingError) else exc
+
+
+def errors_of(problem: ProblemError) -> list[dict[str, str]]:
+    """What a rejected delivery's record keeps about why."""
+    return [e.as_dict() for e in problem.errors] or [{"field": "body", "message": problem.detail}]
+
+
+def tracking_taken(exc: shipments_db.TrackingNumberTaken) -> ProblemError:
+    carrier, number = exc.args
+    return ProblemError(
+        409, "Conflict", f"{carrier} tracking number {number!r} already belongs to another "
+        "shipment", [FieldError("tracking_number", "already used by another shipment",
+                                "conflict")])
+
+
+@dataclass
+class Applied:
+    """What one batch did."""
+
+    outcome: str  # processed | ignored
+    detail: dict[str, Any]
+    accepted_keys: set[bytes] = field(default_factory=set)
+    new_events: int = 0
+    duplicates: int = 0
+    corrected: int = 0
+
+
+async def apply(conn: asyncpg.Connection, batch: WebhookBatch, now: datetime, *,
+                not_after: datetime | None = None) -> Applied:
+    """Write a batch in the caller's transaction (raises TrackingNumberTaken).
+
+    `not_after`: orders and shipments written since then are newer than this delivery and are
+    left alone (for a delivery replayed later: pass its receipt time).
+    """
+    kept_newer = 0
+    for update in batch.orders:
+        if await orders_db.merge(conn, update.order_id, update.order, update.carried, now,
+                                 not_after) is None:
+            kept_newer += 1
+    for ship in batch.shipments:
+        if await shipments_db.merge(conn, ship.shipment_id, ship.shipment, ship.carried, now,
+                                    not_after) is None:
+            kept_newer += 1
+    result = await events_db.ingest(conn, batch.events, now)
+    accepted = len(result.accepted_keys)
+    corrected = 0
+    estimates = await webhooks_db.set_estimates(conn, batch.estimates, now)
+    detail: dict[str, Any] = {
+        "orders": len(batch.orders), "shipments": len(batch.shipments),
+        "events": {"accepted": accepted, "duplicates": len(batch.events) - accepted},
+        "estimates": estimates,
+    }
+    if kept_newer:
+        detail["kept_newer"] = kept_newer
+    if batch.ignored:
+        detail["ignored"] = batch.ignored
+    if batch.notes:
+        detail["notes"] = batch.notes[:20]
+    outcome = "ignored" if batch.ignored and not batch.shipments else "processed"
+    return Applied(outcome, detail, result.accepted_keys, accepted, len(batch.events) - accepted,
+                   corrected)
