@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -225,3 +226,67 @@ def test_notification_rules_on_off_and_channels(database_url: str, redis_server_
     bad = run("notifications", "rules", "stalled", "--channels", "pigeon", env=env)
     assert bad.returncode == 2 and "--channels" in bad.stderr
     run("notifications", "rules", "stalled", "--channels", "email", env=env)
+
+
+async def test_webhooks_reprocess_completes_refused_deliveries_once(
+    aiohttp_client: Any, settings: Any, clock: Any, pool: asyncpg.Pool, admin: dict[str, str],
+    database_url: str, redis_server_url: str,
+) -> None:
+    from service.integrations.secrets import WebhookSecrets
+    from tests.integrations.conftest import SECRETS, build_client_app, fixture, sign
+
+    async with pool.acquire() as conn:
+        await conn.execute("TRUNCATE webhook_deliveries RESTART IDENTITY")
+    secrets = WebhookSecrets(shopify_webhook_secret=SECRETS["shopify"],
+                             easypost_webhook_secret=SECRETS["easypost"])
+    client = await aiohttp_client(build_client_app(settings, clock, secrets))
+    # Our API gave the tracking number to another shipment: Shopify's fulfilment is refused.
+    await client.put("/v1/shipments/s-other", json=shipment("o-9", "1Z2345"), headers=admin)
+    body = fixture("shopify/fulfillments_create.json")
+    refused = await client.post("/v1/webhooks/shopify", data=body, headers=sign(
+        "shopify", body, **{"X-Shopify-Topic": "fulfillments/create",
+                            "X-Shopify-Webhook-Id": "w-1"}))
+    assert refused.status == 409
+    tracker = fixture("easypost/tracker_created.json")
+    assert (await client.post("/v1/webhooks/easypost", data=tracker,
+                              headers=sign("easypost", tracker))).status == 200
+    env = _env(DATABASE_URL=database_url, REDIS_URL=redis_server_url)
+
+    async def reprocess(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(run, "webhooks", "reprocess", *args, env=env)
+
+    async with pool.acquire() as conn:
+        kept = await conn.fetchval("SELECT id FROM webhook_deliveries WHERE delivery_id = 'w-1'")
+    still = await reprocess("--source", "shopify")
+    assert still.returncode == 1
+    assert (f"failed: delivery {kept} (shopify w-1): tracking_number: already used by another "
+            "shipment") in still.stdout
+    assert "reprocessed 1 deliveries: 0 processed, 0 ignored, 1 failed" in still.stdout
+    assert "1 deliveries still fail" in still.stderr
+
+    await client.put("/v1/shipments/s-other", json=shipment("o-9", "1Z9999"), headers=admin)
+    dry = await reprocess("--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would reprocess 2 deliveries: 2 processed, 0 ignored, 0 failed" in dry.stdout
+    assert "events: 1 new, 2 duplicates, 0 corrected" in dry.stdout
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM shipments "
+                                   "WHERE shipment_id = 'shopify-123456'") == 0
+
+    done = await reprocess()
+    assert done.returncode == 0, done.stderr
+    assert "reprocessed 2 deliveries: 2 processed, 0 ignored, 0 failed" in done.stdout
+    assert "events: 1 new, 2 duplicates, 0 corrected" in done.stdout
+    again = await reprocess("--since", "2026-11-01T00:00:00+00:00")
+    assert "events: 0 new, 3 duplicates, 0 corrected" in again.stdout
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT outcome FROM webhook_deliveries WHERE id = $1",
+                                   kept) == "processed"
+
+    naive = await reprocess("--since", "2026-11-01T00:00:00")
+    assert naive.returncode == 2 and "timezone offset" in naive.stderr
+    unknown = await reprocess("--source", "pigeon")
+    assert unknown.returncode == 2 and "--source" in unknown.stderr
+    missing = await reprocess("--id", "999")
+    assert missing.returncode == 1 and "no stored delivery with id 999" in missing.stderr
+    assert "Traceback" not in missing.stderr + naive.stderr + unknown.stderr

@@ -1,4 +1,5 @@
-"""Webhook deliveries (the raw bodies, for dedupe and re-processing) and carrier estimates."""
+"""Webhook deliveries (the raw bodies, for dedupe and re-processing), carrier estimates, and
+the corrections re-processing makes to the events a sender produced."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 import asyncpg
 
+from service.db import shipments, work
+from service.db.events import EventRow
 from service.integrations import CarrierEstimate
 
 # A new delivery, or a retry of one we rejected (the mapping may accept it now): RETURNING
@@ -100,3 +103,74 @@ async def origin(conn: asyncpg.Connection, carrier: str, tracking_number: str
         "SELECT origin_postal_code, origin_country FROM shipments "
         "WHERE carrier = $1 AND tracking_number = $2", carrier, tracking_number)
     return (row["origin_postal_code"], row["origin_country"]) if row else None
+
+
+# Re-processing: the events a delivery produced get the normalized status the current code
+# maps give. Only events stored from the same sender (payload source) are touched, and only
+# the status, its rank and the raw code: these follow from the fields that identify the
+# event (its dedupe key), so every delivery carrying the scan agrees and a second run
+# changes nothing. Times, locations and descriptions stay as first stored.
+CORRECT_EVENTS = """
+WITH input AS (
+    SELECT * FROM unnest($1::bytea[], $2::text[], $3::smallint[], $4::text[])
+        AS t(dedupe_key, status, status_rank, raw_code)
+), fixed AS (
+    UPDATE tracking_events e
+    SET status = i.status, status_rank = i.status_rank, raw_code = i.raw_code
+    FROM input i
+    WHERE e.dedupe_key = i.dedupe_key AND e.payload->>'source' = $5
+      AND (e.status, e.status_rank, e.raw_code) IS DISTINCT FROM
+          (i.status, i.status_rank, i.raw_code)
+    RETURNING e.carrier, e.tracking_number
+)
+SELECT (SELECT count(*) FROM fixed) AS corrected,
+       ARRAY(SELECT DISTINCT s.shipment_id FROM shipments s
+             JOIN fixed f ON s.carrier = f.carrier AND s.tracking_number = f.tracking_number)
+           AS shipment_ids
+"""
+
+
+async def correct_events(conn: asyncpg.Connection, rows: Sequence[EventRow], source: str,
+                         now: datetime) -> int:
+    """Set stored events of `source` to the status `rows` give them; how many changed.
+
+    Their shipments' status is derived again and their refresh queued.
+    """
+    unique = list({r.dedupe_key: r for r in reversed(rows)}.values())
+    if not unique:
+        return 0
+    record = await conn.fetchrow(
+        CORRECT_EVENTS, [r.dedupe_key for r in unique], [r.status for r in unique],
+        [r.status_rank for r in unique], [r.raw_code for r in unique], source)
+    shipment_ids = list(record["shipment_ids"])
+    if shipment_ids:
+        await shipments.rederive_many(conn, shipment_ids, now)
+        await work.add(conn, work.REFRESH_SHIPMENT, shipment_ids, now)
+    return int(record["corrected"])
+
+
+async def stored_ids(conn: asyncpg.Connection, source: str | None = None,
+                     since: datetime | None = None, delivery: int | None = None) -> list[int]:
+    """Stored deliveries (any outcome) in the order they were first stored."""
+    rows = await conn.fetch(
+        """SELECT id FROM webhook_deliveries
+           WHERE ($1::text IS NULL OR source = $1) AND ($2::timestamptz IS NULL OR received_at >= $2)
+             AND ($3::bigint IS NULL OR id = $3)
+           ORDER BY id""", source, since, delivery)
+    return [r["id"] for r in rows]
+
+
+async def lock(conn: asyncpg.Connection, delivery: int) -> asyncpg.Record | None:
+    """One stored delivery, locked for the caller's transaction (a resend of it waits)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """SELECT id, source, delivery_id, topic, source_event_id, body, received_at, outcome
+           FROM webhook_deliveries WHERE id = $1 FOR UPDATE""", delivery)
+    return row
+
+
+async def note_errors(conn: asyncpg.Connection, delivery: int, errors: list[dict[str, str]],
+                      now: datetime) -> None:
+    """A rejected delivery that still fails keeps the latest reason."""
+    await conn.execute(
+        "UPDATE webhook_deliveries SET detail = $2, processed_at = $3 "
+        "WHERE id = $1 AND outcome = 'rejected'", delivery, {"errors": errors}, now)

@@ -1,7 +1,7 @@
 """One delivery through the current adapters and into the database.
 
-Used by the webhook endpoints; kept apart from them so a stored delivery can take exactly
-the same path later:
+Shared by the webhook endpoints (a delivery as it arrives) and `parcelcast webhooks
+reprocess` (a delivery as it was stored), so both take exactly the same path:
 
 - `identify`: the body as JSON, and the topic and sender's event id it names;
 - `build`: the pure adapter, plus the one read a carrier time may need (the shipment's
@@ -109,11 +109,13 @@ class Applied:
 
 
 async def apply(conn: asyncpg.Connection, batch: WebhookBatch, now: datetime, *,
-                not_after: datetime | None = None) -> Applied:
+                not_after: datetime | None = None, correct_source: str | None = None,
+                ) -> Applied:
     """Write a batch in the caller's transaction (raises TrackingNumberTaken).
 
     `not_after`: orders and shipments written since then are newer than this delivery and are
-    left alone (for a delivery replayed later: pass its receipt time).
+    left alone (re-processing passes the delivery's receipt time). `correct_source`: also set
+    the normalized status of events this source stored before to what the current maps say.
     """
     kept_newer = 0
     for update in batch.orders:
@@ -127,12 +129,16 @@ async def apply(conn: asyncpg.Connection, batch: WebhookBatch, now: datetime, *,
     result = await events_db.ingest(conn, batch.events, now)
     accepted = len(result.accepted_keys)
     corrected = 0
+    if correct_source is not None:
+        corrected = await webhooks_db.correct_events(conn, batch.events, correct_source, now)
     estimates = await webhooks_db.set_estimates(conn, batch.estimates, now)
     detail: dict[str, Any] = {
         "orders": len(batch.orders), "shipments": len(batch.shipments),
         "events": {"accepted": accepted, "duplicates": len(batch.events) - accepted},
         "estimates": estimates,
     }
+    if corrected:
+        detail["events"]["corrected"] = corrected
     if kept_newer:
         detail["kept_newer"] = kept_newer
     if batch.ignored:
@@ -142,3 +148,106 @@ async def apply(conn: asyncpg.Connection, batch: WebhookBatch, now: datetime, *,
     outcome = "ignored" if batch.ignored and not batch.shipments else "processed"
     return Applied(outcome, detail, result.accepted_keys, accepted, len(batch.events) - accepted,
                    corrected)
+
+
+@dataclass
+class Failure:
+    id: int
+    source: str
+    delivery_id: str
+    error: str
+
+
+@dataclass
+class Report:
+    """What `parcelcast webhooks reprocess` did (or, dry, would do)."""
+
+    deliveries: int = 0
+    processed: int = 0
+    ignored: int = 0
+    new_events: int = 0
+    duplicates: int = 0
+    corrected: int = 0
+    kept_newer: int = 0
+    failed: list[Failure] = field(default_factory=list)
+
+
+def _summary(problem: ProblemError) -> str:
+    return "; ".join(f"{e['field']}: {e['message']}" for e in errors_of(problem)[:3])
+
+
+async def reprocess(conn: asyncpg.Connection, now: datetime, *, source: str | None = None,
+                    since: datetime | None = None, delivery: int | None = None,
+                    dry_run: bool = False) -> Report:
+    """Feed stored deliveries, oldest first, through the current adapters and `apply`.
+
+    Idempotent: events dedupe on their keys, estimates never move to an older one, orders and
+    shipments are only merged where nothing has written them since the delivery arrived, and
+    a corrected event status is what the maps say every time. Each delivery commits on its
+    own (a dry run rolls everything back at the end). A delivery that still fails is left as
+    it was (a rejected one keeps the latest errors) and reported.
+    """
+    report = Report()
+    dry = conn.transaction() if dry_run else None
+    if dry is not None:
+        await dry.start()
+    try:
+        for delivery_id in await webhooks_db.stored_ids(conn, source, since, delivery):
+            report.deliveries += 1
+            await _reprocess_one(conn, delivery_id, now, report)
+    finally:
+        if dry is not None:
+            await dry.rollback()
+    return report
+
+
+async def _reprocess_one(conn: asyncpg.Connection, id_: int, now: datetime, report: Report
+                         ) -> None:
+    async with conn.transaction():
+        row = await webhooks_db.lock(conn, id_)
+        if row is None:  # deleted meanwhile
+            return
+        source = row["source"]
+
+        async def origin(carrier: str, tracking_number: str) -> Any:
+            return await webhooks_db.origin(conn, carrier, tracking_number)
+
+        try:
+            found = identify(source, bytes(row["body"]), row["topic"], row["source_event_id"])
+            batch = await build(source, found, origin)
+        except (MappingError, ProblemError) as exc:
+            await _still_failing(conn, row, refusal(exc), now, report)
+            return
+        except Exception as exc:  # an adapter bug: report it, go on with the others
+            await _still_failing(conn, row, _unexpected(exc), now, report)
+            return
+        try:
+            async with conn.transaction():
+                applied = await apply(conn, batch, now, not_after=row["received_at"],
+                                      correct_source=source)
+                if row["outcome"] != applied.outcome:
+                    await webhooks_db.finish(conn, id_, applied.outcome,
+                                             {**applied.detail, "reprocessed": True}, now)
+        except shipments_db.TrackingNumberTaken as exc:
+            await _still_failing(conn, row, tracking_taken(exc), now, report)
+            return
+        except asyncpg.PostgresError as exc:  # this delivery's writes only (a savepoint)
+            await _still_failing(conn, row, _unexpected(exc), now, report)
+            return
+    report.processed += applied.outcome == "processed"
+    report.ignored += applied.outcome == "ignored"
+    report.new_events += applied.new_events
+    report.duplicates += applied.duplicates
+    report.corrected += applied.corrected
+    report.kept_newer += int(applied.detail.get("kept_newer", 0))
+
+
+def _unexpected(exc: Exception) -> ProblemError:
+    return ProblemError(500, "Internal error", f"{type(exc).__name__}: {exc}"[:500])
+
+
+async def _still_failing(conn: asyncpg.Connection, row: Any, problem: ProblemError,
+                         now: datetime, report: Report) -> None:
+    if row["outcome"] == "rejected":
+        await webhooks_db.note_errors(conn, row["id"], errors_of(problem), now)
+    report.failed.append(Failure(row["id"], row["source"], row["delivery_id"], _summary(problem)))
