@@ -160,23 +160,34 @@ def serving_features(shipment: Mapping[str, object], events: Sequence[Mapping[st
 
 def serving_row(shipment: Mapping[str, object], events: Sequence[Mapping[str, object]],
                 as_of: datetime, recent: RecentPerformance) -> dict[str, np.ndarray]:
-    """One shipment's features as one-element arrays, for the per-event refresh.
+    """One shipment's features as one-element arrays, for the per-event refresh."""
+    return serving_rows([shipment], [events], as_of, recent)
 
-    The shipment's attributes and scans are read straight from the mappings (no pandas
-    frames: those cost ~10 ms for a single row), then go through the same
-    :func:`_feature_arrays` as training; a parity test holds the attribute and scan
-    readers to the frame-based ones.
+
+def serving_rows(shipments: Sequence[Mapping[str, object]],
+                 events: Sequence[Sequence[Mapping[str, object]]], as_of: datetime,
+                 recent: RecentPerformance) -> dict[str, np.ndarray]:
+    """Features of a few shipments (each with its own scans) as of one instant, one array
+    per feature: what refreshes and checkout quotes score.
+
+    The attributes and scans are read straight from the mappings (no pandas frames:
+    those cost ~10 ms even for a single row), then go through the same
+    :func:`_feature_arrays` as training; a parity test holds these readers to the
+    frame-based ones.
     """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
-    attrs = _one_attributes(shipment)
-    timed = sorted((float(_epoch_seconds(e["occurred_at"])), str(e["status"])) for e in events
-                   if e.get("occurred_at") is not None)
-    scans = _scans(1, np.zeros(len(timed), dtype=np.int64),
-                   np.array([t for t, _ in timed], dtype=float),
-                   np.array([st for _, st in timed], dtype=object))
-    return _feature_arrays(attrs, scans, np.zeros(1, dtype=np.int64),
-                           np.array([as_of.timestamp()]), recent)
+    if len(shipments) != len(events):
+        raise ValueError("one list of scans per shipment")
+    one = [_one_attributes(s) for s in shipments]
+    attrs = {k: np.concatenate([a[k] for a in one]) for k in one[0]} if one else {}
+    timed = [(i, float(_epoch_seconds(e["occurred_at"])), str(e["status"]))
+             for i, evs in enumerate(events) for e in evs if e.get("occurred_at") is not None]
+    scans = _scans(len(shipments), np.array([t[0] for t in timed], dtype=np.int64),
+                   np.array([t[1] for t in timed], dtype=float),
+                   np.array([t[2] for t in timed], dtype=object))
+    return _feature_arrays(attrs, scans, np.arange(len(shipments), dtype=np.int64),
+                           np.full(len(shipments), as_of.timestamp()), recent)
 
 
 def _one_attributes(shipment: Mapping[str, object]) -> dict[str, np.ndarray]:

@@ -14,9 +14,8 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import numpy as np
-import pandas as pd
 
-from predictor.features import current_features, recent_performance, serving_row
+from predictor.features import recent_performance, serving_row, serving_rows
 from predictor.lanes import zip_timezone
 from predictor.model import EtaModel, Features, late_probability
 from predictor.recent import RecentPerformance
@@ -82,16 +81,8 @@ def predict_many(model: EtaModel, shipments: list[dict[str, Any]],
                  scans: list[list[dict[str, Any]]], now: datetime,
                  recent: RecentPerformance) -> list[Prediction]:
     """The same for a batch, with one feature build and one model call (CPU: in a thread)."""
-    frame = pd.DataFrame([{c: s.get(c) for c in SHIPMENT_FIELDS} for s in shipments])
-    for column in ("label_created_at", "shipped_at", "delivered_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    events = pd.DataFrame(
-        [{"tracking_number": s["tracking_number"], "status": e["status"],
-          "occurred_at": e["occurred_at"]} for s, es in zip(shipments, scans, strict=True)
-         for e in es], columns=["tracking_number", "status", "occurred_at"])
-    events["occurred_at"] = pd.to_datetime(events["occurred_at"], utc=True)
-    features = current_features(frame, events, now, recent)
-    return _predictions(model, features, shipments, scans, now)
+    return _predictions(model, serving_rows(shipments, scans, now, recent), shipments, scans,
+                        now)
 
 
 def _predictions(model: EtaModel, features: Features, shipments: list[dict[str, Any]],
@@ -212,26 +203,17 @@ def quote_options(model: EtaModel, origin: tuple[str | None, str | None],
                   carriers: list[str], service_levels: list[str],
                   recent: RecentPerformance) -> list[Quote]:
     """Checkout delivery windows for each carrier x service (CPU work: call it in a thread)."""
-    import pandas as pd
-
-    from predictor.features import current_features
-
     pairs = [(c, s) for c in carriers for s in service_levels]
     if not pairs:
         return []
-    frame = pd.DataFrame([{
+    shipments = [{
         "shipment_id": f"quote-{i}", "carrier": c, "service_level": s,
         "tracking_number": f"quote-{i}", "origin_postal_code": origin[0],
         "origin_country": origin[1], "destination_postal_code": destination[0],
         "destination_country": destination[1], "promised_delivery_date": None,
         "label_created_at": order_time, "shipped_at": None, "delivered_at": None,
-    } for i, (c, s) in enumerate(pairs)])
-    for column in ("label_created_at", "shipped_at", "delivered_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    events = pd.DataFrame({"tracking_number": pd.Series(dtype=str),
-                           "status": pd.Series(dtype=str),
-                           "occurred_at": pd.Series(dtype="datetime64[ns, UTC]")})
-    hours = model.predict(current_features(frame, events, order_time, recent))
+    } for i, (c, s) in enumerate(pairs)]
+    hours = model.predict(serving_rows(shipments, [[] for _ in shipments], order_time, recent))
     zone = ZoneInfo(destination_zone({"destination_postal_code": destination[0],
                                       "destination_country": destination[1]}))
     quotes = []

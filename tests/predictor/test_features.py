@@ -13,6 +13,7 @@ from predictor.features import (
     current_features,
     recent_performance,
     serving_features,
+    serving_rows,
     training_snapshots,
 )
 from predictor.recent import RecentPerformance
@@ -70,6 +71,25 @@ def test_one_row_reader_matches_frames_on_awkward_shipments(history: SimulatedHi
             ev_frame["occurred_at"] = pd.to_datetime(ev_frame["occurred_at"], utc=True)
             batch = current_features(frame, ev_frame, as_of, recent)
             pd.testing.assert_frame_equal(_plain(served), _plain(batch), obj=str(change))
+
+
+def test_a_batch_of_rows_matches_the_frame_path(history: SimulatedHistory) -> None:
+    s, ev = history.shipments, history.events
+    recent = recent_performance(s)
+    batch = s.iloc[100:140].reset_index(drop=True)
+    as_of = batch["label_created_at"].max().to_pydatetime() + timedelta(hours=20)
+    mine = ev[ev["tracking_number"].isin(batch["tracking_number"])]
+    scans = [[{"status": str(r.status), "occurred_at": r.occurred_at.to_pydatetime()}
+              for r in mine[mine["tracking_number"] == t].itertuples()]
+             for t in batch["tracking_number"]]
+    rows = serving_rows([r._asdict() for r in batch.itertuples(index=False)], scans, as_of,
+                        recent)
+    frame = current_features(batch, mine[["tracking_number", "status", "occurred_at"]], as_of,
+                             recent)
+    served = pd.DataFrame({f: pd.Categorical(rows[f]) if f in CATEGORICAL
+                           else rows[f].astype(np.float32) for f in FEATURES})
+    pd.testing.assert_frame_equal(_plain(served), _plain(frame))
+    assert served["n_scans"].sum() > 0
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
