@@ -77,6 +77,16 @@ async def demo_database(database_url: str, seed: int) -> str:
 
 async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     started = time.monotonic()
+    stages: dict[str, float] = {}
+    mark = started
+
+    def lap(name: str) -> None:
+        """Seconds spent in the stage that just ended (printed in the JSON summary)."""
+        nonlocal mark
+        now = time.monotonic()
+        stages[name] = round(now - mark, 1)
+        mark = now
+
     if settings.database_url is None or settings.redis_url is None:
         raise RuntimeError("store URLs must be resolved first")
     total_days = HISTORY_DAYS + options.days
@@ -96,6 +106,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     count = round(options.shipments * total_days / HISTORY_DAYS)
     history = await asyncio.to_thread(simulate, count, total_days, START, options.seed)
     (past_o, past_s, past_e), (live_o, live_s, live_e) = split(history, t0, end)
+    lap("database_and_simulation")
     with tqdm(total=len(past_o) + len(past_s) + len(past_e), desc="loading history",
               unit=" rows") as bar:
         await load_history(conn, past_o, past_s, past_e, t0, progress=bar.update)
@@ -107,6 +118,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     await work.add(conn, work.REFRESH_SHIPMENT, list(in_flight["shipment_id"].astype(str)), t0,
                    run_after=t0 - timedelta(days=1))
 
+    lap("history_load")
     say("3/6 training the ETA model on the history")
     with tqdm(total=100, desc="training", bar_format="{desc}: {percentage:3.0f}%|{bar}| "
               "{postfix}") as bar:
@@ -128,6 +140,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
             say(f"   {method:12s} p50 MAE {m['mae_days']:.2f} days{window} "
                 f"(test period, {m['n']:,} ETA snapshots)")
     await conn.close()
+    lap("training")
 
     say(f"4/6 starting the API, 2 workers and the Twilio/SMTP stand-ins (clock x{speed:,.0f})")
     # The one real instant every process anchors the accelerated clock to: a little ahead,
@@ -138,25 +151,30 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     clock = ScaledClock(t0, stack.clock_anchor, speed)
     await stack.start()
     await wait_for_work(database_url, until=anchor)
+    lap("start_and_in_flight_etas")
     try:
         say(f"5/6 replaying {options.days} days of live traffic through {stack.api}")
         pushes = replay.plan(live_o, live_s, live_e, options.seed)
         with tqdm(total=len(pushes), desc="replay", unit=" calls") as bar:
             counts = await replay.run(stack.api, key, pushes, clock, end, bar.update,
                                       options.seed)
+        lap("replay")
         await wait_for_quiet(database_url, clock)
         # Freeze the picture: the workers finish their jobs and stop, so what the database
         # says was sent and what the stand-ins received can be compared exactly.
         if not options.keep_running:
             stack.signal_workers()
             await wait_for_sends(database_url)
+        lap("drain")
         say("6/6 summary")
         conn = await connect(database_url)
         try:
             result = await build_summary(conn, stack, counts, t0, end, past_s, settings)
         finally:
             await conn.close()
+        lap("summary")
         result["wall_seconds"] = round(time.monotonic() - started, 1)
+        result["stage_seconds"] = stages
         print_summary(result, options)
         if options.keep_running:
             say(f"\nStill running. API {stack.api}  key {key}\nPress Ctrl+C to stop.")
@@ -240,7 +258,9 @@ def print_summary(r: dict[str, Any], options: DemoOptions) -> None:
     lines = [
         "",
         f"Parcelcast demo: {options.days} live days, seed {options.seed}, "
-        f"{r['wall_seconds']:.0f} s",
+        f"{r['wall_seconds']:.0f} s ("
+        + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in r["stage_seconds"].items())
+        + ")",
         f"  ingested   {i['orders']:,} orders, {i['shipments']:,} shipments, "
         f"{i['events_sent']:,} scans sent: {i['accepted']:,} new, {i['duplicates']:,} "
         f"duplicates ignored, {i['rejected']} rejected, HTTP errors {i['http_errors'] or 0}",
