@@ -31,7 +31,12 @@ class LaneMedianBaseline:
     @classmethod
     def fit(cls, shipments: pd.DataFrame) -> LaneMedianBaseline:
         """Learn quantiles from delivered shipments that have a handover time."""
-        a = shipment_attributes(shipments)
+        return cls.fit_attributes(shipment_attributes(shipments))
+
+    @classmethod
+    def fit_attributes(cls, a: pd.DataFrame) -> LaneMedianBaseline:
+        """:meth:`fit` from :func:`~predictor.features.shipment_attributes` rows."""
+        a = a.reset_index(drop=True)
         transit = (a["delivered_s"] - a["shipped_s"]) / 3600.0
         lag = (a["shipped_s"] - a["label_s"]) / 3600.0
         ok = np.isfinite(transit) & (transit >= 0)

@@ -47,7 +47,7 @@ _RECENT = (("lane_transit_median_7d", "carrier_lane", 7),
 STAGES = ("label", "first_scan", "later", "between_scans")
 HOLIDAY_COUNTRIES = frozenset({"US", "BR"})
 _HOUR_S = 3600.0
-_CHUNK = 500_000
+_CHUNK = 250_000
 _SHIPMENT_COLUMNS = ("shipment_id", "carrier", "service_level", "tracking_number",
                      "origin_postal_code", "origin_country", "destination_postal_code",
                      "destination_country", "promised_delivery_date", "label_created_at",
@@ -90,15 +90,22 @@ def recent_performance(shipments: pd.DataFrame,
 
 def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
                        recent: RecentPerformance | None = None,
+                       attributes: pd.DataFrame | None = None,
                        ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """As-of snapshots of delivered shipments: (X, hours remaining, meta).
 
     One row per moment an ETA would have been shown: at label creation, after each
     carrier scan before delivery, and once at a random instant between scans. ``meta``
     has shipment_id, as_of, stage ("label", "first_scan", "later", "between_scans"),
-    carrier and delivered_at.
+    carrier and delivered_at. ``attributes``: :func:`shipment_attributes` of
+    ``shipments`` when the caller already has them.
+
+    Memory: a million shipments give ~6.7 million snapshots. The features are computed
+    in chunks written straight into one preallocated float32 array per feature (and
+    category codes per categorical), so no chunk list, concatenation or per-row text
+    is ever held beside the result.
     """
-    attrs = shipment_attributes(shipments)
+    attrs = attributes if attributes is not None else shipment_attributes(shipments)
     recent = recent if recent is not None else recent_performance(shipments, attrs)
     scans = _scan_table(attrs, events)
     label = attrs["label_s"].to_numpy()
@@ -117,27 +124,61 @@ def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
         delivered[label_rows] - label[label_rows])
     rows = np.concatenate([label_rows, ev_row[take], label_rows])
     as_of = np.concatenate([label[label_rows], ev_s[take], between])
-    stage = np.concatenate([np.full(len(label_rows), "label", dtype=object),
-                            np.where(nonlabel_rank[take] == 0, "first_scan", "later"),
-                            np.full(len(label_rows), "between_scans", dtype=object)])
+    # Stage codes index STAGES: label, first_scan, later, between_scans.
+    stage = np.concatenate([np.zeros(len(label_rows), dtype=np.int8),
+                            np.where(nonlabel_rank[take] == 0, 1, 2).astype(np.int8),
+                            np.full(len(label_rows), 3, dtype=np.int8)])
+    del take, nonlabel_rank, between
     order = np.lexsort((as_of, rows))
     rows, as_of, stage = rows[order], as_of[order], stage[order]
-    # Chunks bound the per-column temporaries of _feature_frame on huge histories.
-    X = pd.concat([_feature_frame(attrs, scans, rows[i:i + _CHUNK], as_of[i:i + _CHUNK],
-                                  recent) for i in range(0, max(len(rows), 1), _CHUNK)],
-                  ignore_index=True)
-    for col in CATEGORICAL:  # chunks may differ in categories; unify once
-        X[col] = X[col].astype(object).astype("category")
+    del order
+    X = _feature_table(attrs, scans, rows, as_of, recent)
+    del scans
     y = (delivered[rows] - as_of) / _HOUR_S
+    carrier_codes, carriers = pd.factorize(attrs["carrier"].to_numpy(), sort=True)
     meta = pd.DataFrame({
         "shipment_id": pd.Categorical.from_codes(rows, categories=attrs["shipment_id"])
         if attrs["shipment_id"].is_unique else attrs["shipment_id"].to_numpy()[rows],
         "as_of": _timestamps(as_of),
-        "stage": pd.Categorical(stage, categories=list(STAGES)),
-        "carrier": pd.Categorical(attrs["carrier"].to_numpy()[rows]),
+        "stage": pd.Categorical.from_codes(stage, categories=list(STAGES)),
+        "carrier": pd.Categorical.from_codes(carrier_codes[rows], categories=pd.Index(carriers))
+        .remove_unused_categories(),
         "delivered_at": _timestamps(delivered[rows]),
     })
     return X, y.astype(float), meta
+
+
+def _feature_table(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.ndarray,
+                   as_of: np.ndarray, recent: RecentPerformance) -> pd.DataFrame:
+    """:func:`_feature_frame` of many queries, chunk by chunk into preallocated columns
+    (the same values as one call; chunks only bound the per-column temporaries)."""
+    n = len(rows)
+    a = {c: attrs[c].to_numpy() for c in attrs.columns}
+    keys = _recent_keys(a)
+    numeric = {f: np.empty(n, dtype=np.float32) for f in NUMERIC}
+    codes = {f: np.empty(n, dtype=np.int32) for f in CATEGORICAL}
+    chunk_categories: dict[str, list[tuple[int, int, pd.Index]]] = {f: [] for f in CATEGORICAL}
+    for lo in range(0, n, _CHUNK):
+        hi = min(lo + _CHUNK, n)
+        part = _feature_arrays(a, scans, rows[lo:hi], as_of[lo:hi], recent, keys=keys)
+        for f in NUMERIC:
+            numeric[f][lo:hi] = part[f]
+        for f in CATEGORICAL:
+            cat = pd.Categorical(part[f])
+            codes[f][lo:hi] = cat.codes
+            chunk_categories[f].append((lo, hi, cat.categories))
+        del part
+    columns: dict[str, object] = {}
+    for f in CATEGORICAL:
+        # Chunks may differ in categories: one sorted union, each chunk's codes remapped.
+        union = pd.Index(sorted({v for _, _, c in chunk_categories[f] for v in c}))
+        for lo, hi, cats in chunk_categories[f]:
+            lookup = np.append(union.get_indexer(cats), -1)
+            codes[f][lo:hi] = lookup[codes[f][lo:hi]]
+        columns[f] = pd.Categorical.from_codes(codes.pop(f), categories=union)
+    columns.update(numeric)
+    # copy=False: the float32 arrays become the frame's columns as they are.
+    return pd.DataFrame({f: columns[f] for f in FEATURES}, copy=False)
 
 
 def current_features(shipments: pd.DataFrame, events: pd.DataFrame, as_of: datetime,
@@ -234,11 +275,12 @@ def _feature_frame(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.n
 
 
 def _feature_arrays(a: Mapping[str, np.ndarray], scans: dict[str, np.ndarray],
-                    rows: np.ndarray, as_of: np.ndarray, recent: RecentPerformance
-                    ) -> dict[str, np.ndarray]:
+                    rows: np.ndarray, as_of: np.ndarray, recent: RecentPerformance, *,
+                    keys: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """THE feature function: shipment attribute arrays + scans + (row, as-of instant in
     epoch s) queries → one array per feature. Training, batch scoring and the one-row
-    refresh all end here."""
+    refresh all end here. ``keys``: :func:`_recent_keys` of ``a`` when the caller already
+    has them (training asks chunk after chunk of the same shipments)."""
     zones = a["timezone"][rows]
     local = _to_local(as_of, zones)
     local_day = local.astype("datetime64[D]")
@@ -289,7 +331,7 @@ def _feature_arrays(a: Mapping[str, np.ndarray], scans: dict[str, np.ndarray],
         "n_scans": state["n_scans"].astype(float),
         "hours_since_last_scan": (as_of - state["last_s"]) / _HOUR_S,
     }
-    keys = _recent_keys(a)
+    keys = keys if keys is not None else _recent_keys(a)
     for name, family, window in _RECENT:
         med, count = recent.median(family, keys[family][rows], as_of, window)
         out[name] = med
@@ -318,9 +360,9 @@ def _recent_keys(a: Mapping[str, np.ndarray] | pd.DataFrame) -> dict[str, np.nda
 def _scan_table(attrs: pd.DataFrame, events: pd.DataFrame) -> dict[str, np.ndarray]:
     """Events joined to shipment rows, sorted by (row, time), with a combined search key."""
     lookup = pd.Index(attrs["tracking_number"])
-    row = lookup.get_indexer(events["tracking_number"].astype(str))
+    row = _lookup_text(lookup, events["tracking_number"])
     when = _seconds(events["occurred_at"])
-    status = events["status"].astype(str).to_numpy()
+    status = _as_text(events["status"])
     keep = (row >= 0) & ~np.isnan(when)
     return _scans(len(attrs), row[keep], when[keep], status[keep])
 
@@ -328,8 +370,9 @@ def _scan_table(attrs: pd.DataFrame, events: pd.DataFrame) -> dict[str, np.ndarr
 def _scans(n_shipments: int, row: np.ndarray, when: np.ndarray, status: np.ndarray
            ) -> dict[str, np.ndarray]:
     """The scan table from (shipment row, epoch s, status) triples in any order."""
-    order = np.lexsort((when, row))
-    row, when, status = row[order], when[order], status[order]
+    if not _sorted_by_row_then_time(row, when):  # histories usually come sorted
+        order = np.lexsort((when, row))
+        row, when, status = row[order], when[order], status[order]
     is_label = status == "label_created"
     first_scan = np.full(n_shipments, np.nan)
     nonlabel = np.flatnonzero(~is_label)
@@ -337,6 +380,35 @@ def _scans(n_shipments: int, row: np.ndarray, when: np.ndarray, status: np.ndarr
     first_scan[row[nonlabel][::-1]] = when[nonlabel][::-1]
     return {"row": row, "s": when, "status": status, "is_label": is_label,
             "cum_scans": np.r_[0, np.cumsum(~is_label)], "first_scan_s": first_scan}
+
+
+def _sorted_by_row_then_time(row: np.ndarray, when: np.ndarray) -> bool:
+    """True when (row, when) pairs are already in lexsort order (NaN times never are)."""
+    if len(row) < 2:
+        return not np.isnan(when).any()
+    step = np.diff(row)
+    return bool((step >= 0).all() and (np.diff(when)[step == 0] >= 0).all()
+                and not np.isnan(when).any())
+
+
+def _lookup_text(index: pd.Index, values: pd.Series) -> np.ndarray:
+    """``index.get_indexer(values.astype(str))``; a categorical is looked up once per
+    category (millions of scans share a million tracking numbers)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        cats = values.cat.categories.astype(str)
+        # A missing value reads as "nan", exactly as astype(str) would have it.
+        found = np.append(index.get_indexer(cats), index.get_indexer(["nan"]))
+        return found[codes]
+    return index.get_indexer(values.astype(str))
+
+
+def _as_text(values: pd.Series) -> np.ndarray:
+    """``values.astype(str).to_numpy()`` (object), per category for a categorical."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cats = np.append(values.cat.categories.astype(str).to_numpy(dtype=object), "nan")
+        return cats[values.cat.codes.to_numpy()]
+    return values.astype(str).to_numpy()
 
 
 def _scan_state(scans: dict[str, np.ndarray], rows: np.ndarray, as_of: np.ndarray,

@@ -76,18 +76,25 @@ def oracle_grid(shipments: pd.DataFrame) -> np.ndarray:
 def oracle_quantiles(grid: np.ndarray, rows: np.ndarray, as_of: np.ndarray,
                      levels: tuple[float, ...] = (0.1, 0.5, 0.9)) -> np.ndarray:
     """Hours remaining (n, len(levels)) for grid ``rows`` conditioned on not delivered by
-    ``as_of`` (datetime64[ns] per row)."""
-    g = grid[rows]
-    t = as_of.astype("datetime64[ns]").astype(np.int64).astype(float)
-    k = g.shape[1]
-    remaining = (g > t[:, None]).sum(axis=1)
+    ``as_of`` (datetime64[ns] per row). Rows are answered in chunks: each reads its
+    shipment's whole grid row, which for a million snapshots would be gigabytes."""
     out = np.empty((len(rows), len(levels)))
-    for j, q in enumerate(levels):
-        idx = np.clip(k - remaining + np.floor(q * remaining).astype(np.int64), 0, k - 1)
-        out[:, j] = (g[np.arange(len(rows)), idx] - t) / _HOUR_NS
-        out[remaining == 0, j] = _OVERDUE_HOURS[min(j, 2)]
-    out[np.isnan(g[:, 0])] = np.nan
+    t_all = as_of.astype("datetime64[ns]").astype(np.int64).astype(float)
+    k = grid.shape[1]
+    for lo in range(0, len(rows), _ROWS_PER_CHUNK):
+        g = grid[rows[lo:lo + _ROWS_PER_CHUNK]]
+        t = t_all[lo:lo + _ROWS_PER_CHUNK]
+        part = out[lo:lo + _ROWS_PER_CHUNK]
+        remaining = (g > t[:, None]).sum(axis=1)
+        for j, q in enumerate(levels):
+            idx = np.clip(k - remaining + np.floor(q * remaining).astype(np.int64), 0, k - 1)
+            part[:, j] = (g[np.arange(len(g)), idx] - t) / _HOUR_NS
+            part[remaining == 0, j] = _OVERDUE_HOURS[min(j, 2)]
+        part[np.isnan(g[:, 0])] = np.nan
     return out
+
+
+_ROWS_PER_CHUNK = 50_000
 
 
 def _normal_quantiles(k: int) -> np.ndarray:

@@ -48,6 +48,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 DEFAULT_ROUNDS = 400
 TARGET_COVERAGE = 0.8
+# Rows per chunk when encoding and scoring snapshots, shipments per chunk of the oracle.
+EVAL_CHUNK = 250_000
+ORACLE_CHUNK = 20_000
+_MARGIN_COLUMNS = ("carrier_backlog_days", "carrier_transit_median_14d", "hours_since_handover")
 
 
 def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
@@ -66,9 +70,9 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     report_progress("building snapshots", 0.0)
     attrs = shipment_attributes(shipments)
     recent = recent_performance(shipments, attrs)
-    X, y, meta = training_snapshots(shipments, events, recent=recent)
-    label_s = pd.Series(attrs["label_s"].to_numpy(), index=attrs["shipment_id"].to_numpy())
-    snap_label = label_s.reindex(meta["shipment_id"]).to_numpy()
+    X, y, meta = training_snapshots(shipments, events, recent=recent, attributes=attrs)
+    label_s = attrs["label_s"].to_numpy()
+    snap_label = label_s[snapshot_rows(attrs, meta["shipment_id"])]
     first = pd.Timestamp(np.nanmin(label_s), unit="s", tz="UTC")
     last = pd.Timestamp(np.nanmax(label_s), unit="s", tz="UTC")
     cut = (pd.Timestamp(cutoff) if cutoff is not None
@@ -78,6 +82,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     cal_rows = np.flatnonzero((snap_label >= cal_start.timestamp())
                               & (snap_label < cut.timestamp()))
     test_rows = np.flatnonzero(snap_label >= cut.timestamp())
+    del snap_label
     if len(fit_rows) == 0 or len(cal_rows) == 0:
         raise ValueError("not enough history before the cutoff to train and calibrate")
     if max_train_rows is not None and len(fit_rows) > max_train_rows:
@@ -86,7 +91,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
 
     names = list(FEATURES)
     model = EtaModel(booster=xgb.Booster(), feature_names=names,
-                     categories=category_codes(X.iloc[fit_rows]))
+                     categories=_present_categories(X, fit_rows))
     merged = {**DEFAULT_PARAMS, **(params or {})}
     rounds = int(merged.pop("num_boost_round", num_boost_round))
     report_progress("encoding", 0.1)
@@ -95,28 +100,36 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     use_margin = bool(merged.pop("base_margin", False))
     if use_margin:
         model.metadata["base_margin"] = MARGIN_NAME
-    dtrain = xgb.QuantileDMatrix(model.encode(X.iloc[fit_rows]), label=y[fit_rows],
-                                 base_margin=base_margin(X.iloc[fit_rows]) if use_margin
-                                 else None,
+    # Memory: the float32 training matrix is filled chunk by chunk (no copy of the fit
+    # rows' table), and the full snapshot table is dropped before XGBoost builds its own
+    # quantised copy; only the calibration and test rows are kept.
+    matrix = _encode_rows(model, X, fit_rows)
+    margin = (base_margin({c: X[c].to_numpy()[fit_rows] for c in _MARGIN_COLUMNS})
+              if use_margin else None)
+    fit_shipments = np.unique(snapshot_rows(attrs, meta["shipment_id"].iloc[fit_rows]))
+    X_cal, y_cal = X.iloc[cal_rows].reset_index(drop=True), y[cal_rows]
+    X_test, y_test = X.iloc[test_rows].reset_index(drop=True), y[test_rows]
+    meta_test = meta.iloc[test_rows].reset_index(drop=True)
+    y_fit = y[fit_rows]
+    del X, y, meta
+    dtrain = xgb.QuantileDMatrix(matrix, label=y_fit, base_margin=margin,
                                  feature_names=names, feature_types=feature_types(names),
                                  enable_categorical=True, max_bin=merged["max_bin"])
+    del matrix, margin, y_fit
     merged["quantile_alpha"] = np.asarray(merged["quantile_alpha"], dtype=float)
     model.booster = xgb.train(merged, dtrain, rounds,
                               callbacks=[_ProgressCallback(report_progress, rounds)])
     del dtrain
 
     report_progress("calibrating", 0.9)
-    raw_cal = model.predict_raw(X.iloc[cal_rows])
-    model.conformal = conformal_offsets(raw_cal, y[cal_rows],
-                                        X["n_scans"].to_numpy()[cal_rows])
+    raw_cal = model.predict_raw(X_cal)
+    model.conformal = conformal_offsets(raw_cal, y_cal, X_cal["n_scans"].to_numpy())
+    del X_cal, raw_cal
 
     report_progress("evaluating", 0.95)
-    fit_ids = set(meta["shipment_id"].iloc[fit_rows])
-    baseline = LaneMedianBaseline.fit(shipments[shipments["shipment_id"].astype(str)
-                                                 .isin(fit_ids)])
-    evaluation = evaluate_snapshots(model, X.iloc[test_rows], y[test_rows],
-                                    meta.iloc[test_rows].reset_index(drop=True), attrs,
-                                    baseline, shipments)
+    baseline = LaneMedianBaseline.fit_attributes(attrs.iloc[fit_shipments])
+    evaluation = evaluate_snapshots(model, X_test, y_test, meta_test, attrs, baseline,
+                                    shipments)
     metrics = evaluation["overall"]["model"] if evaluation else {}
     stamp = pd.Timestamp(trained_at) if trained_at is not None else last
     digest = hashlib.sha256(model.booster.save_raw("ubj")).hexdigest()[:8]
@@ -174,29 +187,82 @@ def _cqr(raw: np.ndarray, y: np.ndarray, coverage: float) -> dict[str, float]:
 def evaluate_snapshots(model: EtaModel, X: pd.DataFrame, y: np.ndarray, meta: pd.DataFrame,
                        attrs: pd.DataFrame, baseline: LaneMedianBaseline,
                        shipments: pd.DataFrame) -> dict[str, Any]:
-    """Model, promise, lane-median and (on simulated data) oracle on the same snapshots."""
+    """Model, promise, lane-median and (on simulated data) oracle on the same snapshots.
+
+    Every method is scored in chunks of rows (the oracle in chunks of shipments), so a
+    million shipments' test period never holds more than one chunk's temporaries."""
     if len(y) == 0:
         return {}
-    index = pd.Index(attrs["shipment_id"])
-    rows = index.get_indexer(meta["shipment_id"])
+    n = len(y)
+    rows = snapshot_rows(attrs, meta["shipment_id"])
     zones = attrs["timezone"].to_numpy()[rows]
     promised_day = attrs["promised_day"].to_numpy().astype("datetime64[D]")[rows]
     promise = promise_hours(X)
-    methods: dict[str, np.ndarray] = {
-        "model": model.predict(X),
-        "lane_median": baseline.predict(X),
-        "promise": np.column_stack([np.full(len(y), np.nan), promise, np.full(len(y), np.nan)]),
-    }
+    methods: dict[str, np.ndarray] = {"model": np.empty((n, 3)),
+                                      "lane_median": np.empty((n, 3))}
+    for lo in range(0, n, EVAL_CHUNK):
+        part = X.iloc[lo:lo + EVAL_CHUNK]
+        methods["model"][lo:lo + EVAL_CHUNK] = model.predict(part)
+        methods["lane_median"][lo:lo + EVAL_CHUNK] = baseline.predict(part)
+    methods["promise"] = np.column_stack([np.full(n, np.nan), promise, np.full(n, np.nan)])
     if "oracle_transit_bdays" in shipments.columns:
-        from predictor.oracle import oracle_grid, oracle_quantiles
-
-        uniq, inverse = np.unique(rows, return_inverse=True)
-        grid = oracle_grid(shipments.iloc[uniq].reset_index(drop=True))
         as_of = pd.DatetimeIndex(meta["as_of"]).tz_convert("UTC").tz_localize(None)
-        methods["oracle"] = oracle_quantiles(grid, inverse, as_of.as_unit("ns").values)
+        methods["oracle"] = _oracle_forecasts(shipments, rows, as_of.as_unit("ns").values)
     has_promise = ~np.isnat(promised_day)
     return evaluate_methods(methods, y, meta, zones,
                             promised_day if has_promise.any() else None)
+
+
+def snapshot_rows(attrs: pd.DataFrame, shipment_ids: pd.Series) -> np.ndarray:
+    """Row in ``attrs`` of each snapshot's shipment (-1 if absent); a categorical id
+    column (what :func:`training_snapshots` gives) is looked up once per shipment."""
+    index = pd.Index(attrs["shipment_id"])
+    if isinstance(shipment_ids.dtype, pd.CategoricalDtype):
+        found = np.append(index.get_indexer(shipment_ids.cat.categories), -1)
+        return found[shipment_ids.cat.codes.to_numpy()]
+    return index.get_indexer(shipment_ids)
+
+
+def _oracle_forecasts(shipments: pd.DataFrame, rows: np.ndarray, as_of: np.ndarray
+                      ) -> np.ndarray:
+    """The oracle's (p10, p50, p90) per snapshot, ORACLE_CHUNK shipments at a time (each
+    shipment's outcome grid is 200 instants: all of them at once would take gigabytes)."""
+    from predictor.oracle import oracle_grid, oracle_quantiles
+
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(0, len(uniq) + ORACLE_CHUNK,
+                                                       ORACLE_CHUNK))
+    out = np.empty((len(rows), 3))
+    for k, lo in enumerate(range(0, len(uniq), ORACLE_CHUNK)):
+        grid = oracle_grid(shipments.iloc[uniq[lo:lo + ORACLE_CHUNK]].reset_index(drop=True))
+        sel = order[bounds[k]:bounds[k + 1]]
+        out[sel] = oracle_quantiles(grid, inverse[sel] - lo, as_of[sel])
+    return out
+
+
+def _present_categories(X: pd.DataFrame, rows: np.ndarray) -> dict[str, list[str]]:
+    """:func:`category_codes` of ``X.iloc[rows]`` without copying those rows."""
+    out: dict[str, list[str]] = {}
+    for c in CATEGORICAL:
+        if c not in X.columns:
+            continue
+        col = X[c]
+        if not isinstance(col.dtype, pd.CategoricalDtype):
+            out |= category_codes(X[[c]].iloc[rows])
+            continue
+        used = np.unique(col.cat.codes.to_numpy()[rows])
+        names = np.append(col.cat.categories.astype(str).to_numpy(dtype=object), "nan")
+        out[c] = sorted(map(str, names[used]))
+    return out
+
+
+def _encode_rows(model: EtaModel, X: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """``model.encode(X.iloc[rows])``, filled EVAL_CHUNK rows at a time."""
+    out = np.empty((len(rows), len(model.feature_names)), dtype=np.float32)
+    for lo in range(0, len(rows), EVAL_CHUNK):
+        out[lo:lo + EVAL_CHUNK] = model.encode(X.iloc[rows[lo:lo + EVAL_CHUNK]])
+    return out
 
 
 class _ProgressCallback(xgb.callback.TrainingCallback):
