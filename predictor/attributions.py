@@ -1,18 +1,22 @@
-"""Per-feature attributions of one booster output, computed in numpy from the trees.
+"""The booster's trees walked in numpy: predictions and per-feature attributions for the
+few rows a refresh scores.
 
-XGBoost's ``pred_contribs=True, approx_contribs=True`` (Saabas: along each row's path,
-the change in the node's mean value is credited to the split's feature) builds a
-``DMatrix`` and walks every tree of every output: ~4 ms for one row of a 400-round,
-three-quantile model, which alone would spend half of a refresh's budget. Here the trees
-of the one output we explain (the median) are packed once into flat arrays and walked
-level by level for all trees at once, with the same decision rules as XGBoost:
+For one row, XGBoost's ``inplace_predict`` spends ~1-4 ms in per-call set-up for a
+400-round, three-quantile model, and ``pred_contribs=True, approx_contribs=True`` (Saabas:
+along each row's path, the change in the node's mean value is credited to the split's
+feature) builds a ``DMatrix`` and walks every tree of every output again: together about
+half of a refresh's 10 ms budget. Here the trees are packed once into flat arrays and
+walked level by level for all trees at once, with XGBoost's decision rules:
 
 * numeric split: ``value < threshold`` goes left (float32 compare), missing follows the
   node's default direction;
 * categorical split: a category in the node's set goes right, any other goes left,
   missing follows the default direction.
 
-A test holds the result to XGBoost's own ``approx_contribs`` on the same rows.
+One walk gives every output's raw prediction (the leaf values summed per output, plus the
+base score or the caller's base margin) and the attributions of one output. Tests hold
+both to XGBoost's own ``inplace_predict`` and ``approx_contribs`` on the same rows; large
+batches still go through XGBoost, which is faster there.
 """
 
 from __future__ import annotations
@@ -26,32 +30,34 @@ import xgboost as xgb
 
 @dataclass(frozen=True)
 class TreePaths:
-    """The trees of one output group, flattened: node arrays indexed by global node id."""
+    """Every tree of a booster, flattened: node arrays indexed by global node id."""
 
     roots: np.ndarray        # (trees,) global id of each root
+    tree_group: np.ndarray   # (trees,) output each tree adds to
     left: np.ndarray         # (nodes,) global id of the left child, -1 for leaves
     right: np.ndarray
     feature: np.ndarray      # split feature index
     threshold: np.ndarray    # float32 split value (numeric splits)
     default_left: np.ndarray  # bool
     categorical: np.ndarray  # bool: categorical split
-    mean: np.ndarray         # cover-weighted mean leaf value under each node
+    mean: np.ndarray         # cover-weighted mean leaf value under each node (leaf: its value)
     category_keys: np.ndarray  # sorted node * 2**32 + category for "goes right" sets
+    base_score: np.ndarray   # (groups,) what the sums start from without a base margin
     n_features: int
     depth: int
 
     @classmethod
-    def from_booster(cls, booster: xgb.Booster, group: int) -> TreePaths:
-        """Pack the trees of output ``group`` (0-based) of ``booster``."""
+    def from_booster(cls, booster: xgb.Booster) -> TreePaths:
+        """Pack every tree of ``booster``."""
         model = json.loads(bytes(booster.save_raw("json")))["learner"]
-        n_features = int(model["learner_model_param"]["num_feature"])
+        params = model["learner_model_param"]
+        n_features = int(params["num_feature"])
+        base = np.atleast_1d(np.asarray(json.loads(params["base_score"]), dtype=np.float64))
         forest = model["gradient_booster"]["model"]
-        trees = [t for t, g in zip(forest["trees"], forest["tree_info"], strict=True)
-                 if g == group]
         roots, lefts, rights, feats, thresholds, defaults, cats, means, keys = (
             [], [], [], [], [], [], [], [], [])
         offset, depth = 0, 0
-        for tree in trees:
+        for tree in forest["trees"]:
             left = np.asarray(tree["left_children"], dtype=np.int64)
             right = np.asarray(tree["right_children"], dtype=np.int64)
             leaf = left < 0
@@ -75,22 +81,28 @@ class TreePaths:
                 chosen = np.asarray(tree["categories"][start:start + size], dtype=np.int64)
                 keys.append(((node + offset) << 32) + chosen)
             offset += len(left)
-        return cls(roots=np.asarray(roots, dtype=np.int64), left=np.concatenate(lefts),
-                   right=np.concatenate(rights), feature=np.concatenate(feats),
-                   threshold=np.concatenate(thresholds), default_left=np.concatenate(defaults),
-                   categorical=np.concatenate(cats), mean=np.concatenate(means),
+        groups = np.asarray(forest["tree_info"], dtype=np.int64)
+        return cls(roots=np.asarray(roots, dtype=np.int64), tree_group=groups,
+                   left=np.concatenate(lefts), right=np.concatenate(rights),
+                   feature=np.concatenate(feats), threshold=np.concatenate(thresholds),
+                   default_left=np.concatenate(defaults), categorical=np.concatenate(cats),
+                   mean=np.concatenate(means),
                    category_keys=np.sort(np.concatenate(keys)) if keys
                    else np.empty(0, dtype=np.int64),
+                   base_score=np.resize(base, int(groups.max(initial=0)) + 1),
                    n_features=n_features, depth=depth)
 
-    def contributions(self, X: np.ndarray) -> np.ndarray:
-        """Saabas attributions (n rows, n features) of the packed output for the float32
-        matrix ``X`` (NaN = missing, categories as their integer codes)."""
+    def walk(self, X: np.ndarray, explain_group: int,
+             base_margin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(raw predictions (n, groups), Saabas attributions (n, features) of output
+        ``explain_group``) for the float32 matrix ``X`` (NaN = missing, categories as their
+        integer codes). ``base_margin`` (n, groups) replaces the base score, as in XGBoost."""
         X = np.asarray(X, dtype=np.float32)
         n = len(X)
-        out = np.zeros(n * self.n_features)
+        contrib = np.zeros(n * self.n_features)
         node = np.broadcast_to(self.roots, (n, len(self.roots))).copy()
         row = np.broadcast_to(np.arange(n)[:, None], node.shape)
+        explained = np.broadcast_to(self.tree_group == explain_group, node.shape)
         for _ in range(self.depth):
             inner = self.left[node] >= 0
             if not inner.any():
@@ -109,10 +121,17 @@ class TreePaths:
                 in_set = (len(self.category_keys) > 0) & (self.category_keys[pos] == key)
                 go_left[cat] = ~(in_set & (code >= 0))
             child = np.where(go_left, self.left[nd], self.right[nd])
-            out += np.bincount(r * self.n_features + f, self.mean[child] - self.mean[nd],
-                               minlength=len(out))
+            mine = explained[inner]
+            contrib += np.bincount(r[mine] * self.n_features + f[mine],
+                                   (self.mean[child] - self.mean[nd])[mine],
+                                   minlength=len(contrib))
             node[inner] = child
-        return out.reshape(n, self.n_features)
+        n_groups = len(self.base_score)
+        leaves = np.bincount((row * n_groups + self.tree_group[None, :]).ravel(),
+                             self.mean[node].ravel(), minlength=n * n_groups)
+        start = (np.broadcast_to(self.base_score, (n, n_groups)) if base_margin is None
+                 else np.asarray(base_margin, dtype=np.float64).reshape(n, n_groups))
+        return start + leaves.reshape(n, n_groups), contrib.reshape(n, self.n_features)
 
 
 def _node_means(left: np.ndarray, right: np.ndarray, leaf_value: np.ndarray,

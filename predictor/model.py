@@ -31,6 +31,8 @@ from predictor.features import CATEGORICAL, FEATURES
 # A feature table, or one equally long array per feature (the one-row refresh).
 Features = pd.DataFrame | Mapping[str, np.ndarray]
 QUANTILES = (0.1, 0.5, 0.9)
+# Up to this many rows the numpy tree walk predicts faster than an XGBoost call.
+WALK_MAX_ROWS = 64
 _MAGIC = b"PCETA\x01"
 _CARRIER_NAMES = {"ups": "UPS", "usps": "USPS", "fedex": "FedEx", "dhl": "DHL",
                   "ontrac": "OnTrac", "unknown": "the carrier"}
@@ -121,12 +123,12 @@ class EtaModel:
                       encoded: np.ndarray | None = None) -> np.ndarray:
         """SHAP contributions (hours) of each feature to the p50 output, (n, features).
 
-        ``approx``: Saabas attributions (path deltas) computed in numpy from the packed
-        median trees (:mod:`predictor.attributions`), what serving shows on every refresh;
-        otherwise XGBoost's exact TreeSHAP."""
+        ``approx``: Saabas attributions (path deltas) from the numpy tree walk
+        (:mod:`predictor.attributions`), what serving shows on every refresh; otherwise
+        XGBoost's exact TreeSHAP."""
         matrix = self.encode(X) if encoded is None else encoded
         if approx:
-            return self._median_paths().contributions(matrix)
+            return self._walk(X, matrix)[1]
         dm = xgb.DMatrix(matrix, feature_names=self.feature_names, nthread=1,
                          feature_types=self._feature_types(), enable_categorical=True)
         if self.metadata.get("base_margin") == MARGIN_NAME:
@@ -138,7 +140,28 @@ class EtaModel:
     def explain(self, X: Features, top: int = 3, approx: bool = False,
                 encoded: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
         """Top reasons per row as (sentence, hours added to the median ETA)."""
-        contrib = self.contributions(X, approx=approx, encoded=encoded)
+        return self._reasons(X, self.contributions(X, approx=approx, encoded=encoded), top)
+
+    def predict_explained(self, X: Features, top: int = 3
+                          ) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+        """:meth:`predict` and approximate :meth:`explain` together, as a refresh needs them:
+        a few rows take one numpy walk of the trees for both (no XGBoost call set-up),
+        larger batches XGBoost's predictor plus the walk for the reasons."""
+        matrix = self.encode(X)
+        raw, contrib = self._walk(X, matrix)
+        if _rows(X) > WALK_MAX_ROWS:
+            raw = self.predict_raw(X, matrix)
+        n_scans = np.asarray(X["n_scans"], dtype=float) if "n_scans" in X else None
+        return self.calibrate(raw, n_scans), self._reasons(X, contrib, top)
+
+    def _walk(self, X: Features, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw (n, 3) predictions and median attributions from the numpy tree walk."""
+        margin = (base_margin(X) if self.metadata.get("base_margin") == MARGIN_NAME
+                  else None)
+        return self._paths().walk(matrix, QUANTILES.index(0.5), margin)
+
+    def _reasons(self, X: Features, contrib: np.ndarray, top: int
+                 ) -> list[list[tuple[str, float]]]:
         reasons: list[list[tuple[str, float]]] = []
         described = {name: np.asarray(X[name]) for name in _DESCRIBED if name in X}
         for i in range(_rows(X)):
@@ -182,12 +205,14 @@ class EtaModel:
                    conformal={k: float(v) for k, v in header["conformal"].items()},
                    metadata=dict(header["metadata"]))
 
-    def _median_paths(self) -> TreePaths:
-        """The median's trees packed for :meth:`contributions` (once per model)."""
-        cache: dict[str, TreePaths] = self.__dict__.setdefault("_paths_cache", {})
-        if "p50" not in cache:
-            cache["p50"] = TreePaths.from_booster(self.booster, QUANTILES.index(0.5))
-        return cache["p50"]
+    def _paths(self) -> TreePaths:
+        """The trees packed for the numpy walk (once per booster)."""
+        cache: dict[int, TreePaths] = self.__dict__.setdefault("_paths_cache", {})
+        key = id(self.booster)
+        if key not in cache:
+            cache.clear()
+            cache[key] = TreePaths.from_booster(self.booster)
+        return cache[key]
 
     def _category_code(self, name: str, value: object) -> int:
         """One value's code in a categorical feature (-1 when unseen), by dict lookup."""

@@ -87,15 +87,13 @@ def predict_many(model: EtaModel, shipments: list[dict[str, Any]],
 
 def _predictions(model: EtaModel, features: Features, shipments: list[dict[str, Any]],
                  scans: list[list[dict[str, Any]]], now: datetime) -> list[Prediction]:
-    encoded = model.encode(features)
-    hours = model.predict(features, encoded)
+    hours, explained = model.predict_explained(features, top=3)
     promised = np.array([
         np.nan if (h := hours_until_end_of(s.get("promised_delivery_date"),
                                            destination_zone(s), now)) is None else h
         for s in shipments])
     # The quantiles are already here: no second pass through the booster.
     late = late_probability(hours, np.nan_to_num(promised, nan=0.0))
-    explained = model.explain(features, top=3, approx=True, encoded=encoded)
     out = []
     for i, shipment_scans in enumerate(scans):
         p10, p50, p90 = (now + timedelta(hours=float(h)) for h in hours[i])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import xgboost as xgb
 
@@ -12,6 +13,7 @@ from predictor.evaluate import write_report
 from predictor.features import recent_performance, training_snapshots
 from predictor.model import EtaModel, late_probability
 from predictor.simulator import SimulatedHistory
+from predictor.train import train_model
 
 
 def test_model_beats_lane_median_and_promise(trained: tuple[EtaModel, dict[str, Any]]) -> None:
@@ -86,6 +88,27 @@ def test_fast_attributions_equal_xgboosts_approx_contribs(
     got = model.contributions(X, approx=True, encoded=matrix)
     np.testing.assert_allclose(got, expected, atol=1e-3)
     assert np.abs(got).sum() > 0
+
+
+@pytest.mark.parametrize("margin", [False, True])
+def test_the_numpy_walk_predicts_what_xgboost_predicts(
+        margin: bool, trained: tuple[EtaModel, dict[str, Any]],
+        history: SimulatedHistory) -> None:
+    """A refresh's few rows are scored by the numpy walk: same quantiles as XGBoost's
+    inplace_predict (with and without a base margin), same reasons as explain()."""
+    model, _ = trained
+    if margin:
+        model, _ = train_model(history.shipments, history.events, num_boost_round=15,
+                               params={"max_depth": 4, "base_margin": True})
+    X, _, _ = training_snapshots(history.shipments.head(60), history.events,
+                                 recent=recent_performance(history.shipments))
+    X = X.head(40).copy()
+    X.loc[X.index[::4], "carrier"] = np.nan  # missing category
+    hours, reasons = model.predict_explained(X, top=3)
+    np.testing.assert_allclose(hours, model.predict(X), atol=1e-3)
+    assert reasons == model.explain(X, top=3, approx=True)
+    big = pd.concat([X] * 3, ignore_index=True)  # above the walk's row limit: XGBoost
+    np.testing.assert_allclose(model.predict_explained(big)[0], model.predict(big), atol=1e-3)
 
 
 def test_one_row_arrays_predict_and_explain_like_the_frame(
