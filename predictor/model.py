@@ -32,7 +32,7 @@ from predictor.features import CATEGORICAL, FEATURES
 Features = pd.DataFrame | Mapping[str, np.ndarray]
 QUANTILES = (0.1, 0.5, 0.9)
 # Up to this many rows the numpy tree walk predicts faster than an XGBoost call.
-WALK_MAX_ROWS = 64
+WALK_MAX_ROWS = 4
 _MAGIC = b"PCETA\x01"
 _CARRIER_NAMES = {"ups": "UPS", "usps": "USPS", "fedex": "FedEx", "dhl": "DHL",
                   "ontrac": "OnTrac", "unknown": "the carrier"}
@@ -148,17 +148,20 @@ class EtaModel:
         a few rows take one numpy walk of the trees for both (no XGBoost call set-up),
         larger batches XGBoost's predictor plus the walk for the reasons."""
         matrix = self.encode(X)
-        raw, contrib = self._walk(X, matrix)
-        if _rows(X) > WALK_MAX_ROWS:
+        small = _rows(X) <= WALK_MAX_ROWS
+        raw, contrib = self._walk(X, matrix, predict=small)
+        if raw is None:
             raw = self.predict_raw(X, matrix)
         n_scans = np.asarray(X["n_scans"], dtype=float) if "n_scans" in X else None
         return self.calibrate(raw, n_scans), self._reasons(X, contrib, top)
 
-    def _walk(self, X: Features, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw (n, 3) predictions and median attributions from the numpy tree walk."""
-        margin = (base_margin(X) if self.metadata.get("base_margin") == MARGIN_NAME
+    def _walk(self, X: Features, matrix: np.ndarray, predict: bool = False
+              ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Median attributions, and with ``predict`` the raw (n, 3) predictions, from the
+        numpy tree walk."""
+        margin = (base_margin(X) if predict and self.metadata.get("base_margin") == MARGIN_NAME
                   else None)
-        return self._paths().walk(matrix, QUANTILES.index(0.5), margin)
+        return self._paths().walk(matrix, QUANTILES.index(0.5), margin, predict=predict)
 
     def _reasons(self, X: Features, contrib: np.ndarray, top: int
                  ) -> list[list[tuple[str, float]]]:

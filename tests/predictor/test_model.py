@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 import xgboost as xgb
 
 from predictor.evaluate import write_report
 from predictor.features import recent_performance, training_snapshots
-from predictor.model import EtaModel, late_probability
+from predictor.model import WALK_MAX_ROWS, EtaModel, base_margin, late_probability
 from predictor.simulator import SimulatedHistory
 from predictor.train import train_model
 
@@ -104,11 +103,16 @@ def test_the_numpy_walk_predicts_what_xgboost_predicts(
                                  recent=recent_performance(history.shipments))
     X = X.head(40).copy()
     X.loc[X.index[::4], "carrier"] = np.nan  # missing category
-    hours, reasons = model.predict_explained(X, top=3)
-    np.testing.assert_allclose(hours, model.predict(X), atol=1e-3)
+    for rows in range(0, 40, WALK_MAX_ROWS):  # a refresh's few rows: the walk predicts
+        few = X.iloc[rows:rows + WALK_MAX_ROWS]
+        hours, reasons = model.predict_explained(few, top=3)
+        np.testing.assert_allclose(hours, model.predict(few), atol=1e-3)
+        assert reasons == model.explain(few, top=3, approx=True)
+        raw, _ = model._paths().walk(model.encode(few), 1, base_margin(few) if margin else None)
+        np.testing.assert_allclose(raw, model.predict_raw(few), atol=1e-3)
+    hours, reasons = model.predict_explained(X)  # a batch: XGBoost predicts, walk explains
+    np.testing.assert_allclose(hours, model.predict(X), atol=1e-6)
     assert reasons == model.explain(X, top=3, approx=True)
-    big = pd.concat([X] * 3, ignore_index=True)  # above the walk's row limit: XGBoost
-    np.testing.assert_allclose(model.predict_explained(big)[0], model.predict(big), atol=1e-3)
 
 
 def test_one_row_arrays_predict_and_explain_like_the_frame(
