@@ -21,9 +21,7 @@ from predictor.model import EtaModel, Features, late_probability
 from predictor.recent import RecentPerformance
 from service.clock import Clock
 from service.db import eta_models, etas, history
-from service.db import shipments as shipments_db
 
-FINISHED = frozenset({"delivered", "returned_to_sender", "cancelled"})
 SHIPMENT_FIELDS = ("shipment_id", "carrier", "service_level", "tracking_number",
                    "origin_postal_code", "origin_country", "destination_postal_code",
                    "destination_country", "promised_delivery_date", "label_created_at",
@@ -166,16 +164,15 @@ class EtaRuntime:
         model = await self.current(conn)
         if model is None or not shipment_ids:
             return {}
-        rows = [r for r in await shipments_db.get_many(conn, shipment_ids)
-                if r["status"] not in FINISHED]
-        if not rows:
+        found = await etas.unfinished_with_scans(conn, shipment_ids, now)
+        if not found:
             return {}
+        rows = [row for row, _ in found]
+        scans = [row_scans for _, row_scans in found]
         for row in rows:
             if row["shipped_at"] is None:
                 row["shipped_at"] = row["first_scan_at"]
             row["delivered_at"] = None
-        scans = await etas.scans_many(conn, [(r["carrier"], r["tracking_number"]) for r in rows],
-                                      now)
         recent = await self.recent(conn, now)
         if len(rows) == 1:
             predictions = [await asyncio.to_thread(predict_one, model, rows[0], scans[0], now,

@@ -79,3 +79,28 @@ async def scans_many(conn: asyncpg.Connection, keys: list[tuple[str, str]], unti
         found[(r["carrier"], r["tracking_number"])].append(
             {"status": r["status"], "occurred_at": r["occurred_at"]})
     return [found[k] for k in keys]
+
+
+async def unfinished_with_scans(conn: asyncpg.Connection, shipment_ids: list[str],
+                                until: datetime) -> list[tuple[dict[str, Any],
+                                                               list[dict[str, Any]]]]:
+    """What a refresh scores, in one round trip: each unfinished shipment's row and its
+    scans up to `until`, oldest first."""
+    rows = await conn.fetch(
+        """SELECT s.*, coalesce(array_agg(e.status ORDER BY e.occurred_at, e.id)
+                                FILTER (WHERE e.id IS NOT NULL), '{}') AS scan_statuses,
+                  coalesce(array_agg(e.occurred_at ORDER BY e.occurred_at, e.id)
+                           FILTER (WHERE e.id IS NOT NULL), '{}') AS scan_times
+           FROM shipments s
+           LEFT JOIN tracking_events e ON e.carrier = s.carrier
+                AND e.tracking_number = s.tracking_number AND e.occurred_at <= $2
+           WHERE s.shipment_id = ANY($1::text[])
+             AND s.status NOT IN ('delivered', 'returned_to_sender', 'cancelled')
+           GROUP BY s.shipment_id""", shipment_ids, until)
+    out = []
+    for r in rows:
+        row = dict(r)
+        statuses, times = row.pop("scan_statuses"), row.pop("scan_times")
+        out.append((row, [{"status": st, "occurred_at": t}
+                          for st, t in zip(statuses, times, strict=True)]))
+    return out
