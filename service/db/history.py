@@ -24,7 +24,8 @@ SHIPMENT_COLUMNS = [
     "origin_postal_code", "origin_country", "destination_postal_code", "destination_country",
     "weight_grams", "promised_delivery_date", "label_created_at", "shipped_at", "status",
     "status_rank", "status_occurred_at", "delivered_at", "event_count", "last_event_at",
-    "first_scan_at", "derived_at", "created_at", "updated_at",
+    "first_scan_at", "derived_at", "created_at", "updated_at", "carrier_estimated_delivery",
+    "carrier_estimate_source", "carrier_estimate_as_of",
 ]
 EVENT_COLUMNS = ["dedupe_key", "carrier", "tracking_number", "carrier_event_id", "status",
                  "status_rank", "raw_code", "description", "location", "occurred_at",
@@ -122,7 +123,7 @@ async def _load(conn: asyncpg.Connection, orders: pd.DataFrame | None, shipments
                 _py(r.label_created_at), _py(r.shipped_at), status, status_rank(status),
                 _py(r.occurred_at), _py(r.delivered_event_at) if status == "delivered" else None,
                 int(_py(r.event_count) or 0), _py(r.last_event_at), _py(r.first_scan_at),
-                now, now, now,
+                now, now, now, *_estimate(r),
             ))
         await conn.copy_records_to_table("shipments", columns=SHIPMENT_COLUMNS, records=records)
         if progress:
@@ -154,6 +155,14 @@ async def _load(conn: asyncpg.Connection, orders: pd.DataFrame | None, shipments
             "events": len(events)}
 
 
+def _estimate(r: Any) -> tuple[Any, Any, Any]:
+    """The carrier's own delivery estimate, when the history has one (date, source, as of)."""
+    day = _day(getattr(r, "carrier_estimated_delivery", None))
+    if day is None:
+        return None, None, None
+    return day, "history", _py(getattr(r, "carrier_estimate_as_of", None))
+
+
 def _day(value: Any) -> Any:
     value = _py(value)
     if isinstance(value, datetime):
@@ -170,6 +179,11 @@ async def training_frames(conn: asyncpg.Connection, until: datetime | None = Non
                   origin_postal_code, origin_country, destination_postal_code,
                   destination_country, weight_grams, promised_delivery_date, label_created_at,
                   coalesce(shipped_at, first_scan_at) AS shipped_at,
+                  -- the carrier's estimate, as far as it was known by `until`
+                  CASE WHEN carrier_estimate_as_of < $1 THEN carrier_estimated_delivery
+                  END AS carrier_estimated_delivery,
+                  CASE WHEN carrier_estimate_as_of < $1 THEN carrier_estimate_as_of
+                  END AS carrier_estimate_as_of,
                   -- a delivery after `until` is the future: training must not see it
                   CASE WHEN delivered_at < $1 THEN delivered_at END AS delivered_at
            FROM shipments WHERE label_created_at < $1""", until)
@@ -183,7 +197,8 @@ async def training_frames(conn: asyncpg.Connection, until: datetime | None = Non
            WHERE s.label_created_at < $1 AND e.occurred_at < $1""", until)
     s = pd.DataFrame([dict(r) for r in shipments])
     e = pd.DataFrame([dict(r) for r in events])
-    for frame, columns in ((s, ("label_created_at", "shipped_at", "delivered_at")),
+    for frame, columns in ((s, ("label_created_at", "shipped_at", "delivered_at",
+                                "carrier_estimate_as_of")),
                            (e, ("occurred_at",))):
         for column in columns:
             if column in frame:
@@ -207,7 +222,12 @@ async def recent_deliveries(conn: asyncpg.Connection, since: datetime, until: da
         """SELECT shipment_id, carrier, service_level, tracking_number, origin_postal_code,
                   origin_country, destination_postal_code, destination_country,
                   promised_delivery_date, label_created_at,
-                  coalesce(shipped_at, first_scan_at) AS shipped_at, delivered_at
+                  coalesce(shipped_at, first_scan_at) AS shipped_at,
+                  -- the carrier's estimate, as far as it was known by `until`
+                  CASE WHEN carrier_estimate_as_of < $1 THEN carrier_estimated_delivery
+                  END AS carrier_estimated_delivery,
+                  CASE WHEN carrier_estimate_as_of < $1 THEN carrier_estimate_as_of
+                  END AS carrier_estimate_as_of, delivered_at
            FROM shipments WHERE delivered_at >= $1 AND delivered_at < $2""", since, until)
     return list(rows)
 

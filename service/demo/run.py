@@ -55,6 +55,10 @@ def split(history: SimulatedHistory, t0: datetime, end: datetime
     past_s = s[s["label_created_at"] < t0].copy()
     past_s["shipped_at"] = past_s["shipped_at"].where(past_s["shipped_at"] < t0)
     past_s["delivered_at"] = past_s["delivered_at"].where(past_s["delivered_at"] < t0)
+    if "carrier_estimate_as_of" in past_s:  # the carrier's estimate, if it was given yet
+        told = past_s["carrier_estimate_as_of"] < t0
+        past_s["carrier_estimated_delivery"] = past_s["carrier_estimated_delivery"].where(told)
+        past_s["carrier_estimate_as_of"] = past_s["carrier_estimate_as_of"].where(told)
     past_e = e[(e["occurred_at"] < t0) & e["tracking_number"].isin(past_s["tracking_number"])]
     past_o = o[o["order_id"].isin(past_s["order_id"])]
     live_s = s[(s["label_created_at"] >= t0) & (s["label_created_at"] < end)]
