@@ -91,6 +91,7 @@ def recent_performance(shipments: pd.DataFrame,
 def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
                        recent: RecentPerformance | None = None,
                        attributes: pd.DataFrame | None = None,
+                       censor_at: float | None = None,
                        ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """As-of snapshots of delivered shipments: (X, hours remaining, meta).
 
@@ -99,6 +100,11 @@ def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
     has shipment_id, as_of, stage ("label", "first_scan", "later", "between_scans"),
     carrier and delivered_at. ``attributes``: :func:`shipment_attributes` of
     ``shipments`` when the caller already has them.
+
+    ``censor_at`` (epoch seconds): the history as known at that instant, for calibration
+    (:mod:`predictor.calibration`): shipments not delivered before it are kept too, with
+    snapshots up to it, NaN hours remaining and no delivered_at (a later delivery is the
+    future and is ignored).
 
     Memory: a million shipments give ~6.7 million snapshots. The features are computed
     in chunks written straight into one preallocated float32 array per feature (and
@@ -110,10 +116,17 @@ def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
     scans = _scan_table(attrs, events)
     label = attrs["label_s"].to_numpy()
     delivered = attrs["delivered_s"].to_numpy()
-    ok = np.isfinite(delivered) & np.isfinite(label) & (delivered > label)
+    if censor_at is None:
+        end = delivered
+        ok = np.isfinite(delivered) & np.isfinite(label) & (delivered > label)
+    else:
+        known = np.isfinite(delivered) & (delivered < censor_at)
+        delivered = np.where(known, delivered, np.nan)
+        end = np.where(known, delivered, float(censor_at))
+        ok = np.isfinite(label) & (end > label)
     label_rows = np.flatnonzero(ok)
     ev_row, ev_s, ev_label = scans["row"], scans["s"], scans["is_label"]
-    take = ok[ev_row] & ~ev_label & (ev_s < delivered[ev_row]) & (ev_s >= label[ev_row])
+    take = ok[ev_row] & ~ev_label & (ev_s < end[ev_row]) & (ev_s >= label[ev_row])
     # "first scan" = the first non-label event of the shipment.
     nonlabel_rank = _rank_within(ev_row, ~ev_label)
     # Serving also refreshes ETAs between scans (batch re-scoring, page views), so each
@@ -121,7 +134,7 @@ def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
     # would be 0 in every training row and meaningless at serving time.
     rng = np.random.default_rng(len(label_rows))
     between = label[label_rows] + rng.random(len(label_rows)) * (
-        delivered[label_rows] - label[label_rows])
+        end[label_rows] - label[label_rows])
     rows = np.concatenate([label_rows, ev_row[take], label_rows])
     as_of = np.concatenate([label[label_rows], ev_s[take], between])
     # Stage codes index STAGES: label, first_scan, later, between_scans.
@@ -508,8 +521,10 @@ def _hours(delta: np.ndarray) -> np.ndarray:
 
 def _timestamps(seconds: np.ndarray) -> pd.Series:
     """Float epoch seconds → aware UTC timestamps (microsecond precision)."""
-    us = np.round(seconds * 1e6).astype(np.int64)
-    return pd.Series(pd.to_datetime(us, unit="us", utc=True))
+    known = np.isfinite(seconds)
+    us = np.round(np.where(known, seconds, 0.0) * 1e6).astype(np.int64)
+    out = pd.Series(pd.to_datetime(us, unit="us", utc=True))
+    return out if known.all() else out.where(known)
 
 
 def _to_local(seconds: np.ndarray, zones: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ import pandas as pd
 import xgboost as xgb
 
 from predictor.attributions import TreePaths
+from predictor.calibration import apply_factors, is_adaptive, scan_group
 from predictor.features import CATEGORICAL, FEATURES
 
 # A feature table, or one equally long array per feature (the one-row refresh).
@@ -45,8 +46,9 @@ class EtaModel:
     booster: xgb.Booster
     feature_names: list[str]
     categories: dict[str, list[str]]
-    # Conformal (CQR) offsets in hours: p10 moves down by ``lower``, p90 up by ``upper``;
-    # optional ``lower_<g>``/``upper_<g>`` per scan group g = min(n_scans, 2).
+    # Calibration: adaptive log factors (``log_*``, see predictor.calibration), or conformal
+    # (CQR) offsets in hours: p10 moves down by ``lower``, p90 up by ``upper``; optional
+    # ``lower_<g>``/``upper_<g>`` per scan group g = min(n_scans, 2).
     conformal: dict[str, float] = field(default_factory=lambda: {"lower": 0.0, "upper": 0.0})
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -97,19 +99,26 @@ class EtaModel:
         return self.calibrate(self.predict_raw(X, encoded), n_scans)
 
     def calibrate(self, raw: np.ndarray, n_scans: np.ndarray | None = None) -> np.ndarray:
-        """Apply the conformal offsets (per scan group when fitted), sort so quantiles
-        never cross, and clip at zero hours."""
-        out = raw.copy()
-        lower = np.full(len(out), self.conformal["lower"])
-        upper = np.full(len(out), self.conformal["upper"])
-        if n_scans is not None:
-            group = np.minimum(np.nan_to_num(n_scans), 2).astype(int)
-            for g in range(3):
-                if f"lower_{g}" in self.conformal:
-                    lower[group == g] = self.conformal[f"lower_{g}"]
-                    upper[group == g] = self.conformal[f"upper_{g}"]
-        out[:, 0] -= lower
-        out[:, 2] += upper
+        """Apply the calibration (per scan group when fitted), sort so quantiles never
+        cross, and clip at zero hours.
+
+        Two kinds: the adaptive factors of :mod:`predictor.calibration` (``log_*`` keys:
+        multiplicative, refreshed from recent errors), or additive conformal (CQR) offsets
+        in hours (``lower``/``upper``; models trained before the adaptive kind)."""
+        group = None if n_scans is None else scan_group(n_scans)
+        if is_adaptive(self.conformal):
+            out = apply_factors(raw, group, self.conformal)
+        else:
+            out = raw.copy()
+            lower = np.full(len(out), self.conformal["lower"])
+            upper = np.full(len(out), self.conformal["upper"])
+            if group is not None:
+                for g in range(3):
+                    if f"lower_{g}" in self.conformal:
+                        lower[group == g] = self.conformal[f"lower_{g}"]
+                        upper[group == g] = self.conformal[f"upper_{g}"]
+            out[:, 0] -= lower
+            out[:, 2] += upper
         out.sort(axis=1)
         return np.clip(out, 0.0, None)
 

@@ -22,6 +22,14 @@ import pandas as pd
 import xgboost as xgb
 
 from predictor.baselines import LaneMedianBaseline, promise_hours
+from predictor.calibration import (
+    WINDOW_DAYS,
+    Outcomes,
+    calibration_info,
+    online_quantiles,
+    scan_group,
+    snapshot_outcomes,
+)
 from predictor.evaluate import evaluate_methods
 from predictor.features import (
     CATEGORICAL,
@@ -110,6 +118,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     X_cal, y_cal = X.iloc[cal_rows].reset_index(drop=True), y[cal_rows]
     X_test, y_test = X.iloc[test_rows].reset_index(drop=True), y[test_rows]
     meta_test = meta.iloc[test_rows].reset_index(drop=True)
+    cal_s, cal_delivered = (_epoch_s(meta[c].iloc[cal_rows]) for c in ("as_of", "delivered_at"))
     y_fit = y[fit_rows]
     del X, y, meta
     dtrain = xgb.QuantileDMatrix(matrix, label=y_fit, base_margin=margin,
@@ -122,14 +131,44 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     del dtrain
 
     report_progress("calibrating", 0.9)
+    # Static conformal offsets on the calibration slice: kept for the report (what the
+    # window would hold without adaptation).
     raw_cal = model.predict_raw(X_cal)
-    model.conformal = conformal_offsets(raw_cal, y_cal, X_cal["n_scans"].to_numpy())
+    static = conformal_offsets(raw_cal, y_cal, X_cal["n_scans"].to_numpy())
+    # Adaptive calibration (predictor.calibration): every out-of-sample snapshot with what
+    # became of it (calibration and test slices, and parcels never delivered, censored).
+    raw_test = _raw_rows(model, X_test)
+    test_s = _epoch_s(meta_test["as_of"])
+    test_group = scan_group(X_test["n_scans"].to_numpy())
+    end_s = float(np.nanmax(np.r_[attrs["delivered_s"].to_numpy(), label_s]))
+    never = np.flatnonzero(~np.isfinite(attrs["delivered_s"].to_numpy())
+                           & (label_s >= cal_start.timestamp()))
+    parts = [Outcomes(cal_s, raw_cal, cal_delivered, scan_group(X_cal["n_scans"].to_numpy())),
+             Outcomes(test_s, raw_test, _epoch_s(meta_test["delivered_at"]), test_group)]
+    if len(never):
+        parts.append(snapshot_outcomes(model, shipments.iloc[never], events, recent=recent,
+                                       censor_at=end_s))
+    outcomes = Outcomes.concat(parts)
     del X_cal, raw_cal
+    # As known at the cutoff: the whole calibration slice's cohort, then the usual window.
+    initial = outcomes.factors(cut.timestamp(), (cut - cal_start).total_seconds() / 86400)
+    initial = outcomes.factors(cut.timestamp(), WINDOW_DAYS, previous=initial)
 
     report_progress("evaluating", 0.95)
+    # The test period as a daily recalibration serves it: factors from what was known at
+    # the start of each day (the static offsets beside it, on the same snapshots).
+    online, state = online_quantiles(outcomes, test_s, raw_test, test_group, initial)
+    online.sort(axis=1)
+    model.conformal = static
+    static_q = model.calibrate(raw_test, X_test["n_scans"].to_numpy())
     baseline = LaneMedianBaseline.fit_attributes(attrs.iloc[fit_shipments])
     evaluation = evaluate_snapshots(model, X_test, y_test, meta_test, attrs, baseline,
-                                    shipments)
+                                    shipments, model_quantiles=np.clip(online, 0.0, None),
+                                    extra={"model_static_calibration": static_q})
+    # The model is deployed with the factors as known at its last label.
+    model.conformal = outcomes.factors(last.timestamp(), WINDOW_DAYS, previous=state)
+    model.metadata["calibration"] = calibration_info(last.timestamp(), WINDOW_DAYS)
+    del outcomes, raw_test, online, static_q
     metrics = evaluation["overall"]["model"] if evaluation else {}
     stamp = pd.Timestamp(trained_at) if trained_at is not None else last
     digest = hashlib.sha256(model.booster.save_raw("ubj")).hexdigest()[:8]
@@ -147,8 +186,9 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     }
     report_progress("done", 1.0)
     report = {"model": {k: model.metadata[k] for k in ("version", "trained_at", "data_range",
-                                                       "rows", "params")},
-              "conformal": model.conformal, "evaluation": evaluation}
+                                                       "rows", "params", "calibration")},
+              "conformal": model.conformal, "conformal_static": static,
+              "evaluation": evaluation}
     return model, report
 
 
@@ -186,8 +226,13 @@ def _cqr(raw: np.ndarray, y: np.ndarray, coverage: float) -> dict[str, float]:
 
 def evaluate_snapshots(model: EtaModel, X: pd.DataFrame, y: np.ndarray, meta: pd.DataFrame,
                        attrs: pd.DataFrame, baseline: LaneMedianBaseline,
-                       shipments: pd.DataFrame) -> dict[str, Any]:
+                       shipments: pd.DataFrame, *, model_quantiles: np.ndarray | None = None,
+                       extra: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Model, promise, lane-median and (on simulated data) oracle on the same snapshots.
+
+    ``model_quantiles``: the model's forecasts when the caller has them (the adaptive
+    calibration's, which depend on the day); else ``model.predict``. ``extra``: more
+    methods' (p10, p50, p90) to report beside them.
 
     Every method is scored in chunks of rows (the oracle in chunks of shipments), so a
     million shipments' test period never holds more than one chunk's temporaries."""
@@ -202,8 +247,12 @@ def evaluate_snapshots(model: EtaModel, X: pd.DataFrame, y: np.ndarray, meta: pd
                                       "lane_median": np.empty((n, 3))}
     for lo in range(0, n, EVAL_CHUNK):
         part = X.iloc[lo:lo + EVAL_CHUNK]
-        methods["model"][lo:lo + EVAL_CHUNK] = model.predict(part)
+        if model_quantiles is None:
+            methods["model"][lo:lo + EVAL_CHUNK] = model.predict(part)
         methods["lane_median"][lo:lo + EVAL_CHUNK] = baseline.predict(part)
+    if model_quantiles is not None:
+        methods["model"] = model_quantiles
+    methods |= dict(extra or {})
     methods["promise"] = np.column_stack([np.full(n, np.nan), promise, np.full(n, np.nan)])
     if "oracle_transit_bdays" in shipments.columns:
         as_of = pd.DatetimeIndex(meta["as_of"]).tz_convert("UTC").tz_localize(None)
@@ -255,6 +304,20 @@ def _present_categories(X: pd.DataFrame, rows: np.ndarray) -> dict[str, list[str
         names = np.append(col.cat.categories.astype(str).to_numpy(dtype=object), "nan")
         out[c] = sorted(map(str, names[used]))
     return out
+
+
+def _raw_rows(model: EtaModel, X: pd.DataFrame) -> np.ndarray:
+    """``model.predict_raw(X)``, EVAL_CHUNK rows at a time."""
+    out = np.empty((len(X), 3))
+    for lo in range(0, len(X), EVAL_CHUNK):
+        out[lo:lo + EVAL_CHUNK] = model.predict_raw(X.iloc[lo:lo + EVAL_CHUNK])
+    return out
+
+
+def _epoch_s(values: pd.Series) -> np.ndarray:
+    """Aware timestamps → float epoch seconds (NaN for missing)."""
+    idx = pd.DatetimeIndex(values).as_unit("us")
+    return np.where(idx.isna(), np.nan, idx.asi8 / 1e6)
 
 
 def _encode_rows(model: EtaModel, X: pd.DataFrame, rows: np.ndarray) -> np.ndarray:

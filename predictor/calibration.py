@@ -1,0 +1,218 @@
+"""Adaptive calibration of the p10 / p50 / p90 window from the recent errors already known.
+
+A conformal offset fitted once on the weeks before the training cutoff is right only while
+the world stays as it was: in a surge (Olist's Black Friday 2017) the window held 60 % of
+deliveries instead of 80 %. Here the calibration follows the recent errors instead, using
+only what is known at the instant ``t`` it is computed for:
+
+* the **cohort** is every ETA snapshot taken in the ``WINDOW_DAYS`` before ``t``;
+* a snapshot whose parcel was delivered before ``t`` has a known error; one still in
+  flight at ``t`` only tells that delivery comes later than ``t`` (right-censored). A
+  Kaplan–Meier estimate over the cohort uses both, so it is not biased towards the fast
+  parcels, the only ones delivered so far when a slowdown starts;
+* errors are multiplicative, ``v = log((y + C) / (q + C))`` for each raw quantile ``q``
+  (``C = C_HOURS``), so parcels with short horizons, which resolve within days, already
+  move the factors for long ones; the factors are the 10 %, 50 % and 90 % points of ``v``
+  (for q = p10, p50, p90) and calibrated quantiles are ``(q + C) * exp(f) - C``;
+* per scan group (0, 1, 2+ scans, as the static offsets were) when the group has at least
+  ``MIN_EVENTS`` known deliveries in the cohort, else over the whole cohort; a tail the
+  cohort cannot reach yet (too few parcels old enough to resolve it) keeps its previous
+  factor.
+
+**Leakage rule**: at ``t`` no snapshot taken at or after ``t`` is read, and a delivery at
+or after ``t`` counts as "not delivered yet" (censored at ``t``).
+
+Where it is used: training evaluates the test period as a daily job would serve it
+(factors recomputed from scratch at the start of every UTC day, :func:`online_quantiles`)
+and stores the factors as of its last label in ``EtaModel.conformal`` (``log_*`` keys,
+saved and loaded with the model); :func:`recalibrate` recomputes them for a model from
+recent history (the service's daily recalibration), and :func:`predictor.compare` uses it
+to put champion and challenger on the same footing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from predictor.features import recent_performance, shipment_attributes, training_snapshots
+from predictor.recent import RecentPerformance
+
+if TYPE_CHECKING:
+    from predictor.model import EtaModel
+
+C_HOURS = 24.0
+WINDOW_DAYS = 21
+MIN_EVENTS = 200
+LEVELS = (0.1, 0.5, 0.9)
+GROUPS = (0, 1, 2)
+_NAMES = ("log_q10", "log_q50", "log_q90")
+_DAY_S = 86_400.0
+
+
+def scan_group(n_scans: np.ndarray) -> np.ndarray:
+    """0, 1 or 2 (= 2 or more) carrier scans seen so far."""
+    return np.minimum(np.nan_to_num(np.asarray(n_scans, dtype=float)), 2).astype(int)
+
+
+def is_adaptive(conformal: Mapping[str, float]) -> bool:
+    """True for factors from this module (else: additive CQR offsets in hours)."""
+    return "log_c_hours" in conformal
+
+
+def apply_factors(raw: np.ndarray, group: np.ndarray | None,
+                  conformal: Mapping[str, float]) -> np.ndarray:
+    """Raw quantiles (n, 3) → calibrated ``(q + C) * exp(f) - C`` (not yet sorted/clipped)."""
+    c = float(conformal["log_c_hours"])
+    f = np.tile(np.array([conformal[k] for k in _NAMES], dtype=float), (len(raw), 1))
+    if group is not None:
+        for g in GROUPS:
+            keys = [f"{k}_{g}" for k in _NAMES]
+            if all(k in conformal for k in keys):
+                f[group == g] = [conformal[k] for k in keys]
+    return (np.maximum(raw, 0.0) + c) * np.exp(f) - c
+
+
+def km_quantiles(values: np.ndarray, observed: np.ndarray, levels: tuple[float, ...]
+                 ) -> np.ndarray:
+    """Kaplan–Meier quantiles of right-censored ``values`` (``observed`` False: the true
+    value is above the one given). NaN for a level the estimate never reaches."""
+    order = np.lexsort((~observed, values))  # at ties, events before censorings
+    v, e = values[order], observed[order]
+    at_risk = len(v) - np.arange(len(v))
+    cdf = 1.0 - np.cumprod(np.where(e, 1.0 - 1.0 / at_risk, 1.0))
+    out = np.full(len(levels), np.nan)
+    for j, q in enumerate(levels):
+        k = int(np.searchsorted(cdf, q - 1e-12))
+        if k < len(v):
+            out[j] = v[k]
+    return out
+
+
+@dataclass
+class Outcomes:
+    """ETA snapshots with their raw quantiles and what became of them.
+
+    ``delivered_s`` is NaN when the parcel was never delivered as far as the data knows;
+    a delivery is only used for instants after it (see the module's leakage rule).
+    """
+
+    snapshot_s: np.ndarray
+    raw: np.ndarray
+    delivered_s: np.ndarray
+    group: np.ndarray
+
+    def __post_init__(self) -> None:
+        order = np.argsort(self.snapshot_s, kind="stable")
+        self.snapshot_s = np.asarray(self.snapshot_s, dtype=float)[order]
+        self.raw = np.maximum(np.asarray(self.raw, dtype=float)[order], 0.0)
+        self.delivered_s = np.asarray(self.delivered_s, dtype=float)[order]
+        self.group = np.asarray(self.group)[order]
+
+    @classmethod
+    def concat(cls, parts: list[Outcomes]) -> Outcomes:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts])
+                     for f in ("snapshot_s", "raw", "delivered_s", "group")))
+
+    def factors(self, at_s: float, window_days: float = WINDOW_DAYS,
+                previous: Mapping[str, float] | None = None) -> dict[str, float]:
+        """Calibration factors as known at ``at_s`` (epoch s) from the cohort of the last
+        ``window_days`` (see the module docstring). ``previous`` fills what the cohort
+        cannot estimate (else 0: the raw quantile)."""
+        lo = np.searchsorted(self.snapshot_s, at_s - window_days * _DAY_S, side="left")
+        hi = np.searchsorted(self.snapshot_s, at_s, side="left")  # strictly before at_s
+        s, raw, group = self.snapshot_s[lo:hi], self.raw[lo:hi], self.group[lo:hi]
+        delivered = self.delivered_s[lo:hi]
+        known = delivered < at_s  # NaN compares False: never delivered = censored
+        hours = np.where(known, delivered - s, at_s - s) / 3600.0
+        log_y = np.log(np.maximum(hours, 0.0) + C_HOURS)
+        prev = dict(previous or {})
+        out: dict[str, float] = {"log_c_hours": C_HOURS}
+
+        def fit(mask: np.ndarray, suffix: str, fallback: list[float]) -> list[float]:
+            vals = []
+            for j, name in enumerate(_NAMES):
+                v = km_quantiles(log_y[mask] - np.log(raw[mask, j] + C_HOURS), known[mask],
+                                 (LEVELS[j],))[0] if mask.any() else np.nan
+                if np.isnan(v):
+                    v = prev.get(name + suffix, fallback[j])
+                out[name + suffix] = float(v)
+                vals.append(float(v))
+            return vals
+
+        overall = fit(np.ones(len(s), dtype=bool), "", [0.0, 0.0, 0.0])
+        for g in GROUPS:
+            mask = group == g
+            if int(known[mask].sum()) >= MIN_EVENTS:
+                fit(mask, f"_{g}", overall)
+            elif all(f"{k}_{g}" in prev for k in _NAMES):
+                for k in _NAMES:  # a group with too little news keeps what it had
+                    out[f"{k}_{g}"] = float(prev[f"{k}_{g}"])
+        return out
+
+
+def online_quantiles(outcomes: Outcomes, snapshot_s: np.ndarray, raw: np.ndarray,
+                     group: np.ndarray, initial: Mapping[str, float],
+                     window_days: float = WINDOW_DAYS) -> tuple[np.ndarray, dict[str, float]]:
+    """Calibrated (unsorted) quantiles for queries at ``snapshot_s``, with factors
+    recomputed at the start of each query's UTC day from ``outcomes`` known by then:
+    what a daily recalibration job serves. Returns them and the last factors used."""
+    out = np.empty_like(np.asarray(raw, dtype=float))
+    day = np.floor(np.asarray(snapshot_s, dtype=float) / _DAY_S)
+    state: Mapping[str, float] = initial
+    for d in np.unique(day):
+        rows = np.flatnonzero(day == d)
+        state = outcomes.factors(d * _DAY_S, window_days, previous=state)
+        out[rows] = apply_factors(raw[rows], group[rows], state)
+    return out, dict(state)
+
+
+def snapshot_outcomes(model: EtaModel, shipments: pd.DataFrame, events: pd.DataFrame, *,
+                      recent: RecentPerformance, censor_at: float, since: float | None = None,
+                      chunk: int = 250_000) -> Outcomes:
+    """Snapshots of ``shipments`` as known at ``censor_at`` (in-flight parcels included,
+    censored), taken at or after ``since``, with ``model``'s raw quantiles."""
+    X, _, meta = training_snapshots(shipments, events, recent=recent, censor_at=censor_at)
+    snap = pd.DatetimeIndex(meta["as_of"]).as_unit("us").asi8 / 1e6
+    keep = np.flatnonzero(snap >= since) if since is not None else np.arange(len(snap))
+    raw = np.empty((len(keep), 3))
+    for lo in range(0, len(keep), chunk):
+        raw[lo:lo + chunk] = model.predict_raw(X.iloc[keep[lo:lo + chunk]])
+    delivered = pd.DatetimeIndex(meta["delivered_at"]).as_unit("us")
+    delivered_s = np.where(delivered.isna(), np.nan, delivered.asi8 / 1e6)[keep]
+    return Outcomes(snap[keep], raw, delivered_s, scan_group(X["n_scans"].to_numpy()[keep]))
+
+
+def recalibrate(model: EtaModel, shipments: pd.DataFrame, events: pd.DataFrame,
+                as_of: datetime, window_days: float = WINDOW_DAYS) -> dict[str, float]:
+    """Recompute ``model.conformal`` from the history as known at ``as_of`` (a daily job's
+    work): the snapshots of the last ``window_days``, delivered or still in flight.
+
+    ``shipments``/``events``: every shipment labelled before ``as_of`` that was not yet
+    delivered ``window_days`` before it, plus at least 14 more days of deliveries (the
+    recent-performance features look back that far); later facts are ignored anyway.
+    Returns the new factors (also stored, with ``metadata["calibration"]``)."""
+    at = pd.Timestamp(as_of).timestamp()
+    attrs = shipment_attributes(shipments)
+    recent = recent_performance(shipments, attrs)
+    delivered = attrs["delivered_s"].to_numpy()
+    alive = (attrs["label_s"].to_numpy() < at) & ~(delivered < at - window_days * _DAY_S)
+    pool = snapshot_outcomes(model, shipments.iloc[np.flatnonzero(alive)], events,
+                             recent=recent, censor_at=at, since=at - window_days * _DAY_S)
+    previous = model.conformal if is_adaptive(model.conformal) else None
+    factors = pool.factors(at, window_days, previous=previous)
+    model.conformal = factors
+    model.metadata["calibration"] = calibration_info(at, window_days)
+    return factors
+
+
+def calibration_info(at_s: float, window_days: float) -> dict[str, object]:
+    """What ``metadata["calibration"]`` records about the factors in force."""
+    as_of = pd.Timestamp(round(at_s * 1e6), unit="us", tz="UTC")
+    return {"method": "cohort_kaplan_meier_log", "as_of": as_of.isoformat(),
+            "window_days": window_days, "c_hours": C_HOURS}
