@@ -1,4 +1,5 @@
-"""Baselines the model must beat: the shop's promise and a carrier/lane median.
+"""Baselines the model must beat: the shop's promise, the carrier's own estimate and a
+carrier/lane median.
 
 Both answer in the same shape as the model: hours remaining (p10, p50, p90) per
 snapshot, so :mod:`predictor.evaluate` scores everything alike.
@@ -66,6 +67,12 @@ class LaneMedianBaseline:
 def promise_hours(X: pd.DataFrame) -> np.ndarray:
     """The promise as hours remaining to local noon of the promised date (NaN if none)."""
     return X["hours_to_promise"].to_numpy(float) - (24 - PROMISE_HOUR)
+
+
+def carrier_estimate_hours(X: pd.DataFrame) -> np.ndarray:
+    """The carrier's own estimate as hours remaining to local noon of its date, where the
+    carrier had given one by the snapshot (NaN elsewhere: before the first scan, or never)."""
+    return X["carrier_estimate_hours"].to_numpy(float) - (24 - PROMISE_HOUR)
 
 
 def _quantiles_by(frame: pd.DataFrame, key: str) -> dict[str, np.ndarray]:

@@ -5,7 +5,8 @@ Every method hands in hours remaining (p10, p50, p90) for the same snapshots. Me
 * ``mae_hours`` / ``mae_days`` of the p50;
 * ``coverage_p10_p90``: share of actual deliveries inside the window (target ~0.80);
 * ``on_or_before_p90_date``: share delivered on or before the p90's local date in the
-  customer's timezone (for the promise baseline: on or before the promised date);
+  customer's timezone (for date baselines, the promise and the carrier's estimate: on or
+  before that date);
 * the error split: ``early_share`` (parcel came before the p50) and ``late_share``,
   with the mean hours of each.
 """
@@ -64,15 +65,23 @@ def local_day_after(as_of: pd.Series, hours: np.ndarray, zones: np.ndarray) -> n
 
 
 def evaluate_methods(methods: Mapping[str, np.ndarray], y: np.ndarray, meta: pd.DataFrame,
-                     zones: np.ndarray, promised_day: np.ndarray | None = None
-                     ) -> dict[str, Any]:
+                     zones: np.ndarray, promised_day: np.ndarray | None = None, *,
+                     dates: Mapping[str, np.ndarray] | None = None,
+                     subsets: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Report for several methods on the same snapshots: overall, by stage, by carrier,
-    plus calibration (nominal vs empirical quantile coverage) for each method."""
+    plus calibration (nominal vs empirical quantile coverage) for each method.
+
+    ``dates``: the local date each date-valued method (a baseline that is a date, like
+    the carrier's estimate) stands for; ``promised_day`` is the promise's. A method scores
+    only the snapshots where its p50 is known, and says how many (``n``). ``subsets``:
+    more named blocks of snapshots (e.g. those where the carrier gave an estimate), with
+    every method on the same rows."""
     delivered_day = local_day_after(meta["as_of"], y, zones)
+    given = {"promise": promised_day, **(dates or {})}
     days: dict[str, np.ndarray | None] = {}
     for name, pred in methods.items():
-        if name == "promise":
-            days[name] = promised_day
+        if name in given:
+            days[name] = given[name]
         else:
             days[name] = local_day_after(meta["as_of"], pred[:, 2], zones)
 
@@ -92,6 +101,9 @@ def evaluate_methods(methods: Mapping[str, np.ndarray], y: np.ndarray, meta: pd.
         "by_stage": {s: block(stages == s) for s in pd.unique(stages)},
         "by_carrier": {c: block(carriers == c) for c in sorted(pd.unique(carriers))},
     }
+    if subsets:
+        report["subsets"] = {name: {"n_snapshots": int(mask.sum()), **block(mask)}
+                             for name, mask in subsets.items()}
     report["calibration"] = {
         name: {"nominal": [0.1, 0.5, 0.9, 0.8],
                "empirical": [report["overall"][name].get(k) for k in

@@ -46,16 +46,21 @@ def run_olist(rounds: int, base_margin: bool = True) -> dict[str, Any]:
 
 
 def summary(report: dict[str, Any]) -> str:
-    """Markdown table of the headline metrics per stage and method."""
+    """Markdown table of the headline metrics per stage and method (n: the snapshots the
+    method was scored on; a date baseline such as the carrier's estimate only has some)."""
     ev = report["evaluation"]
-    lines = ["| stage | method | p50 MAE (h) | p50 MAE (d) | p10-p90 coverage | by p90 date |",
-             "|---|---|---|---|---|---|"]
-    groups = {"overall": ev["overall"], **ev["by_stage"]}
+    lines = ["| stage | method | n | p50 MAE (h) | p50 MAE (d) | p10-p90 coverage | by p90 date |",
+             "|---|---|---|---|---|---|---|"]
+    groups = {"overall": ev["overall"], **ev["by_stage"],
+              **{f"only {name}": {m: v for m, v in block.items() if m != "n_snapshots"}
+                 for name, block in ev.get("subsets", {}).items()}}
     for stage, methods in groups.items():
         for name, m in methods.items():
+            if not m.get("n"):
+                continue
             cov = m.get("coverage_p10_p90")
             by_date = m.get("on_or_before_p90_date")
-            lines.append(f"| {stage} | {name} | {m.get('mae_hours', float('nan')):.1f} | "
+            lines.append(f"| {stage} | {name} | {m['n']:,} | {m.get('mae_hours', float('nan')):.1f} | "
                          f"{m.get('mae_days', float('nan')):.2f} | "
                          f"{'-' if cov is None else f'{cov:.3f}'} | "
                          f"{'-' if by_date is None else f'{by_date:.3f}'} |")

@@ -35,7 +35,7 @@ NUMERIC = (
     "hours_since_last_scan",
     "lane_transit_median_7d", "lane_transit_median_14d", "lane_deliveries_14d",
     "carrier_transit_median_7d", "carrier_transit_median_14d", "state_transit_median_7d",
-    "carrier_backlog_days", "lane_backlog_days",
+    "carrier_backlog_days", "lane_backlog_days", "carrier_estimate_hours",
 )
 FEATURES = CATEGORICAL + NUMERIC
 # Recent-performance key families and the windows used for each feature.
@@ -51,7 +51,8 @@ _CHUNK = 250_000
 _SHIPMENT_COLUMNS = ("shipment_id", "carrier", "service_level", "tracking_number",
                      "origin_postal_code", "origin_country", "destination_postal_code",
                      "destination_country", "promised_delivery_date", "label_created_at",
-                     "shipped_at", "delivered_at")
+                     "shipped_at", "delivered_at", "carrier_estimated_delivery",
+                     "carrier_estimate_as_of")
 
 
 def shipment_attributes(shipments: pd.DataFrame) -> pd.DataFrame:
@@ -74,6 +75,9 @@ def shipment_attributes(shipments: pd.DataFrame) -> pd.DataFrame:
     out["delivered_s"] = _seconds(s["delivered_at"])
     promised = pd.to_datetime(s["promised_delivery_date"], errors="coerce")
     out["promised_day"] = promised.to_numpy("datetime64[D]")
+    estimate = pd.to_datetime(s["carrier_estimated_delivery"], errors="coerce")
+    out["estimate_day"] = estimate.to_numpy("datetime64[D]")
+    out["estimate_s"] = _seconds(s["carrier_estimate_as_of"])
     out["tracking_number"] = s["tracking_number"].astype(str).to_numpy()
     out["shipment_id"] = s["shipment_id"].astype(str).to_numpy()
     return out
@@ -252,6 +256,7 @@ def _one_attributes(shipment: Mapping[str, object]) -> dict[str, np.ndarray]:
     country = "US" if raw_country is None else str(raw_country)
     postal = _missing_as_none(shipment.get("destination_postal_code"))
     promised = _missing_as_none(shipment.get("promised_delivery_date"))
+    estimate = _missing_as_none(shipment.get("carrier_estimated_delivery"))
     values: dict[str, object] = {
         "carrier": _one_category(shipment.get("carrier")),
         "service_level": _one_category(shipment.get("service_level")),
@@ -261,14 +266,15 @@ def _one_attributes(shipment: Mapping[str, object]) -> dict[str, np.ndarray]:
         "label_s": _epoch_seconds(shipment.get("label_created_at")),
         "shipped_s": _epoch_seconds(shipment.get("shipped_at")),
         "delivered_s": _epoch_seconds(shipment.get("delivered_at")),
+        "estimate_s": _epoch_seconds(shipment.get("carrier_estimate_as_of")),
         "tracking_number": str(shipment.get("tracking_number")),
         "shipment_id": str(shipment.get("shipment_id")),
     }
     out = {k: np.array([v], dtype=float if k.endswith("_s") or k == "distance_km" else object)
            for k, v in values.items()}
-    out["promised_day"] = np.array(
-        [np.datetime64("NaT") if promised is None
-         else pd.Timestamp(promised).to_datetime64()], dtype="datetime64[D]")
+    for key, day in (("promised_day", promised), ("estimate_day", estimate)):
+        out[key] = np.array([np.datetime64("NaT") if day is None
+                             else pd.Timestamp(day).to_datetime64()], dtype="datetime64[D]")
     return out
 
 
@@ -323,6 +329,12 @@ def _feature_arrays(a: Mapping[str, np.ndarray], scans: dict[str, np.ndarray],
     # End of the promised local day, measured from now in hours.
     promise_end = safe_promise.astype("datetime64[ns]") + np.timedelta64(1, "D")
     hours_to_promise = np.where(has_promise, _hours(promise_end - local), np.nan)
+    # The carrier's own estimate (a local date), from the moment the carrier gave it: a
+    # snapshot before that instant must not see it (NaN compares False: no as-of, no use).
+    estimate = a["estimate_day"][rows].astype("datetime64[D]")
+    has_estimate = ~np.isnat(estimate) & (a["estimate_s"][rows].astype(float) <= as_of)
+    estimate_end = np.where(has_estimate, estimate, local_day).astype(
+        "datetime64[ns]") + np.timedelta64(1, "D")
     peak = is_peak_season(local_day)
     nov20 = local_day.astype("datetime64[Y]") + np.timedelta64(323, "D")
     days_into_peak = np.where(peak, (local_day - nov20).astype(np.int64), 0)
@@ -343,6 +355,7 @@ def _feature_arrays(a: Mapping[str, np.ndarray], scans: dict[str, np.ndarray],
         "bdays_since_handover": since_handover,
         "n_scans": state["n_scans"].astype(float),
         "hours_since_last_scan": (as_of - state["last_s"]) / _HOUR_S,
+        "carrier_estimate_hours": np.where(has_estimate, _hours(estimate_end - local), np.nan),
     }
     keys = keys if keys is not None else _recent_keys(a)
     for name, family, window in _RECENT:

@@ -351,6 +351,8 @@ def describe(feature: str, hours: float, row: Mapping[str, Any] | pd.Series) -> 
                                 "parcels in its network right now",
         "lane_backlog_days": f"{'many' if slower else 'few'} parcels are stuck on this lane "
                              "right now",
+        "carrier_estimate_hours": f"{carrier}'s own delivery estimate is "
+                                  f"{'still some way off' if slower else 'close'}",
     }
     text = texts.get(feature, f"{feature.replace('_', ' ')} {more if slower else less}")
     if math.isnan(hours):

@@ -42,6 +42,16 @@ generator, so a seed gives the same history byte for byte):
    peak or storm allowance) after the expected pickup: right most of the year, wrong in
    peak.
 
+9. **The carrier's own estimate.** At the first scan (pickup) the carrier publishes an
+   estimated delivery date (EDD) for ``CARRIER_ESTIMATE_SHARE`` (85 %) of the parcels it
+   picks up: its nominal transit for the service and distance,
+   ``max(min_s, round((a_s + b_s * km / 1000) * carrier * carrier_service))`` business
+   days after the actual pickup day (so, unlike the promise, it knows a slipped pickup),
+   but nothing of lanes, peak season, storms or incidents. It is a local calendar date
+   (``carrier_estimated_delivery``) given at ``carrier_estimate_as_of`` (the pickup scan);
+   parcels never picked up, and 15 % of the others, have none. Drawn from a generator of
+   its own, so the rest of a seed's history is the same with or without it.
+
 The **oracle** columns keep the latent truth a perfect model of this world would know:
 ``oracle_handover_at``, ``oracle_transit_bdays`` (``mu_total``), ``oracle_sigma``,
 ``oracle_min_bdays``, ``oracle_delivery_hour`` and ``oracle_delivery_hour_sd``.
@@ -81,6 +91,7 @@ CARRIER_PEAK = {"ups": 1.0, "fedex": 0.9, "usps": 1.3, "dhl": 1.4, "ontrac": 1.1
 CARRIER_SERVICE_SPEED = {("usps", "economy"): 1.12, ("fedex", "express"): 0.95,
                          ("dhl", "express"): 1.05, ("ups", "economy"): 0.95}
 WAREHOUSES = ("07094", "60638", "75019", "91761")
+CARRIER_ESTIMATE_SHARE = 0.85
 WESTERN_STATES = frozenset({"CA", "OR", "WA", "NV", "AZ", "UT", "ID", "CO", "NM"})
 N_DESTINATIONS = 4000
 
@@ -198,6 +209,12 @@ def simulate(n_shipments: int, days: int, start: datetime, seed: int) -> Simulat
     promised = np.busday_offset(expected_pickup, np.maximum(published, min_days.astype(int)),
                                 busdaycal=cal)
 
+    # The carrier's EDD at pickup: nominal transit from the actual pickup day (item 9).
+    has_estimate = ~never_shipped & (
+        np.random.default_rng((seed, 6)).random(n) < CARRIER_ESTIMATE_SHARE)
+    nominal = np.maximum(min_days, np.round(base)).astype(np.int64)
+    estimate_day = np.busday_offset(pickup_day, nominal, roll="forward", busdaycal=cal)
+
     no_delivery = never_shipped | lost | returned
     frame = pd.DataFrame({
         "shipment_id": [f"shp_{seed}_{i:07d}" for i in range(n)],
@@ -208,6 +225,9 @@ def simulate(n_shipments: int, days: int, start: datetime, seed: int) -> Simulat
         "destination_postal_code": dest_zip, "destination_country": "US",
         "weight_grams": np.round(rng.lognormal(6.8, 0.8, n)).astype(np.int64),
         "promised_delivery_date": pd.Series(promised).dt.date,
+        "carrier_estimated_delivery": pd.Series(
+            np.where(has_estimate, estimate_day, np.datetime64("NaT"))).dt.date,
+        "carrier_estimate_as_of": _utc(np.where(has_estimate, handover, np.datetime64("NaT"))),
         "label_created_at": _utc(label),
         "shipped_at": _utc(np.where(never_shipped, np.datetime64("NaT"), handover)),
         "delivered_at": _utc(np.where(no_delivery, np.datetime64("NaT"), delivered)),

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from predictor.baselines import LaneMedianBaseline, promise_hours
+from predictor.baselines import LaneMedianBaseline, carrier_estimate_hours, promise_hours
 from predictor.calibration import (
     WINDOW_DAYS,
     Outcomes,
@@ -254,12 +254,24 @@ def evaluate_snapshots(model: EtaModel, X: pd.DataFrame, y: np.ndarray, meta: pd
         methods["model"] = model_quantiles
     methods |= dict(extra or {})
     methods["promise"] = np.column_stack([np.full(n, np.nan), promise, np.full(n, np.nan)])
+    # The carrier's own estimate, on the snapshots where the carrier had given one.
+    estimate = carrier_estimate_hours(X) if "carrier_estimate_hours" in X else np.full(n, np.nan)
+    has_estimate = np.isfinite(estimate)
+    dates: dict[str, np.ndarray] = {}
+    subsets: dict[str, np.ndarray] = {}
+    if has_estimate.any():
+        methods["carrier_estimate"] = np.column_stack([np.full(n, np.nan), estimate,
+                                                       np.full(n, np.nan)])
+        day = attrs["estimate_day"].to_numpy().astype("datetime64[D]")[rows]
+        dates["carrier_estimate"] = np.where(has_estimate, day, np.datetime64("NaT"))
+        subsets["with_carrier_estimate"] = has_estimate
     if "oracle_transit_bdays" in shipments.columns:
         as_of = pd.DatetimeIndex(meta["as_of"]).tz_convert("UTC").tz_localize(None)
         methods["oracle"] = _oracle_forecasts(shipments, rows, as_of.as_unit("ns").values)
     has_promise = ~np.isnat(promised_day)
     return evaluate_methods(methods, y, meta, zones,
-                            promised_day if has_promise.any() else None)
+                            promised_day if has_promise.any() else None, dates=dates,
+                            subsets=subsets)
 
 
 def snapshot_rows(attrs: pd.DataFrame, shipment_ids: pd.Series) -> np.ndarray:
