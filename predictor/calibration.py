@@ -196,7 +196,8 @@ def recalibrate(model: EtaModel, shipments: pd.DataFrame, events: pd.DataFrame,
     ``shipments``/``events``: every shipment labelled before ``as_of`` that was not yet
     delivered ``window_days`` before it, plus at least 14 more days of deliveries (the
     recent-performance features look back that far); later facts are ignored anyway.
-    Returns the new factors (also stored, with ``metadata["calibration"]``)."""
+    Returns the new factors (also stored, with ``metadata["calibration"]``); with no
+    delivery in the window to learn from, the model keeps its calibration."""
     at = pd.Timestamp(as_of).timestamp()
     attrs = shipment_attributes(shipments)
     recent = recent_performance(shipments, attrs)
@@ -204,6 +205,8 @@ def recalibrate(model: EtaModel, shipments: pd.DataFrame, events: pd.DataFrame,
     alive = (attrs["label_s"].to_numpy() < at) & ~(delivered < at - window_days * _DAY_S)
     pool = snapshot_outcomes(model, shipments.iloc[np.flatnonzero(alive)], events,
                              recent=recent, censor_at=at, since=at - window_days * _DAY_S)
+    if not (pool.delivered_s < at).any():  # nothing learnt yet: keep what the model has
+        return dict(model.conformal)
     previous = model.conformal if is_adaptive(model.conformal) else None
     factors = pool.factors(at, window_days, previous=previous)
     model.conformal = factors

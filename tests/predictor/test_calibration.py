@@ -138,3 +138,13 @@ def test_recalibrate_ignores_what_happened_after_as_of(
     assert fa == fb and a.conformal == fa
     assert a.metadata["calibration"]["as_of"] == pd.Timestamp(as_of).isoformat()
     assert model.conformal != fa  # the original is untouched
+
+
+def test_recalibrate_without_news_keeps_the_calibration(
+        trained: tuple[EtaModel, dict[str, Any]], history: SimulatedHistory) -> None:
+    model, _ = trained
+    copy = dataclasses.replace(model, conformal=dict(model.conformal),
+                               metadata=dict(model.metadata))
+    as_of = history.shipments["label_created_at"].min().to_pydatetime() - timedelta(days=1)
+    assert recalibrate(copy, history.shipments, history.events, as_of) == model.conformal
+    assert copy.conformal == model.conformal
