@@ -161,6 +161,9 @@ class TrackingEventIn(msgspec.Struct, frozen=True):
     raw_code: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     description: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
     location: Location | None = None
+    # The carrier's own estimated delivery date (local), as stated with this scan; kept on
+    # the shipment as its carrier estimate (the newest by occurred_at wins).
+    estimated_delivery: date | None = None
 
 
 class QuoteIn(_In):

@@ -36,6 +36,9 @@ def test_small_demo_end_to_end(tmp_path: Path, postgres_admin: str, redis_server
     assert accuracy["parcels"] > 0
     assert accuracy["parcels"] == accuracy["delivered"]  # every delivered parcel had an ETA
     assert accuracy["model_mae_days"] < accuracy["lane_median_mae_days"]
+    carrier = summary["against_carrier"]  # estimates rode in on the replayed scans
+    assert carrier["parcels"] > 0 and 0 < carrier["carrier_date_kept"] <= 1
+    assert "carrier" in result.stderr + result.stdout
     assert summary["delays"]["announced"] > 0
     assert summary["delays"]["min_hours_before_promise"] > 0  # told before the promise ran out
     assert "Parcelcast demo" in result.stderr + result.stdout

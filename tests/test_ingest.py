@@ -202,3 +202,26 @@ async def test_concurrent_copies_of_one_event_are_accepted_once(
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM tracking_events") == 1
         assert await conn.fetchval("SELECT status FROM shipments") == "out_for_delivery"
+
+
+async def test_a_scan_carries_the_carriers_estimate_newest_first(
+    client: TestClient, admin: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    """The carrier's estimated delivery date rides on a scan; a later scan's replaces it, an
+    older or replayed one never moves it back, a malformed one is refused naming the field."""
+    await _setup(client, admin)
+    newer = event("in_transit", "2026-11-03T10:00:00Z", estimated_delivery="2026-11-07")
+    older = event("in_transit", "2026-11-02T22:00:00Z", estimated_delivery="2026-11-05")
+    for body in (newer, older, newer):
+        assert (await client.post("/v1/tracking-events", json=body, headers=admin)).status == 202
+    answer = await client.get("/v1/shipments/s-1", headers=admin)
+    assert (await answer.json())["carrier_estimate"] == {"date": "2026-11-07",
+                                                          "source": "tracking_event"}
+    bad = await client.post("/v1/tracking-events", headers=admin, json=event(
+        "in_transit", "2026-11-04T10:00:00Z", estimated_delivery="next week"))
+    assert bad.status == 422
+    assert "estimated_delivery" in str(await bad.json())
+    async with pool.acquire() as conn:
+        stored = await conn.fetchval("SELECT carrier_estimated_delivery FROM shipments")
+        assert stored.isoformat() == "2026-11-07"
+        assert await conn.fetchval("SELECT count(*) FROM tracking_events") == 2

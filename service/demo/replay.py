@@ -51,8 +51,13 @@ def _iso(value: Any) -> str:
 
 
 def plan(orders: pd.DataFrame, shipments: pd.DataFrame, events: pd.DataFrame, seed: int,
-         duplicate_share: float = 0.05) -> list[Push]:
+         duplicate_share: float = 0.05,
+         estimates: dict[str, tuple[pd.Timestamp, Any]] | None = None) -> list[Push]:
+    """Every call the live days make, in time order. ``estimates``: tracking number ->
+    (when the carrier gave its estimated delivery date, the date); it rides on the scan
+    of that instant, as a carrier's tracking feed sends it."""
     rng = random.Random(seed)
+    estimates = estimates or {}
     pushes: list[Push] = []
     for i, o in enumerate(orders.itertuples(index=False)):
         pushes.append(Push(pd.Timestamp(o.placed_at).to_pydatetime(), 0, "PUT",
@@ -77,6 +82,9 @@ def plan(orders: pd.DataFrame, shipments: pd.DataFrame, events: pd.DataFrame, se
         if e.status == "label_created":
             continue  # the OMS's shipment PUT already says so
         body = event_payload(e._asdict())
+        told = estimates.get(str(e.tracking_number))
+        if told is not None and pd.Timestamp(e.occurred_at) == told[0]:
+            body["estimated_delivery"] = pd.Timestamp(told[1]).strftime("%Y-%m-%d")
         occurred = pd.Timestamp(e.occurred_at).to_pydatetime()
         pushes.append(Push(occurred + timedelta(minutes=rng.expovariate(1 / 12)), 2,
                            "POST", "/v1/tracking-events", body))

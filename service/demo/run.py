@@ -67,6 +67,17 @@ def split(history: SimulatedHistory, t0: datetime, end: datetime
     return (past_o, past_s, past_e), (live_o, live_s, live_e)
 
 
+def live_estimates(shipments: pd.DataFrame, t0: datetime
+                   ) -> dict[str, tuple[pd.Timestamp, Any]]:
+    """Carrier estimates given during the replay: tracking number -> (as of, date)."""
+    if "carrier_estimate_as_of" not in shipments:
+        return {}
+    live = shipments[shipments["carrier_estimate_as_of"] >= t0]
+    return {str(t): (pd.Timestamp(a), d) for t, a, d in zip(
+        live["tracking_number"], live["carrier_estimate_as_of"],
+        live["carrier_estimated_delivery"], strict=True)}
+
+
 async def demo_database(database_url: str, seed: int) -> str:
     """A database of the demo's own on the same server, created fresh."""
     name = f"parcelcast_demo_{seed}"
@@ -158,7 +169,8 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     lap("start_and_in_flight_etas")
     try:
         say(f"5/6 replaying {options.days} days of live traffic through {stack.api}")
-        pushes = replay.plan(live_o, live_s, live_e, options.seed)
+        pushes = replay.plan(live_o, live_s, live_e, options.seed,
+                             estimates=live_estimates(history.shipments, t0))
         with tqdm(total=len(pushes), desc="replay", unit=" calls") as bar:
             counts = await replay.run(stack.api, key, pushes, clock, end, bar.update,
                                       options.seed)
@@ -248,6 +260,7 @@ async def build_summary(conn: asyncpg.Connection, stack: Stack, counts: replay.R
         "shipments_with_eta": await conn.fetchval(
             "SELECT count(DISTINCT shipment_id) FROM shipment_etas"),
         "accuracy": await summary.accuracy(conn, t0, end, past_s),
+        "against_carrier": await summary.against_carrier(conn, t0, end),
         "delays": await summary.delays(conn),
         "messages": await summary.messages(conn),
         "standins": standins,
@@ -280,6 +293,14 @@ def print_summary(r: dict[str, Any], options: DemoOptions) -> None:
             f"             carrier/lane median off by {a['lane_median_mae_days']:.2f} days; "
             f"promised date off by {a['promise_mae_days']:.2f} days, "
             f"kept for {a['on_or_before_promise']:.0%}",
+        ]
+    c = r.get("against_carrier", {})
+    if c.get("parcels"):
+        lines += [
+            f"  carrier    {c['parcels']:,} of them had the carrier's own estimated date: "
+            f"off by {c['carrier_mae_days']:.2f} days, kept for {c['carrier_date_kept']:.0%}; "
+            f"the ETA shown at that moment off by {c['model_mae_days']:.2f} days, "
+            f"its date kept for {c['model_date_kept']:.0%}",
         ]
     if d.get("announced"):
         lines.append(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import asyncpg
@@ -139,3 +140,36 @@ async def standin_stats(twilio: str, smtp_control: str) -> tuple[dict[str, dict[
     samples = [f"SMS to {m['to']}: {m['body']}" for m in sent_sms[:3]]
     samples += [f"E-mail to {m['rcpt_tos'][0]}: {m['subject']}" for m in sent_email[:3]]
     return {"sms": sms, "email": email}, samples
+
+
+async def against_carrier(conn: asyncpg.Connection, since: datetime, until: datetime
+                          ) -> dict[str, Any]:
+    """Parcels delivered during the replay whose carrier gave its own estimated date: that
+    date against the ETA the system showed once it knew the estimate (same moment, same
+    information), both judged at 17:00 local on the date."""
+    rows = await conn.fetch(
+        """SELECT s.delivered_at, s.carrier_estimated_delivery AS carrier_date,
+                  e.eta_p50, e.eta_p90, coalesce(o.timezone, 'UTC') AS tz
+           FROM shipments s
+           JOIN LATERAL (SELECT * FROM shipment_etas x WHERE x.shipment_id = s.shipment_id
+                           AND x.predicted_at >= s.carrier_estimate_as_of
+                         ORDER BY predicted_at, id LIMIT 1) e ON true
+           LEFT JOIN orders o ON o.order_id = s.order_id
+           WHERE s.delivered_at >= $1 AND s.delivered_at < $2
+             AND s.carrier_estimated_delivery IS NOT NULL""", since, until)
+    if not rows:
+        return {"parcels": 0}
+    carrier_err, model_err, carrier_kept, shown_kept = [], [], [], []
+    for r in rows:
+        zone = ZoneInfo(r["tz"])
+        delivered = r["delivered_at"]
+        local_day = delivered.astimezone(zone).date()
+        carrier_at = datetime.combine(r["carrier_date"], time(17), tzinfo=zone)
+        carrier_err.append(abs((delivered - carrier_at).total_seconds()) / 3600)
+        model_err.append(abs((delivered - r["eta_p50"]).total_seconds()) / 3600)
+        carrier_kept.append(local_day <= r["carrier_date"])
+        shown_kept.append(local_day <= r["eta_p90"].astimezone(zone).date())
+    return {"parcels": len(rows), "carrier_mae_days": float(np.mean(carrier_err) / 24),
+            "model_mae_days": float(np.mean(model_err) / 24),
+            "carrier_date_kept": float(np.mean(carrier_kept)),
+            "model_date_kept": float(np.mean(shown_kept))}

@@ -6,8 +6,10 @@ import msgspec
 from aiohttp import web
 
 from service.db import events as events_db
+from service.db import webhooks as webhooks_db
 from service.errors import FieldError, validation_failed
 from service.ingest import BatchOutcome, count_new, parse_event, split_items, to_row
+from service.integrations import CarrierEstimate
 from service.keys import clock_key, coalescer_key, metrics_key, pool_key
 from service.models import MAX_BATCH
 from service.responses import json_response
@@ -56,6 +58,7 @@ async def post_tracking_events(request: web.Request) -> web.Response:
             "events", f"at most {MAX_BATCH} events per request, got {len(items)}", "too_long"
         )])
     rows = []
+    estimates: list[CarrierEstimate] = []
     rejected: list[tuple[int, list[FieldError]]] = []
     for index, raw in enumerate(items):
         event, errors = parse_event(raw, f"{prefix}.{index}" if prefix else "")
@@ -66,6 +69,14 @@ async def post_tracking_events(request: web.Request) -> web.Response:
             rejected.append((index, errors))
         else:
             rows.append(to_row(event, raw))
+            if event.estimated_delivery is not None:
+                estimates.append(CarrierEstimate(
+                    event.carrier, event.tracking_number, event.estimated_delivery,
+                    "tracking_event", event.occurred_at))
+    if estimates:
+        # Before the events: the refresh their ingestion queues must see the estimate.
+        async with request.app[pool_key].acquire() as conn:
+            await webhooks_db.set_estimates(conn, estimates, request.app[clock_key].now())
     if len(rows) < COALESCE_BELOW:
         accepted_keys = await request.app[coalescer_key].ingest(rows)
     else:
