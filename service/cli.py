@@ -432,6 +432,22 @@ def models_rollback() -> None:
     click.echo(f"rolled back: {_promote(None, 'rollback')} is now the champion")
 
 
+@models.command("recalibrate")
+def models_recalibrate() -> None:
+    """Recompute the champion's p10-p90 window from the recent deliveries now (workers do it
+    every RECALIBRATE_EVERY_HOURS)."""
+    from service.calibrating import recalibrate_champion
+
+    settings = _resolved(_settings())
+    done = _run(lambda: _with_db(
+        settings, lambda conn: recalibrate_champion(conn, settings.clock().now())))
+    if done is None:
+        raise click.ClickException("no champion or no history: run `parcelcast train` first")
+    factors = ", ".join(f"{k} {v:+.3f}" for k, v in sorted(done.factors.items()))
+    click.echo(f"{done.version} recalibrated as of {done.as_of.isoformat()}"
+               f"{'' if done.stored else ' (already was)'}: {factors}")
+
+
 @main.group()
 def notifications() -> None:
     """Inspect and re-queue notifications that could not be sent."""

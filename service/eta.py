@@ -117,6 +117,7 @@ class EtaRuntime:
         self._recent_built = -float("inf")
         self._recent_as_of: datetime | None = None
         self._lock = asyncio.Lock()
+        self._calibration: tuple[str, int | None] | None = None
 
     async def current(self, conn: asyncpg.Connection) -> EtaModel | None:
         """The champion, re-checked every `check_every` seconds (promotion without restart)."""
@@ -136,8 +137,19 @@ class EtaRuntime:
                             self.version = version
                     elif version is None:
                         self.model, self.version = None, None
+                    if self.model is not None and self.version is not None:
+                        await self._follow_calibration(conn, self.model, self.version)
                     self._checked = time.monotonic()
         return self.model
+
+    async def _follow_calibration(self, conn: asyncpg.Connection, model: EtaModel,
+                                  version: str) -> None:
+        """Apply the model's newest stored calibration (service.calibrating), once."""
+        latest = await eta_models.latest_calibration(conn, version)
+        key = (version, None if latest is None else latest["id"])
+        if latest is not None and key != self._calibration:
+            model.conformal = {str(k): float(v) for k, v in latest["factors"].items()}
+        self._calibration = key
 
     async def recent(self, conn: asyncpg.Connection, now: datetime) -> RecentPerformance:
         """Recent lane performance, rebuilt every `recent_every` real seconds or simulated day."""

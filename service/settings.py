@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     # Real seconds a claimed send may stay unrecorded before another worker reconciles it.
     send_lease_s: Annotated[float, Field(gt=0)] = 30.0
     sweep_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    # Clock hours between recalibrations of the champion's window (0: never, by hand only).
+    recalibrate_every_hours: Annotated[float, Field(ge=0)] = 24.0
 
     @field_validator("database_url")
     @classmethod

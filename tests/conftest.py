@@ -25,7 +25,8 @@ from standins.twilio_server import TwilioStandin
 from tests.servers import postgres_admin_url, redis_url, with_database
 
 TABLES = ("orders", "shipments", "tracking_events", "api_keys", "work_items", "eta_models",
-          "eta_model_promotions", "shipment_etas", "notifications", "opt_outs")
+          "eta_model_promotions", "eta_calibrations", "shipment_etas", "notifications",
+          "opt_outs", "webhook_deliveries")
 START = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
 
 

@@ -194,11 +194,15 @@ async def test_history_train_and_registry_commands(postgres_admin: str, redis_se
         assert imported.returncode == 0 and "line 4:" in imported.stderr
         assert "bad lines skipped" in imported.stdout
         assert cli("models", "rollback").returncode != 0
+        early = cli("models", "recalibrate")
+        assert early.returncode == 1 and "parcelcast train" in early.stderr
         trained = cli("train", "--rounds", "30", "--until", "2026-07-15")
         assert trained.returncode == 0, trained.stderr[-2000:]
         assert "promoted (first model)" in trained.stdout
         version = trained.stdout.strip().splitlines()[-1].split(":")[0]
         assert f"{version}\tchampion" in cli("models", "list").stdout
+        recalibrated = cli("models", "recalibrate")
+        assert recalibrated.returncode == 0 and f"{version} recalibrated" in recalibrated.stdout
         again = cli("train", "--rounds", "12", "--until", "2026-07-16")
         assert again.returncode == 0 and "p50 MAE" in again.stdout
         second = again.stdout.strip().splitlines()[-1].split(":")[0]

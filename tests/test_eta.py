@@ -135,3 +135,29 @@ async def test_batch_refresh_scores_like_one_at_a_time(
         assert abs((a.p50 - b.p50).total_seconds()) < 1
         assert abs((a.p90 - b.p90).total_seconds()) < 1
         assert a.reasons == b.reasons
+
+
+async def test_the_window_is_recalibrated_daily_and_picked_up_without_restart(
+    trained: str, pool: asyncpg.Pool, clock: ManualClock,
+) -> None:
+    """A worker recalibrates the champion once a clock day (one at a time); the runtime
+    applies the stored factors at its next check; the artefact never changes."""
+    from service.calibrating import recalibrate_when_due
+    from service.eta import EtaRuntime
+
+    runtime = EtaRuntime(clock, check_every=0)
+    async with pool.acquire() as conn:
+        assert await runtime.current(conn) is not None
+        artefact = (await eta_models.get(conn, trained))["artefact"]  # type: ignore[index]
+    done = await recalibrate_when_due(pool, clock, timedelta(hours=24))
+    assert done is not None and done.stored and done.version == trained
+    assert any(k.startswith("log_") for k in done.factors)
+    assert await recalibrate_when_due(pool, clock, timedelta(hours=24)) is None  # not due
+    clock.advance(timedelta(hours=25))
+    later = await recalibrate_when_due(pool, clock, timedelta(hours=24))
+    assert later is not None and later.as_of == clock.now()
+    async with pool.acquire() as conn:
+        model = await runtime.current(conn)
+        assert model is not None and model.conformal == later.factors
+        assert (await eta_models.get(conn, trained))["artefact"] == artefact  # type: ignore[index]
+        assert await conn.fetchval("SELECT count(*) FROM eta_calibrations") == 2

@@ -11,6 +11,7 @@ from typing import Any
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from service.calibrating import recalibrate_forever
 from service.clock import Clock
 from service.db.pool import create_pool
 from service.eta import EtaRuntime
@@ -94,6 +95,7 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
     relay_redis = arq_client(settings.redis_url, settings.parcelcast_queue_name)
     relay_task: asyncio.Task[None] | None = None
     sweep_task: asyncio.Task[None] | None = None
+    recalibrate_task: asyncio.Task[None] | None = None
     transports = build_transports(settings)
     try:
         async with pool.acquire() as conn:
@@ -102,6 +104,10 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
             relay_task = asyncio.create_task(Relay(
                 pool, relay_redis, clock, stale_after=settings.parcelcast_stale_after_s
             ).run())
+        if relay and settings.recalibrate_every_hours > 0:
+            recalibrate_task = asyncio.create_task(recalibrate_forever(
+                pool, clock, timedelta(hours=settings.recalibrate_every_hours),
+                settings.sweep_interval_s))
         if relay:
             sweep_task = asyncio.create_task(
                 sweep_forever(pool, clock, settings.sweep_interval_s, timedelta(
@@ -113,7 +119,8 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
         while stop is None or not stop.is_set():
             worker = build_worker(settings, dict(ctx), burst=burst)
             try:
-                if await _run_until_stopped(worker, stop, (relay_task, sweep_task)) or burst:
+                if await _run_until_stopped(worker, stop,
+                                            (relay_task, sweep_task, recalibrate_task)) or burst:
                     return
             except (RedisError, OSError) as exc:
                 log.warning("worker: Redis unavailable (%s); reconnecting in 1s", exc)
@@ -122,7 +129,7 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
                 with contextlib.suppress(RedisError, OSError, asyncio.CancelledError):
                     await worker.close()
     finally:
-        for task in (relay_task, sweep_task):
+        for task in (relay_task, sweep_task, recalibrate_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -72,3 +72,23 @@ async def list_all(conn: asyncpg.Connection) -> list[dict[str, Any]]:
         """SELECT version, status, metrics, data_from, data_to, created_at, promoted_at
            FROM eta_models ORDER BY created_at""")
     return [dict(r) for r in rows]
+
+
+async def store_calibration(conn: asyncpg.Connection, version: str, as_of: datetime,
+                            factors: dict[str, float], info: dict[str, Any],
+                            now: datetime) -> bool:
+    """Record a model's calibration as of an instant; False when that one was stored already."""
+    status = await conn.execute(
+        """INSERT INTO eta_calibrations (model_version, as_of, factors, info, created_at)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (model_version, as_of) DO NOTHING""",
+        version, as_of, factors, info, now)
+    return status.endswith(" 1")
+
+
+async def latest_calibration(conn: asyncpg.Connection, version: str
+                             ) -> dict[str, Any] | None:
+    """The calibration in force for a model (the newest by as_of), or None."""
+    row = await conn.fetchrow(
+        """SELECT id, as_of, factors, info FROM eta_calibrations WHERE model_version = $1
+           ORDER BY as_of DESC, id DESC LIMIT 1""", version)
+    return dict(row) if row else None

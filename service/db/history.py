@@ -170,10 +170,12 @@ def _day(value: Any) -> Any:
     return value
 
 
-async def training_frames(conn: asyncpg.Connection, until: datetime | None = None
-                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Shipments labelled before `until` and their events, as the predictor expects them."""
+async def training_frames(conn: asyncpg.Connection, until: datetime | None = None,
+                          since: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Shipments labelled before `until` and their events, as the predictor expects them;
+    with `since`, only those labelled or delivered since then (and those still out)."""
     until = until or datetime.max.replace(tzinfo=UTC)
+    since = since or datetime.min.replace(tzinfo=UTC)
     shipments = await conn.fetch(
         """SELECT shipment_id, order_id, carrier, service_level, tracking_number,
                   origin_postal_code, origin_country, destination_postal_code,
@@ -186,7 +188,9 @@ async def training_frames(conn: asyncpg.Connection, until: datetime | None = Non
                   END AS carrier_estimate_as_of,
                   -- a delivery after `until` is the future: training must not see it
                   CASE WHEN delivered_at < $1 THEN delivered_at END AS delivered_at
-           FROM shipments WHERE label_created_at < $1""", until)
+           FROM shipments WHERE label_created_at < $1
+             AND (label_created_at >= $2 OR delivered_at IS NULL OR delivered_at >= $2)""",
+        until, since)
     events = await conn.fetch(
         """SELECT e.carrier, e.tracking_number, e.carrier_event_id AS event_id, e.status,
                   e.occurred_at, e.description, e.location->>'city' AS location_city,
@@ -194,7 +198,9 @@ async def training_frames(conn: asyncpg.Connection, until: datetime | None = Non
                   e.location->>'postal_code' AS location_postal_code,
                   e.location->>'country' AS location_country
            FROM tracking_events e JOIN shipments s USING (carrier, tracking_number)
-           WHERE s.label_created_at < $1 AND e.occurred_at < $1""", until)
+           WHERE s.label_created_at < $1 AND e.occurred_at < $1
+             AND (s.label_created_at >= $2 OR s.delivered_at IS NULL OR s.delivered_at >= $2)""",
+        until, since)
     s = pd.DataFrame([dict(r) for r in shipments])
     e = pd.DataFrame([dict(r) for r in events])
     for frame, columns in ((s, ("label_created_at", "shipped_at", "delivered_at",
