@@ -47,27 +47,25 @@ async def scans(conn: asyncpg.Connection, carrier: str, tracking_number: str,
 
 async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicted_at: datetime,
                      model_version: str, predictions: Sequence[Any]) -> None:
-    """Append one ETA per shipment and point each shipment at it (one statement).
+    """Append one ETA per shipment and point each shipment at it (one statement, one round
+    trip).
 
-    Without waiting for the WAL flush (``synchronous_commit = off`` for this transaction
-    only): an ETA is derived data, recomputed at the shipment's next event or sweep, so a
-    database crash may lose the last fraction of a second of them but never corrupts
-    anything; every refresh saves the flush (~1-3 ms, most of a refresh's database time).
+    Run on its own (autocommit), the statement commits without waiting for the WAL flush
+    (``synchronous_commit`` off for its own transaction only): an ETA is derived data,
+    recomputed at the shipment's next event or sweep, so a database crash may lose the last
+    fraction of a second of them but never corrupts anything, and any later durable commit
+    flushes them too. Inside a caller's transaction the caller's durability applies.
     """
-    async with conn.transaction():
-        await conn.execute("SET LOCAL synchronous_commit = off")
-        await _store_many(conn, shipment_ids, predicted_at, model_version, predictions)
-
-
-async def _store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicted_at: datetime,
-                      model_version: str, predictions: Sequence[Any]) -> None:
+    relaxed = not conn.is_in_transaction()
     await conn.execute(
         """WITH new AS (
                INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage,
                                           eta_p10, eta_p50, eta_p90, prob_late, reasons)
                SELECT s, $2, $3, st, a, b, c, l, r::jsonb FROM unnest(
                    $1::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-                   $7::timestamptz[], $8::real[], $9::text[]) AS t(s, st, a, b, c, l, r)
+                   $7::timestamptz[], $8::real[], $9::text[]) AS t(s, st, a, b, c, l, r),
+                   (SELECT CASE WHEN $10 THEN set_config('synchronous_commit', 'off', true)
+                           END) AS relax
                RETURNING id, shipment_id, eta_p10, eta_p50, eta_p90)
            UPDATE shipments x SET eta_id = new.id, eta_p10 = new.eta_p10,
                                   eta_p50 = new.eta_p50, eta_p90 = new.eta_p90
@@ -75,7 +73,7 @@ async def _store_many(conn: asyncpg.Connection, shipment_ids: list[str], predict
         shipment_ids, predicted_at, model_version, [p.stage for p in predictions],
         [p.p10 for p in predictions], [p.p50 for p in predictions],
         [p.p90 for p in predictions], [p.prob_late for p in predictions],
-        [orjson.dumps(p.reasons).decode() for p in predictions])
+        [orjson.dumps(p.reasons).decode() for p in predictions], relaxed)
 
 
 async def scans_many(conn: asyncpg.Connection, keys: list[tuple[str, str]], until: datetime
