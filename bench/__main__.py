@@ -49,7 +49,8 @@ def rows_for(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
         }]
         train = data.get("train_1m")
         if train:
-            peak = train.get("peak_rss_gb") or train.get("peak_rss_mb", 0) / 1024
+            peak = (train.get("train_peak_rss_gb") or train.get("peak_rss_gb")
+                    or train.get("peak_rss_mb", 0) / 1024)
             rows.append({"figure": "training on 1M simulated shipments, peak RSS (GB)",
                          "measured": round(peak, 2), "floor": None, "ratio": None,
                          "target": "≤ 4 GB", "met": peak <= 4})

@@ -228,12 +228,7 @@ async def recent_deliveries(conn: asyncpg.Connection, since: datetime, until: da
         """SELECT shipment_id, carrier, service_level, tracking_number, origin_postal_code,
                   origin_country, destination_postal_code, destination_country,
                   promised_delivery_date, label_created_at,
-                  coalesce(shipped_at, first_scan_at) AS shipped_at,
-                  -- the carrier's estimate, as far as it was known by `until`
-                  CASE WHEN carrier_estimate_as_of < $1 THEN carrier_estimated_delivery
-                  END AS carrier_estimated_delivery,
-                  CASE WHEN carrier_estimate_as_of < $1 THEN carrier_estimate_as_of
-                  END AS carrier_estimate_as_of, delivered_at
+                  coalesce(shipped_at, first_scan_at) AS shipped_at, delivered_at
            FROM shipments WHERE delivered_at >= $1 AND delivered_at < $2""", since, until)
     return list(rows)
 
