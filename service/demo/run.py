@@ -19,8 +19,9 @@ from service.db import api_keys, work
 from service.db.history import load_history
 from service.db.pool import connect
 from service.demo import replay, summary
-from service.demo.stack import Stack
+from service.demo.stack import DEMO_QUEUE, Stack
 from service.migrations import upgrade
+from service.redis import arq_client
 from service.settings import Settings
 from service.stores import with_database
 from service.tokens import tracking_url
@@ -164,6 +165,12 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     stack = Stack(database_url, settings.redis_url, t0.isoformat(), anchor, speed,
                   settings.data_dir / "demo-logs")
     clock = ScaledClock(t0, stack.clock_anchor, speed)
+    # Jobs a previous (interrupted) demo left in the queue belong to a dropped database.
+    queue = arq_client(settings.redis_url, DEMO_QUEUE)
+    try:
+        await queue.delete(DEMO_QUEUE)
+    finally:
+        await queue.aclose()
     await stack.start()
     await wait_for_work(database_url, until=anchor)
     lap("start_and_in_flight_etas")

@@ -15,6 +15,8 @@ import aiohttp
 from service.stores import free_port
 from standins.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 
+DEMO_QUEUE = "parcelcast:demo"
+
 
 @dataclass
 class Stack:
@@ -50,7 +52,7 @@ class Stack:
         return {
             **os.environ,
             "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
-            "PARCELCAST_QUEUE_NAME": "parcelcast:demo",
+            "PARCELCAST_QUEUE_NAME": DEMO_QUEUE,
             "PARCELCAST_CLOCK_START": self.clock_start,
             "PARCELCAST_CLOCK_ANCHOR": repr(self.clock_anchor),
             "PARCELCAST_CLOCK_SPEED": repr(self.speed),
