@@ -182,7 +182,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
             counts = await replay.run(stack.api, key, pushes, clock, end, bar.update,
                                       options.seed)
         lap("replay")
-        await wait_for_quiet(database_url, clock)
+        await wait_for_quiet(database_url, clock, end)
         # Freeze the picture: the workers finish their jobs and stop, so what the database
         # says was sent and what the stand-ins received can be compared exactly.
         if not options.keep_running:
@@ -207,14 +207,16 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         stack.stop()
 
 
-async def wait_for_quiet(database_url: str, clock: ScaledClock, limit_s: float = 120) -> None:
-    """Until no work is due (deferred SMS for the morning may still wait)."""
+async def wait_for_quiet(database_url: str, clock: ScaledClock, end: datetime,
+                         limit_s: float = 120) -> None:
+    """Until no work due by the replay's `end` is left (deferred SMS for the morning may
+    still wait; what the still-running clock makes due later is the future)."""
     conn = await connect(database_url)
     try:
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             due = await conn.fetchval(
-                "SELECT count(*) FROM work_items WHERE run_after <= $1", clock.now())
+                "SELECT count(*) FROM work_items WHERE run_after <= $1", min(clock.now(), end))
             if due == 0:
                 return
             await asyncio.sleep(0.5)
