@@ -27,6 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import xgboost as xgb
 
+# Above this many (categorical node, category) cells the sets stay a sorted key array.
+DENSE_CELLS = 16_000_000
+
 
 @dataclass(frozen=True)
 class TreePaths:
@@ -42,12 +45,17 @@ class TreePaths:
     categorical: np.ndarray  # bool: categorical split
     mean: np.ndarray         # cover-weighted mean leaf value under each node (leaf: its value)
     category_keys: np.ndarray  # sorted node * 2**32 + category for "goes right" sets
+    # The same sets as a dense (categorical node, category) table when it is small enough
+    # (one gather instead of a binary search per level); cat_row maps node -> table row.
+    cat_row: np.ndarray | None
+    cat_table: np.ndarray | None
     base_score: np.ndarray   # (groups,) what the sums start from without a base margin
     n_features: int
     depth: int
 
     @classmethod
-    def from_booster(cls, booster: xgb.Booster) -> TreePaths:
+    def from_booster(cls, booster: xgb.Booster, max_dense_cells: int = DENSE_CELLS
+                     ) -> TreePaths:
         """Pack every tree of ``booster``."""
         model = json.loads(bytes(booster.save_raw("json")))["learner"]
         params = model["learner_model_param"]
@@ -82,13 +90,15 @@ class TreePaths:
                 keys.append(((node + offset) << 32) + chosen)
             offset += len(left)
         groups = np.asarray(forest["tree_info"], dtype=np.int64)
+        category_keys = (np.sort(np.concatenate(keys)) if keys
+                         else np.empty(0, dtype=np.int64))
+        cat_row, cat_table = _dense_sets(category_keys, offset, max_dense_cells)
         return cls(roots=np.asarray(roots, dtype=np.int64), tree_group=groups,
                    left=np.concatenate(lefts), right=np.concatenate(rights),
                    feature=np.concatenate(feats), threshold=np.concatenate(thresholds),
                    default_left=np.concatenate(defaults), categorical=np.concatenate(cats),
                    mean=np.concatenate(means),
-                   category_keys=np.sort(np.concatenate(keys)) if keys
-                   else np.empty(0, dtype=np.int64),
+                   category_keys=category_keys, cat_row=cat_row, cat_table=cat_table,
                    base_score=np.resize(base, int(groups.max(initial=0)) + 1),
                    n_features=n_features, depth=depth)
 
@@ -120,12 +130,7 @@ class TreePaths:
             go_left = np.where(missing, self.default_left[nd], x < self.threshold[nd])
             cat = self.categorical[nd] & ~missing
             if cat.any():
-                code = np.where(x[cat] < 0, -1, x[cat]).astype(np.int64)
-                key = (nd[cat] << 32) + np.maximum(code, 0)
-                pos = np.searchsorted(self.category_keys, key)
-                pos = np.minimum(pos, max(len(self.category_keys) - 1, 0))
-                in_set = (len(self.category_keys) > 0) & (self.category_keys[pos] == key)
-                go_left[cat] = ~(in_set & (code >= 0))
+                go_left[cat] = ~self._goes_right(nd[cat], x[cat])
             child = np.where(go_left, self.left[nd], self.right[nd])
             mine = explained[inner]
             contrib += np.bincount(r[mine] * self.n_features + f[mine],
@@ -140,6 +145,36 @@ class TreePaths:
         start = (np.broadcast_to(self.base_score, (n, n_groups)) if base_margin is None
                  else np.asarray(base_margin, dtype=np.float64).reshape(n, n_groups))
         return start + leaves.reshape(n, n_groups), contrib.reshape(n, self.n_features)
+
+    def _goes_right(self, nodes: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Categorical splits: is each (non-missing) category in its node's set? A negative
+        or unknown code is in no set (XGBoost sends it left)."""
+        code = np.where(values < 0, -1, values).astype(np.int64)
+        if self.cat_table is not None and self.cat_row is not None:
+            valid = (code >= 0) & (code < self.cat_table.shape[1])
+            out = np.zeros(len(code), dtype=bool)
+            out[valid] = self.cat_table[self.cat_row[nodes[valid]], code[valid]]
+            return out
+        key = (nodes << 32) + np.maximum(code, 0)
+        pos = np.minimum(np.searchsorted(self.category_keys, key),
+                         max(len(self.category_keys) - 1, 0))
+        return (len(self.category_keys) > 0) & (self.category_keys[pos] == key) & (code >= 0)
+
+
+def _dense_sets(keys: np.ndarray, n_nodes: int, max_cells: int
+                ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(node -> row, row x category table) of the categorical sets, or (None, None) when
+    the table would exceed ``max_cells``."""
+    nodes, rows = np.unique(keys >> 32, return_inverse=True)
+    categories = keys & 0xFFFF_FFFF
+    width = int(categories.max(initial=-1)) + 1
+    if len(nodes) * width > max_cells:
+        return None, None
+    cat_row = np.full(n_nodes, -1, dtype=np.int64)
+    cat_row[nodes] = np.arange(len(nodes))
+    table = np.zeros((len(nodes), width), dtype=bool)
+    table[rows, categories] = True
+    return cat_row, table
 
 
 def _node_means(left: np.ndarray, right: np.ndarray, leaf_value: np.ndarray,

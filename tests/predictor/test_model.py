@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from predictor.attributions import TreePaths
 from predictor.evaluate import write_report
 from predictor.features import recent_performance, training_snapshots
 from predictor.model import WALK_MAX_ROWS, EtaModel, base_margin, late_probability
@@ -87,6 +88,13 @@ def test_fast_attributions_equal_xgboosts_approx_contribs(
     got = model.contributions(X, approx=True, encoded=matrix)
     np.testing.assert_allclose(got, expected, atol=1e-3)
     assert np.abs(got).sum() > 0
+    # The categorical sets as a dense table (default here) and as sorted keys agree.
+    keyed = TreePaths.from_booster(model.booster, max_dense_cells=0)
+    assert keyed.cat_table is None and model._paths().cat_table is not None
+    raw_keyed, contrib_keyed = keyed.walk(matrix, 1)
+    raw_dense, contrib_dense = model._paths().walk(matrix, 1)
+    np.testing.assert_array_equal(contrib_keyed, contrib_dense)
+    np.testing.assert_array_equal(raw_keyed, raw_dense)
 
 
 @pytest.mark.parametrize("margin", [False, True])
