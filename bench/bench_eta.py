@@ -14,17 +14,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from bench.common import ScratchDatabase, markdown, write_result
-from predictor.features import current_features
+from predictor.features import serving_rows
 from predictor.simulator import simulate
 from service.clock import ManualClock
-from service.db import etas
-from service.db import shipments as shipments_db
 from service.db.history import load_history
 from service.db.pool import create_pool
-from service.eta import SHIPMENT_FIELDS, EtaRuntime, predict_one
+from service.eta import EtaRuntime, predict_many, refresh_inputs
 from service.training import train_and_register
 
 START = datetime(2026, 8, 1, tzinfo=UTC)
@@ -59,16 +56,11 @@ async def run(shipments: int, refreshes: int, rounds: int) -> list[dict[str, Any
             # The same refreshes' CPU part alone (features + model + reasons, no database).
             model = runtime.model
             recent = await runtime.recent(conn, now)
-            one = await shipments_db.get_many(conn, open_ids[:refreshes])
-            for row in one:
-                row["shipped_at"] = row["shipped_at"] or row["first_scan_at"]
-                row["delivered_at"] = None
-            one_scans = await etas.scans_many(
-                conn, [(r["carrier"], r["tracking_number"]) for r in one], now)
+            one, one_scans = await refresh_inputs(conn, open_ids[:refreshes], now)
             cpu = []
             for row, row_scans in zip(one, one_scans, strict=True):
                 started = time.perf_counter()
-                predict_one(model, row, row_scans, now, recent)
+                predict_many(model, [row], [row_scans], now, recent)
                 cpu.append((time.perf_counter() - started) * 1000)
             batch_ids = open_ids[:2000]
             started = time.perf_counter()
@@ -78,14 +70,9 @@ async def run(shipments: int, refreshes: int, rounds: int) -> list[dict[str, Any
             if model is None:
                 raise RuntimeError("no model")
             # The floor scores the very same shipments: their features, already encoded.
-            shipments = await shipments_db.get_many(conn, batch_ids)
-            for row in shipments:
-                row["shipped_at"] = row["shipped_at"] or row["first_scan_at"]
-                row["delivered_at"] = None
-            scans = await etas.scans_many(
-                conn, [(r["carrier"], r["tracking_number"]) for r in shipments], now)
+            shipments, scans = await refresh_inputs(conn, batch_ids, now)
         await pool.close()
-        floor = raw_floor(model, batch_features(shipments, scans, now, recent))
+        floor = raw_floor(model, serving_rows(shipments, scans, now, recent))
     p50, p99 = np.percentile(latencies, [50, 99])
     cpu50, cpu99 = np.percentile(cpu, [50, 99])
     return [
@@ -102,20 +89,7 @@ async def run(shipments: int, refreshes: int, rounds: int) -> list[dict[str, Any
     ]
 
 
-def batch_features(shipments: list[dict[str, Any]], scans: list[list[dict[str, Any]]],
-                   now: datetime, recent: Any) -> pd.DataFrame:
-    frame = pd.DataFrame([{c: s.get(c) for c in SHIPMENT_FIELDS} for s in shipments])
-    for column in ("label_created_at", "shipped_at", "delivered_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    events = pd.DataFrame(
-        [{"tracking_number": s["tracking_number"], **e} for s, es in
-         zip(shipments, scans, strict=True) for e in es],
-        columns=["tracking_number", "status", "occurred_at"])
-    events["occurred_at"] = pd.to_datetime(events["occurred_at"], utc=True)
-    return current_features(frame, events, now, recent)
-
-
-def raw_floor(model: Any, features: pd.DataFrame) -> float:
+def raw_floor(model: Any, features: dict[str, np.ndarray]) -> float:
     """Rows/s of the serving booster alone on the encoded features of the same shipments."""
     matrix = model.encode(features)
     started = time.perf_counter()

@@ -98,7 +98,9 @@ class TreePaths:
                    feature=np.concatenate(feats), threshold=np.concatenate(thresholds),
                    default_left=np.concatenate(defaults), categorical=np.concatenate(cats),
                    mean=np.concatenate(means),
-                   category_keys=category_keys, cat_row=cat_row, cat_table=cat_table,
+                   # one form of the sets is enough: the table when there is one
+                   category_keys=category_keys if cat_table is None
+                   else np.empty(0, dtype=np.int64), cat_row=cat_row, cat_table=cat_table,
                    base_score=np.resize(base, int(groups.max(initial=0)) + 1),
                    n_features=n_features, depth=depth)
 

@@ -93,10 +93,9 @@ class EtaModel:
                                            **kwargs)
         return np.asarray(raw, dtype=float).reshape(n, len(QUANTILES))
 
-    def predict(self, X: Features, encoded: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, X: Features) -> np.ndarray:
         """Hours remaining until delivery, (n, 3) = p10, p50, p90 (calibrated, ordered)."""
-        n_scans = np.asarray(X["n_scans"], dtype=float) if "n_scans" in X else None
-        return self.calibrate(self.predict_raw(X, encoded), n_scans)
+        return self.calibrate(self.predict_raw(X), _n_scans(X))
 
     def calibrate(self, raw: np.ndarray, n_scans: np.ndarray | None = None) -> np.ndarray:
         """Apply the calibration (per scan group when fitted), sort so quantiles never
@@ -161,8 +160,7 @@ class EtaModel:
         raw, contrib = self._walk(X, matrix, predict=small)
         if raw is None:
             raw = self.predict_raw(X, matrix)
-        n_scans = np.asarray(X["n_scans"], dtype=float) if "n_scans" in X else None
-        return self.calibrate(raw, n_scans), self._reasons(X, contrib, top)
+        return self.calibrate(raw, _n_scans(X)), self._reasons(X, contrib, top)
 
     def _walk(self, X: Features, matrix: np.ndarray, predict: bool = False
               ) -> tuple[np.ndarray | None, np.ndarray]:
@@ -242,6 +240,11 @@ class EtaModel:
 
     def _feature_types(self) -> list[str]:
         return ["c" if f in self.categories else "q" for f in self.feature_names]
+
+
+def _n_scans(X: Features) -> np.ndarray | None:
+    """The scan counts the calibration groups by (None without that feature)."""
+    return np.asarray(X["n_scans"], dtype=float) if "n_scans" in X else None
 
 
 def _rows(X: Features) -> int:

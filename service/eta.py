@@ -15,17 +15,13 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import numpy as np
 
-from predictor.features import recent_performance, serving_row, serving_rows
+from predictor.features import recent_performance, serving_rows
 from predictor.lanes import zip_timezone
 from predictor.model import EtaModel, Features, late_probability
 from predictor.recent import RecentPerformance
 from service.clock import Clock
 from service.db import eta_models, etas, history
 
-SHIPMENT_FIELDS = ("shipment_id", "carrier", "service_level", "tracking_number",
-                   "origin_postal_code", "origin_country", "destination_postal_code",
-                   "destination_country", "promised_delivery_date", "label_created_at",
-                   "shipped_at", "delivered_at")
 RECENT_WINDOW = timedelta(days=21)
 
 
@@ -68,17 +64,23 @@ def stage_of(scans: list[dict[str, Any]]) -> str:
     return "first_scan" if len(carrier_scans) == 1 else "later"
 
 
-def predict_one(model: EtaModel, shipment: dict[str, Any], scans: list[dict[str, Any]],
-                now: datetime, recent: RecentPerformance) -> Prediction:
-    """Features + model for one shipment (CPU work: call it in a thread)."""
-    features = serving_row(shipment, scans, now, recent)
-    return _predictions(model, features, [shipment], [scans], now)[0]
+async def refresh_inputs(conn: asyncpg.Connection, shipment_ids: list[str], now: datetime
+                         ) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """The unfinished shipments among `shipment_ids` as a refresh scores them (handed over at
+    the first scan if the OMS never said; not delivered, by definition) and their scans."""
+    found = await etas.unfinished_with_scans(conn, shipment_ids, now)
+    for row, _ in found:
+        if row["shipped_at"] is None:
+            row["shipped_at"] = row["first_scan_at"]
+        row["delivered_at"] = None
+    return [row for row, _ in found], [scans for _, scans in found]
 
 
 def predict_many(model: EtaModel, shipments: list[dict[str, Any]],
                  scans: list[list[dict[str, Any]]], now: datetime,
                  recent: RecentPerformance) -> list[Prediction]:
-    """The same for a batch, with one feature build and one model call (CPU: in a thread)."""
+    """Features + model + reasons for one or more shipments, with one feature build and
+    one model call (CPU work: call it in a thread)."""
     return _predictions(model, serving_rows(shipments, scans, now, recent), shipments, scans,
                         now)
 
@@ -176,21 +178,11 @@ class EtaRuntime:
         model = await self.current(conn)
         if model is None or not shipment_ids:
             return {}
-        found = await etas.unfinished_with_scans(conn, shipment_ids, now)
-        if not found:
+        rows, scans = await refresh_inputs(conn, shipment_ids, now)
+        if not rows:
             return {}
-        rows = [row for row, _ in found]
-        scans = [row_scans for _, row_scans in found]
-        for row in rows:
-            if row["shipped_at"] is None:
-                row["shipped_at"] = row["first_scan_at"]
-            row["delivered_at"] = None
         recent = await self.recent(conn, now)
-        if len(rows) == 1:
-            predictions = [await asyncio.to_thread(predict_one, model, rows[0], scans[0], now,
-                                                   recent)]
-        else:
-            predictions = await asyncio.to_thread(predict_many, model, rows, scans, now, recent)
+        predictions = await asyncio.to_thread(predict_many, model, rows, scans, now, recent)
         await etas.store_many(conn, [r["shipment_id"] for r in rows], now, model.version,
                               predictions)
         return {r["shipment_id"]: p for r, p in zip(rows, predictions, strict=True)}

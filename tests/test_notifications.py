@@ -41,6 +41,15 @@ async def _shop(api: TestClient, admin: dict[str, str], **order_fields: object) 
     await api.put("/v1/shipments/s-1", json=shipment(), headers=admin)
 
 
+async def _eta_past_the_promise(pool: asyncpg.Pool) -> None:
+    """An ETA window (Nov 7-10) after the promised Nov 6, written as the predictor would."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE shipments SET eta_p10 = $1, eta_p50 = $2, eta_p90 = $3",
+            datetime(2026, 11, 7, 18, tzinfo=UTC), datetime(2026, 11, 9, 20, tzinfo=UTC),
+            datetime(2026, 11, 10, 20, tzinfo=UTC))
+
+
 async def _states(pool: asyncpg.Pool) -> list[tuple[str, str, str]]:
     async with pool.acquire() as conn:
         rows = await conn.fetch("SELECT moment, channel, state FROM notifications ORDER BY id")
@@ -247,11 +256,7 @@ async def test_a_predicted_delay_is_announced_before_the_promised_date(
     """With an ETA past the promise (here written as the predictor would), the customer is
     told on the day of the scan, days before the promised 2026-11-06."""
     await _shop(api, admin, consent={"email": True, "sms": False})
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE shipments SET eta_p10 = $1, eta_p50 = $2, eta_p90 = $3",
-            datetime(2026, 11, 7, 18, tzinfo=UTC), datetime(2026, 11, 9, 20, tzinfo=UTC),
-            datetime(2026, 11, 10, 20, tzinfo=UTC))
+    await _eta_past_the_promise(pool)
     await api.post("/v1/tracking-events", json=event("in_transit", "2026-11-03T10:00:00Z"),
                    headers=admin)
     await drain(notify_settings, clock, pool)
@@ -310,11 +315,7 @@ async def test_a_delay_sms_held_overnight_past_the_promise_is_not_sent(
 ) -> None:
     """Quiet hours can push a delay warning past the promise: then it is too late to warn."""
     await _shop(api, admin, consent={"email": False, "sms": True})
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE shipments SET eta_p10 = $1, eta_p50 = $2, eta_p90 = $3",
-            datetime(2026, 11, 7, 18, tzinfo=UTC), datetime(2026, 11, 9, 20, tzinfo=UTC),
-            datetime(2026, 11, 10, 20, tzinfo=UTC))
+    await _eta_past_the_promise(pool)
     clock.set(datetime(2026, 11, 7, 5, 30, tzinfo=UTC))  # 21:30 on Nov 6 (the promise) in LA
     await api.post("/v1/tracking-events", json=event("in_transit", "2026-11-07T05:00:00Z"),
                    headers=admin)

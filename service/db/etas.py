@@ -10,20 +10,6 @@ import asyncpg
 import orjson
 
 
-async def store(conn: asyncpg.Connection, shipment_id: str, predicted_at: datetime,
-                model_version: str, stage: str, p10: datetime, p50: datetime, p90: datetime,
-                prob_late: float | None, reasons: list[dict[str, Any]]) -> int:
-    eta_id: int = await conn.fetchval(
-        """INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage, eta_p10,
-                                      eta_p50, eta_p90, prob_late, reasons)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id""",
-        shipment_id, predicted_at, model_version, stage, p10, p50, p90, prob_late, reasons)
-    await conn.execute(
-        """UPDATE shipments SET eta_id = $2, eta_p10 = $3, eta_p50 = $4, eta_p90 = $5
-           WHERE shipment_id = $1""", shipment_id, eta_id, p10, p50, p90)
-    return eta_id
-
-
 async def first_and_latest(conn: asyncpg.Connection, shipment_id: str
                            ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     rows = await conn.fetch(
@@ -34,15 +20,6 @@ async def first_and_latest(conn: asyncpg.Connection, shipment_id: str
             ORDER BY predicted_at DESC, id DESC LIMIT 1)""", shipment_id)
     found = {r["which"]: dict(r) for r in rows}
     return found.get("first"), found.get("latest")
-
-
-async def scans(conn: asyncpg.Connection, carrier: str, tracking_number: str,
-                until: datetime) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        """SELECT status, occurred_at FROM tracking_events
-           WHERE carrier = $1 AND tracking_number = $2 AND occurred_at <= $3
-           ORDER BY occurred_at""", carrier, tracking_number, until)
-    return [dict(r) for r in rows]
 
 
 async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicted_at: datetime,
@@ -74,22 +51,6 @@ async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicte
         [p.p10 for p in predictions], [p.p50 for p in predictions],
         [p.p90 for p in predictions], [p.prob_late for p in predictions],
         [orjson.dumps(p.reasons).decode() for p in predictions], relaxed)
-
-
-async def scans_many(conn: asyncpg.Connection, keys: list[tuple[str, str]], until: datetime
-                     ) -> list[list[dict[str, Any]]]:
-    """Scans up to `until` for each (carrier, tracking number), in the order given."""
-    rows = await conn.fetch(
-        """SELECT e.carrier, e.tracking_number, e.status, e.occurred_at
-           FROM unnest($1::text[], $2::text[]) AS k(carrier, tracking_number)
-           JOIN tracking_events e USING (carrier, tracking_number)
-           WHERE e.occurred_at <= $3 ORDER BY e.occurred_at""",
-        [k[0] for k in keys], [k[1] for k in keys], until)
-    found: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in keys}
-    for r in rows:
-        found[(r["carrier"], r["tracking_number"])].append(
-            {"status": r["status"], "occurred_at": r["occurred_at"]})
-    return [found[k] for k in keys]
 
 
 async def unfinished_with_scans(conn: asyncpg.Connection, shipment_ids: list[str],
