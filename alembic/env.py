@@ -6,7 +6,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
-from service.migrations import sqlalchemy_url
+from service.store.migrations import sqlalchemy_url
 
 config = context.config
 

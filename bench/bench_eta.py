@@ -19,10 +19,10 @@ from bench.common import ScratchDatabase, markdown, write_result
 from predictor.features import serving_rows
 from predictor.simulator import simulate
 from service.clock import ManualClock
-from service.db.history import load_history
-from service.db.pool import create_pool
-from service.eta import EtaRuntime, predict_many, refresh_inputs
-from service.training import train_and_register
+from service.eta.runtime import EtaRuntime, predict_many, refresh_inputs
+from service.eta.training import train_and_register
+from service.store.history import load_history
+from service.store.pool import create_pool
 
 START = datetime(2026, 8, 1, tzinfo=UTC)
 

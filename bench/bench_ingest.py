@@ -19,7 +19,7 @@ import asyncpg
 import orjson
 
 from bench.common import ScratchDatabase, ServedApp, markdown, rss_mb, write_result
-from service.ingest import parse_event, to_row
+from service.tracking.ingest import parse_event, to_row
 
 STATUSES = ("in_transit", "in_transit", "out_for_delivery", "delivered")
 START = datetime(2026, 11, 2, tzinfo=UTC)

@@ -25,7 +25,7 @@ from bench.bench_render import _floor, _http, standin_processes
 from bench.common import ScratchDatabase, markdown, write_result
 from standins.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from tests.servers import redis_url
-from workers.notify import Renderer
+from workers.render import Renderer
 
 ROOT = Path(__file__).resolve().parents[1]
 MOMENTS = ("out_for_delivery", "delivered", "shipped", "predicted_delay")

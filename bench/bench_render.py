@@ -35,10 +35,10 @@ from aiosmtplib import SMTP
 
 from standins.common import free_port
 from standins.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
-from workers.notify.email_message import build_email
-from workers.notify.moments import MOMENTS, SHIPPED_LOCALES
-from workers.notify.render import Renderer
-from workers.notify.samples import SAMPLE_NOW, sample_context
+from workers.render.email_message import build_email
+from workers.render.moments import MOMENTS, SHIPPED_LOCALES
+from workers.render.render import Renderer
+from workers.render.samples import SAMPLE_NOW, sample_context
 from workers.senders import SmsMessage, SmtpEmailSender, SmtpSettings, TwilioSmsSender
 
 ROOT = Path(__file__).resolve().parents[1]

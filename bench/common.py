@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from service.auth import new_key
-from service.db import api_keys
-from service.migrations import upgrade
-from service.stores import free_port
+from service.security.api_keys import new_key
+from service.store import api_keys
+from service.store.embedded import free_port
+from service.store.migrations import upgrade
 from tests.servers import postgres_admin_url, redis_url, with_database
 
 RESULTS = Path(__file__).resolve().parent / "results"

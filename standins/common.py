@@ -6,7 +6,7 @@ import socket
 
 from aiohttp import web
 
-from service.stores import free_port
+from service.store.embedded import free_port
 
 __all__ = ["free_port", "start_site"]
 

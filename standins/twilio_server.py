@@ -33,7 +33,7 @@ from twilio.request_validator import RequestValidator
 
 from service.clock import Clock, SystemClock
 from standins.common import start_site
-from workers.notify.segments import count_segments
+from workers.render.segments import count_segments
 
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
 DEFAULT_AUTH_TOKEN = "standin-auth-token"

@@ -13,20 +13,20 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.app import create_app
-from service.auth import new_key
+from service.api.app import create_app
 from service.clock import ManualClock
-from service.db import api_keys
-from service.db.pool import create_pool
-from service.migrations import upgrade
+from service.security.api_keys import new_key
 from service.settings import Settings, load_settings
+from service.store import api_keys
+from service.store.migrations import upgrade
+from service.store.pool import create_pool
 from standins.smtp_server import SmtpStandin
 from standins.twilio_server import TwilioStandin
 from tests.servers import postgres_admin_url, redis_url, with_database
 
-TABLES = ("orders", "shipments", "tracking_events", "api_keys", "work_items", "eta_models",
-          "eta_model_promotions", "eta_calibrations", "shipment_etas", "notifications",
-          "opt_outs", "webhook_deliveries")
+# Every table the migrations create is emptied before each test, except these: the schema
+# version, and the notification rules the migrations seed (configuration, not data).
+KEPT_TABLES = ("alembic_version", "notification_rules")
 START = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
 
 
@@ -77,7 +77,11 @@ def clock() -> ManualClock:
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database_url, min_size=1, max_size=5)
     async with pool.acquire() as conn:
-        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+        tables = await conn.fetchval(
+            """SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables
+               WHERE schemaname = 'public' AND NOT tablename = ANY($1::text[])""",
+            list(KEPT_TABLES))
+        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY")
     yield pool
     await pool.close()
 

@@ -6,12 +6,12 @@ import asyncpg
 from pydantic import AnyUrl
 
 from service.clock import ManualClock
-from service.redis import arq_client
-from service.relay import Relay
 from service.settings import Settings
+from service.store.redis import arq_client
 from standins.smtp_server import SmtpStandin
 from standins.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, TwilioStandin
 from workers.main import run_worker
+from workers.relay import Relay
 
 PUBLIC = "https://track.example"
 

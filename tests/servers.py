@@ -7,13 +7,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import redis
 
-from service.stores import (  # noqa: F401 - with_database is re-exported for tests
+from service.clock import Clock
+from service.settings import Settings
+from service.store.embedded import (  # noqa: F401 - with_database is re-exported for tests
     free_port,
     redis_server_binary,
     start_embedded_postgres,
@@ -90,6 +93,34 @@ class OwnRedis:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
             self.process = None
+
+
+def worker_env(settings: Settings, clock: Clock, **extra: str) -> dict[str, str]:
+    """The environment of a `parcelcast worker` process a test starts: the test's stores and
+    queue, and its business time (the process's clock starts at the test clock's "now" and
+    runs at real speed from there), so nothing depends on the time of day the test runs."""
+    env = {
+        **os.environ, "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "", "PARCELCAST_QUEUE_NAME": settings.parcelcast_queue_name,
+        "EMAIL_TRANSPORT": settings.email_transport, "SMTP_PORT": str(settings.smtp_port),
+        "SMS_TRANSPORT": settings.sms_transport,
+        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+        "PUBLIC_BASE_URL": str(settings.public_base_url), "PARCELCAST_LOG_LEVEL": "WARNING",
+        "PARCELCAST_DATA_DIR": str(settings.data_dir),
+        "PARCELCAST_CLOCK_START": clock.now().isoformat(), "PARCELCAST_CLOCK_SPEED": "1",
+    }
+    if settings.twilio_base_url is not None:
+        env["TWILIO_BASE_URL"] = str(settings.twilio_base_url)
+    env.pop("PARCELCAST_CLOCK_ANCHOR", None)  # anchored when the process starts
+    return {**env, **extra}
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A real `parcelcast worker` process, its output in `log`."""
+    with log.open("ab") as handle:
+        return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env,
+                                stdout=handle, stderr=subprocess.STDOUT)
 
 
 def stop_worker(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:

@@ -168,7 +168,7 @@ async def test_health_ready_and_metrics(client: TestClient, admin: dict[str, str
 async def test_tracking_page_behind_a_signed_link(
     client: TestClient, admin: dict[str, str], settings: Settings
 ) -> None:
-    from service.tokens import tracking_url
+    from service.security.links import tracking_url
 
     await client.put("/v1/orders/o-1", json=order(customer={"locale": "de",
                                                             "timezone": "Europe/Berlin"}),

@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from service.stores import free_port
+from service.store.embedded import free_port
 from tests.builders import event, order, shipment
 from tests.servers import with_database
 
@@ -236,7 +236,7 @@ async def test_webhooks_reprocess_completes_refused_deliveries_once(
     aiohttp_client: Any, settings: Any, clock: Any, pool: asyncpg.Pool, admin: dict[str, str],
     database_url: str, redis_server_url: str,
 ) -> None:
-    from service.integrations.secrets import WebhookSecrets
+    from service.security.webhook_secrets import WebhookSecrets
     from tests.integrations.conftest import SECRETS, build_client_app, fixture, sign
 
     async with pool.acquire() as conn:

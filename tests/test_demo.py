@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.stores import with_database
+from service.store.embedded import with_database
 
 
 def test_small_demo_end_to_end(tmp_path: Path, postgres_admin: str, redis_server_url: str

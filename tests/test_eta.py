@@ -12,12 +12,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from predictor.simulator import simulate
+from service.api.keys import eta_key
 from service.clock import ManualClock
-from service.db import eta_models
-from service.db.history import load_history
-from service.keys import eta_key
+from service.eta.training import train_and_register
 from service.settings import Settings
-from service.training import train_and_register
+from service.store import eta_models
+from service.store.history import load_history
 from tests.builders import event, order, shipment
 from tests.notifying import drain
 
@@ -116,7 +116,7 @@ async def test_batch_refresh_scores_like_one_at_a_time(
     trained: str, pool: asyncpg.Pool, history: object
 ) -> None:
     """The worker scores refreshes in batches; each ETA must equal the single-shipment one."""
-    from service.eta import EtaRuntime
+    from service.eta.runtime import EtaRuntime
 
     ships = history.shipments  # type: ignore[attr-defined]
     in_flight = ships[(ships["label_created_at"] < NOW) & (ships["delivered_at"].isna()
@@ -142,8 +142,8 @@ async def test_the_window_is_recalibrated_daily_and_picked_up_without_restart(
 ) -> None:
     """A worker recalibrates the champion once a clock day (one at a time); the runtime
     applies the stored factors at its next check; the artefact never changes."""
-    from service.calibrating import recalibrate_when_due
-    from service.eta import EtaRuntime
+    from service.eta.runtime import EtaRuntime
+    from workers.recalibration import recalibrate_when_due
 
     runtime = EtaRuntime(clock, check_every=0)
     async with pool.acquire() as conn:

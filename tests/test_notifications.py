@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from twilio.request_validator import RequestValidator
 
-from service.app import create_app
+from service.api.app import create_app
 from service.clock import ManualClock
 from service.settings import Settings
 from standins.smtp_server import SmtpStandin
@@ -110,7 +110,7 @@ async def test_exhausted_retries_land_in_dead_letter_and_can_be_retried(
         await drain(settings, clock, pool)
         clock.advance(timedelta(hours=1))
     assert await _states(pool) == [("delivered", "sms", "dead")]
-    from service.db import notifications as notifications_db
+    from service.store import notifications as notifications_db
 
     async with pool.acquire() as conn:
         failed = await notifications_db.list_failed(conn)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,14 +11,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from service.app import create_app
+from service.api.app import create_app
 from service.clock import ManualClock
-from service.redis import arq_client
-from service.relay import Relay
 from service.settings import Settings
+from service.store.redis import arq_client
 from tests.builders import event, shipment
-from tests.servers import OwnRedis, stop_worker
+from tests.servers import OwnRedis, start_worker, stop_worker, worker_env
 from workers.main import run_worker
+from workers.relay import Relay
 
 
 @pytest.fixture
@@ -108,18 +105,13 @@ async def test_jobs_lost_with_redis_are_handed_over_again(
 
 async def test_worker_process_rides_out_a_redis_restart(
     outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
-    settings: Settings, own_redis: OwnRedis, tmp_path: Path,
+    settings: Settings, clock: ManualClock, own_redis: OwnRedis, tmp_path: Path,
 ) -> None:
     """A real `parcelcast worker` keeps going while Redis is stopped and started."""
-    env = {**os.environ, "DATABASE_URL": settings.database_url or "",
-           "REDIS_URL": own_redis.url, "PARCELCAST_QUEUE_NAME": settings.parcelcast_queue_name,
-           "PARCELCAST_STALE_AFTER_S": "1", "PARCELCAST_LOG_LEVEL": "WARNING",
-           # No sweeps: they would add refreshes of their own (the shipments' promised date
-           # is in the past on the real clock this worker runs on).
-           "SWEEP_INTERVAL_S": "3600"}
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    env = worker_env(settings, clock, REDIS_URL=own_redis.url, PARCELCAST_STALE_AFTER_S="1",
+                     # No sweeps: only the work this test queues.
+                     SWEEP_INTERVAL_S="3600")
+    worker = start_worker(env, tmp_path / "worker.log")
     try:
         await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
         await _eventually(lambda: _work_left(pool), 0)
@@ -134,7 +126,6 @@ async def test_worker_process_rides_out_a_redis_restart(
         await _eventually(lambda: _work_left(pool), 0, timeout=30)
     finally:
         stop_worker(worker)
-        log.close()
 
 
 async def _eventually(probe, expected, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]

@@ -9,39 +9,22 @@ Message-ID (which mail clients collapse) — tested here as the documented behav
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.app import create_app
+from service.api.app import create_app
 from service.clock import ManualClock
 from service.settings import Settings
 from standins.smtp_server import SmtpStandin
 from standins.twilio_server import TwilioStandin
 from tests.builders import event, order, shipment
 from tests.notifying import sms_for, wired
-from tests.servers import stop_worker
+from tests.servers import start_worker, stop_worker, worker_env
 from tests.test_notifications import NOON_LA, PHONE
-
-
-def _worker_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ, "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "", "PARCELCAST_QUEUE_NAME": settings.parcelcast_queue_name,
-        "EMAIL_TRANSPORT": settings.email_transport, "SMTP_PORT": str(settings.smtp_port),
-        "SMS_TRANSPORT": settings.sms_transport, "TWILIO_BASE_URL": str(settings.twilio_base_url),
-        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
-        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-        "PUBLIC_BASE_URL": str(settings.public_base_url), "PARCELCAST_LOG_LEVEL": "WARNING",
-        # The worker runs on the real clock; the test's business time is in the past.
-        "PARCELCAST_DATA_DIR": str(settings.data_dir),
-    }
 
 
 async def _wait_for(probe, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
@@ -69,9 +52,7 @@ async def test_worker_killed_between_send_and_record(
         twilio.state.delay = 3
     else:
         smtp.state.delay = 3
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"],
-                              env=_worker_env(settings), stdout=log, stderr=subprocess.STDOUT)
+    worker = start_worker(worker_env(settings, clock), tmp_path / "worker.log")
 
     async def provider_has_it() -> bool:
         return bool(twilio.state.messages if channel == "sms" else smtp.state.messages)
@@ -81,16 +62,13 @@ async def test_worker_killed_between_send_and_record(
     finally:
         worker.send_signal(signal.SIGKILL)  # mid-send: the provider has it, we have no reply
         worker.wait(10)
-        log.close()
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT state FROM notifications") == "sending"
     twilio.state.delay = smtp.state.delay = 0
     # A new worker whose relay re-hands unfinished work after 0.5 s, and whose sends treat
     # a claim older than 0.5 s as abandoned.
-    env = {**_worker_env(settings), "PARCELCAST_STALE_AFTER_S": "0.5", "SEND_LEASE_S": "0.5"}
-    log = (tmp_path / "worker2.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    env = worker_env(settings, clock, PARCELCAST_STALE_AFTER_S="0.5", SEND_LEASE_S="0.5")
+    worker = start_worker(env, tmp_path / "worker2.log")
 
     async def recorded() -> bool:
         async with pool.acquire() as conn:
@@ -100,7 +78,6 @@ async def test_worker_killed_between_send_and_record(
         await _wait_for(recorded)
     finally:
         stop_worker(worker)
-        log.close()
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT attempts FROM notifications") == 2
     if channel == "sms":

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from service.settings import load_settings
-from workers.planner import business_hours_between, stalled
-from workers.quiet_hours import sms_due_at
-from workers.triggers import (
+from workers.planning.planner import business_hours_between, stalled
+from workers.planning.quiet_hours import sms_due_at
+from workers.planning.triggers import (
     Moment,
     delay_moment,
     milestone_moments,

@@ -11,18 +11,19 @@ from typing import Any
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from service.calibrating import recalibrate_forever
 from service.clock import Clock
-from service.db.pool import create_pool
-from service.eta import EtaRuntime
-from service.migrations import ensure_current
-from service.redis import arq_client, redis_settings
-from service.relay import Relay
+from service.eta.runtime import EtaRuntime
 from service.settings import Settings
+from service.store.migrations import ensure_current
+from service.store.pool import create_pool
+from service.store.redis import arq_client, redis_settings
+from workers.context import WorkerContext
 from workers.jobs import FUNCTIONS
-from workers.notify import Renderer
+from workers.recalibration import recalibrate_forever
+from workers.relay import Relay
+from workers.render import Renderer
+from workers.sending.transports import build_transports
 from workers.sweeps import sweep_forever
-from workers.transports import build_transports
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +114,8 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
                 sweep_forever(pool, clock, settings.sweep_interval_s, timedelta(
                     hours=min(settings.stalled_transit_business_hours,
                               24 * settings.stalled_label_business_days))))
-        ctx: dict[str, Any] = {"pg": pool, "clock": clock, "settings": settings,
-                               "renderer": Renderer(), "transports": transports,
-                               "eta": EtaRuntime(clock)}
+        ctx = WorkerContext(pool, clock, settings, Renderer(), transports,
+                            EtaRuntime(clock)).as_arq_ctx()
         while stop is None or not stop.is_set():
             worker = build_worker(settings, dict(ctx), burst=burst)
             try:

@@ -13,8 +13,8 @@ from datetime import timedelta
 import asyncpg
 
 from service.clock import Clock
-from service.db import shipments as shipments_db
-from service.db import work as work_db
+from service.store import shipments as shipments_db
+from service.store import work as work_db
 
 log = logging.getLogger(__name__)
 SWEEP_LOCK = 0x5045_4550  # arbitrary, fixed advisory-lock key

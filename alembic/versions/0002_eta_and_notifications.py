@@ -6,8 +6,7 @@ Create Date: 2026-11-21
 """
 
 from alembic import op
-
-from service.migrations import statements
+from service.store.migrations import statements
 
 revision = "0002"
 down_revision = "0001"

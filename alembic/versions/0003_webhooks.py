@@ -6,7 +6,7 @@ Create Date: 2026-11-22
 """
 
 from alembic import op
-from service.migrations import statements
+from service.store.migrations import statements
 
 revision = "0003"
 down_revision = "0002"

@@ -13,19 +13,19 @@ import pandas as pd
 from tqdm import tqdm
 
 from predictor.simulator import SimulatedHistory, simulate
-from service.auth import new_key
 from service.clock import ScaledClock
-from service.db import api_keys, work
-from service.db.history import load_history
-from service.db.pool import connect
 from service.demo import replay, summary
 from service.demo.stack import DEMO_QUEUE, Stack
-from service.migrations import upgrade
-from service.redis import arq_client
+from service.eta.training import train_and_register
+from service.security.api_keys import new_key
+from service.security.links import tracking_url
 from service.settings import Settings
-from service.stores import with_database
-from service.tokens import tracking_url
-from service.training import train_and_register
+from service.store import api_keys, work
+from service.store.embedded import with_database
+from service.store.history import load_history
+from service.store.migrations import upgrade
+from service.store.pool import connect
+from service.store.redis import arq_client
 
 HISTORY_DAYS = 90
 STARTUP_SECONDS = 20.0

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import aiohttp
 
-from service.stores import free_port
-from standins.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from service.store.embedded import free_port
 
 DEMO_QUEUE = "parcelcast:demo"
+# The demo's own Twilio credentials: the stand-in is started with them and the API and
+# workers sign with them (the stand-ins run as processes; nothing of theirs is imported).
+DEMO_TWILIO_SID = "AC" + "d3" * 16
+DEMO_TWILIO_TOKEN = "demo-twilio-auth-token"
 
 
 @dataclass
@@ -59,7 +62,7 @@ class Stack:
             "PUBLIC_BASE_URL": self.api, "PARCELCAST_LOG_LEVEL": "WARNING",
             "EMAIL_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.smtp_port),
             "SMS_TRANSPORT": "twilio", "TWILIO_BASE_URL": self.twilio,
-            "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID, "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
+            "TWILIO_ACCOUNT_SID": DEMO_TWILIO_SID, "TWILIO_AUTH_TOKEN": DEMO_TWILIO_TOKEN,
             # Real seconds: sweeps often, hand lost work over quickly.
             "SWEEP_INTERVAL_S": "2", "PARCELCAST_STALE_AFTER_S": "20",
             "SMS_PER_SECOND": "200", "EMAIL_PER_SECOND": "400",
@@ -76,7 +79,8 @@ class Stack:
 
     async def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._spawn("twilio", "standins.twilio_server", "--port", str(self.twilio_port))
+        self._spawn("twilio", "standins.twilio_server", "--port", str(self.twilio_port),
+                    "--account-sid", DEMO_TWILIO_SID, "--auth-token", DEMO_TWILIO_TOKEN)
         self._spawn("smtp", "standins.smtp_server", "--smtp-port", str(self.smtp_port),
                     "--http-port", str(self.smtp_http_port))
         self._spawn("api", "service.cli", "serve", "--port", str(self.api_port))

@@ -3,12 +3,12 @@
 No aiohttp and no SQL here. Each adapter validates the sender's payload shape (pydantic,
 so a malformed body yields field errors with paths) and returns a WebhookBatch made of
 the same inputs the JSON API uses: OrderIn, ShipmentIn, and tracking events turned into
-rows by service.ingest.to_row, so webhooks and the API cannot disagree about a scan.
+rows by service.tracking.ingest.to_row, so webhooks and the API cannot disagree about a scan.
 
 Orders and shipments from a sender are partial: each says which fields the sender actually
 stated (`carried`). Written with merge semantics, only those change a stored row; the rest
 keep what our own API or another sender set (a new row takes the model's defaults).
-`pipeline` runs an adapter and writes its batch through service.db, for the webhook
+`pipeline` runs an adapter and writes its batch through service.store, for the webhook
 endpoints and for `parcelcast webhooks reprocess`.
 """
 
@@ -23,12 +23,12 @@ import msgspec
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from service.carrier_codes import carrier_slug
-from service.db.events import EventRow
 from service.errors import FieldError
-from service.ingest import to_row
-from service.models import Location, OrderIn, ShipmentIn, TrackingEventIn
-from service.taxonomy import CARRIERS
+from service.inputs import Location, OrderIn, ShipmentIn, TrackingEventIn
+from service.store.events import EventRow
+from service.tracking.carrier_codes import carrier_slug
+from service.tracking.ingest import to_row
+from service.tracking.taxonomy import CARRIERS
 
 
 class MappingError(Exception):

@@ -22,8 +22,6 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from service.carrier_codes import AFTERSHIP_SUBTAGS, AFTERSHIP_TAGS, lookup
-from service.db.events import EventRow
 from service.errors import FieldError
 from service.integrations import (
     CarrierEstimate,
@@ -36,7 +34,9 @@ from service.integrations import (
     location,
     validate_shape,
 )
-from service.integrations.timezones import country_code, resolve
+from service.store.events import EventRow
+from service.tracking.carrier_codes import AFTERSHIP_SUBTAGS, AFTERSHIP_TAGS, lookup
+from service.zones import country_code, resolve
 
 TRACKING_EVENTS = frozenset({"tracking_update", "edd_revise"})
 TrackingNumber = Annotated[str, Field(min_length=1, max_length=100,

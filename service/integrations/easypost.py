@@ -16,8 +16,6 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from service.carrier_codes import EASYPOST_DETAILS, EASYPOST_STATUSES, lookup
-from service.db.events import EventRow
 from service.errors import FieldError
 from service.integrations import (
     CarrierEstimate,
@@ -30,7 +28,9 @@ from service.integrations import (
     location,
     validate_shape,
 )
-from service.integrations.timezones import resolve
+from service.store.events import EventRow
+from service.tracking.carrier_codes import EASYPOST_DETAILS, EASYPOST_STATUSES, lookup
+from service.zones import resolve
 
 TRACKER_EVENTS = frozenset({"tracker.created", "tracker.updated"})
 TrackingCode = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\s*[A-Za-z0-9._:\-]+\s*$")]

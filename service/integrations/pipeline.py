@@ -10,7 +10,7 @@ reprocess` (a delivery as it was stored), so both take exactly the same path:
   (only the fields the sender stated), events stored and deduped, carrier estimates kept
   only when not older than the stored one.
 
-No request handling and no SQL here: the SQL lives in service.db.
+No request handling and no SQL here: the SQL lives in service.store.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from typing import Any
 import asyncpg
 import orjson
 
-from service.db import events as events_db
-from service.db import orders as orders_db
-from service.db import shipments as shipments_db
-from service.db import webhooks as webhooks_db
+from service.api.bodies import malformed
 from service.errors import FieldError, ProblemError, validation_failed
 from service.integrations import MappingError, WebhookBatch, aftership, easypost, shopify
-from service.integrations.secrets import Source
-from service.integrations.timezones import address_zone
-from service.validation import malformed
+from service.security.webhook_secrets import Source
+from service.store import events as events_db
+from service.store import orders as orders_db
+from service.store import shipments as shipments_db
+from service.store import webhooks as webhooks_db
+from service.zones import address_zone
 
 # (carrier, tracking number) -> (origin postal code, origin country), or None when unknown.
 OriginLookup = Callable[[str, str], Awaitable[tuple[str | None, str | None] | None]]

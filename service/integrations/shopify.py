@@ -30,8 +30,8 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, ValidationError
 
-from service.carrier_codes import SHOPIFY_SHIPMENT_STATUSES
 from service.errors import FieldError
+from service.inputs import LOCALE_RE, OrderIn, ShipmentIn, Timestamp
 from service.integrations import (
     MappingError,
     OrderUpdate,
@@ -43,8 +43,8 @@ from service.integrations import (
     shape_errors,
     validate_shape,
 )
-from service.integrations.timezones import address_zone
-from service.models import LOCALE_RE, OrderIn, ShipmentIn, Timestamp
+from service.tracking.carrier_codes import SHOPIFY_SHIPMENT_STATUSES
+from service.zones import address_zone
 
 ORDER_TOPICS = frozenset({"orders/create", "orders/updated"})
 FULFILLMENT_TOPICS = frozenset({"fulfillments/create", "fulfillments/update"})

@@ -12,16 +12,16 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from service.app import create_app
+from service.api.app import create_app
+from service.api.views import webhooks
 from service.clock import ManualClock
-from service.integrations.secrets import WebhookSecrets
-from service.integrations.signatures import (
+from service.security.webhook_secrets import WebhookSecrets
+from service.security.webhook_signatures import (
     aftership_signature,
     easypost_signature,
     shopify_signature,
 )
 from service.settings import Settings
-from service.views import webhooks
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SECRETS = {"shopify": "shpss_test_secret_0123456789abcdef",

@@ -10,7 +10,15 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from service.carrier_codes import (
+from service.integrations import MappingError, aftership, easypost, shopify
+from service.security.webhook_signatures import (
+    aftership_valid,
+    easypost_signature,
+    easypost_valid,
+    shopify_signature,
+    shopify_valid,
+)
+from service.tracking.carrier_codes import (
     AFTERSHIP_SUBTAGS,
     AFTERSHIP_TAGS,
     COURIER_ALIASES,
@@ -20,16 +28,8 @@ from service.carrier_codes import (
     SHOPIFY_SHIPMENT_STATUSES,
     carrier_slug,
 )
-from service.integrations import MappingError, aftership, easypost, shopify
-from service.integrations.signatures import (
-    aftership_valid,
-    easypost_signature,
-    easypost_valid,
-    shopify_signature,
-    shopify_valid,
-)
-from service.integrations.timezones import resolve
-from service.taxonomy import CARRIERS, STATUSES, normalize_status
+from service.tracking.taxonomy import CARRIERS, STATUSES, normalize_status
+from service.zones import resolve
 from tests.integrations.conftest import FIXTURES, SECRETS
 
 

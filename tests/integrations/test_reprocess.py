@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.carrier_codes import RAW_CODES
 from service.clock import ManualClock
 from service.integrations import pipeline
+from service.tracking.carrier_codes import RAW_CODES
 from tests.builders import shipment
 from tests.integrations.conftest import Post, fixture
 

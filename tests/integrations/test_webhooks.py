@@ -8,7 +8,7 @@ import random
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from service.integrations.secrets import WebhookSecrets
+from service.security.webhook_secrets import WebhookSecrets
 from tests.builders import shipment
 from tests.integrations.conftest import Post, build_client_app, fixture, sign
 

@@ -8,7 +8,7 @@ import pytest
 
 from standins.smtp_server import SmtpStandin
 from standins.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, TwilioStandin
-from workers.notify.render import Renderer
+from workers.render.render import Renderer
 from workers.senders import SmtpEmailSender, SmtpSettings, TwilioSmsSender
 
 FROM_NUMBER = "+15005550006"

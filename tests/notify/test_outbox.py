@@ -5,9 +5,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workers.notify.email_message import build_email
-from workers.notify.render import Renderer
-from workers.notify.samples import sample_context
+from workers.render.email_message import build_email
+from workers.render.render import Renderer
+from workers.render.samples import sample_context
 from workers.senders import OutboxSender, SmsMessage
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from workers.senders import RateLimiter
 
@@ -15,9 +14,14 @@ def test_gcra_schedule_with_a_fake_clock() -> None:
     assert [round(limiter.reserve(), 3) for _ in range(4)] == [0.0, 0.0, 0.0, 0.1]
 
 
-async def test_holds_the_configured_rate() -> None:
-    limiter = RateLimiter(rate=50, burst=1)
-    started = time.monotonic()
+async def test_concurrent_callers_wait_for_their_own_slots() -> None:
+    now = [5.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+
+    limiter = RateLimiter(rate=50, burst=1, clock=lambda: now[0], sleep=sleep)
     await asyncio.gather(*(limiter.acquire() for _ in range(26)))
-    elapsed = time.monotonic() - started
-    assert 0.48 <= elapsed < 0.8  # 25 intervals of 20 ms after the first
+    # The first goes at once; the others wait 20 ms more each: 50 per second, in order.
+    assert slept == [round(0.02 * k, 6) for k in range(1, 26)]

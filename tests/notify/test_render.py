@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from jinja2.exceptions import SecurityError
 
-from workers.notify import (
+from workers.render import (
     MOMENTS,
     SHIPPED_LOCALES,
     ContextError,
@@ -16,8 +16,8 @@ from workers.notify import (
     SmsTooLongError,
     TemplateMissingError,
 )
-from workers.notify.locales import locale_chain
-from workers.notify.samples import sample_context, worst_case_context
+from workers.render.locales import locale_chain
+from workers.render.samples import sample_context, worst_case_context
 
 
 @pytest.mark.parametrize("locale", SHIPPED_LOCALES)

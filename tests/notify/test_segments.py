@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.notify.segments import count_segments, is_gsm7, smart_encode
+from workers.render.segments import count_segments, is_gsm7, smart_encode
 
 
 @pytest.mark.parametrize(("text", "encoding", "units", "segments"), [

@@ -10,9 +10,9 @@ import pytest
 
 from standins.common import free_port
 from standins.smtp_server import SmtpStandin
-from workers.notify.email_message import NOTIFICATION_ID_HEADER, build_email
-from workers.notify.render import Renderer
-from workers.notify.samples import sample_context
+from workers.render.email_message import NOTIFICATION_ID_HEADER, build_email
+from workers.render.render import Renderer
+from workers.render.samples import sample_context
 from workers.senders import (
     PermanentSendError,
     SmtpEmailSender,

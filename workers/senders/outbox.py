@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 
-from workers.notify.email_message import NOTIFICATION_ID_HEADER
+from workers.render.email_message import NOTIFICATION_ID_HEADER
 from workers.senders.errors import PermanentSendError, SendResult, TransientSendError
 from workers.senders.messages import SmsMessage
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 class RateLimiter:
@@ -12,12 +12,13 @@ class RateLimiter:
 
     Implemented as GCRA (the virtual-scheduling form of a token bucket): each caller
     reserves the next slot synchronously, then sleeps until it. Reservation before
-    sleeping keeps callers in FIFO order without a lock. `clock` is a monotonic clock
-    in seconds, injectable for tests.
+    sleeping keeps callers in FIFO order without a lock. `clock` (a monotonic clock in
+    seconds) and `sleep` are injectable for tests.
     """
 
     def __init__(self, rate: float, burst: int = 1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
         self.rate = rate
@@ -25,6 +26,7 @@ class RateLimiter:
         self._interval = 1.0 / rate
         self._tolerance = (burst - 1) * self._interval
         self._clock = clock
+        self._sleep = sleep
         self._tat = 0.0  # theoretical arrival time of the next conforming request
 
     def reserve(self) -> float:
@@ -39,4 +41,4 @@ class RateLimiter:
         """Wait for a slot."""
         delay = self.reserve()
         if delay > 0:
-            await asyncio.sleep(delay)
+            await self._sleep(delay)

@@ -1,0 +1,1 @@
+"""The HTTP layer: app factory, routes, handlers, request bodies, errors as problem+json."""

@@ -1,0 +1,92 @@
+"""The route table: handlers, their scopes and their documented shapes, in one place.
+
+The app registers these routes and /openapi.json is built from the same list,
+so the document cannot drift from the handlers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import msgspec
+from aiohttp import web
+from pydantic import BaseModel
+
+from service.api.views import events, health, messaging, orders, pages, quote, shipments, webhooks
+from service.inputs import OrderIn, QuoteIn, ShipmentIn, TrackingEventIn
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    scope: str | None = None  # None: public
+    body: type[BaseModel] | type[msgspec.Struct] | None = None
+    batch_body: bool = False  # the body may also be {"events": [...]} or a list
+    query: tuple[str, ...] = ()
+    form_body: bool = False  # application/x-www-form-urlencoded, as Twilio posts
+    html: bool = False  # answers text/html
+    responses: dict[int, str] = field(default_factory=dict)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", health.healthz, "The process is alive",
+          responses={200: "alive"}),
+    Route("GET", "/readyz", health.readyz, "PostgreSQL and Redis answer",
+          responses={200: "ready", 503: "a dependency is down"}),
+    Route("GET", "/metrics", health.metrics, "Prometheus metrics", responses={200: "metrics"}),
+    Route("GET", "/openapi.json", health.openapi, "This document", responses={200: "OpenAPI 3.1"}),
+    Route("PUT", "/v1/orders/{order_id}", orders.put_order, "Create or replace an order",
+          "events:write", OrderIn, responses={200: "replaced", 201: "created"}),
+    Route("GET", "/v1/orders/{order_id}", orders.get_order,
+          "An order with its shipments and their timelines", "shipments:read",
+          responses={200: "the order", 404: "no such order"}),
+    Route("PUT", "/v1/shipments/{shipment_id}", shipments.put_shipment,
+          "Create or replace a shipment", "events:write", ShipmentIn,
+          responses={200: "replaced", 201: "created", 409: "tracking number taken"}),
+    Route("GET", "/v1/shipments/{shipment_id}", shipments.get_shipment,
+          "A shipment with its status, timeline and promised date", "shipments:read",
+          responses={200: "the shipment", 404: "no such shipment"}),
+    Route("GET", "/v1/shipments", shipments.list_shipments,
+          "Shipments by tracking number or order", "shipments:read",
+          query=("tracking_number", "order_id"), responses={200: "matching shipments"}),
+    Route("POST", "/v1/tracking-events", events.post_tracking_events,
+          "One tracking event or a batch of up to 1,000", "events:write", TrackingEventIn,
+          batch_body=True, responses={202: "counts of accepted, duplicate and rejected events"}),
+    Route("POST", "/v1/eta/quote", quote.post_quote,
+          "Checkout delivery windows for a lane, before any shipment exists", "shipments:read",
+          QuoteIn, responses={200: "earliest/likely/latest per carrier and service",
+                              503: "no model promoted yet"}),
+    Route("POST", "/v1/webhooks/shopify", webhooks.shopify_webhook,
+          "Shopify order and fulfilment webhooks (X-Shopify-Hmac-Sha256)",
+          responses={200: "processed, ignored or duplicate", 401: "bad or missing signature",
+                     409: "tracking number taken", 422: "cannot be mapped",
+                     503: "secret not configured"}),
+    Route("POST", "/v1/webhooks/easypost", webhooks.easypost_webhook,
+          "EasyPost tracker.created / tracker.updated events (X-Hmac-Signature)",
+          responses={200: "processed, ignored or duplicate", 401: "bad or missing signature",
+                     422: "cannot be mapped", 503: "secret not configured"}),
+    Route("POST", "/v1/webhooks/aftership", webhooks.aftership_webhook,
+          "AfterShip tracking webhooks (aftership-hmac-sha256)",
+          responses={200: "processed, ignored or duplicate", 401: "bad or missing signature",
+                     422: "cannot be mapped", 503: "secret not configured"}),
+    Route("POST", "/v1/webhooks/twilio/inbound", messaging.twilio_inbound,
+          "Twilio inbound SMS: STOP/START/HELP (X-Twilio-Signature)",
+          responses={200: "TwiML", 401: "bad signature"}, form_body=True),
+    Route("POST", "/v1/webhooks/twilio/status", messaging.twilio_status,
+          "Twilio delivery status callback (X-Twilio-Signature)",
+          responses={204: "recorded", 401: "bad signature"}, form_body=True),
+    Route("GET", "/t/{token}", pages.tracking_page,
+          "The customer's tracking page (signed link)",
+          responses={200: "HTML page", 404: "invalid link"}, html=True),
+    Route("GET", "/u/{token}", messaging.unsubscribe_page, "Unsubscribe confirmation page",
+          responses={200: "HTML page", 404: "invalid link"}, html=True),
+    Route("POST", "/u/{token}", messaging.unsubscribe,
+          "One-click unsubscribe (RFC 8058)", responses={200: "HTML page", 404: "invalid link"},
+          html=True),
+)

@@ -1,0 +1,1 @@
+"""HTTP handlers, one module per resource. No SQL here: they call service.store."""

@@ -1,0 +1,72 @@
+"""GET /healthz, /readyz, /metrics and /openapi.json."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.api.keys import metrics_key, pool_key, redis_key, settings_key
+from service.api.responses import json_response
+from service.store import work as work_db
+
+CHECK_TIMEOUT = 2.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def _check_postgres(app: web.Application) -> str:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT), app[pool_key].acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported as text
+        return f"error: {type(exc).__name__}: {exc}"
+
+
+async def _check_redis(app: web.Application) -> str:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await app[redis_key].ping()
+        return "ok"
+    except Exception as exc:  # noqa: BLE001
+        return f"error: {type(exc).__name__}: {exc}"
+
+
+async def readyz(request: web.Request) -> web.Response:
+    postgres, redis = await asyncio.gather(
+        _check_postgres(request.app), _check_redis(request.app)
+    )
+    ready = postgres == "ok" and redis == "ok"
+    return json_response(
+        {"status": "ok" if ready else "unavailable", "checks": {"postgres": postgres, "redis": redis}},
+        200 if ready else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    gauges = app[metrics_key]
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT), app[pool_key].acquire() as conn:
+            for state, count in (await work_db.depth(conn)).items():
+                gauges.work_depth.labels(state).set(count)
+    except Exception:  # noqa: BLE001 - a scrape must not fail because one source is down
+        pass
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            depth = await app[redis_key].zcard(app[settings_key].parcelcast_queue_name)
+        gauges.queue_depth.set(depth)
+    except Exception:  # noqa: BLE001
+        gauges.queue_depth.set(-1)
+    body = generate_latest(gauges.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from service.api.openapi import document
+
+    return json_response(document())

@@ -1,0 +1,17 @@
+"""`parcelcast`: the one command-line entry point; each command group lives in a module here."""
+
+from __future__ import annotations
+
+from service.cli import (  # noqa: F401 - importing a module registers its commands
+    demo,
+    history,
+    keys,
+    models,
+    notifications,
+    processes,
+    stores,
+    webhooks,
+)
+from service.cli.common import main
+
+__all__ = ["main"]

@@ -1,0 +1,81 @@
+"""`parcelcast migrate | serve | worker`: the processes that run Parcelcast."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from service.cli.common import (
+    cli_settings,
+    database_url,
+    main,
+    resolved,
+    run,
+)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations (Alembic) up to the latest."""
+    from service.store.migrations import head_revision, upgrade
+
+    settings = resolved(cli_settings())
+    upgrade(database_url(settings))
+    click.echo(f"database is at migration {head_revision()}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Run the HTTP API."""
+    from aiohttp import web
+
+    from service.api.app import create_app
+
+    settings = resolved(cli_settings())
+    app = create_app(settings, settings.clock())
+    from service.store.migrations import SchemaBehind
+
+    try:
+        web.run_app(app, host=host, port=port, access_log=None,
+                    print=lambda msg: click.echo(msg, err=True))
+    except SchemaBehind as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+def worker(burst: bool) -> None:
+    """Run the relay and an arq worker."""
+    import signal
+
+    from workers.main import run_worker
+
+    settings = resolved(cli_settings())
+
+    async def work() -> None:
+        from workers.main import DRAIN_SECONDS
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        running = asyncio.create_task(run_worker(settings, settings.clock(), burst=burst,
+                                                 stop=stop))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            stopping.cancel()
+            running.result()
+            return
+        # Draining has its own limit; this one bounds everything else (closing pools).
+        try:
+            await asyncio.wait_for(running, DRAIN_SECONDS + 15)
+        except (TimeoutError, asyncio.CancelledError):
+            click.echo("worker: did not stop in time; exiting anyway", err=True)
+
+    run(work)
+
+

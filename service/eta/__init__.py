@@ -1,0 +1,1 @@
+"""The ETA in the running system: the champion model at run time, and training glue."""

@@ -1,0 +1,228 @@
+"""The ETA at run time: the champion model (reloaded when another is promoted), recent lane
+performance from the database, and one shipment's refresh. Model work runs in a thread:
+it never blocks the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import numpy as np
+
+from predictor.features import recent_performance, serving_rows
+from predictor.lanes import zip_timezone
+from predictor.model import EtaModel, Features, late_probability
+from predictor.recent import RecentPerformance
+from service.clock import Clock
+from service.store import eta_models, etas, history
+
+RECENT_WINDOW = timedelta(days=21)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    stage: str
+    p10: datetime
+    p50: datetime
+    p90: datetime
+    prob_late: float | None
+    reasons: list[dict[str, Any]]
+
+
+def destination_zone(shipment: dict[str, Any]) -> str:
+    postal, country = shipment.get("destination_postal_code"), shipment.get("destination_country")
+    if postal and (country or "US") == "US":
+        return zip_timezone(postal, "US")
+    return "UTC"
+
+
+def customer_timezone(order: dict[str, Any] | None, shipment: dict[str, Any]) -> str:
+    """The customer's own zone, else the destination's (from its ZIP), else UTC."""
+    if order and order.get("timezone"):
+        return str(order["timezone"])
+    return destination_zone(shipment)
+
+
+def hours_until_end_of(day: date | None, zone: str, now: datetime) -> float | None:
+    """Hours from `now` to the end of `day` in `zone` (a promise is kept all day)."""
+    if day is None:
+        return None
+    end = datetime.combine(day + timedelta(days=1), dtime(0), tzinfo=ZoneInfo(zone))
+    return (end - now).total_seconds() / 3600
+
+
+def stage_of(scans: list[dict[str, Any]]) -> str:
+    carrier_scans = [s for s in scans if s["status"] not in ("label_created", "unknown")]
+    if not carrier_scans:
+        return "label"
+    return "first_scan" if len(carrier_scans) == 1 else "later"
+
+
+async def refresh_inputs(conn: asyncpg.Connection, shipment_ids: list[str], now: datetime
+                         ) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """The unfinished shipments among `shipment_ids` as a refresh scores them (handed over at
+    the first scan if the OMS never said; not delivered, by definition) and their scans."""
+    found = await etas.unfinished_with_scans(conn, shipment_ids, now)
+    for row, _ in found:
+        if row["shipped_at"] is None:
+            row["shipped_at"] = row["first_scan_at"]
+        row["delivered_at"] = None
+    return [row for row, _ in found], [scans for _, scans in found]
+
+
+def predict_many(model: EtaModel, shipments: list[dict[str, Any]],
+                 scans: list[list[dict[str, Any]]], now: datetime,
+                 recent: RecentPerformance) -> list[Prediction]:
+    """Features + model + reasons for one or more shipments, with one feature build and
+    one model call (CPU work: call it in a thread)."""
+    return _predictions(model, serving_rows(shipments, scans, now, recent), shipments, scans,
+                        now)
+
+
+def _predictions(model: EtaModel, features: Features, shipments: list[dict[str, Any]],
+                 scans: list[list[dict[str, Any]]], now: datetime) -> list[Prediction]:
+    hours, explained = model.predict_explained(features, top=3)
+    promised = np.array([
+        np.nan if (h := hours_until_end_of(s.get("promised_delivery_date"),
+                                           destination_zone(s), now)) is None else h
+        for s in shipments])
+    # The quantiles are already here: no second pass through the booster.
+    late = late_probability(hours, np.nan_to_num(promised, nan=0.0))
+    out = []
+    for i, shipment_scans in enumerate(scans):
+        p10, p50, p90 = (now + timedelta(hours=float(h)) for h in hours[i])
+        out.append(Prediction(
+            stage_of(shipment_scans), p10, p50, p90,
+            None if np.isnan(promised[i]) else float(late[i]),
+            [{"reason": text, "hours": hrs} for text, hrs in explained[i]]))
+    return out
+
+
+class EtaRuntime:
+    """Shared by the service (quotes) and the workers (refreshes), one per process."""
+
+    def __init__(self, clock: Clock, *, check_every: float = 5.0,
+                 recent_every: float = 60.0) -> None:
+        self.clock = clock
+        self.check_every = check_every
+        self.recent_every = recent_every
+        self.model: EtaModel | None = None
+        self.version: str | None = None
+        self._checked = -float("inf")
+        self._recent: RecentPerformance | None = None
+        self._recent_built = -float("inf")
+        self._recent_as_of: datetime | None = None
+        self._lock = asyncio.Lock()
+        self._calibration: tuple[str, int | None] | None = None
+
+    async def current(self, conn: asyncpg.Connection) -> EtaModel | None:
+        """The champion, re-checked every `check_every` seconds (promotion without restart)."""
+        if time.monotonic() - self._checked >= self.check_every:
+            async with self._lock:
+                if time.monotonic() - self._checked >= self.check_every:
+                    version = await eta_models.champion_version(conn)
+                    if version is not None and version != self.version:
+                        row = await eta_models.get(conn, version)
+                        if row is not None:
+                            model = await asyncio.to_thread(EtaModel.from_bytes,
+                                                            bytes(row["artefact"]))
+                            # Serving scores one shipment or a small batch at a time, where
+                            # OpenMP's thread hand-offs cost more than they save.
+                            model.booster.set_param({"nthread": 1})
+                            self.model = model
+                            self.version = version
+                    elif version is None:
+                        self.model, self.version = None, None
+                    if self.model is not None and self.version is not None:
+                        await self._follow_calibration(conn, self.model, self.version)
+                    self._checked = time.monotonic()
+        return self.model
+
+    async def _follow_calibration(self, conn: asyncpg.Connection, model: EtaModel,
+                                  version: str) -> None:
+        """Apply the model's newest stored calibration (workers.recalibration), once."""
+        latest = await eta_models.latest_calibration(conn, version)
+        key = (version, None if latest is None else latest["id"])
+        if latest is not None and key != self._calibration:
+            model.conformal = {str(k): float(v) for k, v in latest["factors"].items()}
+        self._calibration = key
+
+    async def recent(self, conn: asyncpg.Connection, now: datetime) -> RecentPerformance:
+        """Recent lane performance, rebuilt every `recent_every` real seconds or simulated day."""
+        stale = (self._recent is None or self._recent_as_of is None
+                 or time.monotonic() - self._recent_built >= self.recent_every
+                 or abs((now - self._recent_as_of).total_seconds()) > 86400)
+        if stale:
+            rows = await history.recent_deliveries(conn, now - RECENT_WINDOW, now)
+            self._recent = await asyncio.to_thread(
+                lambda: recent_performance(history.deliveries_frame(rows)))
+            self._recent_built, self._recent_as_of = time.monotonic(), now
+        if self._recent is None:
+            raise RuntimeError("recent performance was not built")
+        return self._recent
+
+    async def refresh(self, conn: asyncpg.Connection, shipment_id: str, now: datetime
+                      ) -> Prediction | None:
+        """Predict and store this shipment's ETA (nothing once it is finished or unmodelled)."""
+        return (await self.refresh_many(conn, [shipment_id], now)).get(shipment_id)
+
+    async def refresh_many(self, conn: asyncpg.Connection, shipment_ids: list[str],
+                           now: datetime) -> dict[str, Prediction]:
+        """Predict and store the ETAs of several shipments with one model call."""
+        model = await self.current(conn)
+        if model is None or not shipment_ids:
+            return {}
+        rows, scans = await refresh_inputs(conn, shipment_ids, now)
+        if not rows:
+            return {}
+        recent = await self.recent(conn, now)
+        predictions = await asyncio.to_thread(predict_many, model, rows, scans, now, recent)
+        await etas.store_many(conn, [r["shipment_id"] for r in rows], now, model.version,
+                              predictions)
+        return {r["shipment_id"]: p for r, p in zip(rows, predictions, strict=True)}
+
+
+@dataclass(frozen=True)
+class Quote:
+    carrier: str
+    service_level: str
+    earliest: date
+    likely: date
+    latest: date
+
+
+def quote_options(model: EtaModel, origin: tuple[str | None, str | None],
+                  destination: tuple[str | None, str | None], order_time: datetime,
+                  carriers: list[str], service_levels: list[str],
+                  recent: RecentPerformance) -> list[Quote]:
+    """Checkout delivery windows for each carrier x service (CPU work: call it in a thread)."""
+    pairs = [(c, s) for c in carriers for s in service_levels]
+    if not pairs:
+        return []
+    shipments = [{
+        "shipment_id": f"quote-{i}", "carrier": c, "service_level": s,
+        "tracking_number": f"quote-{i}", "origin_postal_code": origin[0],
+        "origin_country": origin[1], "destination_postal_code": destination[0],
+        "destination_country": destination[1], "promised_delivery_date": None,
+        "label_created_at": order_time, "shipped_at": None, "delivered_at": None,
+    } for i, (c, s) in enumerate(pairs)]
+    hours = model.predict(serving_rows(shipments, [[] for _ in shipments], order_time, recent))
+    zone = ZoneInfo(destination_zone({"destination_postal_code": destination[0],
+                                      "destination_country": destination[1]}))
+    quotes = []
+    for (carrier, service), row in zip(pairs, hours, strict=True):
+        p10, p50, p90 = ((order_time + timedelta(hours=float(h))).astimezone(zone).date()
+                         for h in row)
+        quotes.append(Quote(carrier, service, p10, p50, p90))
+    return sorted(quotes, key=lambda q: (q.latest, q.likely, q.carrier, q.service_level))
+
+
+def modelled(model: EtaModel, name: str) -> list[str]:
+    """The values of a categorical feature the model was trained on (e.g. its carriers)."""
+    return [v for v in model.categories.get(name, []) if v != "unknown"]

@@ -1,0 +1,190 @@
+"""The API's input shapes, validated once at the edge."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from service.tracking.taxonomy import CARRIERS, SERVICE_LEVELS
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
+                           pattern=r"^[A-Za-z0-9._:\-]+$")
+]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+PostalCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
+LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
+
+
+def _known_carrier(value: str) -> str:
+    slug = value.strip().lower()
+    if slug not in CARRIERS:
+        raise ValueError(f"unknown carrier {value!r}; known carriers: {', '.join(sorted(CARRIERS))}")
+    return slug
+
+
+def _e164(value: str) -> str:
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not an E.164 phone number (+country code and digits): {exc}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA timezone {value!r}, e.g. 'America/Chicago'") from None
+    return value
+
+
+def _locale(value: str) -> str:
+    if not LOCALE_RE.match(value):
+        raise ValueError("must be a BCP 47 language tag such as 'en', 'de' or 'pt-BR'")
+    return value
+
+
+def _iso_string(value: object) -> object:
+    # Lax pydantic would read a number as a Unix timestamp; OMS data in a wrong type is a bug.
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_string)]
+Day = Annotated[date, BeforeValidator(_iso_string)]
+Carrier = Annotated[str, AfterValidator(_known_carrier)]
+Phone = Annotated[str, AfterValidator(_e164)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+Locale = Annotated[str, AfterValidator(_locale)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Customer(_In):
+    name: Text | None = None
+    email: EmailStr | None = None
+    phone: Phone | None = None
+    locale: Locale = "en"
+    timezone: TimeZoneName | None = None
+
+
+class Consent(_In):
+    email: bool = True
+    sms: bool = False
+
+
+class LineItem(_In):
+    sku: Text | None = None
+    name: Text
+    quantity: Annotated[int, Field(ge=1, le=100_000)] = 1
+
+
+class OrderIn(_In):
+    """PUT /v1/orders/{order_id}: the whole order as the OMS knows it now."""
+
+    placed_at: Timestamp
+    customer: Customer = Customer()
+    consent: Consent = Consent()
+    items: Annotated[list[LineItem], Field(max_length=500)] = []
+
+
+class Address(_In):
+    postal_code: PostalCode | None = None
+    country: CountryCode | None = None
+
+
+class ShipmentIn(_In):
+    """PUT /v1/shipments/{shipment_id}: the whole shipment as the OMS knows it now."""
+
+    order_id: Identifier
+    carrier: Carrier
+    service_level: Annotated[str, Field(json_schema_extra={"enum": list(SERVICE_LEVELS)})]
+    tracking_number: Identifier
+    origin: Address = Address()
+    destination: Address = Address()
+    weight_grams: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
+    promised_delivery_date: Day | None = None
+    label_created_at: Timestamp
+    shipped_at: Timestamp | None = None
+
+    @field_validator("service_level")
+    @classmethod
+    def _service_level(cls, value: str) -> str:
+        if value not in SERVICE_LEVELS:
+            raise ValueError(f"must be one of: {', '.join(SERVICE_LEVELS)}")
+        return value
+
+
+class Location(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
+    city: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    region: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    postal_code: Annotated[str, msgspec.Meta(min_length=1, max_length=16)] | None = None
+    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")] | None = None
+
+
+class TrackingEventIn(msgspec.Struct, frozen=True):
+    """One tracking scan in our normalized form.
+
+    msgspec rather than pydantic: this is the hot path (up to 1,000 per request), and
+    decoding each item straight from its raw bytes also keeps those bytes as the payload.
+    """
+
+    carrier: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    tracking_number: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:\-]{1,100}$")]
+    # A taxonomy status, or the carrier's raw code (mapped, and kept raw).
+    status: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    raw_code: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    description: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    location: Location | None = None
+    # The carrier's own estimated delivery date (local), as stated with this scan; kept on
+    # the shipment as its carrier estimate (the newest by occurred_at wins).
+    estimated_delivery: date | None = None
+
+
+class QuoteIn(_In):
+    """POST /v1/eta/quote: a lane and an order time; carrier and service optional."""
+
+    origin: Address
+    destination: Address
+    order_time: Timestamp
+    carrier: Carrier | None = None
+    service_level: str | None = None
+
+    @field_validator("service_level")
+    @classmethod
+    def _service_level(cls, value: str | None) -> str | None:
+        if value is not None and value not in SERVICE_LEVELS:
+            raise ValueError(f"must be one of: {', '.join(SERVICE_LEVELS)}")
+        return value
+
+
+MAX_BATCH = 1000
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=True)

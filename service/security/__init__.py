@@ -1,0 +1,1 @@
+"""API keys, signed links and webhook signatures."""

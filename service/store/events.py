@@ -1,0 +1,136 @@
+"""Tracking events: one statement that stores a batch, moves statuses and queues follow-up."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from service.store.work import CHANNEL, REFRESH_SHIPMENT
+
+
+@dataclass(frozen=True)
+class EventRow:
+    dedupe_key: bytes
+    carrier: str
+    tracking_number: str
+    carrier_event_id: str | None
+    status: str
+    status_rank: int
+    raw_code: str | None
+    description: str | None
+    location: str | None  # JSON text
+    occurred_at: datetime
+    payload: str  # JSON text
+
+
+# One round trip, one implicit transaction. Duplicates (in the table or within the
+# batch) are skipped by the unique dedupe key. A shipment's status only moves to an
+# event that ranks higher by (status_rank, occurred_at), so arrival order never
+# matters and a late "in transit" never un-delivers. Events for tracking numbers the
+# OMS has not sent yet are simply stored; the shipment upsert derives from them later.
+INGEST = """
+WITH input AS (
+    SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::smallint[], $7::text[], $8::text[], $9::text[],
+                         $10::timestamptz[], $11::text[])
+        AS t(dedupe_key, carrier, tracking_number, carrier_event_id, status, status_rank,
+             raw_code, description, location, occurred_at, payload)
+), inserted AS (
+    INSERT INTO tracking_events (dedupe_key, carrier, tracking_number, carrier_event_id,
+                                 status, status_rank, raw_code, description, location,
+                                 occurred_at, received_at, payload)
+    SELECT dedupe_key, carrier, tracking_number, carrier_event_id, status, status_rank,
+           raw_code, description, location::jsonb, occurred_at, $12, payload::jsonb
+    FROM input
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING dedupe_key, carrier, tracking_number, status, status_rank, occurred_at
+), per_shipment AS (
+    SELECT carrier, tracking_number, count(*) AS n, max(occurred_at) AS last_at,
+           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at,
+           min(occurred_at) FILTER (WHERE status NOT IN ('label_created', 'unknown', 'cancelled'))
+               AS first_scan_at
+    FROM inserted GROUP BY carrier, tracking_number
+), best AS (
+    SELECT DISTINCT ON (carrier, tracking_number) carrier, tracking_number, status,
+           status_rank, occurred_at
+    FROM inserted WHERE status <> 'unknown'
+    ORDER BY carrier, tracking_number, status_rank DESC, occurred_at DESC
+), touched AS (
+    UPDATE shipments s SET
+        event_count = s.event_count + p.n,
+        last_event_at = greatest(s.last_event_at, p.last_at),
+        first_scan_at = least(s.first_scan_at, p.first_scan_at),
+        status = CASE WHEN b.status IS NOT NULL
+                       AND (b.status_rank, b.occurred_at)
+                           > (s.status_rank, coalesce(s.status_occurred_at, '-infinity'))
+                      THEN b.status ELSE s.status END,
+        status_occurred_at = CASE WHEN b.status IS NOT NULL
+                       AND (b.status_rank, b.occurred_at)
+                           > (s.status_rank, coalesce(s.status_occurred_at, '-infinity'))
+                      THEN b.occurred_at ELSE s.status_occurred_at END,
+        status_rank = CASE WHEN b.status IS NOT NULL
+                       AND (b.status_rank, b.occurred_at)
+                           > (s.status_rank, coalesce(s.status_occurred_at, '-infinity'))
+                      THEN b.status_rank ELSE s.status_rank END,
+        delivered_at = CASE
+            WHEN p.delivered_at IS NULL THEN s.delivered_at
+            ELSE least(s.delivered_at, p.delivered_at) END
+    FROM per_shipment p LEFT JOIN best b USING (carrier, tracking_number)
+    WHERE s.carrier = p.carrier AND s.tracking_number = p.tracking_number
+    RETURNING s.shipment_id
+), queued AS (
+    INSERT INTO work_items (kind, subject_id, run_after, created_at)
+    SELECT $13, shipment_id, $12, $12 FROM touched
+    ON CONFLICT (kind, subject_id) WHERE state = 'pending' DO NOTHING
+    RETURNING 1
+)
+SELECT dedupe_key, (SELECT count(*) FROM touched) AS touched,
+       -- Wakes the relay at commit; uncorrelated, so evaluated once.
+       (SELECT count(pg_notify($14, '')) FROM (SELECT 1 FROM queued LIMIT 1) q) AS notified
+FROM inserted
+"""
+
+
+DEADLOCK_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted_keys: set[bytes]
+    shipments_touched: int
+
+
+async def ingest(
+    conn: asyncpg.Connection, rows: Sequence[EventRow], received_at: datetime
+) -> IngestResult:
+    """Store new events, update their shipments, queue refreshes; report which were new."""
+    if not rows:
+        return IngestResult(set(), 0)
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            return await _ingest_once(conn, rows, received_at)
+        except asyncpg.DeadlockDetectedError:
+            # Two batches updating the same shipments in another order; the statement
+            # is atomic, so running it again is safe.
+            if attempt == DEADLOCK_RETRIES - 1:
+                raise
+    raise RuntimeError("unreachable")
+
+
+async def _ingest_once(
+    conn: asyncpg.Connection, rows: Sequence[EventRow], received_at: datetime
+) -> IngestResult:
+    records = await conn.fetch(
+        INGEST,
+        [r.dedupe_key for r in rows], [r.carrier for r in rows],
+        [r.tracking_number for r in rows], [r.carrier_event_id for r in rows],
+        [r.status for r in rows], [r.status_rank for r in rows], [r.raw_code for r in rows],
+        [r.description for r in rows], [r.location for r in rows],
+        [r.occurred_at for r in rows], [r.payload for r in rows],
+        received_at, REFRESH_SHIPMENT, CHANNEL,
+    )
+    touched = records[0]["touched"] if records else 0
+    return IngestResult({bytes(r["dedupe_key"]) for r in records}, int(touched))

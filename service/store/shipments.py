@@ -1,0 +1,246 @@
+"""Shipments: upserts from the OMS, derived state, and the reads agents use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from service.inputs import ShipmentIn
+from service.store import work
+
+UPSERT = """
+INSERT INTO shipments (shipment_id, order_id, carrier, service_level, tracking_number,
+                       origin_postal_code, origin_country, destination_postal_code,
+                       destination_country, weight_grams, promised_delivery_date,
+                       label_created_at, shipped_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+ON CONFLICT (shipment_id) DO UPDATE SET
+    order_id = EXCLUDED.order_id, carrier = EXCLUDED.carrier,
+    service_level = EXCLUDED.service_level, tracking_number = EXCLUDED.tracking_number,
+    origin_postal_code = EXCLUDED.origin_postal_code, origin_country = EXCLUDED.origin_country,
+    destination_postal_code = EXCLUDED.destination_postal_code,
+    destination_country = EXCLUDED.destination_country, weight_grams = EXCLUDED.weight_grams,
+    promised_delivery_date = EXCLUDED.promised_delivery_date,
+    label_created_at = EXCLUDED.label_created_at, shipped_at = EXCLUDED.shipped_at,
+    updated_at = EXCLUDED.updated_at
+RETURNING (xmax = 0) AS created
+"""
+
+# Status, delivery time and counters from every event the shipment has, including
+# events that arrived before the OMS told us about the shipment.
+DERIVE = """
+WITH best AS (
+    SELECT status, status_rank, occurred_at FROM tracking_events
+    WHERE carrier = $2 AND tracking_number = $3 AND status <> 'unknown'
+    ORDER BY status_rank DESC, occurred_at DESC, id DESC LIMIT 1
+), stats AS (
+    SELECT count(*) AS n, max(occurred_at) AS last_at,
+           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at,
+           min(occurred_at) FILTER (WHERE status NOT IN ('label_created', 'unknown', 'cancelled'))
+               AS first_scan_at
+    FROM tracking_events WHERE carrier = $2 AND tracking_number = $3
+)
+UPDATE shipments s SET
+    status = coalesce((SELECT status FROM best), 'label_created'),
+    status_rank = coalesce((SELECT status_rank FROM best), 0),
+    status_occurred_at = (SELECT occurred_at FROM best),
+    delivered_at = CASE WHEN (SELECT status FROM best) = 'delivered'
+                        THEN (SELECT delivered_at FROM stats) END,
+    event_count = (SELECT n FROM stats),
+    last_event_at = (SELECT last_at FROM stats),
+    first_scan_at = (SELECT first_scan_at FROM stats),
+    derived_at = $4
+WHERE s.shipment_id = $1
+"""
+
+
+# A sender's partial view of a shipment (webhooks): a new row is inserted whole; a stored
+# row changes only in the columns the sender stated ($15), and only if nothing has written
+# it since `not_after` ($16; re-processing passes the delivery's receipt time, so an old
+# delivery never undoes a later API call or delivery). Our own PUT stays UPSERT above.
+MERGE_COLUMNS = {
+    "order_id": "order_id", "carrier": "carrier", "service_level": "service_level",
+    "tracking_number": "tracking_number", "origin.postal_code": "origin_postal_code",
+    "origin.country": "origin_country", "destination.postal_code": "destination_postal_code",
+    "destination.country": "destination_country", "weight_grams": "weight_grams",
+    "promised_delivery_date": "promised_delivery_date", "label_created_at": "label_created_at",
+    "shipped_at": "shipped_at",
+}
+MERGE = UPSERT.split("ON CONFLICT")[0] + "ON CONFLICT (shipment_id) DO UPDATE SET\n" + "".join(
+    f"    {column} = CASE WHEN '{column}' = ANY($15::text[]) THEN EXCLUDED.{column} "
+    f"ELSE shipments.{column} END,\n" for column in MERGE_COLUMNS.values()
+) + """    updated_at = EXCLUDED.updated_at
+WHERE $16::timestamptz IS NULL OR shipments.updated_at <= $16::timestamptz
+RETURNING (xmax = 0) AS created, carrier, tracking_number
+"""
+
+
+class TrackingNumberTaken(Exception):
+    """Another shipment already uses this carrier + tracking number."""
+
+
+async def upsert(
+    conn: asyncpg.Connection, shipment_id: str, shipment: ShipmentIn, now: datetime
+) -> bool:
+    """Insert or replace the shipment, re-derive its status, and queue its refresh.
+
+    Runs in the caller's transaction; True when the shipment was new.
+    """
+    try:
+        created: bool = await conn.fetchval(
+            UPSERT, shipment_id, shipment.order_id, shipment.carrier, shipment.service_level,
+            shipment.tracking_number, shipment.origin.postal_code, shipment.origin.country,
+            shipment.destination.postal_code, shipment.destination.country,
+            shipment.weight_grams, shipment.promised_delivery_date,
+            shipment.label_created_at, shipment.shipped_at, now,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise TrackingNumberTaken(shipment.carrier, shipment.tracking_number) from exc
+    await derive(conn, shipment_id, shipment.carrier, shipment.tracking_number, now)
+    await work.add(conn, work.REFRESH_SHIPMENT, [shipment_id], now)
+    return created
+
+
+async def merge(
+    conn: asyncpg.Connection, shipment_id: str, shipment: ShipmentIn, carried: Iterable[str],
+    now: datetime, not_after: datetime | None = None,
+) -> bool | None:
+    """A sender's view of a shipment (see MERGE): True when new, False when updated, None when
+    the stored row changed after `not_after` and was left as it is.
+
+    Like upsert, re-derives the status and queues the refresh; runs in the caller's transaction.
+    """
+    columns = sorted(MERGE_COLUMNS[name] for name in carried)
+    try:
+        row = await conn.fetchrow(
+            MERGE, shipment_id, shipment.order_id, shipment.carrier, shipment.service_level,
+            shipment.tracking_number, shipment.origin.postal_code, shipment.origin.country,
+            shipment.destination.postal_code, shipment.destination.country,
+            shipment.weight_grams, shipment.promised_delivery_date,
+            shipment.label_created_at, shipment.shipped_at, now, columns, not_after,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise TrackingNumberTaken(shipment.carrier, shipment.tracking_number) from exc
+    if row is None:
+        return None
+    await derive(conn, shipment_id, row["carrier"], row["tracking_number"], now)
+    await work.add(conn, work.REFRESH_SHIPMENT, [shipment_id], now)
+    return bool(row["created"])
+
+
+async def derive(
+    conn: asyncpg.Connection, shipment_id: str, carrier: str, tracking_number: str, now: datetime
+) -> None:
+    await conn.execute(DERIVE, shipment_id, carrier, tracking_number, now)
+
+
+# DERIVE for many shipments in one statement (the workers' batch refresh).
+DERIVE_MANY = """
+UPDATE shipments s SET
+    status = coalesce(b.status, 'label_created'),
+    status_rank = coalesce(b.status_rank, 0),
+    status_occurred_at = b.occurred_at,
+    delivered_at = CASE WHEN b.status = 'delivered' THEN st.delivered_at END,
+    event_count = st.n, last_event_at = st.last_at, first_scan_at = st.first_scan_at,
+    derived_at = $2
+FROM shipments s0
+LEFT JOIN LATERAL (
+    SELECT status, status_rank, occurred_at FROM tracking_events e
+    WHERE e.carrier = s0.carrier AND e.tracking_number = s0.tracking_number
+      AND e.status <> 'unknown'
+    ORDER BY status_rank DESC, occurred_at DESC, id DESC LIMIT 1) b ON true
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n, max(occurred_at) AS last_at,
+           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at,
+           min(occurred_at) FILTER (WHERE status NOT IN ('label_created', 'unknown', 'cancelled'))
+               AS first_scan_at
+    FROM tracking_events e
+    WHERE e.carrier = s0.carrier AND e.tracking_number = s0.tracking_number) st
+WHERE s0.shipment_id = ANY($1::text[]) AND s.shipment_id = s0.shipment_id
+"""
+
+
+async def rederive_many(conn: asyncpg.Connection, shipment_ids: list[str], now: datetime) -> None:
+    """Recompute the derived state of several shipments in one statement."""
+    await conn.execute(DERIVE_MANY, sorted(shipment_ids), now)
+
+
+async def get(conn: asyncpg.Connection, shipment_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM shipments WHERE shipment_id = $1", shipment_id)
+    return dict(row) if row else None
+
+
+async def get_many(conn: asyncpg.Connection, shipment_ids: list[str]) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM shipments WHERE shipment_id = ANY($1::text[])",
+                            shipment_ids)
+    return [dict(r) for r in rows]
+
+
+async def find(
+    conn: asyncpg.Connection, *, tracking_number: str | None = None, order_id: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT * FROM shipments
+           WHERE ($1::text IS NULL OR tracking_number = $1) AND ($2::text IS NULL OR order_id = $2)
+           ORDER BY created_at, shipment_id LIMIT $3""",
+        tracking_number, order_id, limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def timeline(conn: asyncpg.Connection, carrier: str, tracking_number: str) -> list[dict[str, Any]]:
+    """Every stored event of a tracking number, oldest first by when it happened."""
+    rows = await conn.fetch(
+        """SELECT id, carrier_event_id, status, raw_code, description, location, occurred_at,
+                  received_at
+           FROM tracking_events WHERE carrier = $1 AND tracking_number = $2
+           ORDER BY occurred_at, id""",
+        carrier, tracking_number,
+    )
+    return [dict(r) for r in rows]
+
+
+
+async def set_shown_date(conn: asyncpg.Connection, shipment_id: str, shown: date | None,
+                         pending: date | None) -> None:
+    await conn.execute(
+        "UPDATE shipments SET shown_date = $2, pending_date = $3 WHERE shipment_id = $1",
+        shipment_id, shown, pending)
+
+
+async def sweep_candidates(conn: asyncpg.Connection, now: datetime, stalled_after: timedelta,
+                           limit: int = 5000, recheck_after: timedelta = timedelta(hours=1),
+                           ) -> list[str]:
+    """Unfinished shipments that may have stalled or missed their promise, not yet told so.
+
+    Calendar time is a lower bound for business time, so this only finds shipments the
+    planner may now flag; the planner decides with the business calendar. A shipment the
+    planner already looked at since its condition became true (its derived state is newer)
+    comes back only after ``recheck_after``: one the planner declined (no contact, not yet
+    48 business hours, opted out) is not refreshed on every sweep.
+    """
+    rows = await conn.fetch(
+        """SELECT s.shipment_id FROM shipments s
+           WHERE s.status NOT IN ('delivered', 'returned_to_sender', 'cancelled')
+             AND s.label_created_at > $1::timestamptz - interval '30 days'
+             AND ((s.promised_delivery_date IS NOT NULL
+                   AND s.promised_delivery_date < ($1::timestamptz AT TIME ZONE 'UTC')::date
+                   AND (s.derived_at IS NULL
+                        OR s.derived_at < greatest((s.promised_delivery_date + 1)::timestamp
+                                                   AT TIME ZONE 'UTC',
+                                                   $1::timestamptz - $4::interval))
+                   AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.shipment_id = s.shipment_id
+                                   AND n.moment = 'missed_promise'))
+               OR (coalesce(s.last_event_at, s.label_created_at) < $1::timestamptz - $3::interval
+                   AND (s.derived_at IS NULL
+                        OR s.derived_at < greatest(coalesce(s.last_event_at, s.label_created_at)
+                                                   + $3::interval,
+                                                   $1::timestamptz - $4::interval))
+                   AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.shipment_id = s.shipment_id
+                                   AND n.moment = 'stalled')))
+           LIMIT $2""", now, limit, stalled_after, recheck_after)
+    return [r["shipment_id"] for r in rows]

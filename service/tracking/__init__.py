@@ -1,0 +1,1 @@
+"""Carrier tracking data: status-code tables per carrier and their loader."""

@@ -1,0 +1,111 @@
+"""Turning validated tracking events into stored rows: normalization and the dedupe key."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+
+import msgspec
+
+from service.errors import FieldError
+from service.inputs import TrackingEventIn
+from service.store.events import EventRow
+from service.tracking.taxonomy import CARRIERS, normalize_status, status_rank
+
+_encode = msgspec.json.Encoder()
+_decode_event = msgspec.json.Decoder(TrackingEventIn)
+_decode_items = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def dedupe_key(event: TrackingEventIn, location_json: bytes) -> bytes:
+    """The carrier's event id when it sends one; else a hash of what makes the scan unique."""
+    if event.event_id:
+        basis = f"id\x1f{event.carrier}\x1f{event.tracking_number}\x1f{event.event_id}"
+    else:
+        basis = "\x1f".join((
+            "scan", event.carrier, event.tracking_number, event.status,
+            event.occurred_at.astimezone(UTC).isoformat(), location_json.decode(),
+        ))
+    return hashlib.sha256(basis.encode()).digest()[:16]
+
+
+def _field_error(exc: msgspec.ValidationError, prefix: str) -> FieldError:
+    message, _, where = str(exc).partition(" - at `")
+    path = where.rstrip("`").removeprefix("$").lstrip(".")
+    if "timezone" in message:
+        message = "timestamp has no timezone; send an offset, e.g. 2026-11-02T14:30:00Z"
+    field = ".".join(p for p in (prefix, path) if p) or "body"
+    return FieldError(field, message, "invalid")
+
+
+def parse_event(raw: bytes, prefix: str = "") -> tuple[TrackingEventIn | None, list[FieldError]]:
+    """Decode and check one event from its raw JSON bytes."""
+    try:
+        event = _decode_event.decode(raw)
+    except msgspec.ValidationError as exc:
+        return None, [_field_error(exc, prefix)]
+    carrier = event.carrier.lower()
+    if carrier not in CARRIERS:
+        return None, [FieldError(
+            ".".join(p for p in (prefix, "carrier") if p),
+            f"unknown carrier {event.carrier!r}; known carriers: {', '.join(sorted(CARRIERS))}",
+            "unknown_carrier",
+        )]
+    if carrier != event.carrier:
+        event = msgspec.structs.replace(event, carrier=carrier)
+    return event, []
+
+
+def split_items(body: bytes) -> list[msgspec.Raw] | None:
+    """The raw items of a JSON array body, or None when the body is not an array."""
+    try:
+        return _decode_items.decode(body)
+    except msgspec.ValidationError:
+        return None
+
+
+def to_row(event: TrackingEventIn, raw: bytes) -> EventRow:
+    status, raw_code = normalize_status(event.carrier, event.status)
+    location = _encode.encode(event.location) if event.location else b""
+    return EventRow(
+        dedupe_key=dedupe_key(event, location),
+        carrier=event.carrier,
+        tracking_number=event.tracking_number,
+        carrier_event_id=event.event_id,
+        status=status,
+        status_rank=status_rank(status),
+        raw_code=event.raw_code or raw_code,
+        description=event.description,
+        location=location.decode() if location else None,
+        occurred_at=event.occurred_at.astimezone(UTC),
+        payload=bytes(raw).decode(),
+    )
+
+
+@dataclass
+class BatchOutcome:
+    """What POST /v1/tracking-events answers."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[int, list[FieldError]]] = field(default_factory=list)
+    unknown_status: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": len(self.rejected),
+            "errors": [
+                {"index": index, "errors": [e.as_dict() for e in errors]}
+                for index, errors in self.rejected
+            ],
+        }
+
+
+def count_new(rows: Sequence[EventRow], accepted_keys: set[bytes]) -> tuple[int, int]:
+    """(accepted, duplicates): a key repeated inside the batch counts once as accepted."""
+    accepted = len(accepted_keys)
+    return accepted, len(rows) - accepted

@@ -1,0 +1,1 @@
+"""Which notifications a shipment's state calls for, and when they may go out."""

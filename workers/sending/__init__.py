@@ -1,0 +1,1 @@
+"""The send job: one notification, at most once, through the configured transports."""

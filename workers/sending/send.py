@@ -1,0 +1,178 @@
+"""The send job: one notification, at most once, surviving provider outages and crashes.
+
+1. Claim (committed): scheduled -> sending, or take over a send whose worker died
+   (`sending` older than the lease). Consent and opt-outs are checked here, at send time.
+2. Render and hand to the provider, outside any transaction.
+3. Record the outcome (committed): sent; or back to scheduled with a backoff on a
+   transient failure (dead after `send_max_attempts`); or failed on a permanent one
+   (Twilio 21610 also records the opt-out).
+
+A worker killed between 2 and 3 leaves the row `sending`. The next attempt asks the
+provider whether the message went out (the outbox can tell; Twilio can be listed by
+recipient and time); SMTP gives no way to know, so e-mail is re-sent with the same
+Message-ID: at-least-once within that window of milliseconds, which mail clients
+collapse by Message-ID. See tests/test_send.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from service.eta.runtime import customer_timezone
+from service.settings import Settings
+from service.store import notifications as notifications_db
+from service.store import work as work_db
+from workers.context import WorkerContext, worker_context
+from workers.render import Renderer, RenderError
+from workers.render.email_message import build_email
+from workers.senders.errors import PermanentSendError, SendResult, TransientSendError
+from workers.senders.messages import SmsMessage
+from workers.sending.context import render_context
+from workers.sending.transports import Transports
+
+log = logging.getLogger(__name__)
+
+# Seconds of business time before each retry; jittered so a recovered provider is not
+# hit by every deferred message at the same instant.
+RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200)
+# A delay warning in the last hour of the promised day is no warning.
+LAST_USEFUL_WARNING = timedelta(hours=1)
+
+
+def backoff(attempt: int, retry_after: float | None) -> timedelta:
+    base = RETRY_SCHEDULE[min(attempt, len(RETRY_SCHEDULE)) - 1]
+    jittered = base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+    return timedelta(seconds=max(jittered, retry_after or 0))
+
+
+async def send_notification(ctx: dict[str, Any], work_item_id: int, notification_id: str) -> str:
+    app = worker_context(ctx)
+    settings = app.settings
+    nid = int(notification_id)
+    now = app.clock.now()
+    lease = timedelta(seconds=settings.send_lease_s)
+    async with app.pool.acquire() as conn:
+        row = await notifications_db.claim_for_send(conn, nid, now, lease)
+        if row is None:
+            return await _not_claimed(conn, work_item_id, nid, notification_id, now)
+        reason = _refusal(row, now)
+        if reason is not None:
+            async with conn.transaction():
+                await notifications_db.mark(conn, nid, "suppressed", reason, now)
+                await work_db.finish(conn, work_item_id)
+            return "suppressed"
+    transports = app.transports
+    try:
+        message, subject, body = _compose(app.renderer, settings, row, now)
+        result = None
+        if row["interrupted"]:
+            result = await _already_sent(transports, row, message)
+        if result is None:
+            result = await (transports.sms.send(message) if row["channel"] == "sms"
+                            else transports.email.send(message))
+    except TransientSendError as exc:
+        return await _transient(app, work_item_id, row, str(exc), exc.retry_after)
+    except (PermanentSendError, RenderError) as exc:
+        async with app.pool.acquire() as conn, conn.transaction():
+            await notifications_db.mark(conn, nid, "failed", str(exc), app.clock.now())
+            if isinstance(exc, PermanentSendError) and exc.is_opt_out:
+                await notifications_db.opt_out(conn, row["channel"], row["recipient"],
+                                               "provider", app.clock.now())
+            await work_db.finish(conn, work_item_id)
+        return "failed"
+    async with app.pool.acquire() as conn:
+        await notifications_db.record_sent(conn, nid, work_item_id, result.provider_id, subject,
+                                           body, app.clock.now())
+    return "sent"
+
+
+async def _not_claimed(conn: Any, work_item_id: int, nid: int, notification_id: str,
+                       now: Any) -> str:
+    async with conn.transaction():
+        current = await notifications_db.get(conn, nid)
+        if current is not None and current["state"] == "scheduled":
+            # Not due yet (a newer schedule moved it): queue it for then.
+            await work_db.add(conn, notifications_db.SEND_NOTIFICATION, [notification_id],
+                              now, run_after=current["due_at"])
+        if current is None or current["state"] != "sending":
+            await work_db.finish(conn, work_item_id)
+        # else another worker holds a live lease; the relay hands this item over again.
+    return "skipped"
+
+
+async def send_notifications(ctx: dict[str, Any], items: list[tuple[int, str]]) -> list[str]:
+    """A batch of sends handed over together: each runs as above, concurrently (each has its
+    own claim and record, so one failing does not touch the others)."""
+    return list(await asyncio.gather(*(send_notification(ctx, work_item_id, notification_id)
+                                       for work_item_id, notification_id in items)))
+
+
+def _refusal(row: dict[str, Any], now: datetime) -> str | None:
+    """Why this message must not go out now (checked at send time, not only when planned)."""
+    if row["moment"] == "predicted_delay" and row["promised_delivery_date"] is not None:
+        # Deferred past the promise (quiet hours, an outage): "missed promise" says it now.
+        zone = ZoneInfo(customer_timezone(row, row))
+        end = datetime.combine(row["promised_delivery_date"] + timedelta(days=1), time(0),
+                               tzinfo=zone)
+        if now >= end - LAST_USEFUL_WARNING:
+            return "too late: the promised date has passed"
+    if not row["has_order"]:
+        return "no order"
+    if not row["has_shipment"]:
+        return "no shipment"
+    if not (row["sms_consent"] if row["channel"] == "sms" else row["email_consent"]):
+        return "no consent"
+    if row["opted_out"]:
+        return "opted out"
+    return None
+
+
+def _compose(renderer: Renderer, settings: Settings, row: dict[str, Any], now: Any
+             ) -> tuple[Any, str | None, str]:
+    context = render_context(settings, row)
+    notification_id = f"n{row['id']}"
+    if row["channel"] == "sms":
+        sms = renderer.render_sms(row["moment"], row["locale"], context)
+        callback = f"{str(settings.public_base_url).rstrip('/')}/v1/webhooks/twilio/status"
+        return SmsMessage(notification_id, row["recipient"], sms.body, callback), None, sms.body
+    email = renderer.render_email(row["moment"], row["locale"], context)
+    domain = settings.public_base_url.host or "parcelcast.local"
+    message = build_email(
+        email, notification_id=notification_id, from_addr=settings.email_from,
+        to_addr=row["recipient"], unsubscribe_url=context["unsubscribe_url"], now=now,
+        message_id_domain=domain,
+    )
+    return message, email.subject, email.text
+
+
+async def _already_sent(transports: Transports, row: dict[str, Any], message: Any
+                        ) -> SendResult | None:
+    """Ask the provider whether an interrupted send went out (when it can tell)."""
+    sender = transports.sms if row["channel"] == "sms" else transports.email
+    lookup = getattr(sender, "lookup", None)
+    if lookup is None:
+        return None
+    found: SendResult | None = await lookup(message, row["sending_since"])
+    return found
+
+
+async def _transient(app: WorkerContext, work_item_id: int, row: dict[str, Any], error: str,
+                     retry_after: float | None) -> str:
+    settings = app.settings
+    now = app.clock.now()
+    async with app.pool.acquire() as conn, conn.transaction():
+        if row["attempts"] >= settings.send_max_attempts:
+            await notifications_db.mark(conn, row["id"], "dead", error, now)
+            outcome = "dead"
+        else:
+            due = now + backoff(row["attempts"], retry_after)
+            await notifications_db.reschedule(conn, row["id"], due, error, now)
+            outcome = "retrying"
+        await work_db.finish(conn, work_item_id)
+    log.info("notification %s: %s (%s)", row["id"], outcome, error)
+    return outcome
