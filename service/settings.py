@@ -6,6 +6,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AnyUrl, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,16 @@ class Settings(BaseSettings):
     # Notifications. The default transports write to the outbox folder: nothing is sent
     # by accident from a fresh install.
     shop_name: str = "Parcelcast Demo Shop"
+    # Where the shop is: the zone of a customer whose order and address say nothing better,
+    # and the public holidays of a destination whose own we do not know.
+    shop_timezone: str = "UTC"
+    shop_country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "US"
+    # Calendar days a carrier holds a parcel at a pickup point before returning it ("collect
+    # by" in the available-for-pickup message); carriers not listed: no date is promised.
+    # Defaults err short (a customer told to hurry loses nothing): UPS Access Points hold 7
+    # days and USPS 15; FedEx and DHL vary by location, so 5.
+    pickup_hold_days: dict[str, Annotated[int, Field(ge=1, le=60)]] = {
+        "ups": 7, "usps": 15, "fedex": 5, "dhl": 5}
     email_transport: Literal["outbox", "smtp"] = "outbox"
     sms_transport: Literal["outbox", "twilio"] = "outbox"
     email_from: str = "Parcelcast Demo Shop <orders@shop.example>"
@@ -89,6 +100,15 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+    @field_validator("shop_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError):
+            raise ValueError(f"unknown IANA timezone {value!r}, e.g. 'America/Chicago'") from None
+        return value
 
     @field_validator("parcelcast_clock_start")
     @classmethod

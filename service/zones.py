@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
+import holidays
 import zipcodes
 from babel.core import get_global
 
@@ -172,3 +173,32 @@ def address_zone(postal_code: str | None, country: str | None, region: str | Non
     local = (at or _ORDINARY_DAY).replace(tzinfo=None)
     found = location_zone(local, postal_code, country, region)
     return found[0] if found else None
+
+
+def customer_zone(order_timezone: str | None, postal_code: str | None, country: str | None,
+                  default: str) -> str:
+    """The one answer to "which zone does this customer live in?" (quiet hours, the dates a
+    customer reads, the end of a promised day): the order's own zone, else the destination's
+    (a US ZIP, or a country with one zone), else the shop's default zone (SHOP_TIMEZONE)."""
+    if order_timezone and _is_zone(order_timezone):
+        return order_timezone
+    return address_zone(postal_code, country) or default
+
+
+@lru_cache(maxsize=512)
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError):
+        return False
+    return True
+
+
+@lru_cache(maxsize=256)
+def calendar_country(country: str | None, default: str) -> str:
+    """The country whose business days apply to a destination: its own when we have its public
+    holidays, else the shop's (SHOP_COUNTRY)."""
+    code = country_code(country)
+    if code and code in holidays.list_supported_countries():
+        return code
+    return default

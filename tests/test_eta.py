@@ -148,7 +148,7 @@ async def test_the_window_is_recalibrated_daily_and_picked_up_without_restart(
     runtime = EtaRuntime(clock, check_every=0)
     async with pool.acquire() as conn:
         assert await runtime.current(conn) is not None
-        artefact = (await eta_models.get(conn, trained))["artefact"]  # type: ignore[index]
+        artefact = (await eta_models.get(conn, trained)).artefact  # type: ignore[union-attr]
     done = await recalibrate_when_due(pool, clock, timedelta(hours=24))
     assert done is not None and done.stored and done.version == trained
     assert any(k.startswith("log_") for k in done.factors)
@@ -159,5 +159,5 @@ async def test_the_window_is_recalibrated_daily_and_picked_up_without_restart(
     async with pool.acquire() as conn:
         model = await runtime.current(conn)
         assert model is not None and model.conformal == later.factors
-        assert (await eta_models.get(conn, trained))["artefact"] == artefact  # type: ignore[index]
+        assert (await eta_models.get(conn, trained)).artefact == artefact  # type: ignore[union-attr]
         assert await conn.fetchval("SELECT count(*) FROM eta_calibrations") == 2

@@ -114,9 +114,9 @@ async def test_exhausted_retries_land_in_dead_letter_and_can_be_retried(
 
     async with pool.acquire() as conn:
         failed = await notifications_db.list_failed(conn)
-        assert [f["moment"] for f in failed] == ["delivered"]
+        assert [f.moment for f in failed] == ["delivered"]
         twilio.state.fail_next = 0
-        assert await notifications_db.retry(conn, failed[0]["id"], clock.now())
+        assert await notifications_db.retry(conn, failed[0].id, clock.now())
     await drain(settings, clock, pool)
     assert await _states(pool) == [("delivered", "sms", "sent")]
     assert len(sms_for(twilio, PHONE)) == 1
@@ -325,3 +325,68 @@ async def test_a_delay_sms_held_overnight_past_the_promise_is_not_sent(
     await drain(notify_settings, clock, pool)
     assert ("predicted_delay", "sms", "suppressed") in await _states(pool)
     assert sms_for(twilio, PHONE) == []
+
+
+def _email_text(smtp: SmtpStandin, subject_part: str) -> str:
+    """The plain-text part of the first e-mail whose subject contains `subject_part`."""
+    import email
+    from email.policy import default
+
+    for raw in smtp.state.raw:
+        message = email.message_from_bytes(raw, policy=default)
+        if subject_part.lower() in str(message["Subject"]).lower():
+            part = message.get_body(preferencelist=("plain",))
+            assert part is not None
+            return str(part.get_content())
+    raise AssertionError(f"no e-mail about {subject_part!r}: {subjects(smtp)}")
+
+
+async def test_a_delay_message_names_the_window_the_customer_was_told_before(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, smtp: SmtpStandin,
+) -> None:
+    await _shop(api, admin, consent={"email": True, "sms": False})
+    async with pool.acquire() as conn:  # the first window shown: Nov 4-5 (Los Angeles)
+        await conn.execute(
+            """INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage,
+                                          eta_p10, eta_p50, eta_p90, prob_late, reasons)
+               VALUES ('s-1', $1, 'm1', 'label', $2, $2, $3, 0.1, '[]')""",
+            clock.now() - timedelta(hours=2), datetime(2026, 11, 4, 20, tzinfo=UTC),
+            datetime(2026, 11, 5, 20, tzinfo=UTC))
+    await _eta_past_the_promise(pool)
+    await api.post("/v1/tracking-events", json=event("in_transit", "2026-11-03T10:00:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    text = _email_text(smtp, "later than expected")
+    assert "Previous estimate" in text and "Nov 4" in text and "Nov 7" in text
+
+
+async def test_a_parcel_at_a_pickup_point_says_until_when(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, smtp: SmtpStandin,
+) -> None:
+    await _shop(api, admin, consent={"email": True, "sms": False})
+    await api.post("/v1/tracking-events", json=event("available_for_pickup",
+                                                     "2026-11-03T18:00:00Z"), headers=admin)
+    await drain(notify_settings, clock, pool)
+    # UPS holds a parcel 7 days (PICKUP_HOLD_DAYS): picked up by Tuesday, November 10.
+    assert "November 10" in _email_text(smtp, "pick")
+
+
+async def test_a_customer_abroad_without_an_order_zone_gets_their_own_quiet_hours(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, twilio: TwilioStandin,
+) -> None:
+    """08:30 in Berlin is 07:30 UTC: no order zone, a German address, so the SMS goes now
+    (with UTC as the customer's zone it would wait until 08:00 UTC)."""
+    customer = {"email": "ada@example.com", "phone": PHONE, "locale": "de"}
+    await api.put("/v1/orders/o-1", json=order(customer=customer,
+                                               consent={"email": False, "sms": True}),
+                  headers=admin)
+    await api.put("/v1/shipments/s-1", json=shipment(
+        destination={"postal_code": "10115", "country": "DE"}), headers=admin)
+    clock.set(datetime(2026, 11, 4, 7, 30, tzinfo=UTC))
+    await api.post("/v1/tracking-events", json=event("out_for_delivery", "2026-11-04T07:20:00Z"),
+                   headers=admin)
+    await drain(notify_settings, clock, pool)
+    assert len(sms_for(twilio, PHONE)) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from service.settings import load_settings
+from tests.builders import stored_shipment
 from workers.planning.planner import business_hours_between, stalled
 from workers.planning.quiet_hours import sms_due_at
 from workers.planning.triggers import (
@@ -73,8 +74,25 @@ def test_stalled_thresholds_per_carrier_and_service() -> None:
     base = {"status": "in_transit", "first_scan_at": SCAN, "label_created_at": SCAN,
             "last_event_at": SCAN, "service_level": "economy"}
     later = SCAN + timedelta(days=3)  # Tue 10:00 -> Fri 10:00: 72 business hours
-    assert stalled({**base, "carrier": "ups"}, later, "UTC", settings) == Moment("stalled")
-    assert stalled({**base, "carrier": "usps"}, later, "UTC", settings) is None
+    assert stalled(stored_shipment(**base, carrier="ups"), later, "UTC", settings
+                   ) == Moment("stalled")
+    assert stalled(stored_shipment(**base, carrier="usps"), later, "UTC", settings) is None
+
+
+def test_business_days_follow_the_destination_country() -> None:
+    """3 October is a public holiday in Germany, an ordinary Saturday in the US."""
+    saturday = datetime(2026, 10, 3, tzinfo=UTC)
+    assert business_hours_between(saturday, saturday + timedelta(days=1), "UTC", "DE") == 0
+    assert business_hours_between(saturday, saturday + timedelta(days=1), "UTC", "US") == 24
+    settings = load_settings()
+    quiet = {"status": "in_transit", "first_scan_at": saturday - timedelta(days=1),
+             "last_event_at": saturday - timedelta(days=1)}
+    # Friday 00:00 to Sunday 00:00: 48 business hours in the US (stalled), 24 in Germany.
+    at = saturday + timedelta(days=1)
+    assert stalled(stored_shipment(**quiet, destination_country="US"), at, "UTC", settings
+                   ) == Moment("stalled")
+    assert stalled(stored_shipment(**quiet, destination_country="DE",
+                                   destination_postal_code="10115"), at, "UTC", settings) is None
 
 
 def test_a_date_one_day_earlier_is_not_news() -> None:

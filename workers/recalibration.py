@@ -47,9 +47,9 @@ async def recalibrate_champion(conn: asyncpg.Connection, now: datetime) -> Recal
     # a thread would starve of the GIL) keep their pace.
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as process:
         factors, info = await asyncio.get_running_loop().run_in_executor(
-            process, _recalibrated, bytes(row["artefact"]), shipments, events, now)
-    stored = await eta_models.store_calibration(conn, row["version"], now, factors, info, now)
-    return Recalibration(row["version"], now, factors, stored)
+            process, _recalibrated, row.artefact, shipments, events, now)
+    stored = await eta_models.store_calibration(conn, row.version, now, factors, info, now)
+    return Recalibration(row.version, now, factors, stored)
 
 
 def _recalibrated(artefact: bytes, shipments: pd.DataFrame, events: pd.DataFrame,
@@ -73,7 +73,7 @@ async def recalibrate_when_due(pool: asyncpg.Pool, clock: Clock, every: timedelt
             if version is None:
                 return None
             latest = await eta_models.latest_calibration(conn, version)
-            if latest is not None and now - latest["as_of"] < every:
+            if latest is not None and now - latest.as_of < every:
                 return None
             return await recalibrate_champion(conn, now)
         finally:

@@ -21,7 +21,7 @@ async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -
         await shipments_db.rederive_many(conn, ids, now)
         if app.eta is not None:
             await app.eta.refresh_many(conn, ids, now)
-        refreshed = {r["shipment_id"]: r for r in await shipments_db.get_many(conn, ids)}
+        refreshed = {r.shipment_id: r for r in await shipments_db.get_many(conn, ids)}
         for work_item_id, shipment_id in items:
             async with conn.transaction():
                 shipment = refreshed.get(shipment_id)

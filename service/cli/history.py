@@ -78,9 +78,13 @@ async def _load_frames(settings: Settings, orders: Any, shipments: Any, events: 
     bar = progress_bar(len(shipments) + len(events) + (0 if orders is None else len(orders)),
                         "loading")
     conn = await connect(database_url(settings))
+    def advance(n: int) -> None:
+        bar.update(n)
+        bar.refresh()
+
     try:
         return await load_history(conn, orders, shipments, events, settings.clock().now(),
-                                  progress=lambda n: (bar.update(n), bar.refresh()))
+                                  progress=advance)
     finally:
         bar.close()
         await conn.close()

@@ -51,8 +51,8 @@ def keys_list() -> None:
     settings = resolved(cli_settings())
 
     for row in run(lambda: with_db(settings, api_keys.list_all)):
-        state = "revoked" if row["revoked_at"] else "active"
-        click.echo(f"{row['key_id']}\t{state}\t{','.join(row['scopes'])}\t{row['name']}")
+        state = "revoked" if row.revoked_at else "active"
+        click.echo(f"{row.key_id}\t{state}\t{','.join(row.scopes)}\t{row.name}")
 
 
 @keys.command("revoke")

@@ -80,13 +80,13 @@ def models_list() -> None:
     if not rows:
         click.echo("no models yet: run `parcelcast train`")
     for row in rows:
-        own = (row["metrics"] or {}).get("comparison", {}).get(row["version"], {})
+        own = (row.metrics or {}).get("comparison", {}).get(row.version, {})
         mae = own.get("p50_mae_hours")
         cov = own.get("coverage_p10_p90")
         figures = (f"p50 MAE {mae:.1f} h, coverage {cov:.0%}" if mae is not None and cov
                    is not None else "no evaluation")
-        click.echo(f"{row['version']}\t{row['status']}\t{figures}\t"
-                   f"trained {row['created_at']:%Y-%m-%d %H:%M}")
+        click.echo(f"{row.version}\t{row.status}\t{figures}\t"
+                   f"trained {row.created_at:%Y-%m-%d %H:%M}")
 
 
 def _promote(version: str | None, reason: str) -> str:

@@ -60,8 +60,8 @@ def notifications_failed() -> None:
     if not rows:
         click.echo("no failed notifications")
     for row in rows:
-        click.echo(f"{row['id']}\t{row['state']}\t{row['moment']}\t{row['channel']}\t"
-                   f"{row['recipient']}\tattempts={row['attempts']}\t{row['last_error']}")
+        click.echo(f"{row.id}\t{row.state}\t{row.moment}\t{row.channel}\t"
+                   f"{row.recipient}\tattempts={row.attempts}\t{row.last_error}")
 
 
 @notifications.command("retry")
@@ -103,7 +103,7 @@ def templates_preview(moment: str, channel: str, locale: str, out: str | None) -
         raise click.BadParameter(f"unknown moment; one of: {', '.join(MOMENTS)}",
                                  param_hint="MOMENT")
     try:
-        text = preview(moment, channel, locale, out)
+        text = preview(moment, "sms" if channel == "sms" else "email", locale, out)
     except RenderError as exc:
         raise click.ClickException(str(exc)) from None
     if out is None:

@@ -47,7 +47,7 @@ class ReplayCounts:
 
 
 def _iso(value: Any) -> str:
-    return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
 def plan(orders: pd.DataFrame, shipments: pd.DataFrame, events: pd.DataFrame, seed: int,

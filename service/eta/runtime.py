@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
@@ -16,11 +17,12 @@ import asyncpg
 import numpy as np
 
 from predictor.features import recent_performance, serving_rows
-from predictor.lanes import zip_timezone
 from predictor.model import EtaModel, Features, late_probability
 from predictor.recent import RecentPerformance
 from service.clock import Clock
 from service.store import eta_models, etas, history
+from service.tracking.taxonomy import NOT_CARRIER_SCANS
+from service.zones import customer_zone
 
 RECENT_WINDOW = timedelta(days=21)
 
@@ -35,18 +37,10 @@ class Prediction:
     reasons: list[dict[str, Any]]
 
 
-def destination_zone(shipment: dict[str, Any]) -> str:
-    postal, country = shipment.get("destination_postal_code"), shipment.get("destination_country")
-    if postal and (country or "US") == "US":
-        return zip_timezone(postal, "US")
-    return "UTC"
-
-
-def customer_timezone(order: dict[str, Any] | None, shipment: dict[str, Any]) -> str:
-    """The customer's own zone, else the destination's (from its ZIP), else UTC."""
-    if order and order.get("timezone"):
-        return str(order["timezone"])
-    return destination_zone(shipment)
+def destination_zone(shipment: Mapping[str, Any], default: str) -> str:
+    """Where a promise is kept (all of its day): the destination's zone."""
+    return customer_zone(None, shipment.get("destination_postal_code"),
+                         shipment.get("destination_country"), default)
 
 
 def hours_until_end_of(day: date | None, zone: str, now: datetime) -> float | None:
@@ -58,7 +52,7 @@ def hours_until_end_of(day: date | None, zone: str, now: datetime) -> float | No
 
 
 def stage_of(scans: list[dict[str, Any]]) -> str:
-    carrier_scans = [s for s in scans if s["status"] not in ("label_created", "unknown")]
+    carrier_scans = [s for s in scans if s["status"] not in NOT_CARRIER_SCANS]
     if not carrier_scans:
         return "label"
     return "first_scan" if len(carrier_scans) == 1 else "later"
@@ -78,20 +72,21 @@ async def refresh_inputs(conn: asyncpg.Connection, shipment_ids: list[str], now:
 
 def predict_many(model: EtaModel, shipments: list[dict[str, Any]],
                  scans: list[list[dict[str, Any]]], now: datetime,
-                 recent: RecentPerformance) -> list[Prediction]:
+                 recent: RecentPerformance, default_zone: str = "UTC") -> list[Prediction]:
     """Features + model + reasons for one or more shipments, with one feature build and
     one model call (CPU work: call it in a thread)."""
     return _predictions(model, serving_rows(shipments, scans, now, recent), shipments, scans,
-                        now)
+                        now, default_zone)
 
 
 def _predictions(model: EtaModel, features: Features, shipments: list[dict[str, Any]],
-                 scans: list[list[dict[str, Any]]], now: datetime) -> list[Prediction]:
+                 scans: list[list[dict[str, Any]]], now: datetime, default_zone: str
+                 ) -> list[Prediction]:
     hours, explained = model.predict_explained(features, top=3)
     promised = np.array([
         np.nan if (h := hours_until_end_of(s.get("promised_delivery_date"),
-                                           destination_zone(s), now)) is None else h
-        for s in shipments])
+                                           destination_zone(s, default_zone), now)) is None
+        else h for s in shipments])
     # The quantiles are already here: no second pass through the booster.
     late = late_probability(hours, np.nan_to_num(promised, nan=0.0))
     out = []
@@ -108,8 +103,9 @@ class EtaRuntime:
     """Shared by the service (quotes) and the workers (refreshes), one per process."""
 
     def __init__(self, clock: Clock, *, check_every: float = 5.0,
-                 recent_every: float = 60.0) -> None:
+                 recent_every: float = 60.0, default_zone: str = "UTC") -> None:
         self.clock = clock
+        self.default_zone = default_zone  # the shop's zone (SHOP_TIMEZONE)
         self.check_every = check_every
         self.recent_every = recent_every
         self.model: EtaModel | None = None
@@ -131,7 +127,7 @@ class EtaRuntime:
                         row = await eta_models.get(conn, version)
                         if row is not None:
                             model = await asyncio.to_thread(EtaModel.from_bytes,
-                                                            bytes(row["artefact"]))
+                                                            row.artefact)
                             # Serving scores one shipment or a small batch at a time, where
                             # OpenMP's thread hand-offs cost more than they save.
                             model.booster.set_param({"nthread": 1})
@@ -148,9 +144,9 @@ class EtaRuntime:
                                   version: str) -> None:
         """Apply the model's newest stored calibration (workers.recalibration), once."""
         latest = await eta_models.latest_calibration(conn, version)
-        key = (version, None if latest is None else latest["id"])
+        key = (version, None if latest is None else latest.id)
         if latest is not None and key != self._calibration:
-            model.conformal = {str(k): float(v) for k, v in latest["factors"].items()}
+            model.conformal = {str(k): float(v) for k, v in latest.factors.items()}
         self._calibration = key
 
     async def recent(self, conn: asyncpg.Connection, now: datetime) -> RecentPerformance:
@@ -182,7 +178,8 @@ class EtaRuntime:
         if not rows:
             return {}
         recent = await self.recent(conn, now)
-        predictions = await asyncio.to_thread(predict_many, model, rows, scans, now, recent)
+        predictions = await asyncio.to_thread(predict_many, model, rows, scans, now, recent,
+                                              self.default_zone)
         await etas.store_many(conn, [r["shipment_id"] for r in rows], now, model.version,
                               predictions)
         return {r["shipment_id"]: p for r, p in zip(rows, predictions, strict=True)}
@@ -200,7 +197,7 @@ class Quote:
 def quote_options(model: EtaModel, origin: tuple[str | None, str | None],
                   destination: tuple[str | None, str | None], order_time: datetime,
                   carriers: list[str], service_levels: list[str],
-                  recent: RecentPerformance) -> list[Quote]:
+                  recent: RecentPerformance, default_zone: str = "UTC") -> list[Quote]:
     """Checkout delivery windows for each carrier x service (CPU work: call it in a thread)."""
     pairs = [(c, s) for c in carriers for s in service_levels]
     if not pairs:
@@ -214,7 +211,7 @@ def quote_options(model: EtaModel, origin: tuple[str | None, str | None],
     } for i, (c, s) in enumerate(pairs)]
     hours = model.predict(serving_rows(shipments, [[] for _ in shipments], order_time, recent))
     zone = ZoneInfo(destination_zone({"destination_postal_code": destination[0],
-                                      "destination_country": destination[1]}))
+                                      "destination_country": destination[1]}, default_zone))
     quotes = []
     for (carrier, service), row in zip(pairs, hours, strict=True):
         p10, p50, p90 = ((order_time + timedelta(hours=float(h))).astimezone(zone).date()

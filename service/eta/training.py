@@ -66,8 +66,8 @@ async def train_and_register(conn: asyncpg.Connection, now: datetime, *,
     champion_row = await eta_models.champion(conn)
     contenders = {version: model}
     if champion_row is not None:
-        contenders[champion_row["version"]] = await asyncio.to_thread(
-            EtaModel.from_bytes, bytes(champion_row["artefact"]))
+        contenders[champion_row.version] = await asyncio.to_thread(
+            EtaModel.from_bytes, champion_row.artefact)
     comparison = await asyncio.to_thread(compare_on_test, contenders, shipments, events,
                                          cutoff.floor("us").to_pydatetime())
     metrics = _json_safe({"evaluation": report["evaluation"], "comparison": comparison})
@@ -77,10 +77,10 @@ async def train_and_register(conn: asyncpg.Connection, now: datetime, *,
         shipments["label_created_at"].max().to_pydatetime(), now)
     if champion_row is None:
         promoted, reason = True, "first model"
-    elif challenger_wins(comparison, version, champion_row["version"]):
+    elif challenger_wins(comparison, version, champion_row.version):
         promoted, reason = True, (
             f"p50 MAE {comparison[version]['p50_mae_hours']:.1f} h < champion "
-            f"{comparison[champion_row['version']]['p50_mae_hours']:.1f} h")
+            f"{comparison[champion_row.version]['p50_mae_hours']:.1f} h")
     else:
         promoted, reason = False, "does not beat the champion on the same evaluation data"
     if promoted:

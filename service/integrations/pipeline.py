@@ -26,11 +26,12 @@ import orjson
 from service.api.bodies import malformed
 from service.errors import FieldError, ProblemError, validation_failed
 from service.integrations import MappingError, WebhookBatch, aftership, easypost, shopify
-from service.security.webhook_secrets import Source
+from service.security.webhook_secrets import Source, as_source
 from service.store import events as events_db
 from service.store import orders as orders_db
 from service.store import shipments as shipments_db
 from service.store import webhooks as webhooks_db
+from service.store.webhooks import StoredDelivery
 from service.zones import address_zone
 
 # (carrier, tracking number) -> (origin postal code, origin country), or None when unknown.
@@ -207,13 +208,13 @@ async def _reprocess_one(conn: asyncpg.Connection, id_: int, now: datetime, repo
         row = await webhooks_db.lock(conn, id_)
         if row is None:  # deleted meanwhile
             return
-        source = row["source"]
+        source = as_source(row.source)
 
         async def origin(carrier: str, tracking_number: str) -> Any:
             return await webhooks_db.origin(conn, carrier, tracking_number)
 
         try:
-            found = identify(source, bytes(row["body"]), row["topic"], row["source_event_id"])
+            found = identify(source, row.body, row.topic, row.source_event_id)
             batch = await build(source, found, origin)
         except (MappingError, ProblemError) as exc:
             await _still_failing(conn, row, refusal(exc), now, report)
@@ -223,9 +224,9 @@ async def _reprocess_one(conn: asyncpg.Connection, id_: int, now: datetime, repo
             return
         try:
             async with conn.transaction():
-                applied = await apply(conn, batch, now, not_after=row["received_at"],
+                applied = await apply(conn, batch, now, not_after=row.received_at,
                                       correct_source=source)
-                if row["outcome"] != applied.outcome:
+                if row.outcome != applied.outcome:
                     await webhooks_db.finish(conn, id_, applied.outcome,
                                              {**applied.detail, "reprocessed": True}, now)
         except shipments_db.TrackingNumberTaken as exc:
@@ -246,8 +247,8 @@ def _unexpected(exc: Exception) -> ProblemError:
     return ProblemError(500, "Internal error", f"{type(exc).__name__}: {exc}"[:500])
 
 
-async def _still_failing(conn: asyncpg.Connection, row: Any, problem: ProblemError,
+async def _still_failing(conn: asyncpg.Connection, row: StoredDelivery, problem: ProblemError,
                          now: datetime, report: Report) -> None:
-    if row["outcome"] == "rejected":
-        await webhooks_db.note_errors(conn, row["id"], errors_of(problem), now)
-    report.failed.append(Failure(row["id"], row["source"], row["delivery_id"], _summary(problem)))
+    if row.outcome == "rejected":
+        await webhooks_db.note_errors(conn, row.id, errors_of(problem), now)
+    report.failed.append(Failure(row.id, row.source, row.delivery_id, _summary(problem)))

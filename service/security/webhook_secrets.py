@@ -14,6 +14,15 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Source = Literal["shopify", "easypost", "aftership"]
+SOURCES: tuple[Source, ...] = ("shopify", "easypost", "aftership")
+
+
+def as_source(name: str) -> Source:
+    """A stored sender name as a Source; ValueError for one we do not know."""
+    for source in SOURCES:
+        if source == name:
+            return source
+    raise ValueError(f"unknown webhook sender {name!r}")
 
 
 class WebhookSecrets(BaseSettings):

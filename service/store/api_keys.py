@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import asyncpg
+import msgspec
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A key as listed: never its secret or hash."""
+
+    key_id: str
+    scopes: list[str]
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
 
 
 async def create(
@@ -34,8 +44,8 @@ async def revoke(conn: asyncpg.Connection, key_id: str, now: datetime) -> bool:
     return result.endswith(" 1")
 
 
-async def list_all(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+async def list_all(conn: asyncpg.Connection) -> list[ApiKey]:
     rows = await conn.fetch(
         "SELECT key_id, scopes, name, created_at, revoked_at FROM api_keys ORDER BY created_at"
     )
-    return [dict(r) for r in rows]
+    return [ApiKey(**r) for r in rows]

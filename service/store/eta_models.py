@@ -7,6 +7,47 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
+
+
+class ModelRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A registered model: its artefact (booster + preprocessing), metrics and status."""
+
+    version: str
+    artefact: bytes
+    feature_names: list[str]
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    data_from: datetime | None
+    data_to: datetime | None
+    status: str
+    created_at: datetime
+    promoted_at: datetime | None
+
+
+class ModelSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """A registered model without its artefact (listings)."""
+
+    version: str
+    status: str
+    metrics: dict[str, Any]
+    data_from: datetime | None
+    data_to: datetime | None
+    created_at: datetime
+    promoted_at: datetime | None
+
+
+class Calibration(msgspec.Struct, frozen=True, kw_only=True):
+    """A model's p10-p90 calibration as of an instant (the newest is in force)."""
+
+    id: int
+    as_of: datetime
+    factors: dict[str, float]
+    info: dict[str, Any]
+
+
+COLUMNS = ", ".join(ModelRecord.__struct_fields__)
+SUMMARY_COLUMNS = ", ".join(ModelSummary.__struct_fields__)
 
 
 async def register(conn: asyncpg.Connection, version: str, artefact: bytes,
@@ -20,10 +61,10 @@ async def register(conn: asyncpg.Connection, version: str, artefact: bytes,
         version, artefact, list(feature_names), params, metrics, data_from, data_to, now)
 
 
-async def champion(conn: asyncpg.Connection) -> dict[str, Any] | None:
+async def champion(conn: asyncpg.Connection) -> ModelRecord | None:
     """The champion's row, artefact included."""
-    row = await conn.fetchrow("SELECT * FROM eta_models WHERE status = 'champion'")
-    return dict(row) if row else None
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM eta_models WHERE status = 'champion'")
+    return ModelRecord(**row) if row else None
 
 
 async def champion_version(conn: asyncpg.Connection) -> str | None:
@@ -32,9 +73,9 @@ async def champion_version(conn: asyncpg.Connection) -> str | None:
     return version
 
 
-async def get(conn: asyncpg.Connection, version: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM eta_models WHERE version = $1", version)
-    return dict(row) if row else None
+async def get(conn: asyncpg.Connection, version: str) -> ModelRecord | None:
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM eta_models WHERE version = $1", version)
+    return ModelRecord(**row) if row else None
 
 
 async def promote(conn: asyncpg.Connection, version: str, reason: str, now: datetime) -> bool:
@@ -67,28 +108,25 @@ async def previous_champion(conn: asyncpg.Connection) -> str | None:
     return previous
 
 
-async def list_all(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        """SELECT version, status, metrics, data_from, data_to, created_at, promoted_at
-           FROM eta_models ORDER BY created_at""")
-    return [dict(r) for r in rows]
+async def list_all(conn: asyncpg.Connection) -> list[ModelSummary]:
+    rows = await conn.fetch(f"SELECT {SUMMARY_COLUMNS} FROM eta_models ORDER BY created_at")
+    return [ModelSummary(**r) for r in rows]
 
 
 async def store_calibration(conn: asyncpg.Connection, version: str, as_of: datetime,
                             factors: dict[str, float], info: dict[str, Any],
                             now: datetime) -> bool:
     """Record a model's calibration as of an instant; False when that one was stored already."""
-    status = await conn.execute(
+    status: str = await conn.execute(
         """INSERT INTO eta_calibrations (model_version, as_of, factors, info, created_at)
            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (model_version, as_of) DO NOTHING""",
         version, as_of, factors, info, now)
     return status.endswith(" 1")
 
 
-async def latest_calibration(conn: asyncpg.Connection, version: str
-                             ) -> dict[str, Any] | None:
+async def latest_calibration(conn: asyncpg.Connection, version: str) -> Calibration | None:
     """The calibration in force for a model (the newest by as_of), or None."""
     row = await conn.fetchrow(
         """SELECT id, as_of, factors, info FROM eta_calibrations WHERE model_version = $1
            ORDER BY as_of DESC, id DESC LIMIT 1""", version)
-    return dict(row) if row else None
+    return Calibration(**row) if row else None

@@ -7,18 +7,41 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 import orjson
+
+from service.store.shipments import COLUMNS as SHIPMENT_COLUMNS
+from service.store.shipments import UNFINISHED
+
+
+class EtaRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One ETA as it was predicted (and, once stored, shown)."""
+
+    id: int
+    shipment_id: str
+    predicted_at: datetime
+    model_version: str
+    stage: str
+    eta_p10: datetime
+    eta_p50: datetime
+    eta_p90: datetime
+    prob_late: float | None
+    reasons: list[dict[str, Any]]
+
+
+COLUMNS = ", ".join(EtaRecord.__struct_fields__)
 
 
 async def first_and_latest(conn: asyncpg.Connection, shipment_id: str
-                           ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+                           ) -> tuple[EtaRecord | None, EtaRecord | None]:
     rows = await conn.fetch(
-        """(SELECT *, 'first' AS which FROM shipment_etas WHERE shipment_id = $1
-            ORDER BY predicted_at, id LIMIT 1)
-           UNION ALL
-           (SELECT *, 'latest' FROM shipment_etas WHERE shipment_id = $1
-            ORDER BY predicted_at DESC, id DESC LIMIT 1)""", shipment_id)
-    found = {r["which"]: dict(r) for r in rows}
+        f"""(SELECT {COLUMNS}, 'first' AS which FROM shipment_etas WHERE shipment_id = $1
+             ORDER BY predicted_at, id LIMIT 1)
+            UNION ALL
+            (SELECT {COLUMNS}, 'latest' FROM shipment_etas WHERE shipment_id = $1
+             ORDER BY predicted_at DESC, id DESC LIMIT 1)""", shipment_id)
+    found = {r["which"]: EtaRecord(**{k: r[k] for k in EtaRecord.__struct_fields__})
+             for r in rows}
     return found.get("first"), found.get("latest")
 
 
@@ -58,16 +81,16 @@ async def unfinished_with_scans(conn: asyncpg.Connection, shipment_ids: list[str
                                                                list[dict[str, Any]]]]:
     """What a refresh scores, in one round trip: each unfinished shipment's row and its
     scans up to `until`, oldest first."""
+    columns = ", ".join(f"s.{c}" for c in SHIPMENT_COLUMNS.split(", "))
     rows = await conn.fetch(
-        """SELECT s.*, coalesce(array_agg(e.status ORDER BY e.occurred_at, e.id)
-                                FILTER (WHERE e.id IS NOT NULL), '{}') AS scan_statuses,
+        f"""SELECT {columns}, coalesce(array_agg(e.status ORDER BY e.occurred_at, e.id)
+                                FILTER (WHERE e.id IS NOT NULL), '{{}}') AS scan_statuses,
                   coalesce(array_agg(e.occurred_at ORDER BY e.occurred_at, e.id)
-                           FILTER (WHERE e.id IS NOT NULL), '{}') AS scan_times
+                           FILTER (WHERE e.id IS NOT NULL), '{{}}') AS scan_times
            FROM shipments s
            LEFT JOIN tracking_events e ON e.carrier = s.carrier
                 AND e.tracking_number = s.tracking_number AND e.occurred_at <= $2
-           WHERE s.shipment_id = ANY($1::text[])
-             AND s.status NOT IN ('delivered', 'returned_to_sender', 'cancelled')
+           WHERE s.shipment_id = ANY($1::text[]) AND s.{UNFINISHED}
            GROUP BY s.shipment_id""", shipment_ids, until)
     out = []
     for r in rows:

@@ -8,7 +8,12 @@ from datetime import datetime
 
 import asyncpg
 
+from service.store.shipments import BEST_EVENT_ORDER, EVENT_STATS
 from service.store.work import CHANNEL, REFRESH_SHIPMENT
+
+# The batch's best event outranks the shipment's current status.
+_MOVES = ("m.best_status IS NOT NULL AND (m.best_rank, m.best_at)"
+          " > (s.status_rank, coalesce(s.status_occurred_at, '-infinity'))")
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,13 @@ class EventRow:
 
 
 # One round trip, one implicit transaction. Duplicates (in the table or within the
-# batch) are skipped by the unique dedupe key. A shipment's status only moves to an
-# event that ranks higher by (status_rank, occurred_at), so arrival order never
-# matters and a late "in transit" never un-delivers. Events for tracking numbers the
-# OMS has not sent yet are simply stored; the shipment upsert derives from them later.
-INGEST = """
+# batch) are skipped by the unique dedupe key. The new events are folded into their
+# shipments' derived state with the rules of service.store.shipments (EVENT_STATS,
+# BEST_EVENT_ORDER): the status only moves to an event that ranks higher by (status_rank,
+# occurred_at), so arrival order never matters and a late "in transit" never un-delivers.
+# Events for tracking numbers the OMS has not sent yet are simply stored; the shipment
+# upsert derives from them later.
+INGEST = f"""
 WITH input AS (
     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::smallint[], $7::text[], $8::text[], $9::text[],
@@ -46,40 +53,34 @@ WITH input AS (
            raw_code, description, location::jsonb, occurred_at, $12, payload::jsonb
     FROM input
     ON CONFLICT (dedupe_key) DO NOTHING
-    RETURNING dedupe_key, carrier, tracking_number, status, status_rank, occurred_at
+    RETURNING id, dedupe_key, carrier, tracking_number, status, status_rank, occurred_at
 ), per_shipment AS (
-    SELECT carrier, tracking_number, count(*) AS n, max(occurred_at) AS last_at,
-           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at,
-           min(occurred_at) FILTER (WHERE status NOT IN ('label_created', 'unknown', 'cancelled'))
-               AS first_scan_at
+    SELECT carrier, tracking_number, {EVENT_STATS}
     FROM inserted GROUP BY carrier, tracking_number
 ), best AS (
     SELECT DISTINCT ON (carrier, tracking_number) carrier, tracking_number, status,
            status_rank, occurred_at
     FROM inserted WHERE status <> 'unknown'
-    ORDER BY carrier, tracking_number, status_rank DESC, occurred_at DESC
+    ORDER BY carrier, tracking_number, {BEST_EVENT_ORDER}
+), moved AS (
+    SELECT p.*, b.status AS best_status, b.status_rank AS best_rank,
+           b.occurred_at AS best_at
+    FROM per_shipment p LEFT JOIN best b USING (carrier, tracking_number)
 ), touched AS (
     UPDATE shipments s SET
-        event_count = s.event_count + p.n,
-        last_event_at = greatest(s.last_event_at, p.last_at),
-        first_scan_at = least(s.first_scan_at, p.first_scan_at),
-        status = CASE WHEN b.status IS NOT NULL
-                       AND (b.status_rank, b.occurred_at)
-                           > (s.status_rank, coalesce(s.status_occurred_at, '-infinity'))
-                      THEN b.status ELSE s.status END,
-        status_occurred_at = CASE WHEN b.status IS NOT NULL
-                       AND (b.status_rank, b.occurred_at)
-                           > (s.status_rank, coalesce(s.status_occurred_at, '-infinity'))
-                      THEN b.occurred_at ELSE s.status_occurred_at END,
-        status_rank = CASE WHEN b.status IS NOT NULL
-                       AND (b.status_rank, b.occurred_at)
-                           > (s.status_rank, coalesce(s.status_occurred_at, '-infinity'))
-                      THEN b.status_rank ELSE s.status_rank END,
+        event_count = s.event_count + m.n,
+        last_event_at = greatest(s.last_event_at, m.last_at),
+        first_scan_at = least(s.first_scan_at, m.first_scan_at),
+        status = CASE WHEN {_MOVES} THEN m.best_status ELSE s.status END,
+        status_occurred_at = CASE WHEN {_MOVES} THEN m.best_at ELSE s.status_occurred_at END,
+        status_rank = CASE WHEN {_MOVES} THEN m.best_rank ELSE s.status_rank END,
         delivered_at = CASE
-            WHEN p.delivered_at IS NULL THEN s.delivered_at
-            ELSE least(s.delivered_at, p.delivered_at) END
-    FROM per_shipment p LEFT JOIN best b USING (carrier, tracking_number)
-    WHERE s.carrier = p.carrier AND s.tracking_number = p.tracking_number
+            WHEN (CASE WHEN {_MOVES} THEN m.best_status ELSE s.status END) <> 'delivered'
+                THEN NULL
+            ELSE least(CASE WHEN s.status = 'delivered' THEN s.delivered_at END,
+                       m.delivered_at) END
+    FROM moved m
+    WHERE s.carrier = m.carrier AND s.tracking_number = m.tracking_number
     RETURNING s.shipment_id
 ), queued AS (
     INSERT INTO work_items (kind, subject_id, run_after, created_at)

@@ -102,17 +102,18 @@ async def _load(conn: asyncpg.Connection, orders: pd.DataFrame | None, shipments
     s = s.join(state, on=["carrier", "tracking_number"])
     async with conn.transaction():
         if orders is not None and len(orders):
-            records = [
+            order_records = [
                 (_py(o.order_id), _py(o.placed_at), _py(o.customer_name), _py(o.customer_email),
                  _py(o.customer_phone), str(o.locale), _py(o.timezone), True,
                  bool(getattr(o, "sms_consent", True)),
                  orjson.dumps(list(getattr(o, "items", []) or [])).decode(), now, now)
                 for o in orders.itertuples(index=False)
             ]
-            await conn.copy_records_to_table("orders", columns=ORDER_COLUMNS, records=records)
+            await conn.copy_records_to_table("orders", columns=ORDER_COLUMNS,
+                                             records=order_records)
             if progress:
-                progress(len(records))
-        records = []
+                progress(len(order_records))
+        records: list[tuple[Any, ...]] = []
         for r in s.itertuples(index=False):
             status = r.status if isinstance(r.status, str) else "label_created"
             records.append((

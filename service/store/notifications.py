@@ -4,14 +4,72 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from service.store import work
 
 SEND_NOTIFICATION = work.SEND_NOTIFICATION
+
+
+class Notification(msgspec.Struct, frozen=True, kw_only=True):
+    """One message to one customer about one moment of one shipment, and how sending went."""
+
+    id: int
+    shipment_id: str
+    order_id: str
+    moment: str
+    moment_key: str
+    channel: str
+    recipient: str
+    locale: str
+    state: str
+    due_at: datetime
+    attempts: int
+    sending_since: datetime | None
+    last_error: str | None
+    provider_id: str | None
+    provider_status: str | None
+    subject: str | None
+    body: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    updated_at: datetime
+
+
+COLUMNS = ", ".join(Notification.__struct_fields__)
+
+
+class ClaimedSend(msgspec.Struct, frozen=True, kw_only=True):
+    """A notification taken for sending, with everything its message needs (one statement)."""
+
+    notification: Notification
+    interrupted: bool  # a previous sender claimed it and vanished before recording
+    has_order: bool
+    customer_name: str | None
+    email_consent: bool | None
+    sms_consent: bool | None
+    items: list[dict[str, Any]] | None
+    order_timezone: str | None
+    has_shipment: bool
+    carrier: str | None
+    tracking_number: str | None
+    status: str | None
+    eta_p10: datetime | None
+    eta_p90: datetime | None
+    promised_delivery_date: date | None
+    destination_postal_code: str | None
+    destination_country: str | None
+    opted_out: bool
+    last_description: str | None
+    last_location: dict[str, str] | None
+    last_occurred_at: datetime | None
+    # The window the customer was last told in a message (else the first one shown).
+    previous_eta_p10: datetime | None
+    previous_eta_p90: datetime | None
 
 
 @dataclass(frozen=True)
@@ -74,8 +132,8 @@ async def supersede(conn: asyncpg.Connection, shipment_id: str, moments: Sequenc
 
 
 # One statement: claim, and everything the message needs (order, shipment, opt-out, the
-# latest scan). A send costs this and one statement to record it.
-CLAIM_FOR_SEND = """
+# latest scan, the window told before). A send costs this and one statement to record it.
+CLAIM_FOR_SEND = f"""
 WITH claimed AS (
     UPDATE notifications n SET
         state = 'sending', attempts = n.attempts + 1, updated_at = $2,
@@ -84,18 +142,20 @@ WITH claimed AS (
     WHERE n.id = b.id AND n.due_at <= $2 AND (
           n.state = 'scheduled'
        OR (n.state = 'sending' AND n.sending_since < clock_timestamp() - $3::interval))
-    RETURNING n.*, b.previous = 'sending' AS interrupted
+    RETURNING {", ".join(f"n.{c}" for c in Notification.__struct_fields__)},
+              b.previous = 'sending' AS interrupted
 )
 SELECT c.*,
        o.order_id IS NOT NULL AS has_order, o.customer_name, o.email_consent, o.sms_consent,
-       o.items, o.timezone,
+       o.items, o.timezone AS order_timezone,
        s.shipment_id IS NOT NULL AS has_shipment, s.carrier, s.tracking_number, s.status,
        s.eta_p10, s.eta_p90, s.promised_delivery_date, s.destination_postal_code,
        s.destination_country,
        EXISTS (SELECT 1 FROM opt_outs x WHERE x.channel = c.channel
                                           AND x.address = c.recipient) AS opted_out,
        e.description AS last_description, e.location AS last_location,
-       e.occurred_at AS last_occurred_at
+       e.occurred_at AS last_occurred_at,
+       p.eta_p10 AS previous_eta_p10, p.eta_p90 AS previous_eta_p90
 FROM claimed c
 LEFT JOIN orders o ON o.order_id = c.order_id
 LEFT JOIN shipments s ON s.shipment_id = c.shipment_id
@@ -104,15 +164,27 @@ LEFT JOIN LATERAL (
     WHERE t.carrier = s.carrier AND t.tracking_number = s.tracking_number
       AND t.status <> 'unknown'
     ORDER BY occurred_at DESC, id DESC LIMIT 1) e ON true
+LEFT JOIN LATERAL (
+    SELECT x.eta_p10, x.eta_p90 FROM shipment_etas x
+    WHERE x.shipment_id = c.shipment_id
+      AND x.predicted_at <= coalesce(
+          (SELECT max(m.sent_at) FROM notifications m
+           WHERE m.shipment_id = c.shipment_id AND m.state = 'sent'),
+          (SELECT min(f.predicted_at) FROM shipment_etas f WHERE f.shipment_id = c.shipment_id))
+    ORDER BY x.predicted_at DESC, x.id DESC LIMIT 1) p ON true
 """
 
 
 async def claim_for_send(conn: asyncpg.Connection, notification_id: int, now: datetime,
-                         lease: timedelta) -> dict[str, Any] | None:
+                         lease: timedelta) -> ClaimedSend | None:
     """Take a due notification for sending (or one whose sender vanished: `sending` for longer
     than `lease`, real time) together with its order, shipment, opt-out and latest scan."""
     row = await conn.fetchrow(CLAIM_FOR_SEND, notification_id, now, lease)
-    return dict(row) if row else None
+    if row is None:
+        return None
+    fields = dict(row)
+    notification = Notification(**{k: fields.pop(k) for k in Notification.__struct_fields__})
+    return ClaimedSend(notification=notification, **fields)
 
 
 async def record_sent(conn: asyncpg.Connection, notification_id: int, work_item_id: int,
@@ -126,9 +198,10 @@ async def record_sent(conn: asyncpg.Connection, notification_id: int, work_item_
         notification_id, provider_id, subject, body, now, work_item_id)
 
 
-async def get(conn: asyncpg.Connection, notification_id: int) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM notifications WHERE id = $1", notification_id)
-    return dict(row) if row else None
+async def get(conn: asyncpg.Connection, notification_id: int) -> Notification | None:
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM notifications WHERE id = $1",
+                              notification_id)
+    return Notification(**row) if row else None
 
 
 async def mark(conn: asyncpg.Connection, notification_id: int, state: str, error: str | None,
@@ -150,12 +223,11 @@ async def reschedule(conn: asyncpg.Connection, notification_id: int, due_at: dat
     await work.add(conn, SEND_NOTIFICATION, [str(notification_id)], now, run_after=due_at)
 
 
-async def list_failed(conn: asyncpg.Connection, limit: int = 100) -> list[dict[str, Any]]:
+async def list_failed(conn: asyncpg.Connection, limit: int = 100) -> list[Notification]:
     rows = await conn.fetch(
-        """SELECT id, shipment_id, moment, channel, recipient, state, attempts, last_error,
-                  updated_at FROM notifications WHERE state IN ('dead', 'failed')
-           ORDER BY updated_at DESC LIMIT $1""", limit)
-    return [dict(r) for r in rows]
+        f"""SELECT {COLUMNS} FROM notifications WHERE state IN ('dead', 'failed')
+            ORDER BY updated_at DESC LIMIT $1""", limit)
+    return [Notification(**r) for r in rows]
 
 
 async def retry(conn: asyncpg.Connection, notification_id: int, now: datetime) -> bool:

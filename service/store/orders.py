@@ -7,8 +7,29 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from service.inputs import OrderIn, dump
+
+
+class Order(msgspec.Struct, frozen=True, kw_only=True):
+    """An order as stored."""
+
+    order_id: str
+    placed_at: datetime | None
+    customer_name: str | None
+    customer_email: str | None
+    customer_phone: str | None
+    locale: str
+    timezone: str | None
+    email_consent: bool
+    sms_consent: bool
+    items: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+
+
+COLUMNS = ", ".join(Order.__struct_fields__)
 
 UPSERT = """
 INSERT INTO orders (order_id, placed_at, customer_name, customer_email, customer_phone, locale,
@@ -67,6 +88,6 @@ async def upsert(conn: asyncpg.Connection, order_id: str, order: OrderIn, now: d
     return created
 
 
-async def get(conn: asyncpg.Connection, order_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1", order_id)
-    return dict(row) if row else None
+async def get(conn: asyncpg.Connection, order_id: str) -> Order | None:
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM orders WHERE order_id = $1", order_id)
+    return Order(**row) if row else None

@@ -4,12 +4,72 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
-from typing import Any
 
 import asyncpg
+import msgspec
 
 from service.inputs import ShipmentIn
 from service.store import work
+from service.tracking.taxonomy import NOT_CARRIER_SCANS, TERMINAL, sql_list
+
+
+class Shipment(msgspec.Struct, frozen=True, kw_only=True):
+    """A shipment as stored: what the OMS said, and the state derived from its events."""
+
+    shipment_id: str
+    order_id: str
+    carrier: str
+    service_level: str
+    tracking_number: str
+    origin_postal_code: str | None
+    origin_country: str | None
+    destination_postal_code: str | None
+    destination_country: str | None
+    weight_grams: int | None
+    promised_delivery_date: date | None
+    label_created_at: datetime | None
+    shipped_at: datetime | None
+    status: str
+    status_rank: int
+    status_occurred_at: datetime | None
+    delivered_at: datetime | None
+    event_count: int
+    last_event_at: datetime | None
+    first_scan_at: datetime | None
+    derived_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    eta_id: int | None
+    eta_p10: datetime | None
+    eta_p50: datetime | None
+    eta_p90: datetime | None
+    shown_date: date | None
+    pending_date: date | None
+    carrier_estimated_delivery: date | None
+    carrier_estimate_source: str | None
+    carrier_estimate_as_of: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+class TimelineEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored scan of a shipment, as its timeline shows it."""
+
+    id: int
+    carrier_event_id: str | None
+    status: str
+    raw_code: str | None
+    description: str | None
+    location: dict[str, str] | None
+    occurred_at: datetime
+    received_at: datetime
+
+
+COLUMNS = ", ".join(Shipment.__struct_fields__)
+TIMELINE_COLUMNS = ", ".join(TimelineEvent.__struct_fields__)
+UNFINISHED = f"status NOT IN {sql_list(TERMINAL)}"
 
 UPSERT = """
 INSERT INTO shipments (shipment_id, order_id, carrier, service_level, tracking_number,
@@ -29,32 +89,16 @@ ON CONFLICT (shipment_id) DO UPDATE SET
 RETURNING (xmax = 0) AS created
 """
 
-# Status, delivery time and counters from every event the shipment has, including
-# events that arrived before the OMS told us about the shipment.
-DERIVE = """
-WITH best AS (
-    SELECT status, status_rank, occurred_at FROM tracking_events
-    WHERE carrier = $2 AND tracking_number = $3 AND status <> 'unknown'
-    ORDER BY status_rank DESC, occurred_at DESC, id DESC LIMIT 1
-), stats AS (
-    SELECT count(*) AS n, max(occurred_at) AS last_at,
-           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at,
-           min(occurred_at) FILTER (WHERE status NOT IN ('label_created', 'unknown', 'cancelled'))
-               AS first_scan_at
-    FROM tracking_events WHERE carrier = $2 AND tracking_number = $3
-)
-UPDATE shipments s SET
-    status = coalesce((SELECT status FROM best), 'label_created'),
-    status_rank = coalesce((SELECT status_rank FROM best), 0),
-    status_occurred_at = (SELECT occurred_at FROM best),
-    delivered_at = CASE WHEN (SELECT status FROM best) = 'delivered'
-                        THEN (SELECT delivered_at FROM stats) END,
-    event_count = (SELECT n FROM stats),
-    last_event_at = (SELECT last_at FROM stats),
-    first_scan_at = (SELECT first_scan_at FROM stats),
-    derived_at = $4
-WHERE s.shipment_id = $1
-"""
+# How a shipment's state follows from its events; the one home of these rules (the ingest
+# statement in service.store.events folds a new batch in with the same fragments):
+# - status: its event with the highest (status_rank, occurred_at, id), ignoring "unknown";
+# - delivered_at: the first "delivered" event, while the status is "delivered";
+# - first_scan_at: the first event of a carrier handling the parcel (its handover);
+# - event_count, last_event_at: over all its events.
+EVENT_STATS = f"""count(*) AS n, max(occurred_at) AS last_at,
+    min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at,
+    min(occurred_at) FILTER (WHERE status NOT IN {sql_list(NOT_CARRIER_SCANS)}) AS first_scan_at"""
+BEST_EVENT_ORDER = "status_rank DESC, occurred_at DESC, id DESC"
 
 
 # A sender's partial view of a shipment (webhooks): a new row is inserted whole; a stored
@@ -99,7 +143,7 @@ async def upsert(
         )
     except asyncpg.UniqueViolationError as exc:
         raise TrackingNumberTaken(shipment.carrier, shipment.tracking_number) from exc
-    await derive(conn, shipment_id, shipment.carrier, shipment.tracking_number, now)
+    await rederive_many(conn, [shipment_id], now)
     await work.add(conn, work.REFRESH_SHIPMENT, [shipment_id], now)
     return created
 
@@ -126,19 +170,13 @@ async def merge(
         raise TrackingNumberTaken(shipment.carrier, shipment.tracking_number) from exc
     if row is None:
         return None
-    await derive(conn, shipment_id, row["carrier"], row["tracking_number"], now)
+    await rederive_many(conn, [shipment_id], now)
     await work.add(conn, work.REFRESH_SHIPMENT, [shipment_id], now)
     return bool(row["created"])
 
 
-async def derive(
-    conn: asyncpg.Connection, shipment_id: str, carrier: str, tracking_number: str, now: datetime
-) -> None:
-    await conn.execute(DERIVE, shipment_id, carrier, tracking_number, now)
-
-
-# DERIVE for many shipments in one statement (the workers' batch refresh).
-DERIVE_MANY = """
+# The derived state of many shipments in one statement, from all of their events.
+DERIVE_MANY = f"""
 UPDATE shipments s SET
     status = coalesce(b.status, 'label_created'),
     status_rank = coalesce(b.status_rank, 0),
@@ -151,12 +189,9 @@ LEFT JOIN LATERAL (
     SELECT status, status_rank, occurred_at FROM tracking_events e
     WHERE e.carrier = s0.carrier AND e.tracking_number = s0.tracking_number
       AND e.status <> 'unknown'
-    ORDER BY status_rank DESC, occurred_at DESC, id DESC LIMIT 1) b ON true
+    ORDER BY {BEST_EVENT_ORDER} LIMIT 1) b ON true
 CROSS JOIN LATERAL (
-    SELECT count(*) AS n, max(occurred_at) AS last_at,
-           min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at,
-           min(occurred_at) FILTER (WHERE status NOT IN ('label_created', 'unknown', 'cancelled'))
-               AS first_scan_at
+    SELECT {EVENT_STATS}
     FROM tracking_events e
     WHERE e.carrier = s0.carrier AND e.tracking_number = s0.tracking_number) st
 WHERE s0.shipment_id = ANY($1::text[]) AND s.shipment_id = s0.shipment_id
@@ -168,41 +203,42 @@ async def rederive_many(conn: asyncpg.Connection, shipment_ids: list[str], now: 
     await conn.execute(DERIVE_MANY, sorted(shipment_ids), now)
 
 
-async def get(conn: asyncpg.Connection, shipment_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM shipments WHERE shipment_id = $1", shipment_id)
-    return dict(row) if row else None
+async def get(conn: asyncpg.Connection, shipment_id: str) -> Shipment | None:
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM shipments WHERE shipment_id = $1",
+                              shipment_id)
+    return Shipment(**row) if row else None
 
 
-async def get_many(conn: asyncpg.Connection, shipment_ids: list[str]) -> list[dict[str, Any]]:
-    rows = await conn.fetch("SELECT * FROM shipments WHERE shipment_id = ANY($1::text[])",
-                            shipment_ids)
-    return [dict(r) for r in rows]
+async def get_many(conn: asyncpg.Connection, shipment_ids: list[str]) -> list[Shipment]:
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM shipments WHERE shipment_id = ANY($1::text[])", shipment_ids)
+    return [Shipment(**r) for r in rows]
 
 
 async def find(
     conn: asyncpg.Connection, *, tracking_number: str | None = None, order_id: str | None = None,
     limit: int = 100,
-) -> list[dict[str, Any]]:
+) -> list[Shipment]:
     rows = await conn.fetch(
-        """SELECT * FROM shipments
-           WHERE ($1::text IS NULL OR tracking_number = $1) AND ($2::text IS NULL OR order_id = $2)
-           ORDER BY created_at, shipment_id LIMIT $3""",
+        f"""SELECT {COLUMNS} FROM shipments
+            WHERE ($1::text IS NULL OR tracking_number = $1)
+              AND ($2::text IS NULL OR order_id = $2)
+            ORDER BY created_at, shipment_id LIMIT $3""",
         tracking_number, order_id, limit,
     )
-    return [dict(r) for r in rows]
+    return [Shipment(**r) for r in rows]
 
 
-async def timeline(conn: asyncpg.Connection, carrier: str, tracking_number: str) -> list[dict[str, Any]]:
+async def timeline(conn: asyncpg.Connection, carrier: str, tracking_number: str
+                   ) -> list[TimelineEvent]:
     """Every stored event of a tracking number, oldest first by when it happened."""
     rows = await conn.fetch(
-        """SELECT id, carrier_event_id, status, raw_code, description, location, occurred_at,
-                  received_at
-           FROM tracking_events WHERE carrier = $1 AND tracking_number = $2
-           ORDER BY occurred_at, id""",
+        f"""SELECT {TIMELINE_COLUMNS}
+            FROM tracking_events WHERE carrier = $1 AND tracking_number = $2
+            ORDER BY occurred_at, id""",
         carrier, tracking_number,
     )
-    return [dict(r) for r in rows]
-
+    return [TimelineEvent(**r) for r in rows]
 
 
 async def set_shown_date(conn: asyncpg.Connection, shipment_id: str, shown: date | None,
@@ -224,8 +260,8 @@ async def sweep_candidates(conn: asyncpg.Connection, now: datetime, stalled_afte
     48 business hours, opted out) is not refreshed on every sweep.
     """
     rows = await conn.fetch(
-        """SELECT s.shipment_id FROM shipments s
-           WHERE s.status NOT IN ('delivered', 'returned_to_sender', 'cancelled')
+        f"""SELECT s.shipment_id FROM shipments s
+           WHERE s.{UNFINISHED}
              AND s.label_created_at > $1::timestamptz - interval '30 days'
              AND ((s.promised_delivery_date IS NOT NULL
                    AND s.promised_delivery_date < ($1::timestamptz AT TIME ZONE 'UTC')::date

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from service.integrations import CarrierEstimate
 from service.store import shipments, work
@@ -51,6 +52,19 @@ WHERE carrier = $1 AND tracking_number = $2
   AND (carrier_estimated_delivery, carrier_estimate_source)
       IS DISTINCT FROM ($3::date, $4::text)
 """
+
+
+class StoredDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    """A webhook delivery as kept: the raw body and what became of it."""
+
+    id: int
+    source: str
+    delivery_id: str
+    topic: str | None
+    source_event_id: str | None
+    body: bytes
+    received_at: datetime
+    outcome: str
 
 
 def body_delivery_id(body: bytes) -> str:
@@ -160,12 +174,12 @@ async def stored_ids(conn: asyncpg.Connection, source: str | None = None,
     return [r["id"] for r in rows]
 
 
-async def lock(conn: asyncpg.Connection, delivery: int) -> asyncpg.Record | None:
+async def lock(conn: asyncpg.Connection, delivery: int) -> StoredDelivery | None:
     """One stored delivery, locked for the caller's transaction (a resend of it waits)."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        """SELECT id, source, delivery_id, topic, source_event_id, body, received_at, outcome
-           FROM webhook_deliveries WHERE id = $1 FOR UPDATE""", delivery)
-    return row
+    row = await conn.fetchrow(
+        f"""SELECT {", ".join(StoredDelivery.__struct_fields__)}
+            FROM webhook_deliveries WHERE id = $1 FOR UPDATE""", delivery)
+    return StoredDelivery(**row) if row else None
 
 
 async def note_errors(conn: asyncpg.Connection, delivery: int, errors: list[dict[str, str]],

@@ -23,6 +23,15 @@ STATUSES: Final = (
 # Terminal states outrank everything, so a late or clock-skewed "in transit"
 # never un-delivers a parcel; "unknown" never changes a status at all.
 TERMINAL: Final = frozenset({"delivered", "returned_to_sender", "cancelled"})
+# Statuses that are not a carrier handling the parcel: a shipment's first scan (its
+# handover) is its first event with any other status.
+NOT_CARRIER_SCANS: Final = frozenset({"label_created", "unknown", "cancelled"})
+
+
+def sql_list(statuses: frozenset[str]) -> str:
+    """A status set as an SQL literal list, e.g. `('cancelled', 'delivered')`: the one home of
+    a rule stays in Python and SQL statements render it from there."""
+    return "(" + ", ".join(f"'{s}'" for s in sorted(statuses)) + ")"
 
 
 def status_rank(status: str) -> int:

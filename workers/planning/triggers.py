@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Final
 
+from service.tracking.taxonomy import TERMINAL
+
 MILESTONES: Final = frozenset({
     "out_for_delivery", "delivered", "delivery_attempted", "available_for_pickup",
     "exception", "returned_to_sender",
 })
-FINISHED: Final = frozenset({"delivered", "returned_to_sender", "cancelled"})
 # A newer milestone replaces a message of these that is still waiting (e.g. overnight).
 SUPERSEDABLE: Final = frozenset({"shipped", "predicted_delay", "eta_revised", "stalled"}
                                 ) | MILESTONES
@@ -32,7 +33,7 @@ def milestone_moments(status: str, first_scan_at: datetime | None) -> list[Momen
     moments = []
     # "Shipped" only while nothing newer is known: a parcel whose first scan we learn
     # together with "out for delivery" or "delivered" gets that message alone.
-    if first_scan_at is not None and status not in FINISHED and status not in MILESTONES:
+    if first_scan_at is not None and status not in TERMINAL and status not in MILESTONES:
         moments.append(Moment("shipped"))
     if status in MILESTONES:
         moments.append(Moment(status))
@@ -43,7 +44,7 @@ def delay_moment(
     status: str, eta_date: date | None, promised_date: date | None, today: date, margin_days: int
 ) -> Moment | None:
     """A predicted delay, told while the promised date has not yet passed."""
-    if status in FINISHED or eta_date is None or promised_date is None:
+    if status in TERMINAL or eta_date is None or promised_date is None:
         return None
     if today > promised_date:
         return None  # too late to warn: "missed promise" covers it
@@ -73,7 +74,7 @@ def revise_shown_date(
     A prediction flapping between two dates therefore sends nothing, and neither does a
     date drifting a day earlier (the parcel simply arrives early: good news needs no mail).
     """
-    if new is None or status in FINISHED:
+    if new is None or status in TERMINAL:
         return Revision(shown, None, None)
     if shown is None:
         return Revision(new, None, None)  # the first date shown needs no "revised" message
@@ -85,6 +86,6 @@ def revise_shown_date(
 
 
 def missed_promise(status: str, promised_date: date | None, today: date) -> Moment | None:
-    if status in FINISHED or promised_date is None or today <= promised_date:
+    if status in TERMINAL or promised_date is None or today <= promised_date:
         return None
     return Moment("missed_promise")

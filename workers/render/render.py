@@ -19,24 +19,13 @@ import css_inline
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
+from workers.render.context import OPTIONAL_DEFAULTS, REQUIRED_KEYS, MessageContext
 from workers.render.dates import FILTERS, FORMATTER_KEY, LocalFormatter
 from workers.render.errors import ContextError, SmsTooLongError, TemplateMissingError
 from workers.render.locales import DEFAULT_LOCALE, formatting_locale, locale_chain
 from workers.render.segments import Encoding, count_segments, smart_encode
 
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
-
-REQUIRED_KEYS = ("order_id", "shop_name", "carrier_name", "tracking_number",
-                 "tracking_url", "unsubscribe_url")
-# Optional data defaults to None / [] so templates can test it with {% if %}; anything
-# else a template names must be given, or StrictUndefined stops the render.
-OPTIONAL_DEFAULTS: Mapping[str, Any] = {
-    "customer_name": None, "status": None, "status_detail": None,
-    "eta_earliest": None, "eta_latest": None, "promised_date": None,
-    "previous_eta_earliest": None, "previous_eta_latest": None,
-    "occurred_at": None, "event_location": None, "pickup_until": None,
-    "items": (), "timezone": "UTC",
-}
 
 _MOMENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -123,8 +112,9 @@ class Renderer:
         """Locales that have a template folder for `channel`."""
         return list(self._locales.get(channel, []))
 
-    def _context(self, moment: str, context: Mapping[str, Any], requested: str | None,
-                 used: str) -> dict[str, Any]:
+    def _context(self, moment: str, given: MessageContext | Mapping[str, Any],
+                 requested: str | None, used: str) -> dict[str, Any]:
+        context = given.template_vars() if isinstance(given, MessageContext) else given
         missing = [key for key in REQUIRED_KEYS if context.get(key) in (None, "")]
         if missing:
             raise ContextError(moment, f"missing required context: {', '.join(missing)}")
@@ -154,7 +144,7 @@ class Renderer:
             raise TemplateMissingError(moment, name.split("/")[0], [name]) from exc
 
     def render_email(self, moment: str, locale: str | None,
-                     context: Mapping[str, Any]) -> RenderedEmail:
+                     context: MessageContext | Mapping[str, Any]) -> RenderedEmail:
         """Subject, inlined-CSS HTML and plain text for `moment`, in the best locale available."""
         used = self._resolve(moment, "email", locale, (".subject.j2", ".html.j2", ".txt.j2"))
         ctx = self._context(moment, context, locale, used)
@@ -168,7 +158,7 @@ class Renderer:
         return RenderedEmail(subject=subject, html=html, text=text, locale_used=used)
 
     def render_sms(self, moment: str, locale: str | None,
-                   context: Mapping[str, Any]) -> RenderedSms:
+                   context: MessageContext | Mapping[str, Any]) -> RenderedSms:
         """An SMS body within `max_sms_segments`, shortened step by step when it would not fit."""
         used = self._resolve(moment, "sms", locale, (".txt.j2",))
         ctx = self._context(moment, context, locale, used)

@@ -18,7 +18,6 @@ def sample_context(moment: str, *, now: datetime = SAMPLE_NOW, order_id: str = "
         "shop_name": "Northwind Coffee",
         "carrier_name": "UPS",
         "tracking_number": "1Z999AA10123456784",
-        "status": "in_transit",
         "timezone": timezone,
         "eta_earliest": now + timedelta(days=1),
         "eta_latest": now + timedelta(days=3),
@@ -63,8 +62,5 @@ def _for_moment(moment: str, ctx: dict[str, Any], now: datetime) -> dict[str, An
         ctx.setdefault("pickup_until", (now + timedelta(days=7)).date())
         ctx["event_location"] = ctx["event_location"] or "UPS Access Point, 5th St"
     if moment == "exception":
-        ctx["status"] = "exception"
         ctx["status_detail"] = "Address incomplete - apartment number missing"
-    if moment in ("delivered", "returned_to_sender"):
-        ctx["status"] = moment
     return ctx

@@ -23,16 +23,16 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from service.eta.runtime import customer_timezone
 from service.settings import Settings
 from service.store import notifications as notifications_db
 from service.store import work as work_db
+from service.store.notifications import ClaimedSend, Notification
 from workers.context import WorkerContext, worker_context
 from workers.render import Renderer, RenderError
 from workers.render.email_message import build_email
 from workers.senders.errors import PermanentSendError, SendResult, TransientSendError
 from workers.senders.messages import SmsMessage
-from workers.sending.context import render_context
+from workers.sending.context import render_context, send_zone
 from workers.sending.transports import Transports
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,10 @@ async def send_notification(ctx: dict[str, Any], work_item_id: int, notification
     now = app.clock.now()
     lease = timedelta(seconds=settings.send_lease_s)
     async with app.pool.acquire() as conn:
-        row = await notifications_db.claim_for_send(conn, nid, now, lease)
-        if row is None:
+        claim = await notifications_db.claim_for_send(conn, nid, now, lease)
+        if claim is None:
             return await _not_claimed(conn, work_item_id, nid, notification_id, now)
-        reason = _refusal(row, now)
+        reason = _refusal(claim, settings, now)
         if reason is not None:
             async with conn.transaction():
                 await notifications_db.mark(conn, nid, "suppressed", reason, now)
@@ -68,21 +68,23 @@ async def send_notification(ctx: dict[str, Any], work_item_id: int, notification
             return "suppressed"
     transports = app.transports
     try:
-        message, subject, body = _compose(app.renderer, settings, row, now)
+        message, subject, body = _compose(app.renderer, settings, claim, now)
         result = None
-        if row["interrupted"]:
-            result = await _already_sent(transports, row, message)
+        if claim.interrupted:
+            result = await _already_sent(transports, claim, message)
         if result is None:
-            result = await (transports.sms.send(message) if row["channel"] == "sms"
+            result = await (transports.sms.send(message) if claim.notification.channel == "sms"
                             else transports.email.send(message))
     except TransientSendError as exc:
-        return await _transient(app, work_item_id, row, str(exc), exc.retry_after)
+        return await _transient(app, work_item_id, claim.notification, str(exc),
+                                exc.retry_after)
     except (PermanentSendError, RenderError) as exc:
         async with app.pool.acquire() as conn, conn.transaction():
             await notifications_db.mark(conn, nid, "failed", str(exc), app.clock.now())
             if isinstance(exc, PermanentSendError) and exc.is_opt_out:
-                await notifications_db.opt_out(conn, row["channel"], row["recipient"],
-                                               "provider", app.clock.now())
+                await notifications_db.opt_out(conn, claim.notification.channel,
+                                               claim.notification.recipient, "provider",
+                                               app.clock.now())
             await work_db.finish(conn, work_item_id)
         return "failed"
     async with app.pool.acquire() as conn:
@@ -95,11 +97,11 @@ async def _not_claimed(conn: Any, work_item_id: int, nid: int, notification_id: 
                        now: Any) -> str:
     async with conn.transaction():
         current = await notifications_db.get(conn, nid)
-        if current is not None and current["state"] == "scheduled":
+        if current is not None and current.state == "scheduled":
             # Not due yet (a newer schedule moved it): queue it for then.
             await work_db.add(conn, notifications_db.SEND_NOTIFICATION, [notification_id],
-                              now, run_after=current["due_at"])
-        if current is None or current["state"] != "sending":
+                              now, run_after=current.due_at)
+        if current is None or current.state != "sending":
             await work_db.finish(conn, work_item_id)
         # else another worker holds a live lease; the relay hands this item over again.
     return "skipped"
@@ -112,67 +114,70 @@ async def send_notifications(ctx: dict[str, Any], items: list[tuple[int, str]]) 
                                        for work_item_id, notification_id in items)))
 
 
-def _refusal(row: dict[str, Any], now: datetime) -> str | None:
+def _refusal(claim: ClaimedSend, settings: Settings, now: datetime) -> str | None:
     """Why this message must not go out now (checked at send time, not only when planned)."""
-    if row["moment"] == "predicted_delay" and row["promised_delivery_date"] is not None:
+    n = claim.notification
+    if n.moment == "predicted_delay" and claim.promised_delivery_date is not None:
         # Deferred past the promise (quiet hours, an outage): "missed promise" says it now.
-        zone = ZoneInfo(customer_timezone(row, row))
-        end = datetime.combine(row["promised_delivery_date"] + timedelta(days=1), time(0),
+        zone = ZoneInfo(send_zone(claim, settings))
+        end = datetime.combine(claim.promised_delivery_date + timedelta(days=1), time(0),
                                tzinfo=zone)
         if now >= end - LAST_USEFUL_WARNING:
             return "too late: the promised date has passed"
-    if not row["has_order"]:
+    if not claim.has_order:
         return "no order"
-    if not row["has_shipment"]:
+    if not claim.has_shipment:
         return "no shipment"
-    if not (row["sms_consent"] if row["channel"] == "sms" else row["email_consent"]):
+    if not (claim.sms_consent if n.channel == "sms" else claim.email_consent):
         return "no consent"
-    if row["opted_out"]:
+    if claim.opted_out:
         return "opted out"
     return None
 
 
-def _compose(renderer: Renderer, settings: Settings, row: dict[str, Any], now: Any
+def _compose(renderer: Renderer, settings: Settings, claim: ClaimedSend, now: datetime
              ) -> tuple[Any, str | None, str]:
-    context = render_context(settings, row)
-    notification_id = f"n{row['id']}"
-    if row["channel"] == "sms":
-        sms = renderer.render_sms(row["moment"], row["locale"], context)
+    context = render_context(settings, claim)
+    row = claim.notification
+    notification_id = f"n{row.id}"
+    if row.channel == "sms":
+        sms = renderer.render_sms(row.moment, row.locale, context)
         callback = f"{str(settings.public_base_url).rstrip('/')}/v1/webhooks/twilio/status"
-        return SmsMessage(notification_id, row["recipient"], sms.body, callback), None, sms.body
-    email = renderer.render_email(row["moment"], row["locale"], context)
+        return SmsMessage(notification_id, row.recipient, sms.body, callback), None, sms.body
+    email = renderer.render_email(row.moment, row.locale, context)
     domain = settings.public_base_url.host or "parcelcast.local"
     message = build_email(
         email, notification_id=notification_id, from_addr=settings.email_from,
-        to_addr=row["recipient"], unsubscribe_url=context["unsubscribe_url"], now=now,
+        to_addr=row.recipient, unsubscribe_url=context.unsubscribe_url, now=now,
         message_id_domain=domain,
     )
     return message, email.subject, email.text
 
 
-async def _already_sent(transports: Transports, row: dict[str, Any], message: Any
+async def _already_sent(transports: Transports, claim: ClaimedSend, message: Any
                         ) -> SendResult | None:
     """Ask the provider whether an interrupted send went out (when it can tell)."""
-    sender = transports.sms if row["channel"] == "sms" else transports.email
+    row = claim.notification
+    sender = transports.sms if row.channel == "sms" else transports.email
     lookup = getattr(sender, "lookup", None)
     if lookup is None:
         return None
-    found: SendResult | None = await lookup(message, row["sending_since"])
+    found: SendResult | None = await lookup(message, row.sending_since)
     return found
 
 
-async def _transient(app: WorkerContext, work_item_id: int, row: dict[str, Any], error: str,
+async def _transient(app: WorkerContext, work_item_id: int, row: Notification, error: str,
                      retry_after: float | None) -> str:
     settings = app.settings
     now = app.clock.now()
     async with app.pool.acquire() as conn, conn.transaction():
-        if row["attempts"] >= settings.send_max_attempts:
-            await notifications_db.mark(conn, row["id"], "dead", error, now)
+        if row.attempts >= settings.send_max_attempts:
+            await notifications_db.mark(conn, row.id, "dead", error, now)
             outcome = "dead"
         else:
-            due = now + backoff(row["attempts"], retry_after)
-            await notifications_db.reschedule(conn, row["id"], due, error, now)
+            due = now + backoff(row.attempts, retry_after)
+            await notifications_db.reschedule(conn, row.id, due, error, now)
             outcome = "retrying"
         await work_db.finish(conn, work_item_id)
-    log.info("notification %s: %s (%s)", row["id"], outcome, error)
+    log.info("notification %s: %s (%s)", row.id, outcome, error)
     return outcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.api.bodies import read_json, validate
-from service.api.keys import clock_key, pool_key
+from service.api.keys import clock_key, pool_key, settings_key
 from service.api.present import order_json
 from service.api.responses import json_response
 from service.api.shipment_view import shipment_view
@@ -32,5 +32,6 @@ async def get_order(request: web.Request) -> web.Response:
             raise not_found("order", order_id)
         shipments = []
         for shipment in await shipments_db.find(conn, order_id=order_id):
-            shipments.append(await shipment_view(conn, shipment, row))
+            shipments.append(await shipment_view(
+                conn, shipment, request.app[settings_key].shop_timezone, row))
     return json_response(order_json(row, shipments))

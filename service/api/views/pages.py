@@ -12,13 +12,13 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from service.api.keys import pool_key, settings_key
 from service.errors import ProblemError
-from service.eta.runtime import customer_timezone
 from service.security.links import unsign
 from service.settings import REPO_ROOT
 from service.store import etas
 from service.store import orders as orders_db
 from service.store import shipments as shipments_db
 from service.tracking.taxonomy import CARRIERS
+from service.zones import customer_zone
 
 _pages = SandboxedEnvironment(
     loader=FileSystemLoader(str(REPO_ROOT / "templates" / "pages")),
@@ -46,12 +46,13 @@ async def tracking_page(request: web.Request) -> web.Response:
         shipment = await shipments_db.get(conn, shipment_id)
         if shipment is None:
             raise ProblemError(404, "Not found", "this shipment no longer exists")
-        order = await orders_db.get(conn, shipment["order_id"])
-        timeline = await shipments_db.timeline(conn, shipment["carrier"],
-                                               shipment["tracking_number"])
+        order = await orders_db.get(conn, shipment.order_id)
+        timeline = await shipments_db.timeline(conn, shipment.carrier, shipment.tracking_number)
         _, latest = await etas.first_and_latest(conn, shipment_id)
-    zone = customer_timezone(order, shipment)
-    tz, locale = ZoneInfo(zone), _babel_locale((order or {}).get("locale") or "en")
+    zone = customer_zone(order.timezone if order else None, shipment.destination_postal_code,
+                         shipment.destination_country, settings.shop_timezone)
+    locale_tag = order.locale if order else "en"
+    tz, locale = ZoneInfo(zone), _babel_locale(locale_tag)
 
     def day(value: datetime | date | None) -> str | None:
         if value is None:
@@ -61,20 +62,20 @@ async def tracking_page(request: web.Request) -> web.Response:
         return format_date(value, "EEEE d MMMM", locale=locale)
 
     html = _pages.get_template("tracking.html.j2").render(
-        locale=(order or {}).get("locale") or "en", shop_name=settings.shop_name,
-        order_id=shipment["order_id"], tracking_number=shipment["tracking_number"],
-        carrier_name=CARRIERS.get(shipment["carrier"], shipment["carrier"]),
-        status_text=STATUS_TEXT.get(shipment["status"], shipment["status"]),
-        delivered_on=day(shipment["delivered_at"]),
-        eta_earliest=day(latest["eta_p10"]) if latest else None,
-        eta_likely=day(latest["eta_p50"]) if latest else None,
-        eta_latest=day(latest["eta_p90"]) if latest else None,
-        promised=day(shipment["promised_delivery_date"]), timezone=zone,
+        locale=locale_tag, shop_name=settings.shop_name,
+        order_id=shipment.order_id, tracking_number=shipment.tracking_number,
+        carrier_name=CARRIERS.get(shipment.carrier, shipment.carrier),
+        status_text=STATUS_TEXT.get(shipment.status, shipment.status),
+        delivered_on=day(shipment.delivered_at),
+        eta_earliest=day(latest.eta_p10) if latest else None,
+        eta_likely=day(latest.eta_p50) if latest else None,
+        eta_latest=day(latest.eta_p90) if latest else None,
+        promised=day(shipment.promised_delivery_date), timezone=zone,
         timeline=[{
-            "text": e["description"] or STATUS_TEXT.get(e["status"], e["status"]),
-            "place": ", ".join(str(e["location"][k]) for k in ("city", "region")
-                               if e["location"] and e["location"].get(k)) or None,
-            "when": format_datetime(e["occurred_at"].astimezone(tz), "EEE d MMM, HH:mm",
+            "text": e.description or STATUS_TEXT.get(e.status, e.status),
+            "place": ", ".join(str(e.location[k]) for k in ("city", "region")
+                               if e.location and e.location.get(k)) or None,
+            "when": format_datetime(e.occurred_at.astimezone(tz), "EEE d MMM, HH:mm",
                                     locale=locale),
         } for e in reversed(timeline)],
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.api.bodies import read_json, validate
-from service.api.keys import clock_key, pool_key
+from service.api.keys import clock_key, pool_key, settings_key
 from service.api.responses import json_response
 from service.api.shipment_view import shipment_view
 from service.api.views.params import path_id, query_id
@@ -37,7 +37,7 @@ async def get_shipment(request: web.Request) -> web.Response:
         row = await shipments_db.get(conn, shipment_id)
         if row is None:
             raise not_found("shipment", shipment_id)
-        view = await shipment_view(conn, row)
+        view = await shipment_view(conn, row, request.app[settings_key].shop_timezone)
     return json_response(view)
 
 
@@ -50,5 +50,6 @@ async def list_shipments(request: web.Request) -> web.Response:
         )])
     async with request.app[pool_key].acquire() as conn:
         rows = await shipments_db.find(conn, tracking_number=tracking_number, order_id=order_id)
-        shipments = [await shipment_view(conn, row) for row in rows]
+        zone = request.app[settings_key].shop_timezone
+        shipments = [await shipment_view(conn, row, zone) for row in rows]
     return json_response({"shipments": shipments})
