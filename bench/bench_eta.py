@@ -55,6 +55,8 @@ async def run(shipments: int, refreshes: int, rounds: int) -> list[dict[str, Any
                 latencies.append((time.perf_counter() - started) * 1000)
             # The same refreshes' CPU part alone (features + model + reasons, no database).
             model = runtime.model
+            if model is None:
+                raise RuntimeError("no model")
             recent = await runtime.recent(conn, now)
             one, one_scans = await refresh_inputs(conn, open_ids[:refreshes], now)
             cpu = []
@@ -67,12 +69,10 @@ async def run(shipments: int, refreshes: int, rounds: int) -> list[dict[str, Any
             for start in range(0, len(batch_ids), 50):
                 await runtime.refresh_many(conn, batch_ids[start:start + 50], now)
             batch_rate = len(batch_ids) / (time.perf_counter() - started)
-            if model is None:
-                raise RuntimeError("no model")
             # The floor scores the very same shipments: their features, already encoded.
-            shipments, scans = await refresh_inputs(conn, batch_ids, now)
+            batch_rows, batch_scans = await refresh_inputs(conn, batch_ids, now)
         await pool.close()
-        floor = raw_floor(model, serving_rows(shipments, scans, now, recent))
+        floor = raw_floor(model, serving_rows(batch_rows, batch_scans, now, recent))
     p50, p99 = np.percentile(latencies, [50, 99])
     cpu50, cpu99 = np.percentile(cpu, [50, 99])
     return [

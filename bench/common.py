@@ -17,9 +17,9 @@ import asyncpg
 
 from service.security.api_keys import new_key
 from service.store import api_keys
-from service.store.embedded import free_port
+from service.store.embedded import free_port, with_database
 from service.store.migrations import upgrade
-from tests.servers import postgres_admin_url, redis_url, with_database
+from tests.servers import postgres_admin_url, redis_url
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
