@@ -17,10 +17,15 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
+    StrictInt,
     StringConstraints,
+    ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from service.limits import check_day, check_instant, near
 from service.tracking.taxonomy import CARRIERS, SERVICE_LEVELS
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -71,8 +76,9 @@ def _iso_string(value: object) -> object:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_string)]
-Day = Annotated[date, BeforeValidator(_iso_string)]
+# Between 1970 and 2100: see service.limits.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_string), AfterValidator(check_instant)]
+Day = Annotated[date, BeforeValidator(_iso_string), AfterValidator(check_day)]
 Carrier = Annotated[str, AfterValidator(_known_carrier)]
 Phone = Annotated[str, AfterValidator(_e164)]
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
@@ -92,14 +98,15 @@ class Customer(_In):
 
 
 class Consent(_In):
-    email: bool = True
-    sms: bool = False
+    # Strict: "yes" or 0 is a bug in the sender, not a consent.
+    email: StrictBool = True
+    sms: StrictBool = False
 
 
 class LineItem(_In):
     sku: Text | None = None
     name: Text
-    quantity: Annotated[int, Field(ge=1, le=100_000)] = 1
+    quantity: Annotated[StrictInt, Field(ge=1, le=100_000)] = 1
 
 
 class OrderIn(_In):
@@ -125,16 +132,27 @@ class ShipmentIn(_In):
     tracking_number: Identifier
     origin: Address = Address()
     destination: Address = Address()
-    weight_grams: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
-    promised_delivery_date: Day | None = None
+    weight_grams: Annotated[StrictInt, Field(gt=0, le=1_000_000)] | None = None
     label_created_at: Timestamp
     shipped_at: Timestamp | None = None
+    # After label_created_at, which its check reads.
+    promised_delivery_date: Day | None = None
 
     @field_validator("service_level")
     @classmethod
     def _service_level(cls, value: str) -> str:
         if value not in SERVICE_LEVELS:
             raise ValueError(f"must be one of: {', '.join(SERVICE_LEVELS)}")
+        return value
+
+    @field_validator("promised_delivery_date")
+    @classmethod
+    def _promise_near_label(cls, value: date | None, info: ValidationInfo) -> date | None:
+        label = info.data.get("label_created_at")
+        if value is not None and label is not None:
+            why = near(value, label, "label_created_at")
+            if why:
+                raise PydanticCustomError("date_range", why)
         return value
 
 

@@ -23,8 +23,10 @@ def render_context(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
         "shop_name": settings.shop_name,
         "carrier_name": CARRIERS.get(row["carrier"], row["carrier"]),
         "tracking_number": row["tracking_number"],
-        "tracking_url": tracking_url(base, secret, row["shipment_id"]),
-        "unsubscribe_url": unsubscribe_url(base, secret, row["channel"], row["recipient"]),
+        # Issued when the notification was planned: a resend carries the same links.
+        "tracking_url": tracking_url(base, secret, row["shipment_id"], row["created_at"]),
+        "unsubscribe_url": unsubscribe_url(base, secret, row["channel"], row["recipient"],
+                                           row["created_at"]),
         "customer_name": row.get("customer_name"),
         "status": row["status"],
         "status_detail": row.get("last_description"),
