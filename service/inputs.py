@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    GetJsonSchemaHandler,
     StrictBool,
     StrictInt,
     StringConstraints,
@@ -25,13 +26,22 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from service.limits import check_day, check_instant, near
+from service.limits import (
+    DATE_PATTERN,
+    INSTANT_PATTERN,
+    TIME_RANGE_MESSAGE,
+    check_day,
+    check_instant,
+    near,
+)
 from service.tracking.taxonomy import CARRIERS, SERVICE_LEVELS
 
+# Our ids (order, shipment) and tracking numbers, in bodies, paths and queries.
+ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,100}$"
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Identifier = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
-                           pattern=r"^[A-Za-z0-9._:\-]+$")
+                           pattern=ID_PATTERN)
 ]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 PostalCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
@@ -76,9 +86,26 @@ def _iso_string(value: object) -> object:
     return value
 
 
+class _Documented:
+    """Adds keywords to a type's JSON schema (what a validator checks, stated for clients)."""
+
+    def __init__(self, **keywords: str) -> None:
+        self.keywords = keywords
+
+    def __get_pydantic_json_schema__(self, core: Any, handler: GetJsonSchemaHandler
+                                     ) -> dict[str, Any]:
+        schema: dict[str, Any] = handler(core)
+        schema.pop("format", None)  # the pattern says it (see service.limits)
+        return {**schema, **self.keywords}
+
+
 # Between 1970 and 2100: see service.limits.
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_string), AfterValidator(check_instant)]
-Day = Annotated[date, BeforeValidator(_iso_string), AfterValidator(check_day)]
+Timestamp = Annotated[
+    AwareDatetime, BeforeValidator(_iso_string), AfterValidator(check_instant),
+    _Documented(pattern=INSTANT_PATTERN, description=f"with an offset; {TIME_RANGE_MESSAGE}"),
+]
+Day = Annotated[date, BeforeValidator(_iso_string), AfterValidator(check_day),
+                _Documented(pattern=DATE_PATTERN, description="between 1970 and 2099")]
 Carrier = Annotated[str, AfterValidator(_known_carrier)]
 Phone = Annotated[str, AfterValidator(_e164)]
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
@@ -171,17 +198,19 @@ class TrackingEventIn(msgspec.Struct, frozen=True):
     """
 
     carrier: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-    tracking_number: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:\-]{1,100}$")]
+    tracking_number: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
     # A taxonomy status, or the carrier's raw code (mapped, and kept raw).
     status: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True, extra_json_schema={
+        "pattern": INSTANT_PATTERN, "description": f"with an offset; {TIME_RANGE_MESSAGE}"})]
     event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     raw_code: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     description: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
     location: Location | None = None
     # The carrier's own estimated delivery date (local), as stated with this scan; kept on
     # the shipment as its carrier estimate (the newest by occurred_at wins).
-    estimated_delivery: date | None = None
+    estimated_delivery: Annotated[date, msgspec.Meta(extra_json_schema={
+        "pattern": DATE_PATTERN, "description": "within 3 years of occurred_at"})] | None = None
 
 
 class QuoteIn(_In):

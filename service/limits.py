@@ -112,6 +112,12 @@ class OutOfRange(ValueError):
 
 
 TIME_RANGE_MESSAGE = "must be between 1970-01-01 and 2100-01-01 (UTC)"
+# The same ranges as the OpenAPI document states them: RFC 3339 text in those years (a
+# pattern rather than `format`, which generators can only meet by filtering).
+_DAY = "(19[7-9][0-9]|20[0-9][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+DATE_PATTERN = f"^{_DAY}$"
+INSTANT_PATTERN = (f"^{_DAY}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{{1,6}})?"
+                   "(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
 
 
 def check_instant(value: datetime) -> datetime:
