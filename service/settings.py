@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     tracking_link_days_after_delivery: Annotated[float, Field(ge=0)] = 90.0
     # When set, GET /metrics needs `Authorization: Bearer <token>`.
     metrics_token: Annotated[str, Field(min_length=16)] | None = None
+    # When set ("host:port"), `parcelcast serve` also listens there and answers /metrics
+    # only there (404 on its public address).
+    metrics_bind: str | None = None
     parcelcast_queue_name: str = "parcelcast:queue"
     # Seconds an enqueued work item may stay unfinished before the relay hands it over again.
     parcelcast_stale_after_s: Annotated[float, Field(gt=0)] = 60.0
@@ -104,6 +107,23 @@ class Settings(BaseSettings):
         if any(len(key) < 16 for key in _split_keys(value)):
             raise ValueError("each key must have at least 16 characters")
         return value
+
+    @field_validator("metrics_bind")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("must be host:port, e.g. 127.0.0.1:9100")
+        return value or None
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where /metrics is served when it has an address of its own."""
+        if self.metrics_bind is None:
+            return None
+        host, _, port = self.metrics_bind.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @field_validator("parcelcast_clock_start", "parcelcast_untimed_links_until")
     @classmethod

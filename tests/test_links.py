@@ -1,5 +1,5 @@
 """Signed links with a lifetime: issue times, expiry after delivery, key rotation, untimed
-(pre-issue-time) links, friendly pages; and /metrics behind METRICS_TOKEN."""
+(pre-issue-time) links, friendly pages; and /metrics behind METRICS_TOKEN or METRICS_BIND."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import hmac
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import aiohttp
 import asyncpg
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service.api.app import create_app
+from service.cli.processes import metrics_socket
 from service.clock import ManualClock
 from service.security.links import sign, tracking_url, unsubscribe_url, verify
 from service.settings import Settings
+from service.store.embedded import free_port
 from tests.builders import event, order, shipment
 from tests.conftest import START
 
@@ -128,3 +132,27 @@ async def test_metrics_behind_a_token(
         assert refused.headers["WWW-Authenticate"].startswith("Bearer")
     scraped = await guarded.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert scraped.status == 200 and "parcelcast_http_requests_total" in await scraped.text()
+
+
+async def test_metrics_on_an_address_of_their_own(
+    settings: Settings, clock: ManualClock, pool: asyncpg.Pool,
+) -> None:
+    private = free_port()
+    app = create_app(settings.model_copy(update={"metrics_bind": f"127.0.0.1:{private}"}),
+                     clock)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    public = web.TCPSite(runner, "127.0.0.1", 0)
+    await public.start()
+    await web.SockSite(runner, metrics_socket("127.0.0.1", private)).start()
+    try:
+        public_port = runner.addresses[0][1]
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{public_port}/metrics") as hidden:
+                assert hidden.status == 404
+            async with session.get(f"http://127.0.0.1:{public_port}/healthz") as alive:
+                assert alive.status == 200
+            async with session.get(f"http://127.0.0.1:{private}/metrics") as scraped:
+                assert scraped.status == 200
+    finally:
+        await runner.cleanup()

@@ -90,7 +90,7 @@ class SmtpEmailSender:
                     await smtp.connect()
                 # Flattened here: aiosmtplib's own policy would encode long header lines.
                 _errors, response = await smtp.sendmail(
-                    extract_sender(message), extract_recipients(message),
+                    extract_sender(message) or "", extract_recipients(message),
                     message.as_bytes(policy=WIRE_POLICY))
                 keep = True
             except SMTPRecipientsRefused as exc:

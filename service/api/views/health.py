@@ -50,8 +50,15 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def _metrics_allowed(request: web.Request) -> None:
-    """With METRICS_TOKEN set, a scrape must bring it as a bearer token."""
-    token = request.app[settings_key].metrics_token
+    """With METRICS_BIND set, /metrics exists only on that address; with METRICS_TOKEN set,
+    a scrape must bring it as a bearer token."""
+    settings = request.app[settings_key]
+    address = settings.metrics_address
+    if address is not None:
+        local = request.transport.get_extra_info("sockname") if request.transport else None
+        if not local or int(local[1]) != address[1]:
+            raise web.HTTPNotFound()
+    token = settings.metrics_token
     if token is None:
         return
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
