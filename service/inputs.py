@@ -89,7 +89,7 @@ def _iso_string(value: object) -> object:
 class _Documented:
     """Adds keywords to a type's JSON schema (what a validator checks, stated for clients)."""
 
-    def __init__(self, **keywords: str) -> None:
+    def __init__(self, **keywords: Any) -> None:
         self.keywords = keywords
 
     def __get_pydantic_json_schema__(self, core: Any, handler: GetJsonSchemaHandler
@@ -106,7 +106,8 @@ Timestamp = Annotated[
 ]
 Day = Annotated[date, BeforeValidator(_iso_string), AfterValidator(check_day),
                 _Documented(pattern=DATE_PATTERN, description="between 1970 and 2099")]
-Carrier = Annotated[str, AfterValidator(_known_carrier)]
+Carrier = Annotated[str, AfterValidator(_known_carrier),
+                    _Documented(enum=sorted(CARRIERS), description="case-insensitive")]
 Phone = Annotated[str, AfterValidator(_e164)]
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 Locale = Annotated[str, AfterValidator(_locale)]
@@ -163,7 +164,8 @@ class ShipmentIn(_In):
     label_created_at: Timestamp
     shipped_at: Timestamp | None = None
     # After label_created_at, which its check reads.
-    promised_delivery_date: Day | None = None
+    promised_delivery_date: Annotated[
+        Day | None, Field(description="within 3 years of label_created_at")] = None
 
     @field_validator("service_level")
     @classmethod
@@ -197,7 +199,8 @@ class TrackingEventIn(msgspec.Struct, frozen=True):
     decoding each item straight from its raw bytes also keeps those bytes as the payload.
     """
 
-    carrier: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    carrier: Annotated[str, msgspec.Meta(min_length=1, max_length=40, extra_json_schema={
+        "enum": sorted(CARRIERS), "description": "case-insensitive"})]
     tracking_number: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
     # A taxonomy status, or the carrier's raw code (mapped, and kept raw).
     status: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -220,7 +223,8 @@ class QuoteIn(_In):
     destination: Address
     order_time: Timestamp
     carrier: Carrier | None = None
-    service_level: str | None = None
+    service_level: Annotated[str, Field(json_schema_extra={"enum": list(SERVICE_LEVELS)})
+                             ] | None = None
 
     @field_validator("service_level")
     @classmethod

@@ -78,6 +78,14 @@ async def test_a_tracking_link_works_until_some_days_after_delivery(
     assert gone.status == 404 and gone.content_type == "text/html"
 
 
+async def test_a_locale_babel_does_not_know_shows_the_page_in_english(
+    client: TestClient, admin: dict[str, str], settings: Settings,
+) -> None:
+    await _shop(client, admin, locale="tlh")  # a valid BCP 47 tag, unknown to Babel
+    page = await client.get(tracking_url("", settings.parcelcast_secret_key, "s-1", START))
+    assert page.status == 200 and page.content_type == "text/html"
+
+
 async def test_rotated_keys_and_untimed_links(
     aiohttp_client: AppClient, settings: Settings, clock: ManualClock, pool: asyncpg.Pool,
     admin: dict[str, str],
