@@ -92,7 +92,7 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
         "--report", "json", "--report-json-path", str(report),
         env={**env, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
              "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))},
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output, _ = await run.communicate()
     text = output.decode(errors="replace")
     assert report.exists(), text[-5000:]
