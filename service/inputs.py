@@ -17,16 +17,31 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    GetJsonSchemaHandler,
+    StrictBool,
+    StrictInt,
     StringConstraints,
+    ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from service.limits import (
+    DATE_PATTERN,
+    INSTANT_PATTERN,
+    TIME_RANGE_MESSAGE,
+    check_day,
+    check_instant,
+    near,
+)
 from service.tracking.taxonomy import CARRIERS, SERVICE_LEVELS
 
+# Our ids (order, shipment) and tracking numbers, in bodies, paths and queries.
+ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,100}$"
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Identifier = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
-                           pattern=r"^[A-Za-z0-9._:\-]+$")
+                           pattern=ID_PATTERN)
 ]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 PostalCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
@@ -71,9 +86,28 @@ def _iso_string(value: object) -> object:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_string)]
-Day = Annotated[date, BeforeValidator(_iso_string)]
-Carrier = Annotated[str, AfterValidator(_known_carrier)]
+class _Documented:
+    """Adds keywords to a type's JSON schema (what a validator checks, stated for clients)."""
+
+    def __init__(self, **keywords: Any) -> None:
+        self.keywords = keywords
+
+    def __get_pydantic_json_schema__(self, core: Any, handler: GetJsonSchemaHandler
+                                     ) -> dict[str, Any]:
+        schema: dict[str, Any] = handler(core)
+        schema.pop("format", None)  # the pattern says it (see service.limits)
+        return {**schema, **self.keywords}
+
+
+# Between 1970 and 2100: see service.limits.
+Timestamp = Annotated[
+    AwareDatetime, BeforeValidator(_iso_string), AfterValidator(check_instant),
+    _Documented(pattern=INSTANT_PATTERN, description=f"with an offset; {TIME_RANGE_MESSAGE}"),
+]
+Day = Annotated[date, BeforeValidator(_iso_string), AfterValidator(check_day),
+                _Documented(pattern=DATE_PATTERN, description="between 1970 and 2099")]
+Carrier = Annotated[str, AfterValidator(_known_carrier),
+                    _Documented(enum=sorted(CARRIERS), description="case-insensitive")]
 Phone = Annotated[str, AfterValidator(_e164)]
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 Locale = Annotated[str, AfterValidator(_locale)]
@@ -92,14 +126,15 @@ class Customer(_In):
 
 
 class Consent(_In):
-    email: bool = True
-    sms: bool = False
+    # Strict: "yes" or 0 is a bug in the sender, not a consent.
+    email: StrictBool = True
+    sms: StrictBool = False
 
 
 class LineItem(_In):
     sku: Text | None = None
     name: Text
-    quantity: Annotated[int, Field(ge=1, le=100_000)] = 1
+    quantity: Annotated[StrictInt, Field(ge=1, le=100_000)] = 1
 
 
 class OrderIn(_In):
@@ -125,16 +160,28 @@ class ShipmentIn(_In):
     tracking_number: Identifier
     origin: Address = Address()
     destination: Address = Address()
-    weight_grams: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
-    promised_delivery_date: Day | None = None
+    weight_grams: Annotated[StrictInt, Field(gt=0, le=1_000_000)] | None = None
     label_created_at: Timestamp
     shipped_at: Timestamp | None = None
+    # After label_created_at, which its check reads.
+    promised_delivery_date: Annotated[
+        Day | None, Field(description="within 3 years of label_created_at")] = None
 
     @field_validator("service_level")
     @classmethod
     def _service_level(cls, value: str) -> str:
         if value not in SERVICE_LEVELS:
             raise ValueError(f"must be one of: {', '.join(SERVICE_LEVELS)}")
+        return value
+
+    @field_validator("promised_delivery_date")
+    @classmethod
+    def _promise_near_label(cls, value: date | None, info: ValidationInfo) -> date | None:
+        label = info.data.get("label_created_at")
+        if value is not None and label is not None:
+            why = near(value, label, "label_created_at")
+            if why:
+                raise PydanticCustomError("date_range", why)
         return value
 
 
@@ -152,18 +199,21 @@ class TrackingEventIn(msgspec.Struct, frozen=True):
     decoding each item straight from its raw bytes also keeps those bytes as the payload.
     """
 
-    carrier: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-    tracking_number: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:\-]{1,100}$")]
+    carrier: Annotated[str, msgspec.Meta(min_length=1, max_length=40, extra_json_schema={
+        "enum": sorted(CARRIERS), "description": "case-insensitive"})]
+    tracking_number: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
     # A taxonomy status, or the carrier's raw code (mapped, and kept raw).
     status: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True, extra_json_schema={
+        "pattern": INSTANT_PATTERN, "description": f"with an offset; {TIME_RANGE_MESSAGE}"})]
     event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     raw_code: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     description: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
     location: Location | None = None
     # The carrier's own estimated delivery date (local), as stated with this scan; kept on
     # the shipment as its carrier estimate (the newest by occurred_at wins).
-    estimated_delivery: date | None = None
+    estimated_delivery: Annotated[date, msgspec.Meta(extra_json_schema={
+        "pattern": DATE_PATTERN, "description": "within 3 years of occurred_at"})] | None = None
 
 
 class QuoteIn(_In):
@@ -173,7 +223,8 @@ class QuoteIn(_In):
     destination: Address
     order_time: Timestamp
     carrier: Carrier | None = None
-    service_level: str | None = None
+    service_level: Annotated[str, Field(json_schema_extra={"enum": list(SERVICE_LEVELS)})
+                             ] | None = None
 
     @field_validator("service_level")
     @classmethod

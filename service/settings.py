@@ -30,6 +30,17 @@ class Settings(BaseSettings):
     public_base_url: AnyUrl = AnyUrl("http://127.0.0.1:8080")
     # Signs unsubscribe links and other tokens; the default is for laptops only.
     parcelcast_secret_key: Annotated[str, Field(min_length=16)] = "dev-only-insecure-secret-key"
+    # Earlier secret keys, comma-separated: links they signed still verify (key rotation).
+    parcelcast_previous_secret_keys: str = ""
+    # Links signed before they carried an issue time: accepted until then (unset: always).
+    parcelcast_untimed_links_until: datetime | None = None
+    # A tracking link works until the parcel is delivered and this many days after.
+    tracking_link_days_after_delivery: Annotated[float, Field(ge=0)] = 90.0
+    # When set, GET /metrics needs `Authorization: Bearer <token>`.
+    metrics_token: Annotated[str, Field(min_length=16)] | None = None
+    # When set ("host:port"), `parcelcast serve` also listens there and answers /metrics
+    # only there (404 on its public address).
+    metrics_bind: str | None = None
     parcelcast_queue_name: str = "parcelcast:queue"
     # Seconds an enqueued work item may stay unfinished before the relay hands it over again.
     parcelcast_stale_after_s: Annotated[float, Field(gt=0)] = 60.0
@@ -110,12 +121,41 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown IANA timezone {value!r}, e.g. 'America/Chicago'") from None
         return value
 
-    @field_validator("parcelcast_clock_start")
+    @field_validator("parcelcast_previous_secret_keys")
+    @classmethod
+    def _previous_keys(cls, value: str) -> str:
+        if any(len(key) < 16 for key in _split_keys(value)):
+            raise ValueError("each key must have at least 16 characters")
+        return value
+
+    @field_validator("metrics_bind")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("must be host:port, e.g. 127.0.0.1:9100")
+        return value or None
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where /metrics is served when it has an address of its own."""
+        if self.metrics_bind is None:
+            return None
+        host, _, port = self.metrics_bind.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @field_validator("parcelcast_clock_start", "parcelcast_untimed_links_until")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("must include a timezone offset, e.g. 2026-11-02T00:00:00Z")
         return value
+
+    @property
+    def link_secrets(self) -> tuple[str, ...]:
+        """The keys a signed link may be signed with: the current one first."""
+        return (self.parcelcast_secret_key, *_split_keys(self.parcelcast_previous_secret_keys))
 
     @property
     def data_dir(self) -> Path:
@@ -126,6 +166,10 @@ class Settings(BaseSettings):
             return SystemClock()
         anchor = self.parcelcast_clock_anchor if self.parcelcast_clock_anchor else time.time()
         return ScaledClock(self.parcelcast_clock_start, anchor, self.parcelcast_clock_speed)
+
+
+def _split_keys(value: str) -> list[str]:
+    return [key.strip() for key in value.split(",") if key.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -23,6 +23,7 @@ import zipcodes
 from babel.core import get_global
 
 from predictor.lanes import STATE_TIMEZONES
+from service.limits import TIME_RANGE_MESSAGE, OutOfRange, check_instant
 
 # The zone most of each state's or province's people live in.
 REGION_ZONES: dict[str, dict[str, str]] = {
@@ -155,6 +156,15 @@ def resolve(value: str, postal_code: str | None = None, country: str | None = No
             fallback_zone: str | None = None) -> Resolved:
     """An aware instant for a carrier time string; raises ValueError if it is not ISO 8601."""
     parsed, date_only = parse_carrier_time(value)
+    if not 1969 <= parsed.year <= 2100:  # before any arithmetic: year 1 or 9999 overflows
+        raise OutOfRange(TIME_RANGE_MESSAGE)
+    resolved = _resolve(parsed, date_only, postal_code, country, region, city, fallback_zone)
+    check_instant(resolved.at)
+    return resolved
+
+
+def _resolve(parsed: datetime, date_only: bool, postal_code: str | None, country: str | None,
+             region: str | None, city: str | None, fallback_zone: str | None) -> Resolved:
     if parsed.tzinfo is not None:
         return Resolved(parsed.astimezone(UTC), None, "offset", date_only)
     found = location_zone(parsed, postal_code, country, region, city)

@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient
 
 from service.settings import Settings
 from tests.builders import event, order, shipment
-from tests.conftest import KeyFactory
+from tests.conftest import START, KeyFactory
 
 
 async def test_order_upsert_is_idempotent(client: TestClient, admin: dict[str, str]) -> None:
@@ -176,7 +176,7 @@ async def test_tracking_page_behind_a_signed_link(
     await client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
     await client.post("/v1/tracking-events", headers=admin, json=event(
         "in_transit", "2026-11-03T23:30:00Z", description="Arrived at <b>hub</b>"))
-    url = tracking_url("http://x", settings.parcelcast_secret_key, "s-1")
+    url = tracking_url("http://x", settings.parcelcast_secret_key, "s-1", START)
     page = await client.get(url.removeprefix("http://x"))
     assert page.status == 200 and page.content_type == "text/html"
     html = await page.text()

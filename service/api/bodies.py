@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from service.errors import FieldError, ProblemError, validation_failed
+from service.limits import json_problems
 
 M = TypeVar("M", bound=BaseModel)
 _JSON_TYPES = frozenset({
@@ -29,31 +30,54 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     return errors
 
 
-async def read_body(request: web.Request) -> bytes:
-    """The raw body; 415 for a non-JSON media type, 422 if empty, 413 if too big."""
+def check_media_type(request: web.Request) -> None:
+    """415 unless the request says (or may mean) JSON."""
     # curl's -d sends application/x-www-form-urlencoded; a JSON body under it is accepted
     # so the README's curl examples need no extra header.
     if request.content_type not in _JSON_TYPES:
         raise ProblemError(415, "Unsupported media type",
-                           f"send application/json, not {request.content_type}")
+                           f"send application/json, not {request.content_type[:100]}",
+                           [FieldError("Content-Type", "must be application/json",
+                                       "media_type")])
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, UTF-8; 415 for a non-JSON media type, 400 if not UTF-8, 422 if empty,
+    413 if too big."""
+    check_media_type(request)
     body = await request.read()  # raises 413 past client_max_size
     if not body:
         raise validation_failed([FieldError("body", "request body is empty", "missing")])
+    try:
+        body.decode()
+    except UnicodeDecodeError as exc:
+        raise malformed(f"it is not UTF-8 (byte {exc.start})") from None
     return body
 
 
-def malformed(exc: Exception) -> ProblemError:
+def malformed(exc: Exception | str) -> ProblemError:
     return ProblemError(400, "Malformed JSON", f"the body is not valid JSON: {exc}",
+                        [FieldError("body", "must be valid JSON in UTF-8", "malformed")],
                         type_slug="https://parcelcast.dev/problems/malformed-json")
 
 
-async def read_json(request: web.Request) -> Any:
-    """The parsed JSON body; 415 for another media type, 400 for broken JSON, 413 if too big."""
-    body = await read_body(request)
+def parse_json(body: bytes) -> Any:
+    """Parsed JSON that can be stored: 400 when broken (or deeper than orjson's 1,024
+    levels), 422 naming each field with a NUL or nested deeper than MAX_JSON_DEPTH."""
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise malformed(exc) from None
+    problems = json_problems(data)
+    if problems:
+        raise validation_failed(problems)
+    return data
+
+
+async def read_json(request: web.Request) -> Any:
+    """The parsed JSON body; 415 for another media type, 400 for broken JSON, 413 if too big,
+    422 for text that cannot be stored."""
+    return parse_json(await read_body(request))
 
 
 def validate(model: type[M], data: Any, prefix: str = "") -> M:

@@ -6,12 +6,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import asyncpg
 import orjson
 from aiohttp import web
 
 from service.api.keys import metrics_key, settings_key
 from service.errors import ProblemError
+from service.store.pool import STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -46,9 +46,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400:
             raise
         return problem_response(_from_http_exception(exc, request), request)
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-            asyncpg.CannotConnectNowError) as exc:
-        log.warning("store unavailable in %s %s: %s", request.method, request.path, exc)
+    except STORE_UNAVAILABLE as exc:
+        log.warning("store unavailable in %s %s: %s: %s", request.method, request.path,
+                    type(exc).__name__, exc)
         return problem_response(ProblemError(
             503, "Service unavailable", "a data store is unreachable; nothing was written",
             headers={"Retry-After": "5"}), request)

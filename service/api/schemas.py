@@ -1,10 +1,19 @@
-"""Response shapes, for the OpenAPI document (tests check real responses against them)."""
+"""Shapes for the OpenAPI document: responses (tests check real responses against them)
+and the bodies of senders' webhooks (validated by their adapters, described here)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from service.integrations import aftership, easypost, shopify
+
+
+class FieldErrorOut(BaseModel):
+    field: str
+    message: str
+    code: str
 
 
 class Problem(BaseModel):
@@ -13,7 +22,7 @@ class Problem(BaseModel):
     status: int
     detail: str
     instance: str | None = None
-    errors: list[dict[str, str]] | None = None
+    errors: list[FieldErrorOut] | None = None
 
 
 class EventOut(BaseModel):
@@ -117,3 +126,56 @@ class QuoteOut(BaseModel):
     order_time: str
     model_version: str
     options: list[QuoteOption]
+
+
+class WebhookAnswer(BaseModel):
+    """What a webhook answers for a delivery it kept."""
+
+    model_config = ConfigDict(extra="allow")
+    status: Literal["processed", "ignored", "duplicate"]
+    delivery_id: str
+    orders: int | None = None
+    shipments: int | None = None
+    events: dict[str, int] | None = None
+    estimates: int | None = None
+    ignored: str | None = None
+    kept_newer: int | None = None
+    notes: list[str] | None = Field(
+        None, description="parts of the delivery not stored (or stored changed), and why")
+
+
+class ShopifyDelivery(RootModel[shopify.Order | shopify.Fulfillment]):
+    """An order (orders/create, orders/updated) or a fulfilment (fulfillments/*), as the
+    X-Shopify-Topic header says; other topics are acknowledged and ignored."""
+
+
+class EasyPostDelivery(easypost.Event):
+    """An EasyPost Event; for tracker.created/tracker.updated its result is a Tracker."""
+
+    result: easypost.Tracker | dict[str, Any] | None = None  # type: ignore[assignment]
+
+
+class AfterShipDelivery(aftership.Envelope):
+    """An AfterShip webhook: the tracking in `msg`."""
+
+    msg: aftership.Tracking  # type: ignore[assignment]
+
+
+SidText = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,64}$")]
+
+
+class TwilioInbound(BaseModel):
+    """The fields of Twilio's inbound-message request we use (it sends more)."""
+
+    model_config = ConfigDict(extra="allow")
+    From: Annotated[str, Field(min_length=1, max_length=64)]
+    Body: str = ""
+    MessageSid: SidText | None = None
+
+
+class TwilioStatus(BaseModel):
+    """The fields of Twilio's status callback we use (it sends more)."""
+
+    model_config = ConfigDict(extra="allow")
+    MessageSid: SidText
+    MessageStatus: Annotated[str, Field(pattern=r"^[a-z_\-]{1,32}$")]

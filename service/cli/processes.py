@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import click
 
@@ -38,11 +39,27 @@ def serve(host: str, port: int) -> None:
     app = create_app(settings, settings.clock())
     from service.store.migrations import SchemaBehind
 
+    # METRICS_BIND: a second, private address; /metrics answers only there.
+    sockets = [metrics_socket(*settings.metrics_address)] if settings.metrics_address else None
     try:
-        web.run_app(app, host=host, port=port, access_log=None,
+        web.run_app(app, host=host, port=port, sock=sockets, access_log=None,
                     print=lambda msg: click.echo(msg, err=True))
     except SchemaBehind as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def metrics_socket(host: str, port: int) -> socket.socket:
+    """A listening socket for METRICS_BIND (bound before the app starts, so a taken port
+    stops start-up with a clear error)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"METRICS_BIND {host}:{port}: {exc}") from None
+    return sock
 
 
 @main.command()

@@ -274,7 +274,7 @@ async def build_summary(conn: asyncpg.Connection, stack: Stack, counts: replay.R
         "messages": await summary.messages(conn),
         "standins": standins,
         "samples": samples,
-        "tracking_link": tracking_url(stack.api, settings.parcelcast_secret_key, in_transit)
+        "tracking_link": tracking_url(stack.api, settings.parcelcast_secret_key, in_transit, end)
         if in_transit else None,
     }
 

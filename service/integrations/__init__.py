@@ -25,9 +25,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from service.errors import FieldError
 from service.inputs import Location, OrderIn, ShipmentIn, TrackingEventIn
+from service.limits import OutOfRange, check_day, near
 from service.store.events import EventRow
 from service.tracking.carrier_codes import carrier_slug
-from service.tracking.ingest import to_row
+from service.tracking.ingest import event_problems, to_row
 from service.tracking.taxonomy import CARRIERS
 
 
@@ -170,4 +171,21 @@ def event_row(where: str, payload: dict[str, Any], **fields: Any) -> EventRow:
         path = at.rstrip("`").removeprefix("$").lstrip(".")
         field = ".".join(p for p in (where, path) if p) or "body"
         raise MappingError([FieldError(field, message)]) from None
+    problems = event_problems(event, where)
+    if problems:
+        raise MappingError(problems)
     return to_row(event, orjson.dumps(payload))
+
+
+def estimate_problem(day: date, as_of: datetime | None) -> str | None:
+    """Why a sender's estimated delivery date cannot be used, or None (see service.limits)."""
+    try:
+        check_day(day)
+    except OutOfRange as exc:
+        return str(exc)
+    return near(day, as_of, "the time it was stated") if as_of is not None else None
+
+
+def skipped(exc: MappingError) -> list[str]:
+    """Notes for a part of a delivery left out (the rest of the delivery is stored)."""
+    return [f"{e.field}: {e.message}; not stored" for e in exc.errors]

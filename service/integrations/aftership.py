@@ -28,12 +28,15 @@ from service.integrations import (
     MappingError,
     Shape,
     WebhookBatch,
+    estimate_problem,
     event_id,
     event_row,
     known_carrier,
     location,
+    skipped,
     validate_shape,
 )
+from service.limits import OutOfRange
 from service.store.events import EventRow
 from service.tracking.carrier_codes import AFTERSHIP_SUBTAGS, AFTERSHIP_TAGS, lookup
 from service.zones import country_code, resolve
@@ -108,8 +111,11 @@ class TrackingUpdate:
             if not (cp.checkpoint_time or "").strip():
                 notes.append(f"msg.checkpoints.{i}: no checkpoint_time; not stored as an event")
                 continue
-            rows.append(self._row(i, cp, raw, origin_zone))
-        estimate = self._estimate()
+            try:
+                rows.append(self._row(i, cp, raw, origin_zone))
+            except MappingError as exc:  # one bad checkpoint never refuses the others
+                notes.extend(skipped(exc))
+        estimate = self._estimate(notes)
         return WebhookBatch(events=rows, estimates=[estimate] if estimate else [], notes=notes)
 
     def _row(self, index: int, cp: Checkpoint, raw: dict[str, Any], origin_zone: str | None
@@ -118,6 +124,9 @@ class TrackingUpdate:
         try:
             when = resolve(cp.checkpoint_time or "", cp.postcode, cp.country, cp.state,
                            cp.city, origin_zone)
+        except OutOfRange as exc:
+            raise MappingError([FieldError(f"{where}.checkpoint_time", str(exc), "date_range")]
+                               ) from None
         except ValueError:
             raise MappingError([FieldError(f"{where}.checkpoint_time",
                                            "must be an ISO 8601 date or date-time",
@@ -147,9 +156,13 @@ class TrackingUpdate:
             return lookup(self.carrier, cp.raw_tag) or "unknown", cp.raw_tag
         return "unknown", given or "unknown"
 
-    def _estimate(self) -> CarrierEstimate | None:
+    def _estimate(self, notes: list[str]) -> CarrierEstimate | None:
         for name in ESTIMATE_FIELDS:
             day, source = _estimate_date(self.raw.get(name))
+            why = estimate_problem(day, self.as_of) if day else None
+            if why:
+                notes.append(f"msg.{name}: {why}; not stored")
+                continue
             if day:
                 label = f"aftership:{name}" + (f":{source}" if source else "")
                 return CarrierEstimate(self.carrier, self.tracking_number, day, label[:100],

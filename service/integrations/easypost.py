@@ -22,12 +22,15 @@ from service.integrations import (
     MappingError,
     Shape,
     WebhookBatch,
+    estimate_problem,
     event_id,
     event_row,
     known_carrier,
     location,
+    skipped,
     validate_shape,
 )
+from service.limits import OutOfRange, check_instant
 from service.store.events import EventRow
 from service.tracking.carrier_codes import EASYPOST_DETAILS, EASYPOST_STATUSES, lookup
 from service.zones import resolve
@@ -88,11 +91,17 @@ class TrackerUpdate:
         return self.tracker.tracking_code.strip()
 
     def batch(self, origin_zone: str | None) -> WebhookBatch:
-        rows = [self._row(i, d, raw, origin_zone)
-                for i, (d, raw) in enumerate(zip(self.tracker.tracking_details, self.details,
-                                                 strict=True))]
-        estimate = self._estimate()
-        return WebhookBatch(events=rows, estimates=[estimate] if estimate else [])
+        """The tracker's scans and estimate; a scan that cannot be used is left out and
+        named in the notes, so one bad detail never refuses the others."""
+        rows, notes = [], []
+        for i, (detail, raw) in enumerate(zip(self.tracker.tracking_details, self.details,
+                                              strict=True)):
+            try:
+                rows.append(self._row(i, detail, raw, origin_zone))
+            except MappingError as exc:
+                notes.extend(skipped(exc))
+        estimate = self._estimate(notes)
+        return WebhookBatch(events=rows, estimates=[estimate] if estimate else [], notes=notes)
 
     def _row(self, index: int, detail: TrackingDetail, raw: dict[str, Any],
              origin_zone: str | None) -> EventRow:
@@ -101,6 +110,9 @@ class TrackerUpdate:
         try:
             when = resolve(detail.datetime, place.zip, place.country, place.state, place.city,
                            origin_zone)
+        except OutOfRange as exc:
+            raise MappingError([FieldError(f"{where}.datetime", str(exc), "date_range")]
+                               ) from None
         except ValueError:
             raise MappingError([FieldError(f"{where}.datetime", "must be an ISO 8601 date-time",
                                            "datetime_parsing")]) from None
@@ -131,9 +143,10 @@ class TrackerUpdate:
             return lookup(self.carrier, detail.carrier_code) or "unknown", detail.carrier_code
         return "unknown", given or "unknown"
 
-    def _estimate(self) -> CarrierEstimate | None:
+    def _estimate(self, notes: list[str]) -> CarrierEstimate | None:
         local = self.tracker.carrier_detail.est_delivery_date_local \
             if self.tracker.carrier_detail else None
+        as_of = _instant(self.tracker.updated_at)
         for value, source in ((local, "easypost:est_delivery_date_local"),
                               (self.tracker.est_delivery_date, "easypost:est_delivery_date")):
             if value:
@@ -142,17 +155,20 @@ class TrackerUpdate:
                     day = date.fromisoformat(value[:10])
                 except ValueError:
                     continue
-                return CarrierEstimate(self.carrier, self.tracking_number, day, source,
-                                       _instant(self.tracker.updated_at))
+                why = estimate_problem(day, as_of)
+                if why:
+                    notes.append(f"{source.partition(':')[2]}: {why}; not stored")
+                    continue
+                return CarrierEstimate(self.carrier, self.tracking_number, day, source, as_of)
         return None
 
 
 def _instant(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value) if value else None
-    except ValueError:
+        return check_instant(parsed) if parsed and parsed.tzinfo else None
+    except ValueError:  # incl. OutOfRange: a time we cannot compare with is no time
         return None
-    return parsed if parsed and parsed.tzinfo else None
 
 
 def parse(payload: Any) -> TrackerUpdate | str:

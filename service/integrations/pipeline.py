@@ -26,6 +26,7 @@ import orjson
 from service.api.bodies import malformed
 from service.errors import FieldError, ProblemError, validation_failed
 from service.integrations import MappingError, WebhookBatch, aftership, easypost, shopify
+from service.limits import UNSTORABLE_MESSAGE, json_problems, scrub, scrubbed
 from service.security.webhook_secrets import Source, as_source
 from service.store import events as events_db
 from service.store import orders as orders_db
@@ -45,6 +46,7 @@ class Identified:
     payload: Any
     topic: str | None
     source_event_id: str | None
+    notes: tuple[str, ...] = ()  # what was changed to be storable
 
 
 def identify(source: Source, body: bytes, topic: str | None = None,
@@ -57,24 +59,37 @@ def identify(source: Source, body: bytes, topic: str | None = None,
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise malformed(exc) from None
+    deep = [e for e in json_problems(payload) if e.code == "too_deep"]
+    if deep:
+        raise malformed(f"{deep[0].field} is {deep[0].message}")
+    # A sender's text we cannot store is replaced (U+FFFD) and noted, not refused: the raw
+    # body keeps the original.
+    payload, replaced = scrubbed(payload)
+    notes = tuple(f"{path}: {UNSTORABLE_MESSAGE}; replaced with U+FFFD" for path in replaced[:20])
     if source == "shopify":
-        return Identified(payload, topic, source_event_id)
+        return Identified(payload, topic, source_event_id, notes)
     topic_field, id_field = ("description", "id") if source == "easypost" else ("event", "event_id")
     if not isinstance(payload, dict):
-        return Identified(payload, None, None)
+        return Identified(payload, None, None, notes)
     named, event_id = payload.get(topic_field), payload.get(id_field)
-    return Identified(payload, named if isinstance(named, str) else None,
-                      event_id if isinstance(event_id, str) else None)
+    return Identified(payload, named[:200] if isinstance(named, str) else None,
+                      event_id[:200] if isinstance(event_id, str) else None, notes)
 
 
 async def build(source: Source, delivery: Identified, origin: OriginLookup) -> WebhookBatch:
     """The delivery's batch through the current adapter; MappingError names what is wrong."""
+    batch = await _build(source, delivery, origin)
+    batch.notes[:0] = delivery.notes
+    return batch
+
+
+async def _build(source: Source, delivery: Identified, origin: OriginLookup) -> WebhookBatch:
     if source == "shopify":
         return shopify.parse(delivery.topic, delivery.payload)
     parse = easypost.parse if source == "easypost" else aftership.parse
     parsed = parse(delivery.payload)
     if isinstance(parsed, str):
-        return WebhookBatch(ignored=f"event {parsed!r} is not handled")
+        return WebhookBatch(ignored=f"event {parsed[:100]!r} is not handled")
     where = await origin(parsed.carrier, parsed.tracking_number)
     return parsed.batch(address_zone(*where) if where else None)
 
@@ -86,7 +101,8 @@ def refusal(exc: MappingError | ProblemError) -> ProblemError:
 
 def errors_of(problem: ProblemError) -> list[dict[str, str]]:
     """What a rejected delivery's record keeps about why."""
-    return [e.as_dict() for e in problem.errors] or [{"field": "body", "message": problem.detail}]
+    found = [e.as_dict() for e in problem.errors] or [{"field": "body", "message": problem.detail}]
+    return [{k: scrub(v) for k, v in error.items()} for error in found]
 
 
 def tracking_taken(exc: shipments_db.TrackingNumberTaken) -> ProblemError:

@@ -30,7 +30,10 @@ def bearer_token(header: str | None) -> str | None:
     if not header:
         return None
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip().startswith(KEY_PREFIX):
+    # Our keys are ASCII; anything else (header bytes that were not UTF-8 arrive as
+    # surrogates) is simply not a key.
+    if scheme.lower() != "bearer" or not token.strip().startswith(KEY_PREFIX) \
+            or not token.isascii():
         return None
     return token.strip()
 

@@ -18,6 +18,25 @@ SERVER_SETTINGS = {
 }
 
 
+# What a restart, failover or overload of PostgreSQL raises: the store is unavailable for a
+# moment and a retry may succeed (the API answers 503 with Retry-After). OSError covers
+# refused and reset connections and timeouts; InterfaceError a connection closed under a
+# query; InternalClientError a protocol state lost with it; class 08 connection failures;
+# 57 operator intervention (admin/crash shutdown, "starting up", a cancelled statement);
+# 53 insufficient resources (too many connections, disk full); 40 a serialization failure
+# or deadlock with a concurrent write; 25006 a read-only server after a failover.
+STORE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+)
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 

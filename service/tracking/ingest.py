@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC
 
 import msgspec
+import orjson
 
 from service.errors import FieldError
 from service.inputs import TrackingEventIn
+from service.limits import OutOfRange, check_day, check_instant, json_problems, near, raw_json_suspect
 from service.store.events import EventRow
 from service.tracking.taxonomy import CARRIERS, normalize_status, status_rank
 
@@ -40,12 +42,45 @@ def _field_error(exc: msgspec.ValidationError, prefix: str) -> FieldError:
     return FieldError(field, message, "invalid")
 
 
-def parse_event(raw: bytes, prefix: str = "") -> tuple[TrackingEventIn | None, list[FieldError]]:
-    """Decode and check one event from its raw JSON bytes."""
+def _at(prefix: str, name: str) -> str:
+    return ".".join(p for p in (prefix, name) if p)
+
+
+def event_problems(event: TrackingEventIn, prefix: str = "") -> list[FieldError]:
+    """What msgspec's constraints cannot say: times the pipeline can compute with."""
+    errors = []
+    try:
+        check_instant(event.occurred_at)
+    except OutOfRange as exc:
+        errors.append(FieldError(_at(prefix, "occurred_at"), str(exc), "date_range"))
+    if event.estimated_delivery is not None:
+        try:
+            why = near(check_day(event.estimated_delivery), event.occurred_at, "occurred_at")
+        except OutOfRange as exc:
+            why = str(exc)
+        if why:
+            errors.append(FieldError(_at(prefix, "estimated_delivery"), why, "date_range"))
+    return errors
+
+
+def parse_event(raw: bytes | msgspec.Raw, prefix: str = ""
+                ) -> tuple[TrackingEventIn | None, list[FieldError]]:
+    """Decode and check one event from its raw JSON bytes (valid UTF-8: see read_body)."""
+    if raw_json_suspect(bytes(raw)):
+        # The raw item becomes the stored payload: no field of it may hold a NUL.
+        try:
+            problems = json_problems(orjson.loads(bytes(raw)), prefix)
+        except orjson.JSONDecodeError as exc:
+            problems = [FieldError(prefix or "body", f"not valid JSON: {exc}", "malformed")]
+        if problems:
+            return None, problems
     try:
         event = _decode_event.decode(raw)
     except msgspec.ValidationError as exc:
         return None, [_field_error(exc, prefix)]
+    problems = event_problems(event, prefix)
+    if problems:
+        return None, problems
     carrier = event.carrier.lower()
     if carrier not in CARRIERS:
         return None, [FieldError(

@@ -22,4 +22,4 @@ def history() -> SimulatedHistory:
 @pytest.fixture(scope="session")
 def trained(history: SimulatedHistory) -> tuple[EtaModel, dict[str, Any]]:
     return train_model(history.shipments, history.events, num_boost_round=60,
-                       params={"max_depth": 5, "learning_rate": 0.15})
+                       params={"max_depth": 5, "learning_rate": 0.15, "nthread": 1})

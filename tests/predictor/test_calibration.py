@@ -92,7 +92,7 @@ def test_online_quantiles_use_only_what_was_known_each_day() -> None:
 def test_factors_follow_a_slowdown_sooner_than_recent_deliveries_do() -> None:
     calm, slow = _pool(40_000), _pool(40_000, slow_from=30 * DAY)
     at = 40 * DAY  # ten days into the slowdown: most slow long-horizon parcels still out
-    f_calm, f_slow = calm.factors(at), slow.factors(at)
+    f_calm, f_slow = calm.factors(at, 21), slow.factors(at, 21)
     assert abs(f_calm["log_q50"]) < 0.02 and abs(f_calm["log_q90"]) < 0.02
     assert f_slow["log_q50"] > 0.07 and f_slow["log_q90"] > 0.12
     # The errors of parcels delivered in the same window only show half of it yet.

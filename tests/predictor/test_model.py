@@ -106,7 +106,8 @@ def test_the_numpy_walk_predicts_what_xgboost_predicts(
     model, _ = trained
     if margin:
         model, _ = train_model(history.shipments, history.events, num_boost_round=15,
-                               params={"max_depth": 4, "base_margin": True})
+                               params={"max_depth": 4, "base_margin": True,
+                                                          "nthread": 1})
     X, _, _ = training_snapshots(history.shipments.head(60), history.events,
                                  recent=recent_performance(history.shipments))
     X = X.head(40).copy()

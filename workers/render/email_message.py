@@ -8,7 +8,7 @@ from email.contentmanager import raw_data_manager
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import Compat32
+from email.policy import SMTP, Compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from urllib.parse import urlsplit
 
@@ -30,6 +30,11 @@ class _MimePolicy(Compat32):
 
 
 POLICY = _MimePolicy()
+# How a message goes on the wire: SMTP line endings, and lines up to RFC 5322's 998
+# characters. At the default 78 the modern folder turns a long word it cannot break, such
+# as a List-Unsubscribe URL with a signed token, into RFC 2047 encoded words, which mail
+# clients do not read as a URL.
+WIRE_POLICY = SMTP.clone(max_line_length=998)
 
 
 def _encoded(value: str) -> str:

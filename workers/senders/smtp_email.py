@@ -14,7 +14,9 @@ from aiosmtplib import (
     SMTPRecipientsRefused,
     SMTPResponseException,
 )
+from aiosmtplib.email import extract_recipients, extract_sender
 
+from workers.render.email_message import WIRE_POLICY
 from workers.senders.errors import PermanentSendError, SendResult, TransientSendError
 from workers.senders.ratelimit import RateLimiter
 
@@ -86,7 +88,10 @@ class SmtpEmailSender:
             try:
                 if not smtp.is_connected:
                     await smtp.connect()
-                _errors, response = await smtp.send_message(message)
+                # Flattened here: aiosmtplib's own policy would encode long header lines.
+                _errors, response = await smtp.sendmail(
+                    extract_sender(message) or "", extract_recipients(message),
+                    message.as_bytes(policy=WIRE_POLICY))
                 keep = True
             except SMTPRecipientsRefused as exc:
                 keep = True

@@ -37,8 +37,9 @@ def render_context(settings: Settings, claim: ClaimedSend) -> MessageContext:
         shop_name=settings.shop_name,
         carrier_name=CARRIERS.get(carrier, carrier),
         tracking_number=claim.tracking_number or "",
-        tracking_url=tracking_url(base, secret, n.shipment_id),
-        unsubscribe_url=unsubscribe_url(base, secret, n.channel, n.recipient),
+        # Issued when the notification was planned: a resend carries the same links.
+        tracking_url=tracking_url(base, secret, n.shipment_id, n.created_at),
+        unsubscribe_url=unsubscribe_url(base, secret, n.channel, n.recipient, n.created_at),
         customer_name=claim.customer_name,
         status_detail=claim.last_description,
         timezone=zone,

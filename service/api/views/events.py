@@ -37,6 +37,8 @@ def _items(body: bytes) -> tuple[list[msgspec.Raw] | list[bytes], str]:
         envelope = _decode_envelope.decode(body)
     except msgspec.DecodeError as exc:
         raise malformed(exc) from None
+    except RecursionError:
+        raise malformed("it is nested too deeply") from None
     except msgspec.ValidationError:
         # Valid JSON that is neither an object nor a list, or "events" that is not a list.
         if body.lstrip()[:1] == b"{":

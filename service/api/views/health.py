@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.keys import metrics_key, pool_key, redis_key, settings_key
 from service.api.responses import json_response
+from service.errors import FieldError, ProblemError
 from service.store import work as work_db
 
 CHECK_TIMEOUT = 2.0
@@ -47,7 +49,29 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+def _metrics_allowed(request: web.Request) -> None:
+    """With METRICS_BIND set, /metrics exists only on that address; with METRICS_TOKEN set,
+    a scrape must bring it as a bearer token."""
+    settings = request.app[settings_key]
+    address = settings.metrics_address
+    if address is not None:
+        local = request.transport.get_extra_info("sockname") if request.transport else None
+        if not local or int(local[1]) != address[1]:
+            raise web.HTTPNotFound()
+    token = settings.metrics_token
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(errors="surrogateescape"), token.encode()):
+        raise ProblemError(401, "Unauthorized", "send the metrics token: Authorization: Bearer "
+                           "<METRICS_TOKEN>", [FieldError("Authorization", "missing or wrong "
+                                                          "metrics token", "unauthorized")],
+                           headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+
+
 async def metrics(request: web.Request) -> web.Response:
+    _metrics_allowed(request)
     app = request.app
     gauges = app[metrics_key]
     try:

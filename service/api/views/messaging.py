@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import html
+import re
+from urllib.parse import parse_qsl
+
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from service.api.keys import clock_key, pool_key, settings_key
-from service.errors import ProblemError
-from service.security.links import unsign
+from service.api.link_pages import link_page
+from service.errors import FieldError, ProblemError, validation_failed
+from service.limits import scrub, unstorable
+from service.security.links import untimed_refused, verify
 from service.store import notifications as notifications_db
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT",
@@ -23,25 +29,59 @@ def _twiml(message: str | None = None) -> web.Response:
                         content_type="application/xml")
 
 
+FORM_TYPE = "application/x-www-form-urlencoded"
+_SID = re.compile(r"^[A-Za-z0-9]{1,64}$")
+_STATUS = re.compile(r"^[a-z_\-]{1,32}$")
+
+
+async def _read_form(request: web.Request) -> dict[str, str]:
+    """The posted form: 415 unless urlencoded (as Twilio posts), 400 unless UTF-8."""
+    if request.content_type != FORM_TYPE:
+        raise ProblemError(415, "Unsupported media type",
+                           f"send {FORM_TYPE}, not {request.content_type[:100]}",
+                           [FieldError("Content-Type", f"must be {FORM_TYPE}", "media_type")])
+    body = await request.read()
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise ProblemError(400, "Malformed form", "the form is not UTF-8 url-encoded text",
+                           [FieldError("body", "must be UTF-8 url-encoded", "malformed")]
+                           ) from None
+    return dict(pairs)
+
+
 async def _verified_form(request: web.Request) -> dict[str, str]:
     """The form Twilio posted, after checking X-Twilio-Signature with the SDK's validator."""
     settings = request.app[settings_key]
-    form = {k: str(v) for k, v in (await request.post()).items()}
+    form = await _read_form(request)
     # Twilio signs the URL it called: our public base URL, not the address we listen on.
     url = f"{str(settings.public_base_url).rstrip('/')}{request.path_qs}"
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature or not RequestValidator(settings.twilio_auth_token).validate(
             url, form, signature):
-        raise ProblemError(401, "Unauthorized", "missing or invalid X-Twilio-Signature")
+        raise ProblemError(401, "Unauthorized", "missing or invalid X-Twilio-Signature",
+                           [FieldError("X-Twilio-Signature", "missing or invalid", "signature")])
     return form
+
+
+def _field(form: dict[str, str], name: str, pattern: re.Pattern[str] | None = None,
+           limit: int = 64) -> str:
+    """A required form field we store: present, storable text, within its shape."""
+    value = form.get(name, "")
+    if not value:
+        raise validation_failed([FieldError(name, "is required", "missing")])
+    if unstorable(value) or len(value) > limit or (pattern and not pattern.match(value)):
+        raise validation_failed([FieldError(
+            name, f"must be at most {limit} characters" + (
+                f" matching {pattern.pattern}" if pattern else " of text"), "pattern")])
+    return value
 
 
 async def twilio_inbound(request: web.Request) -> web.Response:
     form = await _verified_form(request)
-    sender = form.get("From", "")
-    word = form.get("Body", "").strip().split(" ")[0].upper() if form.get("Body") else ""
-    if not sender:
-        raise ProblemError(422, "Validation failed", "From is missing")
+    sender = _field(form, "From")
+    body = scrub(form.get("Body", ""))
+    word = body.strip().split(" ")[0].upper() if body.strip() else ""
     async with request.app[pool_key].acquire() as conn, conn.transaction():
         if word in STOP_WORDS:
             await notifications_db.opt_out(conn, "sms", sender, "sms-reply",
@@ -56,28 +96,37 @@ async def twilio_inbound(request: web.Request) -> web.Response:
 
 async def twilio_status(request: web.Request) -> web.Response:
     form = await _verified_form(request)
-    sid, status = form.get("MessageSid") or form.get("SmsSid"), form.get("MessageStatus")
-    if not sid or not status:
-        raise ProblemError(422, "Validation failed", "MessageSid and MessageStatus are required")
+    if not form.get("MessageSid") and form.get("SmsSid"):
+        form["MessageSid"] = form["SmsSid"]
+    sid, status = _field(form, "MessageSid", _SID), _field(form, "MessageStatus", _STATUS)
     async with request.app[pool_key].acquire() as conn:
         await notifications_db.record_provider_status(conn, sid, status,
                                                       request.app[clock_key].now())
     return web.Response(status=204)
 
 
-def _unsubscribe_target(request: web.Request) -> tuple[str, str]:
-    value = unsign(request.app[settings_key].parcelcast_secret_key, "unsubscribe",
-                   request.match_info["token"])
-    if value is None or ":" not in value:
-        raise ProblemError(404, "Not found", "this unsubscribe link is not valid")
-    channel, _, address = value.partition(":")
+def _unsubscribe_target(request: web.Request) -> tuple[str, str] | None:
+    """(channel, address) the link was made for; None for a link that is not valid.
+
+    Unsubscribe links never expire (a customer may find an old e-mail years later): only an
+    untimed link past the operator's cutoff, or one signed with a retired key, stops working.
+    """
+    settings = request.app[settings_key]
+    token = verify(settings.link_secrets, "unsubscribe", request.match_info["token"])
+    if token is None or untimed_refused(token, settings.parcelcast_untimed_links_until,
+                                        request.app[clock_key].now()):
+        return None
+    channel, _, address = token.value.partition(":")
+    if channel not in ("email", "sms") or not address or unstorable(address):
+        return None
     return channel, address
 
 
 async def unsubscribe_page(request: web.Request) -> web.Response:
     """GET: a confirmation page (mail scanners follow links; only a POST unsubscribes)."""
-    channel, address = _unsubscribe_target(request)
-    shop = request.app[settings_key].shop_name
+    if _unsubscribe_target(request) is None:
+        return link_page(request, "invalid")
+    shop = html.escape(request.app[settings_key].shop_name)
     return web.Response(content_type="text/html", text=(
         "<!doctype html><meta charset=utf-8><title>Unsubscribe</title>"
         f"<h1>Stop delivery e-mails from {shop}?</h1>"
@@ -86,8 +135,12 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
-    """POST: RFC 8058 one-click unsubscribe (and the page's button)."""
-    channel, address = _unsubscribe_target(request)
+    """POST: RFC 8058 one-click unsubscribe (and the page's button). The body (if any) says
+    nothing we need: the link alone names the address."""
+    target = _unsubscribe_target(request)
+    if target is None:
+        return link_page(request, "invalid")
+    channel, address = target
     async with request.app[pool_key].acquire() as conn, conn.transaction():
         await notifications_db.opt_out(conn, channel, address, "unsubscribe-link",
                                        request.app[clock_key].now())

@@ -6,24 +6,18 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
-from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
-from jinja2.sandbox import SandboxedEnvironment
 
-from service.api.keys import pool_key, settings_key
-from service.errors import ProblemError
-from service.security.links import unsign
-from service.settings import REPO_ROOT
+from service.api.keys import clock_key, pool_key, settings_key
+from service.api.link_pages import link_page, page_templates
+from service.security.links import tracking_link_expired, untimed_refused, verify
 from service.store import etas
 from service.store import orders as orders_db
 from service.store import shipments as shipments_db
 from service.tracking.taxonomy import CARRIERS
 from service.zones import customer_zone
 
-_pages = SandboxedEnvironment(
-    loader=FileSystemLoader(str(REPO_ROOT / "templates" / "pages")),
-    autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined,
-)
 STATUS_TEXT = {
     "label_created": "Label created: waiting for the carrier",
     "in_transit": "On its way", "out_for_delivery": "Out for delivery today",
@@ -34,21 +28,32 @@ STATUS_TEXT = {
 
 
 def _babel_locale(locale: str) -> str:
-    return locale.replace("-", "_")
+    """Babel's name for the locale; English for one Babel does not know (any BCP 47 tag
+    is a valid order locale)."""
+    try:
+        return str(Locale.parse(locale.replace("-", "_")))
+    except (UnknownLocaleError, ValueError):
+        return "en"
 
 
 async def tracking_page(request: web.Request) -> web.Response:
     settings = request.app[settings_key]
-    shipment_id = unsign(settings.parcelcast_secret_key, "track", request.match_info["token"])
-    if shipment_id is None:
-        raise ProblemError(404, "Not found", "this tracking link is not valid")
+    now = request.app[clock_key].now()
+    token = verify(settings.link_secrets, "track", request.match_info["token"])
+    if token is None:
+        return link_page(request, "invalid")
     async with request.app[pool_key].acquire() as conn:
-        shipment = await shipments_db.get(conn, shipment_id)
+        shipment = await shipments_db.get(conn, token.value)
         if shipment is None:
-            raise ProblemError(404, "Not found", "this shipment no longer exists")
+            return link_page(request, "gone")
         order = await orders_db.get(conn, shipment.order_id)
+        customer_locale = order.locale if order else None
+        if untimed_refused(token, settings.parcelcast_untimed_links_until, now) or \
+                tracking_link_expired(shipment.delivered_at,
+                                      settings.tracking_link_days_after_delivery, now):
+            return link_page(request, "expired", customer_locale)
         timeline = await shipments_db.timeline(conn, shipment.carrier, shipment.tracking_number)
-        _, latest = await etas.first_and_latest(conn, shipment_id)
+        _, latest = await etas.first_and_latest(conn, token.value)
     zone = customer_zone(order.timezone if order else None, shipment.destination_postal_code,
                          shipment.destination_country, settings.shop_timezone)
     locale_tag = order.locale if order else "en"
@@ -61,7 +66,7 @@ async def tracking_page(request: web.Request) -> web.Response:
             value = value.astimezone(tz).date()
         return format_date(value, "EEEE d MMMM", locale=locale)
 
-    html = _pages.get_template("tracking.html.j2").render(
+    html = page_templates.get_template("tracking.html.j2").render(
         locale=locale_tag, shop_name=settings.shop_name,
         order_id=shipment.order_id, tracking_number=shipment.tracking_number,
         carrier_name=CARRIERS.get(shipment.carrier, shipment.carrier),

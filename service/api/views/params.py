@@ -7,13 +7,14 @@ import re
 from aiohttp import web
 
 from service.errors import FieldError, validation_failed
+from service.inputs import ID_PATTERN
 
-_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
+_ID = re.compile(ID_PATTERN)
 
 
 def path_id(request: web.Request, name: str) -> str:
     value = request.match_info[name]
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise validation_failed([FieldError(
             name, "must be 1-100 characters of letters, digits, '.', '_', ':' or '-'", "pattern"
         )])
@@ -24,7 +25,7 @@ def query_id(request: web.Request, name: str) -> str | None:
     value = request.query.get(name)
     if value is None:
         return None
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise validation_failed([FieldError(
             name, "must be 1-100 characters of letters, digits, '.', '_', ':' or '-'", "pattern"
         )])

@@ -16,10 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
+from service.api.bodies import check_media_type
 from service.api.keys import clock_key, metrics_key, pool_key
 from service.api.responses import json_response
-from service.errors import ProblemError
+from service.errors import FieldError, ProblemError
 from service.integrations import MappingError, WebhookBatch, pipeline
+from service.limits import scrub
 from service.security.webhook_secrets import Source, WebhookSecrets, load_webhook_secrets
 from service.security.webhook_signatures import aftership_valid, easypost_valid, shopify_valid
 from service.store import shipments as shipments_db
@@ -76,14 +78,19 @@ async def _signed(request: web.Request, sender: Sender) -> Delivery:
             503, "Not configured",
             f"{sender.source.upper()}_WEBHOOK_SECRET is not set; this endpoint accepts nothing "
             "until it is", type_slug="https://parcelcast.dev/problems/not-configured")
+    check_media_type(request)
     body = await request.read()
     if not sender.verify(secret, body, request.headers.get(sender.signature_header)):
         raise ProblemError(401, "Unauthorized",
                            f"missing or invalid {sender.signature_header} signature",
+                           [FieldError(sender.signature_header, "missing or invalid", "signature")],
                            type_slug="https://parcelcast.dev/problems/bad-signature")
+    # Header values are text we store: bytes that were not UTF-8 arrive as lone surrogates.
     given = request.headers.get(sender.delivery_header) if sender.delivery_header else None
-    headers = {h: request.headers[h] for h in sender.kept_headers if h in request.headers}
-    return Delivery(sender, (given or webhooks_db.body_delivery_id(body))[:200], body, headers)
+    headers = {h: scrub(request.headers[h])[:1000] for h in sender.kept_headers
+               if h in request.headers}
+    delivery_id = scrub(given or webhooks_db.body_delivery_id(body))[:200]
+    return Delivery(sender, delivery_id, body, headers)
 
 
 async def _reject(request: web.Request, delivery: Delivery, problem: ProblemError) -> ProblemError:
@@ -122,8 +129,8 @@ async def _receive(request: web.Request, sender: Sender) -> web.Response:
     """A signed delivery through the shared pipeline: identified, mapped, stored."""
     delivery = await _signed(request, sender)
     if sender is SHOPIFY:  # the trackers name both in the body
-        delivery.topic = request.headers.get("X-Shopify-Topic")
-        delivery.source_event_id = request.headers.get("X-Shopify-Event-Id")
+        delivery.topic = delivery.headers.get("X-Shopify-Topic", "")[:200] or None
+        delivery.source_event_id = delivery.headers.get("X-Shopify-Event-Id", "")[:200] or None
     pool = request.app[pool_key]
 
     async def origin(carrier: str, tracking_number: str) -> tuple[str | None, str | None] | None:
