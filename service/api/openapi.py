@@ -10,6 +10,7 @@ import msgspec
 from pydantic import BaseModel
 
 from service.api import schemas as outputs
+from service.api import support_schemas as support_outputs
 from service.api.routes import ROUTES, Route
 
 REF = "#/components/schemas/{model}"
@@ -25,6 +26,13 @@ RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("GET", "/v1/shipments"): outputs.ShipmentList,
     ("POST", "/v1/tracking-events"): outputs.IngestOutcome,
     ("POST", "/v1/eta/quote"): outputs.QuoteOut,
+    ("GET", "/v1/support/search"): support_outputs.SearchOut,
+    ("GET", "/v1/support/shipments/{shipment_id}"): support_outputs.SupportShipmentOut,
+    ("GET", "/v1/support/orders/{order_id}/audit"): support_outputs.AuditOut,
+    ("POST", "/v1/support/notifications/{notification_id}/resend"): support_outputs.ActionOut,
+    ("POST", "/v1/support/orders/{order_id}/mute"): support_outputs.ActionOut,
+    ("POST", "/v1/support/shipments/{shipment_id}/lost"): support_outputs.ActionOut,
+    ("POST", "/v1/support/shipments/{shipment_id}/delivered"): support_outputs.ActionOut,
 }
 
 

@@ -13,8 +13,28 @@ import msgspec
 from aiohttp import web
 from pydantic import BaseModel
 
-from service.api.views import events, health, messaging, orders, pages, quote, shipments, webhooks
-from service.inputs import OrderIn, QuoteIn, ShipmentIn, TrackingEventIn
+from service.api.views import (
+    events,
+    health,
+    messaging,
+    orders,
+    pages,
+    quote,
+    shipments,
+    support,
+    support_actions,
+    webhooks,
+)
+from service.inputs import (
+    MarkDeliveredIn,
+    MarkLostIn,
+    MuteIn,
+    OrderIn,
+    QuoteIn,
+    ShipmentIn,
+    SupportNoteIn,
+    TrackingEventIn,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -81,6 +101,37 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/webhooks/twilio/status", messaging.twilio_status,
           "Twilio delivery status callback (X-Twilio-Signature)",
           responses={204: "recorded", 401: "bad signature"}, form_body=True),
+    Route("GET", "/v1/support/search", support.search,
+          "Support: shipments by order, shipment, tracking number (any case, spaces or "
+          "dashes), customer e-mail (any case), phone (as typed) or name prefix; `q` reads free "
+          "text every way; newest first, paged by `cursor`", "shipments:read",
+          query=support.SEARCH_FIELDS, responses={200: "a page of shipments",
+                                                  422: "bad or missing criteria"}),
+    Route("GET", "/v1/support/shipments/{shipment_id}", support.shipment,
+          "Support: one shipment with its timeline (normalized and raw), first and current ETA "
+          "windows, ETA revisions and their causes, chance of missing the promise, delay state "
+          "and why, reasons in words, every message and the customer's tracking link",
+          "shipments:read", responses={200: "the shipment", 404: "no such shipment"}),
+    Route("GET", "/v1/support/orders/{order_id}/audit", support.audit,
+          "Support: an order's audit log (who did what, when, why), newest first",
+          "shipments:read", responses={200: "the audit log"}),
+    Route("POST", "/v1/support/notifications/{notification_id}/resend", support_actions.resend,
+          "Support: send a message again, now, to the order's current address",
+          "support:write", SupportNoteIn,
+          responses={201: "queued; the new notification's id", 404: "no such notification"}),
+    Route("POST", "/v1/support/orders/{order_id}/mute", support_actions.mute,
+          "Support: mute (or unmute) an order's messages; waiting ones are dropped",
+          "support:write", MuteIn, responses={200: "done", 404: "no such order"}),
+    Route("POST", "/v1/support/shipments/{shipment_id}/lost", support_actions.mark_lost,
+          "Support: declare a shipment lost (no more ETAs or messages about it)",
+          "support:write", MarkLostIn,
+          responses={200: "done", 404: "no such shipment", 409: "already delivered or final"}),
+    Route("POST", "/v1/support/shipments/{shipment_id}/delivered",
+          support_actions.mark_delivered,
+          "Support: mark a shipment delivered by hand (recorded as a scan of our own)",
+          "support:write", MarkDeliveredIn,
+          responses={200: "done", 404: "no such shipment", 409: "already final",
+                     422: "invalid fields"}),
     Route("GET", "/t/{token}", pages.tracking_page,
           "The customer's tracking page (signed link)",
           responses={200: "HTML page", 404: "invalid link"}, html=True),
