@@ -14,7 +14,9 @@ from aiosmtplib import (
     SMTPRecipientsRefused,
     SMTPResponseException,
 )
+from aiosmtplib.email import extract_recipients, extract_sender
 
+from workers.render.email_message import wire_bytes
 from workers.senders.errors import PermanentSendError, SendResult, TransientSendError
 from workers.senders.ratelimit import RateLimiter
 
@@ -86,7 +88,11 @@ class SmtpEmailSender:
             try:
                 if not smtp.is_connected:
                     await smtp.connect()
-                _errors, response = await smtp.send_message(message)
+                # Our bytes, not aiosmtplib's flattening: its SMTP policy refolds every header
+                # and turned List-Unsubscribe into encoded words.
+                _errors, response = await smtp.sendmail(
+                    extract_sender(message) or "", extract_recipients(message),
+                    wire_bytes(message))
                 keep = True
             except SMTPRecipientsRefused as exc:
                 keep = True
