@@ -45,8 +45,9 @@ def _encoded_words(text: str) -> list[str]:
 def header_tokens(value: str) -> list[str]:
     """A header value as the tokens it may be folded between: its space-separated words,
     where a run of words that are not plain ASCII becomes encoded words (only those: an
-    ASCII subject is never encoded; encoded words made before pass as they are). Whitespace between two encoded words vanishes when
-    decoded, so a run keeps its inner spaces inside its encoding."""
+    ASCII subject is never encoded; encoded words made before pass as they are). Whitespace
+    between two encoded words vanishes when decoded, so a run keeps its inner spaces inside
+    its encoding."""
     tokens: list[str] = []
     run: list[str] = []
     for word in _FOLDED.sub(" ", value).strip(" ").split(" "):
