@@ -73,7 +73,7 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     model = RESPONSE_MODELS.get((route.method, route.path))
     for status, description in route.responses.items():
         entry: dict[str, Any] = {"description": description}
-        if status < 400 and route.html:
+        if route.html and status != 303:
             entry["content"] = {"text/html": {"schema": {"type": "string"}}}
         elif status < 400 and route.form_body and status != 204:
             entry["content"] = {"application/xml": {"schema": {"type": "string"}}}

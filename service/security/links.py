@@ -34,3 +34,8 @@ def tracking_url(base_url: str, secret: str, shipment_id: str) -> str:
 
 def unsubscribe_url(base_url: str, secret: str, channel: str, address: str) -> str:
     return f"{base_url.rstrip('/')}/u/{sign(secret, 'unsubscribe', f'{channel}:{address}')}"
+
+
+def preferences_url(base_url: str, secret: str, order_id: str) -> str:
+    """The customer's notification preferences for one order."""
+    return f"{base_url.rstrip('/')}/preferences/{sign(secret, 'preferences', order_id)}"

@@ -266,6 +266,13 @@ async def opt_out(conn: asyncpg.Connection, channel: str, address: str, source: 
         channel, address, now)
 
 
+async def opted_out(conn: asyncpg.Connection, channel: str, address: str) -> bool:
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM opt_outs WHERE channel = $1 AND address = $2)",
+        channel, address)
+    return found
+
+
 async def opt_in(conn: asyncpg.Connection, channel: str, address: str) -> None:
     await conn.execute("DELETE FROM opt_outs WHERE channel = $1 AND address = $2",
                        channel, address)

@@ -6,9 +6,11 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from service.api.keys import clock_key, pool_key, settings_key
+from service.api.page_render import not_found, reader_strings, render
+from service.api.views.pages import verified
 from service.errors import ProblemError
-from service.security.links import unsign
 from service.store import notifications as notifications_db
+from service.store import orders as orders_db
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT",
                         "REVOKE"})
@@ -65,31 +67,90 @@ async def twilio_status(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _unsubscribe_target(request: web.Request) -> tuple[str, str]:
-    value = unsign(request.app[settings_key].parcelcast_secret_key, "unsubscribe",
-                   request.match_info["token"])
+def _masked(channel: str, address: str) -> str:
+    """Enough of an address to recognise it, not enough to harvest it from a shared link."""
+    if channel == "email":
+        name, _, domain = address.partition("@")
+        return f"{name[:1]}•••@{domain}"
+    return f"•••{address[-4:]}"
+
+
+def _unsubscribe_target(request: web.Request) -> tuple[str, str] | None:
+    value = verified(request, "unsubscribe")
     if value is None or ":" not in value:
-        raise ProblemError(404, "Not found", "this unsubscribe link is not valid")
+        return None
     channel, _, address = value.partition(":")
     return channel, address
 
 
 async def unsubscribe_page(request: web.Request) -> web.Response:
     """GET: a confirmation page (mail scanners follow links; only a POST unsubscribes)."""
-    channel, address = _unsubscribe_target(request)
+    target = _unsubscribe_target(request)
+    if target is None:
+        return not_found(request)
+    strings = reader_strings(request)
     shop = request.app[settings_key].shop_name
-    return web.Response(content_type="text/html", text=(
-        "<!doctype html><meta charset=utf-8><title>Unsubscribe</title>"
-        f"<h1>Stop delivery e-mails from {shop}?</h1>"
-        f"<form method=post><input type=hidden name=List-Unsubscribe value=One-Click>"
-        f"<button>Unsubscribe</button></form>"))
+    return render(request, "unsubscribe.html.j2", strings, ask=True,
+                  title=strings("unsubscribe_title", shop=shop),
+                  text=strings("unsubscribe_text", address=_masked(*target)))
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
     """POST: RFC 8058 one-click unsubscribe (and the page's button)."""
-    channel, address = _unsubscribe_target(request)
+    target = _unsubscribe_target(request)
+    if target is None:
+        return not_found(request)
+    channel, address = target
     async with request.app[pool_key].acquire() as conn, conn.transaction():
         await notifications_db.opt_out(conn, channel, address, "unsubscribe-link",
                                        request.app[clock_key].now())
-    return web.Response(content_type="text/html",
-                        text="<!doctype html><meta charset=utf-8><p>You are unsubscribed.</p>")
+    strings = reader_strings(request)
+    return render(request, "unsubscribe.html.j2", strings, ask=False,
+                  title=strings("unsubscribed_title"),
+                  text=strings("unsubscribed_text", address=_masked(channel, address)))
+
+
+async def _preferences(request: web.Request, saved: bool) -> web.Response:
+    order_id = verified(request, "preferences")
+    if order_id is None:
+        return not_found(request)
+    async with request.app[pool_key].acquire() as conn:
+        order = await orders_db.get(conn, order_id)
+        if order is None:
+            return not_found(request)
+        if request.method == "POST":
+            form = await request.post()
+            channel, action = str(form.get("channel", "")), str(form.get("action", ""))
+            address = order.customer_email if channel == "email" else (
+                order.customer_phone if channel == "sms" else None)
+            now = request.app[clock_key].now()
+            if address and action == "stop":
+                async with conn.transaction():
+                    await notifications_db.opt_out(conn, channel, address, "preferences-page",
+                                                   now)
+            elif address and action == "resume" and channel == "email":
+                # E-mail only: an SMS opt-out is lifted by the customer texting START.
+                await notifications_db.opt_in(conn, channel, address)
+            saved = True
+        channels = []
+        for channel, address in (("email", order.customer_email), ("sms", order.customer_phone)):
+            on = address is not None and not await notifications_db.opted_out(
+                conn, channel, address)
+            channels.append({"name": channel, "address": address, "on": on})
+    strings = reader_strings(request, order.locale)
+    shop = request.app[settings_key].shop_name
+    for item in channels:
+        masked = _masked(str(item["name"]), str(item["address"])) if item["address"] else "—"
+        item["label"] = strings(f"channel.{item['name']}", address=masked)
+    return render(request, "preferences.html.j2", strings, saved=saved, channels=channels,
+                  intro=strings("preferences_intro", shop=shop, order=order.order_id))
+
+
+async def preferences_page(request: web.Request) -> web.Response:
+    """The customer's notification preferences for an order (linked from the tracking page)."""
+    return await _preferences(request, saved=False)
+
+
+async def save_preferences(request: web.Request) -> web.Response:
+    """Stop a channel, or turn e-mail back on."""
+    return await _preferences(request, saved=True)

@@ -1,0 +1,50 @@
+"""Rendering the customer's pages: one Jinja environment, the shop's branding, safe headers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from service.api.keys import settings_key
+from service.pages.branding import PALETTE, branding
+from service.pages.catalogue import Strings, negotiate, strings_for
+from service.settings import REPO_ROOT
+
+# Our own templates only (never customer data as a template), so no sandbox; autoescaped.
+pages = Environment(
+    loader=FileSystemLoader(str(REPO_ROOT / "templates" / "pages")), autoescape=True,
+    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, auto_reload=False,
+)
+# A tracking link is a bearer token in the URL: never leak it to the logo's host; no
+# scripts at all (the pages need none).
+HEADERS = {
+    "Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+    "Content-Security-Policy": ("default-src 'none'; img-src https: http: data:; "
+                                "style-src 'unsafe-inline'; form-action 'self'; "
+                                "base-uri 'none'; frame-ancestors 'none'"),
+}
+
+
+def reader_strings(request: web.Request, locale: str | None = None) -> Strings:
+    """The customer's locale when we know it, else what their browser asks for."""
+    return strings_for(locale or request.query.get("lang")
+                       or negotiate(request.headers.get("Accept-Language")))
+
+
+def render(request: web.Request, template: str, strings: Strings, *, status: int = 200,
+           **context: Any) -> web.Response:
+    settings = request.app[settings_key]
+    html = pages.get_template(template).render(
+        t=strings, lang=strings.locale, brand=branding(settings), palette=PALETTE, **context)
+    return web.Response(text=html, status=status, content_type="text/html", headers=HEADERS)
+
+
+def not_found(request: web.Request, locale: str | None = None) -> web.Response:
+    """A link we cannot open (unknown, forged or expired): a friendly page, never JSON."""
+    strings = reader_strings(request, locale)
+    return render(request, "message.html.j2", strings, status=404,
+                  title=strings("not_found_title"), text=strings("not_found_text"),
+                  lookup_url=f"/track?lang={strings.locale}")
