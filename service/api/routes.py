@@ -24,6 +24,7 @@ from service.api.views import (
     shipments,
     support,
     support_actions,
+    support_page,
     webhooks,
 )
 from service.inputs import (
@@ -133,6 +134,24 @@ ROUTES: tuple[Route, ...] = (
           "support:write", MarkDeliveredIn,
           responses={200: "done", 404: "no such shipment", 409: "already final",
                      422: "invalid fields"}),
+    Route("GET", "/support", support_page.home,
+          "The support page: sign-in (an API key, kept in an HTTP-only SameSite=Strict "
+          "cookie) or a trusted proxy's header, then search", query=("q", "cursor"),
+          responses={200: "HTML page", 403: "the key lacks shipments:read"}, html=True),
+    Route("POST", "/support/sign-in", support_page.sign_in_post, "Support page: sign in",
+          responses={303: "signed in", 401: "unknown key", 403: "the key lacks the scope"},
+          form_body=True, html=True),
+    Route("POST", "/support/sign-out", support_page.sign_out_post, "Support page: sign out",
+          responses={303: "signed out", 403: "bad CSRF token"}, form_body=True, html=True),
+    Route("GET", "/support/shipments/{shipment_id}", support_page.shipment_page,
+          "Support page: one shipment with its timeline, ETA chart, reasons, messages, "
+          "actions and the order's audit log",
+          responses={200: "HTML page", 404: "no such shipment"}, html=True),
+    Route("POST", "/support/shipments/{shipment_id}/{action}", support_page.act,
+          "Support page: resend, mute, lost or delivered (CSRF-checked, audited)",
+          responses={303: "done", 403: "bad CSRF token or scope", 404: "no such thing",
+                     409: "refused in this state", 422: "a note is needed"},
+          form_body=True, html=True),
     Route("GET", "/t/{token}", pages.tracking_page,
           "The customer's tracking page (signed link), in the customer's language",
           responses={200: "HTML page", 404: "unknown or expired link: a friendly HTML page"},

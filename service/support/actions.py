@@ -38,13 +38,14 @@ async def _shipment(conn: asyncpg.Connection, shipment_id: str) -> Shipment:
 
 
 async def resend(conn: asyncpg.Connection, notification_id: int, actor: str, note: str,
-                 now: datetime) -> tuple[SupportAction, int]:
+                 now: datetime, shipment_id: str | None = None) -> tuple[SupportAction, int]:
     """A new copy of a message, due now, to the order's current address for its channel
     (else the one it went to); consent and opt-outs still apply when it is sent, a mute does
-    not. Returns the audit entry and the new notification's id."""
+    not. With `shipment_id`, only a message of that shipment. Returns the audit entry and the
+    new notification's id."""
     async with conn.transaction():
         original = await notifications.get(conn, notification_id)
-        if original is None:
+        if original is None or shipment_id not in (None, original.shipment_id):
             raise NotFound("notification", str(notification_id))
         order = await orders_db.get(conn, original.order_id)
         current = None
