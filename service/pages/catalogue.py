@@ -14,6 +14,7 @@ from typing import Final
 
 from service.settings import REPO_ROOT
 from workers.render.locales import formatting_locale, locale_chain, normalize
+from workers.render.render import tidy
 
 PAGE_LOCALES: Final = ("en", "es", "de", "pt-BR")
 CATALOGUES = REPO_ROOT / "templates" / "pages" / "i18n"
@@ -35,7 +36,7 @@ class Strings:
 
     def __call__(self, key: str, /, **values: object) -> str:
         text = self._texts[key]
-        return text.format(**values) if values else text
+        return tidy(text.format(**values)) if values else text
 
     def has(self, key: str) -> bool:
         return key in self._texts

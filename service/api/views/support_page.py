@@ -38,6 +38,9 @@ DONE = {"resend": "Message queued: it goes out in a moment.", "mute": "Order mut
         "unmute": "Order unmuted.", "lost": "Shipment declared lost.",
         "delivered": "Shipment marked delivered."}
 ACTIONS = ("resend", "mute", "lost", "delivered")
+# "same-origin", not the customer pages' "no-referrer": with that, a browser posts forms with
+# `Origin: null`, and the Origin check is half of the CSRF defence here.
+SUPPORT_HEADERS = {**HEADERS, "Referrer-Policy": "same-origin"}
 
 
 def _page(request: web.Request, template: str, who: Principal | None, status: int = 200,
@@ -46,11 +49,12 @@ def _page(request: web.Request, template: str, who: Principal | None, status: in
     html = pages.get_template(f"support/{template}").render(
         shop=settings.shop_name, who=who.actor if who else None,
         csrf=csrf_token(request) if who else "", **context)
-    return web.Response(text=html, status=status, content_type="text/html", headers=HEADERS)
+    return web.Response(text=html, status=status, content_type="text/html",
+                        headers=SUPPORT_HEADERS)
 
 
 def _see_other(location: str) -> web.Response:
-    return web.Response(status=303, headers={"Location": location, **HEADERS})
+    return web.Response(status=303, headers={"Location": location, **SUPPORT_HEADERS})
 
 
 async def _reader(request: web.Request) -> tuple[Principal | None, web.Response | None]:
