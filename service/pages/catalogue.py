@@ -52,18 +52,19 @@ def negotiate(accept_language: str | None) -> str | None:
     """The best locale tag of an Accept-Language header that we have a catalogue for."""
     if not accept_language:
         return None
-    ranked = []
+    ranked: list[tuple[float, int, str]] = []
     for position, part in enumerate(accept_language.split(",")[:20]):
-        tag, _, params = part.strip().partition(";")
+        raw, _, params = part.strip().partition(";")
         quality = 1.0
         if params.strip().startswith("q="):
             try:
                 quality = float(params.strip()[2:])
             except ValueError:
                 continue
-        if normalize(tag) is not None and quality > 0:
-            ranked.append((-quality, position, normalize(tag)))
-    for _, _, tag in sorted(ranked):
-        if locale_chain(tag, PAGE_LOCALES, default="")[:1]:
-            return tag
+        tag = normalize(raw)
+        if tag is not None and quality > 0:
+            ranked.append((-quality, position, tag))
+    for _, _, candidate in sorted(ranked):
+        if locale_chain(candidate, PAGE_LOCALES, default="")[:1]:
+            return candidate
     return None

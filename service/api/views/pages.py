@@ -9,8 +9,7 @@ from service.api.page_render import not_found, reader_strings, render
 from service.pages.dates import PageDates
 from service.pages.tracking import tracking_page as page_of
 from service.security.links import sign, unsign
-from service.store import orders as orders_db
-from service.store import shipments as shipments_db
+from service.store import tracking_page as tracking_page_db
 from service.support.delay import assess
 from service.zones import customer_zone
 
@@ -33,12 +32,10 @@ async def tracking_page(request: web.Request) -> web.Response:
         return not_found(request)
     now = request.app[clock_key].now()
     async with request.app[pool_key].acquire() as conn:
-        shipment = await shipments_db.get(conn, shipment_id)
-        if shipment is None:
-            return not_found(request)
-        order = await orders_db.get(conn, shipment.order_id)
-        timeline = await shipments_db.timeline(conn, shipment.carrier, shipment.tracking_number)
-        siblings = await shipments_db.find(conn, order_id=shipment.order_id, limit=20)
+        rows = await tracking_page_db.read(conn, shipment_id)
+    if rows is None:
+        return not_found(request)
+    shipment, order, timeline, siblings = rows.shipment, rows.order, rows.timeline, rows.siblings
     zone = customer_zone(order.timezone if order else None, shipment.destination_postal_code,
                          shipment.destination_country, settings.shop_timezone)
     strings = reader_strings(request, order.locale if order else None)
