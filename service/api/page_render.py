@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_request import FileField
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from multidict import MultiDict, MultiDictProxy
 
 from service.api.keys import settings_key
 from service.pages.branding import PALETTE, branding
@@ -48,3 +50,12 @@ def not_found(request: web.Request, locale: str | None = None) -> web.Response:
     return render(request, "message.html.j2", strings, status=404,
                   title=strings("not_found_title"), text=strings("not_found_text"),
                   lookup_url=f"/track?lang={strings.locale}")
+
+
+async def form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | FileField]:
+    """A posted form; an empty one when the body is not a form we can read (a page answers
+    with its own words, never a 500)."""
+    try:
+        return await request.post()
+    except (ValueError, UnicodeDecodeError, AssertionError):
+        return MultiDictProxy(MultiDict())

@@ -23,7 +23,9 @@ from zoneinfo import ZoneInfo
 
 from predictor.features import FEATURES
 from predictor.model import describe
-from service.tracking.taxonomy import NOT_CARRIER_SCANS
+from service.store.shipments import Shipment, TimelineEvent
+from service.tracking.taxonomy import CARRIERS, NOT_CARRIER_SCANS
+from service.zones import customer_zone
 
 NEGLIGIBLE_HOURS = 0.5
 
@@ -60,6 +62,19 @@ def facts_at(as_of: datetime, zone: str, carrier_name: str, service_level: str,
         scans=len(carrier), last_scan_at=carrier[-1][0] if carrier else None,
         handover_at=carrier[0][0] if carrier else None, label_at=label_at, promised=promised,
         carrier_estimate=carrier_estimate)
+
+
+def facts_for(shipment: Shipment, timeline: Sequence[TimelineEvent], as_of: datetime,
+              default_zone: str) -> ReasonFacts:
+    """What was known about a stored shipment at `as_of` (scans received by then)."""
+    known = [(e.status, e.occurred_at) for e in timeline if e.received_at <= as_of]
+    destination = " ".join(p for p in (shipment.destination_postal_code,
+                                       shipment.destination_country) if p) or None
+    zone = customer_zone(None, shipment.destination_postal_code, shipment.destination_country,
+                         default_zone)  # the destination's: where a promise is kept
+    return facts_at(as_of, zone, CARRIERS.get(shipment.carrier, shipment.carrier),
+                    shipment.service_level, destination, shipment.label_created_at,
+                    shipment.promised_delivery_date, shipment.carrier_estimated_delivery, known)
 
 
 def duration(hours: float) -> str:

@@ -9,8 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from service.eta.reasons import ReasonFacts, agent_reasons, facts_at
-from service.eta.runtime import destination_zone
+from service.eta.reasons import agent_reasons, facts_for
 from service.security.links import tracking_url
 from service.settings import Settings
 from service.store import etas, notifications, support_actions
@@ -23,7 +22,6 @@ from service.store.shipments import Shipment, TimelineEvent
 from service.store.support_actions import Mute
 from service.support.delay import Delay, assess
 from service.support.eta_history import Cause, causes
-from service.tracking.taxonomy import CARRIERS
 from service.zones import customer_zone
 
 
@@ -50,20 +48,10 @@ class ShipmentCase:
     def current(self) -> EtaRecord | None:
         return self.etas[-1] if self.etas else None
 
-    def facts(self, as_of: datetime, zone_default: str) -> ReasonFacts:
-        s = self.shipment
-        known = [(e.status, e.occurred_at) for e in self.timeline if e.received_at <= as_of]
-        destination = " ".join(p for p in (s.destination_postal_code, s.destination_country)
-                               if p) or None
-        return facts_at(as_of, destination_zone(
-            {"destination_postal_code": s.destination_postal_code,
-             "destination_country": s.destination_country}, zone_default),
-            CARRIERS.get(s.carrier, s.carrier), s.service_level, destination,
-            s.label_created_at, s.promised_delivery_date, s.carrier_estimated_delivery, known)
-
     def reasons(self, eta: EtaRecord, zone_default: str) -> list[dict[str, Any]]:
         """An ETA's reasons in an agent's words (service.eta.reasons)."""
-        return agent_reasons(eta.reasons, self.facts(eta.predicted_at, zone_default))
+        return agent_reasons(eta.reasons, facts_for(self.shipment, self.timeline,
+                                                    eta.predicted_at, zone_default))
 
 
 async def load_case(conn: asyncpg.Connection, shipment: Shipment, settings: Settings,

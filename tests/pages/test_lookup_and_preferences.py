@@ -117,3 +117,10 @@ async def test_unsubscribe_pages_are_styled_and_localized(shop: TestClient,
         assert await conn.fetchval("SELECT count(*) FROM opt_outs") == 1
     bad = await shop.get("/u/forged.token", headers={"Accept-Language": "es"})
     assert bad.status == 404 and "Este enlace no funciona" in await bad.text()
+
+
+@pytest.mark.parametrize("path", ["/track", "/support/sign-in", "/support/shipments/s-1/lost"])
+async def test_a_body_that_is_no_form_is_a_page_not_a_500(shop: TestClient, path: str) -> None:
+    answer = await shop.post(path, data=b"--x\r\n", headers={
+        "Content-Type": "multipart/form-data"})  # no boundary
+    assert 400 <= answer.status < 500 and answer.content_type == "text/html"

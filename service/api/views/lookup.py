@@ -7,7 +7,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from service.api.keys import clock_key, pool_key, redis_key, settings_key
-from service.api.page_render import reader_strings, render
+from service.api.page_render import form, reader_strings, render
 from service.pages.lookup import allowed, matches, order_numbers
 from service.security.links import sign
 from service.store import orders as orders_db
@@ -23,10 +23,10 @@ async def lookup_page(request: web.Request) -> web.Response:
 
 
 async def lookup(request: web.Request) -> web.Response:
-    form = await request.post()
-    strings = reader_strings(request, str(form.get("lang") or "") or None)
-    typed, contact = str(form.get("order") or "")[:MAX_FIELD], str(
-        form.get("contact") or "")[:MAX_FIELD]
+    posted = await form(request)
+    strings = reader_strings(request, str(posted.get("lang") or "") or None)
+    typed, contact = str(posted.get("order") or "")[:MAX_FIELD], str(
+        posted.get("contact") or "")[:MAX_FIELD]
 
     def again(error: str, status: int) -> web.Response:
         return render(request, "lookup.html.j2", strings, status=status, error=error, note=None,

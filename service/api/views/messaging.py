@@ -6,7 +6,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from service.api.keys import clock_key, pool_key, settings_key
-from service.api.page_render import not_found, reader_strings, render
+from service.api.page_render import form, not_found, reader_strings, render
 from service.api.views.pages import verified
 from service.errors import ProblemError
 from service.store import notifications as notifications_db
@@ -119,8 +119,8 @@ async def _preferences(request: web.Request, saved: bool) -> web.Response:
         if order is None:
             return not_found(request)
         if request.method == "POST":
-            form = await request.post()
-            channel, action = str(form.get("channel", "")), str(form.get("action", ""))
+            posted = await form(request)
+            channel, action = str(posted.get("channel", "")), str(posted.get("action", ""))
             address = order.customer_email if channel == "email" else (
                 order.customer_phone if channel == "sms" else None)
             now = request.app[clock_key].now()

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from service.api.keys import clock_key, pool_key, settings_key
-from service.api.page_render import HEADERS, pages
+from service.api.page_render import HEADERS, form, pages
 from service.api.principal import Principal, key_principal
 from service.api.support_present import audit_json, case_json, hit_json
 from service.api.support_session import (
@@ -60,8 +60,9 @@ def _see_other(location: str) -> web.Response:
 async def _reader(request: web.Request) -> tuple[Principal | None, web.Response | None]:
     """The agent, or the sign-in page to answer with instead."""
     who = await agent(request)
-    if who is None:
-        return None, _page(request, "signin.html.j2", None, error=None)
+    if who is None:  # a form posted without a session is refused; a page asks to sign in
+        return None, _page(request, "signin.html.j2", None,
+                           200 if request.method == "GET" else 401, error=None)
     if not who.may("shipments:read"):
         return None, _page(request, "signin.html.j2", None, 403,
                            error="This key lacks the shipments:read scope.")
@@ -90,8 +91,8 @@ async def home(request: web.Request) -> web.Response:
 
 
 async def sign_in_post(request: web.Request) -> web.Response:
-    form = await request.post()
-    key = str(form.get("key", "")).strip()
+    posted = await form(request)
+    key = str(posted.get("key", "")).strip()
     if not same_origin(request):
         return _page(request, "signin.html.j2", None, 403, error="Sign in from this site.")
     found = None
@@ -108,8 +109,8 @@ async def sign_in_post(request: web.Request) -> web.Response:
 
 
 async def sign_out_post(request: web.Request) -> web.Response:
-    form = await request.post()
-    if not csrf_ok(request, str(form.get("csrf", ""))):
+    posted = await form(request)
+    if not csrf_ok(request, str(posted.get("csrf", ""))):
         return _page(request, "signin.html.j2", None, 403, error="Sign out from this site.")
     response = _see_other("/support")
     sign_out(response)
@@ -153,19 +154,19 @@ async def act(request: web.Request) -> web.Response:
     if not _ID.match(shipment_id) or action not in ACTIONS:
         return _page(request, "search.html.j2", who, 404, q=shipment_id, hits=[],
                      next_url=None)
-    form = await request.post()
-    if not csrf_ok(request, str(form.get("csrf", ""))):
+    posted = await form(request)
+    if not csrf_ok(request, str(posted.get("csrf", ""))):
         return await _shipment_view(request, who, shipment_id, 403,
                                     error="This form has expired: reload the page and try again.")
     if not who.may("support:write"):
         return await _shipment_view(request, who, shipment_id, 403,
                                     error="Your key lacks the support:write scope.")
-    note = str(form.get("note", ""))
+    note = str(posted.get("note", ""))
     now = request.app[clock_key].now()
     try:
         async with request.app[pool_key].acquire() as conn:
             if action == "resend":
-                raw = str(form.get("notification_id", ""))
+                raw = str(posted.get("notification_id", ""))
                 if not raw.isdigit() or len(raw) > 18:
                     raise actions.NotFound("notification", raw)
                 await actions.resend(conn, int(raw), who.actor,
@@ -174,7 +175,7 @@ async def act(request: web.Request) -> web.Response:
                 row = await shipments_db.get(conn, shipment_id)
                 if row is None:
                     raise actions.NotFound("shipment", shipment_id)
-                muted = str(form.get("muted", "true")) != "false"
+                muted = str(posted.get("muted", "true")) != "false"
                 await actions.mute(conn, row.order_id, muted, who.actor,
                                    SupportNoteIn(note=note).note, now)
                 action = "mute" if muted else "unmute"
