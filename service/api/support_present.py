@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from service.api.present import event_json, iso
 from service.settings import Settings
 from service.store.etas import EtaRecord
+from service.store.notifications import Notification
 from service.store.orders import Order
 from service.store.search import SearchHit
 from service.store.shipments import TimelineEvent
@@ -66,9 +68,9 @@ def timeline_json(carrier: str, event: TimelineEvent) -> dict[str, Any]:
             "substatus": (row.substatus or None) if same and row is not None else None}
 
 
-def notification_json(case: ShipmentCase, index: int) -> dict[str, Any]:
-    n = case.notifications[index]
-    state, why = state_and_why(n, case.now)
+def notification_json(n: Notification, now: datetime) -> dict[str, Any]:
+    """One message as an agent reads it (service.support.messages_log)."""
+    state, why = state_and_why(n, now)
     return {
         "id": n.id, "moment": n.moment, "channel": n.channel, "recipient": n.recipient,
         "locale": n.locale, "state": state, "why": why, "stored_state": n.state,
@@ -111,7 +113,7 @@ def case_json(case: ShipmentCase, settings: Settings) -> dict[str, Any]:
                   "delivered_late": case.delay.delivered_late,
                   "why": [{"kind": w.kind, "text": w.text, "since": iso(w.since)}
                           for w in case.delay.why]},
-        "notifications": [notification_json(case, i) for i in range(len(case.notifications))],
+        "notifications": [notification_json(n, case.now) for n in case.notifications],
         "tracking_link": case.tracking_url,
     }
 
