@@ -236,6 +236,32 @@ class QuoteIn(_In):
 
 MAX_BATCH = 1000
 
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+
+
+class SupportNoteIn(_In):
+    """A support action's body: why (kept in the order's audit log)."""
+
+    note: Note = ""
+
+
+class MuteIn(SupportNoteIn):
+    """POST /v1/support/orders/{order_id}/mute: mute (or, with false, unmute) an order."""
+
+    muted: StrictBool = True
+
+
+class MarkLostIn(_In):
+    """POST /v1/support/shipments/{shipment_id}/lost: a note is required."""
+
+    note: Annotated[Note, StringConstraints(min_length=1)]
+
+
+class MarkDeliveredIn(MarkLostIn):
+    """POST /v1/support/shipments/{shipment_id}/delivered: when (default: now) and why."""
+
+    delivered_at: Timestamp | None = None
+
 
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_none=True)

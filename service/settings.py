@@ -55,6 +55,18 @@ class Settings(BaseSettings):
     # Notifications. The default transports write to the outbox folder: nothing is sent
     # by accident from a fresh install.
     shop_name: str = "Parcelcast Demo Shop"
+    # Branding of the customer's pages: a logo (an https URL) and the shop's colour; text
+    # colours are derived from it so everything keeps a 4.5:1 contrast.
+    shop_logo_url: AnyUrl | None = None
+    shop_brand_color: Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")] = "#0b6e4f"
+    # Order lookup page: attempts per client address (and per order number) per window.
+    lookup_attempts: Annotated[int, Field(ge=1)] = 10
+    lookup_window_s: Annotated[int, Field(ge=1)] = 900
+    # The support page behind a reverse proxy that authenticates agents: the header it sets
+    # to the agent's name (unset: agents sign in with an API key), and the scopes it grants.
+    # Only set this when the proxy strips the header from every incoming request.
+    support_auth_header: str | None = None
+    support_auth_scopes: list[str] = ["shipments:read", "support:write"]
     # Where the shop is: the zone of a customer whose order and address say nothing better,
     # and the public holidays of a destination whose own we do not know.
     shop_timezone: str = "UTC"

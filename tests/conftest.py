@@ -127,3 +127,13 @@ def smtp() -> Iterator[SmtpStandin]:
     standin = SmtpStandin().start()
     yield standin
     standin.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say where the browser tests left their screenshots."""
+    from tests.browser.conftest import ARTEFACTS
+
+    shots = sorted(ARTEFACTS.glob("*.png")) if ARTEFACTS.exists() else []
+    if shots:
+        terminalreporter.write_line(
+            f"browser screenshots ({len(shots)}): {ARTEFACTS}")

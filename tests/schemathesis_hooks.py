@@ -8,6 +8,8 @@ the mapping and the database; a case without the header stays unsigned (the 401 
 
 from __future__ import annotations
 
+import ast
+import gc
 import json
 import os
 from typing import Any
@@ -21,6 +23,25 @@ from service.security.webhook_signatures import (
     easypost_signature,
     shopify_signature,
 )
+
+_parse = ast.parse
+
+
+def _parse_without_gc(*args: Any, **kwargs: Any) -> ast.AST:
+    """CPython 3.11 (< 3.11.8) can fail building an AST when a garbage collection runs in the
+    middle of it ("SystemError: AST constructor recursion depth mismatch"); hypothesis
+    parses its own lambdas with ast.parse while schemathesis generates cases. No collection
+    during a parse, no such failure (the tool's error, not the API's)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse(*args, **kwargs)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+ast.parse = _parse_without_gc  # type: ignore[assignment]
 
 JSON_SIGNERS = {
     "/v1/webhooks/shopify": ("X-Shopify-Hmac-Sha256", "SHOPIFY_WEBHOOK_SECRET", shopify_signature),

@@ -171,7 +171,8 @@ async def test_tracking_page_behind_a_signed_link(
     from service.security.links import tracking_url
 
     await client.put("/v1/orders/o-1", json=order(customer={"locale": "de",
-                                                            "timezone": "Europe/Berlin"}),
+                                                            "timezone": "Europe/Berlin"},
+                                                  items=[{"name": "<b>Mug</b>"}]),
                      headers=admin)
     await client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
     await client.post("/v1/tracking-events", headers=admin, json=event(
@@ -180,7 +181,9 @@ async def test_tracking_page_behind_a_signed_link(
     page = await client.get(url.removeprefix("http://x"))
     assert page.status == 200 and page.content_type == "text/html"
     html = await page.text()
-    assert "Arrived at &lt;b&gt;hub&lt;/b&gt;" in html  # carrier text is escaped
-    assert "Mi. 4 Nov., 00:30" in html  # Berlin time, German names
+    assert "1 × &lt;b&gt;Mug&lt;/b&gt;" in html  # the shop's data is escaped
+    assert "Arrived at" not in html  # the carrier's English: our German words instead
+    assert "Unterwegs" in html
+    assert "Mi., 4. Nov., 00:30" in html  # Berlin time, in German's own pattern
     forged = await client.get(url.removeprefix("http://x")[:-2] + "zz")
     assert forged.status == 404

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from service.api import schemas as outputs
+from service.api import support_schemas as support_outputs
 from service.api.routes import ROUTES, Route
 from service.inputs import ID_PATTERN
 from service.limits import MAX_JSON_DEPTH
@@ -40,6 +41,13 @@ RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/v1/webhooks/shopify"): outputs.WebhookAnswer,
     ("POST", "/v1/webhooks/easypost"): outputs.WebhookAnswer,
     ("POST", "/v1/webhooks/aftership"): outputs.WebhookAnswer,
+    ("GET", "/v1/support/search"): support_outputs.SearchOut,
+    ("GET", "/v1/support/shipments/{shipment_id}"): support_outputs.SupportShipmentOut,
+    ("GET", "/v1/support/orders/{order_id}/audit"): support_outputs.AuditOut,
+    ("POST", "/v1/support/notifications/{notification_id}/resend"): support_outputs.ActionOut,
+    ("POST", "/v1/support/orders/{order_id}/mute"): support_outputs.ActionOut,
+    ("POST", "/v1/support/shipments/{shipment_id}/lost"): support_outputs.ActionOut,
+    ("POST", "/v1/support/shipments/{shipment_id}/delivered"): support_outputs.ActionOut,
 }
 # Success bodies that are not JSON.
 OTHER_CONTENT: dict[tuple[str, str], dict[str, Any]] = {
@@ -160,10 +168,11 @@ def _response(route: Route, status: int, description: str, components: _Componen
     entry: dict[str, Any] = {"description": description}
     key = (route.method, route.path)
     model = RESPONSE_MODELS.get(key)
-    if route.html and status in (200, 404, 410):
-        # 404 is also the JSON problem of a path no route matches (e.g. an empty token).
+    if route.html and status in route.responses and status not in (303, 204):
+        # A page's own answers are pages; 404 is also the JSON problem of a path no route
+        # matches (e.g. an empty token). The edge's answers (413, 503...) stay problem+json.
         entry["content"] = HTML | components.problem() if status == 404 else HTML
-    elif status == 204:
+    elif status in (204, 303):
         pass
     elif status < 400 and key in OTHER_CONTENT:
         entry["content"] = OTHER_CONTENT[key]

@@ -179,3 +179,31 @@ class TwilioStatus(BaseModel):
     model_config = ConfigDict(extra="allow")
     MessageSid: SidText
     MessageStatus: Annotated[str, Field(pattern=r"^[a-z_\-]{1,32}$")]
+
+
+# The forms our own pages post (documented; the pages read them leniently and answer a
+# missing or wrong field with a page of their own, never a 500).
+class SignInForm(BaseModel):
+    key: str
+
+
+class CsrfForm(BaseModel):
+    csrf: str
+
+
+class SupportActionForm(BaseModel):
+    csrf: str
+    note: str = ""
+    notification_id: str | None = None
+    muted: Literal["true", "false"] | None = None
+
+
+class LookupForm(BaseModel):
+    order: str
+    contact: str  # the e-mail address or postcode the order was placed with
+    lang: str | None = None
+
+
+class PreferencesForm(BaseModel):
+    channel: Literal["email", "sms"]
+    action: Literal["stop", "resume"]

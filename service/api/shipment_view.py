@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from service.api.present import eta_json, shipment_json
+from service.eta.reasons import agent_reasons, facts_for
 from service.store import etas
 from service.store import orders as orders_db
 from service.store import shipments as shipments_db
@@ -24,4 +25,11 @@ async def shipment_view(conn: asyncpg.Connection, row: Shipment, default_zone: s
         order = await orders_db.get(conn, row.order_id)
     zone = customer_zone(order.timezone if order else None, row.destination_postal_code,
                          row.destination_country, default_zone)
-    return shipment_json(row, timeline, eta_json(first, latest, zone))
+    eta = eta_json(first, latest, zone)
+    if eta is not None and latest is not None:
+        # The predictor's sentences, reworded with the shipment's facts (service.eta.reasons).
+        worded = agent_reasons(latest.reasons,
+                               facts_for(row, timeline, latest.predicted_at, default_zone))
+        eta["reasons"] = [{"reason": r["text"], "hours": r["hours"], "feature": r["feature"]}
+                          for r in worded]
+    return shipment_json(row, timeline, eta)

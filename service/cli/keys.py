@@ -13,6 +13,7 @@ from service.cli.common import (
     run,
     with_db,
 )
+from service.security.api_keys import SCOPES
 
 
 @main.group()
@@ -22,7 +23,7 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--scope", "scopes", multiple=True, required=True,
-              type=click.Choice(["events:write", "shipments:read", "admin"]))
+              type=click.Choice(list(SCOPES)))
 @click.option("--name", default="", help="A label to recognise the key by.")
 def keys_create(scopes: tuple[str, ...], name: str) -> None:
     """Create a key; it is shown once and stored only as a hash."""

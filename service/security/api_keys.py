@@ -7,7 +7,7 @@ import secrets
 import time
 from typing import Final
 
-SCOPES: Final = ("events:write", "shipments:read", "admin")
+SCOPES: Final = ("events:write", "shipments:read", "support:write", "admin")
 KEY_PREFIX: Final = "pc_"
 # How long a verified key is trusted before asking the database again (so a
 # revocation takes effect within this many seconds).
@@ -36,6 +36,11 @@ def bearer_token(header: str | None) -> str | None:
             or not token.isascii():
         return None
     return token.strip()
+
+
+def key_id_of(token: str) -> str:
+    """The public id inside a key (`pc_<id>_<secret>`): who did it, in audit logs."""
+    return token[len(KEY_PREFIX):].split("_", 1)[0]
 
 
 def allows(granted: list[str], needed: str) -> bool:

@@ -107,3 +107,8 @@ def tracking_link_expired(delivered_at: datetime | None, days_after_delivery: fl
                           now: datetime) -> bool:
     """A tracking link works while the parcel is on its way and for some days after."""
     return delivered_at is not None and now >= delivered_at + timedelta(days=days_after_delivery)
+
+
+def preferences_url(base_url: str, secret: str, order_id: str, issued_at: datetime) -> str:
+    """The customer's notification preferences for one order."""
+    return f"{base_url.rstrip('/')}/preferences/{sign(secret, 'preferences', order_id, issued_at)}"

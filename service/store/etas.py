@@ -45,6 +45,15 @@ async def first_and_latest(conn: asyncpg.Connection, shipment_id: str
     return found.get("first"), found.get("latest")
 
 
+async def history(conn: asyncpg.Connection, shipment_id: str, limit: int = 500
+                  ) -> list[EtaRecord]:
+    """Every ETA predicted for a shipment, oldest first (up to `limit`)."""
+    rows = await conn.fetch(
+        f"""SELECT {COLUMNS} FROM shipment_etas WHERE shipment_id = $1
+            ORDER BY predicted_at, id LIMIT $2""", shipment_id, limit)
+    return [EtaRecord(**r) for r in rows]
+
+
 async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicted_at: datetime,
                      model_version: str, predictions: Sequence[Any]) -> None:
     """Append one ETA per shipment and point each shipment at it (one statement, one round

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -64,6 +65,7 @@ class ClaimedSend(msgspec.Struct, frozen=True, kw_only=True):
     destination_postal_code: str | None
     destination_country: str | None
     opted_out: bool
+    muted: bool  # an agent muted the order (service.store.support_actions)
     last_description: str | None
     last_location: dict[str, str] | None
     last_occurred_at: datetime | None
@@ -153,6 +155,7 @@ SELECT c.*,
        s.destination_country,
        EXISTS (SELECT 1 FROM opt_outs x WHERE x.channel = c.channel
                                           AND x.address = c.recipient) AS opted_out,
+       EXISTS (SELECT 1 FROM order_mutes m WHERE m.order_id = c.order_id) AS muted,
        e.description AS last_description, e.location AS last_location,
        e.occurred_at AS last_occurred_at,
        p.eta_p10 AS previous_eta_p10, p.eta_p90 AS previous_eta_p90
@@ -263,8 +266,58 @@ async def opt_out(conn: asyncpg.Connection, channel: str, address: str, source: 
         channel, address, now)
 
 
+async def opted_out(conn: asyncpg.Connection, channel: str, address: str) -> bool:
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM opt_outs WHERE channel = $1 AND address = $2)",
+        channel, address)
+    return found
+
+
 async def opt_in(conn: asyncpg.Connection, channel: str, address: str) -> None:
     await conn.execute("DELETE FROM opt_outs WHERE channel = $1 AND address = $2",
                        channel, address)
 
 
+
+
+# A copy an agent asked for: same shipment, moment and channel, its own key (so "at most once
+# per moment" still holds for everything the planner schedules).
+RESEND_KEY_PREFIX = "resend:"
+
+
+def is_resend(notification: Notification) -> bool:
+    return notification.moment_key.startswith(RESEND_KEY_PREFIX)
+
+
+async def for_shipment(conn: asyncpg.Connection, shipment_id: str) -> list[Notification]:
+    """Every notification of a shipment, oldest first."""
+    rows = await conn.fetch(
+        f"""SELECT {COLUMNS} FROM notifications WHERE shipment_id = $1
+            ORDER BY created_at, id""", shipment_id)
+    return [Notification(**r) for r in rows]
+
+
+async def resend(conn: asyncpg.Connection, original: Notification, recipient: str,
+                 locale: str, now: datetime) -> int:
+    """Schedule a new copy of `original` to `recipient`, due now, and queue its send."""
+    new_id: int = await conn.fetchval(
+        """INSERT INTO notifications (shipment_id, order_id, moment, moment_key, channel,
+                                      recipient, locale, due_at, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)
+           RETURNING id""",
+        original.shipment_id, original.order_id, original.moment,
+        f"{RESEND_KEY_PREFIX}{original.id}:{secrets.token_hex(4)}", original.channel,
+        recipient, locale, now)
+    await work.add(conn, SEND_NOTIFICATION, [str(new_id)], now)
+    return new_id
+
+
+async def suppress_waiting(conn: asyncpg.Connection, reason: str, now: datetime, *,
+                           order_id: str | None = None, shipment_id: str | None = None) -> int:
+    """Drop the still-waiting notifications of an order (muted) or a shipment (lost)."""
+    column, value = ("order_id", order_id) if order_id is not None else (
+        "shipment_id", shipment_id)
+    result: str = await conn.execute(
+        f"""UPDATE notifications SET state = 'suppressed', last_error = $2, updated_at = $3
+            WHERE {column} = $1 AND state = 'scheduled'""", value, reason, now)
+    return int(result.split()[-1])

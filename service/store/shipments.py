@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -48,10 +49,16 @@ class Shipment(msgspec.Struct, frozen=True, kw_only=True):
     carrier_estimated_delivery: date | None
     carrier_estimate_source: str | None
     carrier_estimate_as_of: datetime | None
+    lost_at: datetime | None = None  # declared lost by an agent (service.support.actions)
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def lost(self) -> bool:
+        """Declared lost and not finished since (a carrier's final scan overrules an agent)."""
+        return self.lost_at is not None and self.status not in TERMINAL
 
 
 class TimelineEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,7 +76,9 @@ class TimelineEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 COLUMNS = ", ".join(Shipment.__struct_fields__)
 TIMELINE_COLUMNS = ", ".join(TimelineEvent.__struct_fields__)
-UNFINISHED = f"status NOT IN {sql_list(TERMINAL)}"
+# Still moving: not in a final status and not declared lost (used as `s.{UNFINISHED}`; the
+# second column is left unqualified so the fragment reads the same with or without an alias).
+UNFINISHED = f"status NOT IN {sql_list(TERMINAL)} AND lost_at IS NULL"
 
 UPSERT = """
 INSERT INTO shipments (shipment_id, order_id, carrier, service_level, tracking_number,
@@ -239,6 +248,15 @@ async def timeline(conn: asyncpg.Connection, carrier: str, tracking_number: str
         carrier, tracking_number,
     )
     return [TimelineEvent(**r) for r in rows]
+
+
+async def raw_payloads(conn: asyncpg.Connection, carrier: str, tracking_number: str
+                       ) -> dict[int, dict[str, Any]]:
+    """Each stored event's payload as its sender sent it, by event id."""
+    rows = await conn.fetch(
+        "SELECT id, payload FROM tracking_events WHERE carrier = $1 AND tracking_number = $2",
+        carrier, tracking_number)
+    return {r["id"]: r["payload"] for r in rows}
 
 
 async def set_shown_date(conn: asyncpg.Connection, shipment_id: str, shown: date | None,

@@ -75,6 +75,8 @@ async def plan(conn: asyncpg.Connection, settings: Settings, shipment: Shipment,
     label = shipment.label_created_at
     if label is not None and now - label > MAX_AGE:
         return []
+    if shipment.lost:
+        return []  # declared lost by an agent: the shop speaks to the customer now
     order = await orders_db.get(conn, shipment.order_id)
     if order is None:
         return []  # nobody to tell yet; the order's arrival queues another refresh

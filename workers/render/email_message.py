@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import datetime
 from email.contentmanager import raw_data_manager
-from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP, Compat32
+from email.policy import Compat32
 from email.utils import format_datetime, formataddr, parseaddr
+from typing import Any
 from urllib.parse import urlsplit
 
 from workers.render.render import RenderedEmail
@@ -17,29 +18,94 @@ from workers.render.render import RenderedEmail
 NOTIFICATION_ID_HEADER = "X-Parcelcast-Notification-Id"
 
 
+# RFC 5322 §2.1.1: lines SHOULD stay within 78 characters and MUST within 998.
+LINE_LIMIT = 78
+# RFC 2047 §2: an encoded word is at most 75 characters; "=?utf-8?b?" + "?=" take 12, and
+# 60 base64 characters carry 45 bytes.
+_WORD_BYTES = 45
+_FOLDED = re.compile(r"\r?\n[ \t]*")
+# An RFC 2047 encoded word already made (an address's display name, by formataddr).
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=[,;>]?")
+
+
+def _encoded_words(text: str) -> list[str]:
+    """`text` as RFC 2047 encoded words (B encoding, UTF-8), each within 75 characters and
+    never splitting a character."""
+    words, chunk = [], b""
+    for char in text:
+        data = char.encode()
+        if len(chunk) + len(data) > _WORD_BYTES:
+            words.append(chunk)
+            chunk = b""
+        chunk += data
+    words.append(chunk)
+    return [f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words if w]
+
+
+def header_tokens(value: str) -> list[str]:
+    """A header value as the tokens it may be folded between: its space-separated words,
+    where a run of words that are not plain ASCII becomes encoded words (only those: an
+    ASCII subject is never encoded; encoded words made before pass as they are). Whitespace
+    between two encoded words vanishes when decoded, so a run keeps its inner spaces inside
+    its encoding."""
+    tokens: list[str] = []
+    run: list[str] = []
+    for word in _FOLDED.sub(" ", value).strip(" ").split(" "):
+        if word.isascii() and ("=?" not in word or _ENCODED_WORD.fullmatch(word)):
+            if run:
+                tokens += _encoded_words(" ".join(run))
+                run = []
+            tokens.append(word)
+        else:
+            run.append(word)
+    if run:
+        tokens += _encoded_words(" ".join(run))
+    return tokens
+
+
+def fold(name: str, value: str, linesep: str = "\r\n") -> str:
+    """`Name: value` folded only where RFC 5322 allows, at the spaces between tokens, when a
+    line would pass LINE_LIMIT. A token is never split: a URL in angle brackets stays whole
+    (RFC 2369), on a line of its own if it must."""
+    lines, line = [], f"{name}:"
+    for token in header_tokens(value):
+        if len(line) + 1 + len(token) > LINE_LIMIT and line.strip() and line != f"{name}:":
+            lines.append(line)
+            line = ""
+        line += f" {token}"
+    lines.append(line)
+    return linesep.join(lines) + linesep
+
+
 class _MimePolicy(Compat32):
-    """compat32 header handling plus the modern content manager (set_content & co).
+    """compat32 header handling plus the modern content manager (set_content & co), and our
+    own folding.
 
     The default policy parses every header into a token tree on assignment and refolds
     it on output; for headers we compose ourselves that was ~75% of the cost of a
     message (the stdlib even builds a new header class per header). compat32 stores
-    strings, so every non-ASCII header is encoded explicitly below (RFC 2047).
+    strings as given. On output `fold` writes them: ASCII as it is, folded only at spaces
+    and only past 78 characters; non-ASCII words as RFC 2047 encoded words. (SMTP's
+    default policy re-parses and refolds instead, which turned List-Unsubscribe into
+    encoded words that mailbox providers do not read: send `wire_bytes`.)
     """
 
     content_manager = raw_data_manager
 
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        if not isinstance(value, str) or any("\udc80" <= c <= "\udcff" for c in value):
+            return str(super()._fold(name, value, sanitize))  # type: ignore[misc]
+        return fold(name, value, self.linesep)
+
 
 POLICY = _MimePolicy()
-# How a message goes on the wire: SMTP line endings, and lines up to RFC 5322's 998
-# characters. At the default 78 the modern folder turns a long word it cannot break, such
-# as a List-Unsubscribe URL with a signed token, into RFC 2047 encoded words, which mail
-# clients do not read as a URL.
-WIRE_POLICY = SMTP.clone(max_line_length=998)
+# What goes to an SMTP server (and the outbox): CRLF line ends.
+WIRE_POLICY = POLICY.clone(linesep="\r\n")
 
 
-def _encoded(value: str) -> str:
-    """A header value as RFC 2047 encoded words when it is not plain ASCII."""
-    return value if value.isascii() else Header(value, "utf-8").encode()
+def wire_bytes(message: EmailMessage) -> bytes:
+    """The message as it goes on the wire, headers folded by `fold`."""
+    return message.as_bytes(policy=WIRE_POLICY)
 
 
 def _address(value: str | Address) -> str:
@@ -84,7 +150,7 @@ def build_email(rendered: RenderedEmail, *, notification_id: str, from_addr: str
     msg["To"] = _address(to_addr)
     if reply_to:
         msg["Reply-To"] = _address(reply_to)
-    msg["Subject"] = _encoded(rendered.subject)
+    msg["Subject"] = rendered.subject
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id_for(notification_id, message_id_domain)
     targets = [f"<{unsubscribe_url}>"]

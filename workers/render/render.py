@@ -35,8 +35,12 @@ _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _DOUBLE_STOP = re.compile(r"(?<=[^\W\d_])\.\.(?=[\s<]|$)")
 
 
-def _tidy(text: str) -> str:
+def tidy(text: str) -> str:
+    """One full stop where an abbreviated date ends a sentence (messages and pages alike)."""
     return _DOUBLE_STOP.sub(".", text) if ".." in text else text
+
+
+_tidy = tidy
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import tempfile
 from email.message import EmailMessage
 from pathlib import Path
 
-from workers.render.email_message import NOTIFICATION_ID_HEADER, WIRE_POLICY
+from workers.render.email_message import NOTIFICATION_ID_HEADER, wire_bytes
 from workers.senders.errors import PermanentSendError, SendResult, TransientSendError
 from workers.senders.messages import SmsMessage
 
@@ -46,7 +46,7 @@ class OutboxSender:
             # An id we cannot use as a file name is a bug upstream; retrying will not fix it.
             raise PermanentSendError(0, f"outbox: unusable notification id {notification_id!r}")
         if isinstance(message, EmailMessage):
-            payload = message.as_bytes(policy=WIRE_POLICY)
+            payload = wire_bytes(message)
         try:
             await asyncio.to_thread(self._write_once, name, payload)
         except OSError as exc:

@@ -16,7 +16,7 @@ from aiosmtplib import (
 )
 from aiosmtplib.email import extract_recipients, extract_sender
 
-from workers.render.email_message import WIRE_POLICY
+from workers.render.email_message import wire_bytes
 from workers.senders.errors import PermanentSendError, SendResult, TransientSendError
 from workers.senders.ratelimit import RateLimiter
 
@@ -88,10 +88,11 @@ class SmtpEmailSender:
             try:
                 if not smtp.is_connected:
                     await smtp.connect()
-                # Flattened here: aiosmtplib's own policy would encode long header lines.
+                # Our bytes, not aiosmtplib's flattening: its SMTP policy refolds every header
+                # and turned List-Unsubscribe into encoded words.
                 _errors, response = await smtp.sendmail(
                     extract_sender(message) or "", extract_recipients(message),
-                    message.as_bytes(policy=WIRE_POLICY))
+                    wire_bytes(message))
                 keep = True
             except SMTPRecipientsRefused as exc:
                 keep = True

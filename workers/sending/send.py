@@ -132,6 +132,8 @@ def _refusal(claim: ClaimedSend, settings: Settings, now: datetime) -> str | Non
         return "no consent"
     if claim.opted_out:
         return "opted out"
+    if claim.muted and not notifications_db.is_resend(n):
+        return "muted by support"
     return None
 
 

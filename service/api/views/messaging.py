@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 from urllib.parse import parse_qsl
 
@@ -10,11 +9,12 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from service.api.keys import clock_key, pool_key, settings_key
-from service.api.link_pages import link_page
+from service.api.page_render import form, link_problem, reader_strings, render
+from service.api.views.pages import verified
 from service.errors import FieldError, ProblemError, validation_failed
 from service.limits import scrub, unstorable
-from service.security.links import untimed_refused, verify
 from service.store import notifications as notifications_db
+from service.store import orders as orders_db
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT",
                         "REVOKE"})
@@ -105,16 +105,22 @@ async def twilio_status(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+def _masked(channel: str, address: str) -> str:
+    """Enough of an address to recognise it, not enough to harvest it from a shared link."""
+    if channel == "email":
+        name, _, domain = address.partition("@")
+        return f"{name[:1]}•••@{domain}"
+    return f"•••{address[-4:]}"
+
+
 def _unsubscribe_target(request: web.Request) -> tuple[str, str] | None:
     """(channel, address) the link was made for; None for a link that is not valid.
 
     Unsubscribe links never expire (a customer may find an old e-mail years later): only an
     untimed link past the operator's cutoff, or one signed with a retired key, stops working.
     """
-    settings = request.app[settings_key]
-    token = verify(settings.link_secrets, "unsubscribe", request.match_info["token"])
-    if token is None or untimed_refused(token, settings.parcelcast_untimed_links_until,
-                                        request.app[clock_key].now()):
+    token = verified(request, "unsubscribe")
+    if token is None:
         return None
     channel, _, address = token.value.partition(":")
     if channel not in ("email", "sms") or not address or unstorable(address):
@@ -124,14 +130,14 @@ def _unsubscribe_target(request: web.Request) -> tuple[str, str] | None:
 
 async def unsubscribe_page(request: web.Request) -> web.Response:
     """GET: a confirmation page (mail scanners follow links; only a POST unsubscribes)."""
-    if _unsubscribe_target(request) is None:
-        return link_page(request, "invalid")
-    shop = html.escape(request.app[settings_key].shop_name)
-    return web.Response(content_type="text/html", text=(
-        "<!doctype html><meta charset=utf-8><title>Unsubscribe</title>"
-        f"<h1>Stop delivery e-mails from {shop}?</h1>"
-        f"<form method=post><input type=hidden name=List-Unsubscribe value=One-Click>"
-        f"<button>Unsubscribe</button></form>"))
+    target = _unsubscribe_target(request)
+    if target is None:
+        return link_problem(request, "invalid")
+    strings = reader_strings(request)
+    shop = request.app[settings_key].shop_name
+    return render(request, "unsubscribe.html.j2", strings, ask=True,
+                  title=strings("unsubscribe_title", shop=shop),
+                  text=strings("unsubscribe_text", address=_masked(*target)))
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
@@ -139,10 +145,58 @@ async def unsubscribe(request: web.Request) -> web.Response:
     nothing we need: the link alone names the address."""
     target = _unsubscribe_target(request)
     if target is None:
-        return link_page(request, "invalid")
+        return link_problem(request, "invalid")
     channel, address = target
     async with request.app[pool_key].acquire() as conn, conn.transaction():
         await notifications_db.opt_out(conn, channel, address, "unsubscribe-link",
                                        request.app[clock_key].now())
-    return web.Response(content_type="text/html",
-                        text="<!doctype html><meta charset=utf-8><p>You are unsubscribed.</p>")
+    strings = reader_strings(request)
+    return render(request, "unsubscribe.html.j2", strings, ask=False,
+                  title=strings("unsubscribed_title"),
+                  text=strings("unsubscribed_text", address=_masked(channel, address)))
+
+
+async def _preferences(request: web.Request, saved: bool) -> web.Response:
+    token = verified(request, "preferences")
+    if token is None:
+        return link_problem(request, "invalid")
+    async with request.app[pool_key].acquire() as conn:
+        order = await orders_db.get(conn, token.value)
+        if order is None:
+            return link_problem(request, "gone")
+        if request.method == "POST":
+            posted = await form(request)
+            channel, action = str(posted.get("channel", "")), str(posted.get("action", ""))
+            address = order.customer_email if channel == "email" else (
+                order.customer_phone if channel == "sms" else None)
+            now = request.app[clock_key].now()
+            if address and action == "stop":
+                async with conn.transaction():
+                    await notifications_db.opt_out(conn, channel, address, "preferences-page",
+                                                   now)
+            elif address and action == "resume" and channel == "email":
+                # E-mail only: an SMS opt-out is lifted by the customer texting START.
+                await notifications_db.opt_in(conn, channel, address)
+            saved = True
+        channels = []
+        for channel, address in (("email", order.customer_email), ("sms", order.customer_phone)):
+            on = address is not None and not await notifications_db.opted_out(
+                conn, channel, address)
+            channels.append({"name": channel, "address": address, "on": on})
+    strings = reader_strings(request, order.locale)
+    shop = request.app[settings_key].shop_name
+    for item in channels:
+        masked = _masked(str(item["name"]), str(item["address"])) if item["address"] else "—"
+        item["label"] = strings(f"channel.{item['name']}", address=masked)
+    return render(request, "preferences.html.j2", strings, saved=saved, channels=channels,
+                  intro=strings("preferences_intro", shop=shop, order=order.order_id))
+
+
+async def preferences_page(request: web.Request) -> web.Response:
+    """The customer's notification preferences for an order (linked from the tracking page)."""
+    return await _preferences(request, saved=False)
+
+
+async def save_preferences(request: web.Request) -> web.Response:
+    """Stop a channel, or turn e-mail back on."""
+    return await _preferences(request, saved=True)

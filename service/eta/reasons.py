@@ -1,0 +1,214 @@
+"""The reasons behind an ETA in words a support agent can read out.
+
+Each reason is a factor, the shipment's own value of it when it was predicted, and what it
+did to the estimate: "Time since the last carrier scan (8 days): adds about 12 h". Stating the
+fact beside the effect never reads oddly, whichever way the model weighed it (the sentences
+the predictor builds by the sign alone said "A recent scan lately" for a parcel last scanned
+eight days ago, and "The promised date is close" ten days after it passed).
+
+The predictor stores each reason as English text and hours. Until it stores the feature name
+too (`EtaModel.predict_explained` returning (feature, hours) pairs), `feature_of` recognises
+which feature a stored sentence came from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from predictor.features import FEATURES
+from predictor.model import describe
+from service.store.shipments import Shipment, TimelineEvent
+from service.tracking.taxonomy import CARRIERS, NOT_CARRIER_SCANS
+from service.zones import customer_zone
+
+NEGLIGIBLE_HOURS = 0.5
+
+
+@dataclass(frozen=True)
+class ReasonFacts:
+    """What was known about a shipment when an ETA was predicted (`as_of`)."""
+
+    as_of: datetime
+    zone: str  # the destination's zone: where the promise is kept
+    carrier_name: str
+    service_level: str
+    destination: str | None
+    latest_status: str | None
+    scans: int
+    last_scan_at: datetime | None
+    handover_at: datetime | None
+    label_at: datetime | None
+    promised: date | None
+    carrier_estimate: date | None
+
+
+def facts_at(as_of: datetime, zone: str, carrier_name: str, service_level: str,
+             destination: str | None, label_at: datetime | None, promised: date | None,
+             carrier_estimate: date | None, scans: Sequence[tuple[str, datetime]]
+             ) -> ReasonFacts:
+    """The facts from a shipment's (status, occurred_at) scans known at `as_of`."""
+    seen = sorted((at, status) for status, at in scans if at <= as_of)
+    carrier = [(at, status) for at, status in seen if status not in NOT_CARRIER_SCANS]
+    known = [(at, status) for at, status in seen if status != "unknown"]
+    return ReasonFacts(
+        as_of=as_of, zone=zone, carrier_name=carrier_name, service_level=service_level,
+        destination=destination, latest_status=known[-1][1] if known else None,
+        scans=len(carrier), last_scan_at=carrier[-1][0] if carrier else None,
+        handover_at=carrier[0][0] if carrier else None, label_at=label_at, promised=promised,
+        carrier_estimate=carrier_estimate)
+
+
+def facts_for(shipment: Shipment, timeline: Sequence[TimelineEvent], as_of: datetime,
+              default_zone: str) -> ReasonFacts:
+    """What was known about a stored shipment at `as_of` (scans received by then)."""
+    known = [(e.status, e.occurred_at) for e in timeline if e.received_at <= as_of]
+    destination = " ".join(p for p in (shipment.destination_postal_code,
+                                       shipment.destination_country) if p) or None
+    zone = customer_zone(None, shipment.destination_postal_code, shipment.destination_country,
+                         default_zone)  # the destination's: where a promise is kept
+    return facts_at(as_of, zone, CARRIERS.get(shipment.carrier, shipment.carrier),
+                    shipment.service_level, destination, shipment.label_created_at,
+                    shipment.promised_delivery_date, shipment.carrier_estimated_delivery, known)
+
+
+def duration(hours: float) -> str:
+    """4.0 -> "4 h", 30 -> "30 h", 192 -> "8 days", 60 -> "2.5 days"."""
+    hours = abs(hours)
+    if hours < 10:
+        return f"{hours:.1f}".removesuffix(".0") + " h"
+    if hours < 48:
+        return f"{hours:.0f} h"
+    days = hours / 24
+    text = f"{days:.0f}" if days >= 10 or abs(days - round(days)) < 0.05 else f"{days:.1f}"
+    return f"{text} days"
+
+
+def effect(hours: float) -> str:
+    if abs(hours) < NEGLIGIBLE_HOURS:
+        return "hardly changes it"
+    return f"adds about {duration(hours)}" if hours > 0 else f"takes about {duration(hours)} off"
+
+
+def _ago(facts: ReasonFacts, at: datetime | None, none: str) -> str:
+    if at is None:
+        return none
+    return f"{duration((facts.as_of - at).total_seconds() / 3600)}"
+
+
+def _promise(facts: ReasonFacts) -> str:
+    if facts.promised is None:
+        return "no promised date"
+    today = facts.as_of.astimezone(ZoneInfo(facts.zone)).date()
+    days = (facts.promised - today).days
+    when = facts.promised.isoformat()
+    if days < 0:
+        return f"promised {when}, {-days} day{'s' if days != -1 else ''} ago"
+    if days == 0:
+        return f"promised {when}, today"
+    return f"promised {when}, in {days} day{'s' if days != 1 else ''}"
+
+
+def _local(facts: ReasonFacts) -> datetime:
+    return facts.as_of.astimezone(ZoneInfo(facts.zone))
+
+
+def _status(facts: ReasonFacts) -> str:
+    return (facts.latest_status or "no scan yet").replace("_", " ")
+
+
+Fact = Callable[[ReasonFacts], str]
+# feature -> (what the factor is, the shipment's value of it or None when we only know
+# the model's view of it, e.g. a lane's recent medians).
+FACTORS: dict[str, tuple[str, Fact | None]] = {
+    "carrier": ("Carrier", lambda f: f.carrier_name),
+    "service_level": ("Service level", lambda f: f.service_level),
+    "lane": ("Carrier on this route", lambda f: f"{f.carrier_name} to {f.destination or '?'}"),
+    "destination_state": ("Destination", lambda f: f.destination or "unknown"),
+    "latest_status": ("Latest scan", _status),
+    "distance_km": ("Distance to travel", None),
+    "promised_lead_bdays": ("Business days the shop promised", _promise),
+    "promise_remaining_bdays": ("Business days left before the promise", _promise),
+    "hours_to_promise": ("Time left to the promised date", _promise),
+    "weekday": ("Day of the week", lambda f: _local(f).strftime("%A")),
+    "local_hour": ("Time of day", lambda f: _local(f).strftime("%H:%M")),
+    "holidays_next_7d": ("Public holidays in the next 7 days", None),
+    "peak_season": ("Peak season", None),
+    "days_into_peak": ("How far into the holiday peak", None),
+    "hours_since_label": ("Time since the label was created",
+                          lambda f: _ago(f, f.label_at, "no label time")),
+    "hours_since_handover": ("Time in transit",
+                             lambda f: _ago(f, f.handover_at, "not handed over yet")),
+    "bdays_since_handover": ("Business days in transit",
+                             lambda f: _ago(f, f.handover_at, "not handed over yet")),
+    "n_scans": ("Carrier scans so far", lambda f: str(f.scans)),
+    "hours_since_last_scan": ("Time since the last carrier scan",
+                              lambda f: _ago(f, f.last_scan_at, "no carrier scan yet")),
+    "lane_transit_median_7d": ("Recent deliveries on this route (7 days)", None),
+    "lane_transit_median_14d": ("Recent deliveries on this route (14 days)", None),
+    "lane_deliveries_14d": ("History on this route (14 days)", None),
+    "carrier_transit_median_7d": ("The carrier's recent speed (7 days)", None),
+    "carrier_transit_median_14d": ("The carrier's recent speed (14 days)", None),
+    "state_transit_median_7d": ("Recent deliveries to this destination (7 days)", None),
+    "carrier_backlog_days": ("Parcels piling up in the carrier's network", None),
+    "lane_backlog_days": ("Parcels piling up on this route", None),
+    "carrier_estimate_hours": ("The carrier's own estimate",
+                               lambda f: f.carrier_estimate.isoformat() if f.carrier_estimate
+                               else "none given"),
+}
+
+
+def agent_reason(feature: str | None, hours: float, stored_text: str, facts: ReasonFacts
+                 ) -> str:
+    """One reason for an agent: "<factor> (<value>): <effect on the estimate>"."""
+    if feature is None or feature not in FACTORS:
+        return f"{stored_text} ({effect(hours)})"
+    label, fact = FACTORS[feature]
+    value = f" ({fact(facts)})" if fact is not None else ""
+    return f"{label}{value}: {effect(hours)}"
+
+
+def agent_reasons(stored: Sequence[Mapping[str, Any]], facts: ReasonFacts
+                  ) -> list[dict[str, Any]]:
+    """Stored reasons ({"reason", "hours"} and, once the predictor gives it, "feature") as
+    {"feature", "hours", "text"} for agents."""
+    out = []
+    for reason in stored:
+        hours = float(reason.get("hours") or 0.0)
+        text = str(reason.get("reason", ""))
+        feature = reason.get("feature") or feature_of(text)
+        out.append({"feature": feature, "hours": hours,
+                    "text": agent_reason(feature, hours, text, facts)})
+    return out
+
+
+# Values no real row has: where the predictor's sentence mentions the row, the pattern
+# accepts anything.
+_SENTINELS = {"carrier": "zqcarrierzq", "service_level": "zqservicezq",
+              "destination_state": "zqstatezq", "latest_status": "zqstatuszq"}
+_ANY = re.compile("|".join(["zqcarrierzq zqservicezq", *_SENTINELS.values()]), re.IGNORECASE)
+
+
+@cache
+def _patterns() -> list[tuple[str, re.Pattern[str]]]:
+    patterns = []
+    for feature in FEATURES:
+        for sign in (1.0, -1.0):
+            text = describe(feature, sign, _SENTINELS)
+            parts = _ANY.split(text)
+            patterns.append((feature, re.compile(
+                ".+?".join(re.escape(p) for p in parts), re.IGNORECASE)))
+    return patterns
+
+
+def feature_of(text: str) -> str | None:
+    """The feature a stored reason's sentence was built for (None when none matches)."""
+    for feature, pattern in _patterns():
+        if pattern.fullmatch(text):
+            return feature
+    return None
