@@ -100,6 +100,34 @@ class RecentPerformance:
         med, count = _hist_median(hist)
         return med[inverse], count[inverse]
 
+    def quantiles(self, family: str, keys: Sequence[str] | np.ndarray, as_of_s: np.ndarray,
+                  window_days: int, levels: Sequence[float] = (0.1, 0.5, 0.9),
+                  elapsed_hours: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(quantiles (n, levels) of transit hours, delivery count) per query over the same
+        window as :meth:`median` (same leakage rule). With ``elapsed_hours``, quantiles of
+        the transit of parcels that took longer than that (a parcel still on its way after
+        ``elapsed`` hours): what a recent-deliveries baseline knows of one in flight. NaN
+        below ``MIN_COUNT`` deliveries (in the conditional part, too)."""
+        index, cum = self._tables[family]
+        key_codes = _key_codes(index, keys)
+        day = np.floor(np.asarray(as_of_s, dtype=float) / _S_PER_DAY).astype(np.int64) - self._day0
+        if window_days > MAX_WINDOW_DAYS:
+            raise ValueError(f"window_days must be <= {MAX_WINDOW_DAYS}")
+        hi = np.clip(day, 0, self._n_days)
+        lo = np.clip(day - window_days, 0, self._n_days)
+        known = key_codes >= 0
+        hist = np.zeros((len(key_codes), len(_MIDS)), dtype=np.int64)
+        hist[known] = cum[key_codes[known], hi[known]] - cum[key_codes[known], lo[known]]
+        elapsed = (np.zeros(len(hist)) if elapsed_hours is None
+                   else np.maximum(np.nan_to_num(np.asarray(elapsed_hours, float)), 0.0))
+        below = _count_below(hist, elapsed)
+        count = hist.sum(axis=1)
+        left = count - below
+        out = np.empty((len(hist), len(levels)))
+        for j, q in enumerate(levels):
+            out[:, j] = np.maximum(_hist_point(hist, below + q * left), elapsed)
+        out[left < MIN_COUNT] = np.nan
+        return out, count
 
     def backlog_days(self, family: str, keys: Sequence[str] | np.ndarray,
                      as_of_s: np.ndarray) -> np.ndarray:
@@ -153,6 +181,36 @@ def _backlog_table(keys: np.ndarray, handover: np.ndarray, delivered: np.ndarray
     starts = np.sort((codes.astype(np.int64) << 33) + start)
     ends = np.sort((codes.astype(np.int64) << 33) + end)
     return {str(u): i for i, u in enumerate(uniques)}, starts, ends
+
+
+def _count_below(hist: np.ndarray, hours: np.ndarray) -> np.ndarray:
+    """Deliveries of each histogram row faster than ``hours`` (geometric share of the bin
+    that holds it)."""
+    b = np.clip(np.searchsorted(_EDGES, hours, side="right") - 1, 0, hist.shape[1] - 1)
+    cum = np.cumsum(hist, axis=1)
+    rows = np.arange(len(hist))
+    before = np.where(b > 0, cum[rows, np.maximum(b - 1, 0)], 0)
+    lo_edge = np.maximum(_EDGES[b], 0.5)
+    hi_edge = np.where(np.isfinite(_EDGES[b + 1]), _EDGES[b + 1], 3000.0)
+    span = np.log(np.maximum(hi_edge / lo_edge, 1.0 + 1e-9))  # the overflow bin has none
+    frac = np.clip(np.log(np.maximum(hours, 0.5) / lo_edge) / span, 0, 1)
+    below: np.ndarray = before + hist[rows, b] * frac
+    return below
+
+
+def _hist_point(hist: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The transit hours below which ``target`` deliveries of each row lie (geometric
+    interpolation inside the bin, as :func:`_hist_median`)."""
+    cum = np.cumsum(hist, axis=1)
+    b = (cum < target[:, None]).sum(axis=1).clip(0, hist.shape[1] - 1)
+    rows = np.arange(len(hist))
+    before = np.where(b > 0, cum[rows, np.maximum(b - 1, 0)], 0)
+    in_bin = hist[rows, b]
+    frac = np.where(in_bin > 0, (target - before) / np.maximum(in_bin, 1), 0.5)
+    lo_edge = np.maximum(_EDGES[b], 0.5)
+    hi_edge = np.where(np.isfinite(_EDGES[b + 1]), _EDGES[b + 1], 3000.0)
+    point: np.ndarray = lo_edge * (hi_edge / lo_edge) ** np.clip(frac, 0.0, 1.0)
+    return point
 
 
 def _hist_median(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

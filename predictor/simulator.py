@@ -52,6 +52,13 @@ generator, so a seed gives the same history byte for byte):
    parcels never picked up, and 15 % of the others, have none. Drawn from a generator of
    its own, so the rest of a seed's history is the same with or without it.
 
+10. **Regime change** (optional, off by default). ``regime_change=(carrier, day, factor)``
+   multiplies the latent transit of every parcel of ``carrier`` handed over on or after
+   ``start + day`` by ``factor``: the carrier's network changes for good mid-history
+   (a lost contract, a new hub) while its published standard, the shop's promise and
+   its own estimate stay as they were. It draws nothing from the generator, so every
+   other parcel, and the whole history when it is off, is the same for the same seed.
+
 The **oracle** columns keep the latent truth a perfect model of this world would know:
 ``oracle_handover_at``, ``oracle_transit_bdays`` (``mu_total``), ``oracle_sigma``,
 ``oracle_min_bdays``, ``oracle_delivery_hour`` and ``oracle_delivery_hour_sd``.
@@ -106,10 +113,12 @@ class SimulatedHistory:
     seed: int
 
 
-def simulate(n_shipments: int, days: int, start: datetime, seed: int) -> SimulatedHistory:
+def simulate(n_shipments: int, days: int, start: datetime, seed: int, *,
+             regime_change: tuple[str, int, float] | None = None) -> SimulatedHistory:
     """Simulate ``n_shipments`` orders placed over ``days`` days from ``start`` (aware UTC).
 
-    Deterministic for a given ``seed``. See the module docstring for the model.
+    Deterministic for a given ``seed``. See the module docstring for the model
+    (``regime_change``: item 10).
     """
     if start.tzinfo is None:
         raise ValueError("start must be timezone-aware (UTC)")
@@ -180,6 +189,12 @@ def simulate(n_shipments: int, days: int, start: datetime, seed: int) -> Simulat
     base = (a_s + b_s * km / 1000.0) * speed * cs_speed
     mu = base * lane_eff * cs_eff * _peak_multiplier(pickup_day, peak_s, carrier_idx)
     mu = mu * _storm_multiplier(rng, pickup_day, d_state, start64, days)
+    if regime_change is not None:
+        changed, from_day, factor = regime_change
+        if changed not in CARRIERS:
+            raise ValueError(f"regime_change: unknown carrier {changed!r}")
+        since = start64.astype("datetime64[D]") + int(from_day)
+        mu = np.where((carrier == changed) & (pickup_day >= since), mu * float(factor), mu)
     z = rng.normal(size=n)
     transit = mu * np.exp(sigma * z)
     bdays = np.maximum(min_days, np.round(transit)).astype(np.int64)
