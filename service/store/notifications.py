@@ -80,11 +80,16 @@ WITH claimed AS (
     UPDATE notifications n SET
         state = 'sending', attempts = n.attempts + 1, updated_at = $2,
         sending_since = clock_timestamp()
-    FROM (SELECT id, state AS previous FROM notifications WHERE id = $1) AS b
+    FROM (SELECT id, state AS previous, sending_since AS previous_since, uncertain_since
+          FROM notifications WHERE id = $1) AS b
     WHERE n.id = b.id AND n.due_at <= $2 AND (
           n.state = 'scheduled'
        OR (n.state = 'sending' AND n.sending_since < clock_timestamp() - $3::interval))
-    RETURNING n.*, b.previous = 'sending' AS interrupted
+    -- An earlier attempt may have reached the provider (its worker died mid-send, or it got
+    -- no answer): ask_since is when the earliest such attempt began.
+    RETURNING n.*, (b.previous = 'sending' OR b.uncertain_since IS NOT NULL) AS interrupted,
+              least(b.uncertain_since, CASE WHEN b.previous = 'sending'
+                                            THEN b.previous_since END) AS ask_since
 )
 SELECT c.*,
        o.order_id IS NOT NULL AS has_order, o.customer_name, o.email_consent, o.sms_consent,
@@ -110,7 +115,8 @@ LEFT JOIN LATERAL (
 async def claim_for_send(conn: asyncpg.Connection, notification_id: int, now: datetime,
                          lease: timedelta) -> dict[str, Any] | None:
     """Take a due notification for sending (or one whose sender vanished: `sending` for longer
-    than `lease`, real time) together with its order, shipment, opt-out and latest scan."""
+    than `lease`, real time) together with its order, shipment, opt-out and latest scan;
+    `interrupted` and `ask_since` say whether (and since when) to ask the provider first."""
     row = await conn.fetchrow(CLAIM_FOR_SEND, notification_id, now, lease)
     return dict(row) if row else None
 
@@ -121,7 +127,8 @@ async def record_sent(conn: asyncpg.Connection, notification_id: int, work_item_
     await conn.execute(
         """WITH done AS (DELETE FROM work_items WHERE id = $6)
            UPDATE notifications SET state = 'sent', provider_id = $2, subject = $3, body = $4,
-                  sent_at = $5, updated_at = $5, sending_since = NULL, last_error = NULL
+                  sent_at = $5, updated_at = $5, sending_since = NULL, last_error = NULL,
+                  uncertain_since = NULL
            WHERE id = $1""",
         notification_id, provider_id, subject, body, now, work_item_id)
 
@@ -132,21 +139,30 @@ async def get(conn: asyncpg.Connection, notification_id: int) -> dict[str, Any] 
 
 
 async def mark(conn: asyncpg.Connection, notification_id: int, state: str, error: str | None,
-               now: datetime) -> None:
-    """End a notification as failed, dead or suppressed."""
+               now: datetime, *, uncertain_since: datetime | None = None) -> None:
+    """End a notification as failed, dead or suppressed (`uncertain_since` as in reschedule:
+    a retry by hand asks the provider first)."""
     await conn.execute(
         """UPDATE notifications SET state = $2, last_error = $3, updated_at = $4,
-                  sending_since = NULL WHERE id = $1""",
-        notification_id, state, error, now)
+                  sending_since = NULL, uncertain_since = least(uncertain_since, $5)
+           WHERE id = $1""",
+        notification_id, state, error, now, uncertain_since)
 
 
 async def reschedule(conn: asyncpg.Connection, notification_id: int, due_at: datetime,
-                     error: str, now: datetime) -> None:
-    """Back to waiting after a transient failure, with a new send queued for `due_at`."""
+                     error: str, now: datetime, *, uncertain_since: datetime | None = None
+                     ) -> None:
+    """Back to waiting after a transient failure, with a new send queued for `due_at`.
+
+    `uncertain_since`: an attempt begun then may have reached the provider, so the next
+    attempts ask first (the earliest such time is kept until the message is recorded sent).
+    """
     await conn.execute(
         """UPDATE notifications SET state = 'scheduled', due_at = $2, last_error = $3,
-                  updated_at = $4, sending_since = NULL WHERE id = $1""",
-        notification_id, due_at, error, now)
+                  updated_at = $4, sending_since = NULL,
+                  uncertain_since = least(uncertain_since, $5)
+           WHERE id = $1""",
+        notification_id, due_at, error, now, uncertain_since)
     await work.add(conn, SEND_NOTIFICATION, [str(notification_id)], now, run_after=due_at)
 
 

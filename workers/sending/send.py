@@ -7,11 +7,16 @@
    transient failure (dead after `send_max_attempts`); or failed on a permanent one
    (Twilio 21610 also records the opt-out).
 
-A worker killed between 2 and 3 leaves the row `sending`. The next attempt asks the
-provider whether the message went out (the outbox can tell; Twilio can be listed by
-recipient and time); SMTP gives no way to know, so e-mail is re-sent with the same
-Message-ID: at-least-once within that window of milliseconds, which mail clients
-collapse by Message-ID. See tests/test_send.py.
+A worker killed between 2 and 3 leaves the row `sending`; a provider that did not answer
+in time, or dropped the connection after the request went out (`UncertainSendError`), may
+have the message too, and the row remembers since when (`uncertain_since`). Either way the
+next attempt asks the provider whether the message went out (the outbox can tell; Twilio
+can be listed by recipient); SMTP gives no way to know, so e-mail is re-sent with the same
+Message-ID: at-least-once within that window, which mail clients collapse by Message-ID.
+See tests/test_send_crash.py and tests/drills/.
+
+A batch of sends runs each on its own: one that fails for any other reason than a store
+outage is quarantined alone (workers.isolation), and the others are recorded as usual.
 """
 
 from __future__ import annotations
@@ -25,18 +30,27 @@ from zoneinfo import ZoneInfo
 
 from service.eta.runtime import customer_timezone
 from service.settings import Settings
+from service.store import failed_work
 from service.store import notifications as notifications_db
 from service.store import work as work_db
+from service.store.transient import is_transient
 from workers.context import WorkerContext, worker_context
+from workers.isolation import quarantine
 from workers.render import Renderer, RenderError
 from workers.render.email_message import build_email
-from workers.senders.errors import PermanentSendError, SendResult, TransientSendError
+from workers.senders.errors import (
+    PermanentSendError,
+    SendResult,
+    TransientSendError,
+    UncertainSendError,
+)
 from workers.senders.messages import SmsMessage
 from workers.sending.context import render_context
 from workers.sending.transports import Transports
 
 log = logging.getLogger(__name__)
 
+KIND = work_db.WorkKind.SEND_NOTIFICATION
 # Seconds of business time before each retry; jittered so a recovered provider is not
 # hit by every deferred message at the same instant.
 RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200)
@@ -76,7 +90,7 @@ async def send_notification(ctx: dict[str, Any], work_item_id: int, notification
             result = await (transports.sms.send(message) if row["channel"] == "sms"
                             else transports.email.send(message))
     except TransientSendError as exc:
-        return await _transient(app, work_item_id, row, str(exc), exc.retry_after)
+        return await _transient(app, work_item_id, row, exc)
     except (PermanentSendError, RenderError) as exc:
         async with app.pool.acquire() as conn, conn.transaction():
             await notifications_db.mark(conn, nid, "failed", str(exc), app.clock.now())
@@ -107,9 +121,33 @@ async def _not_claimed(conn: Any, work_item_id: int, nid: int, notification_id: 
 
 async def send_notifications(ctx: dict[str, Any], items: list[tuple[int, str]]) -> list[str]:
     """A batch of sends handed over together: each runs as above, concurrently (each has its
-    own claim and record, so one failing does not touch the others)."""
-    return list(await asyncio.gather(*(send_notification(ctx, work_item_id, notification_id)
-                                       for work_item_id, notification_id in items)))
+    own claim and record, so one failing does not touch the others). One that fails on its
+    own is quarantined; a store outage fails the job, to be run again (sends already
+    recorded are skipped then)."""
+    app = worker_context(ctx)
+    outcomes = await asyncio.gather(*(send_notification(ctx, work_item_id, notification_id)
+                                      for work_item_id, notification_id in items),
+                                    return_exceptions=True)
+    results: list[str] = []
+    outage: Exception | None = None
+    for item, outcome in zip(items, outcomes, strict=True):
+        if isinstance(outcome, str):
+            results.append(outcome)
+        elif not isinstance(outcome, Exception):
+            raise outcome  # cancelled: the job is being stopped
+        elif is_transient(outcome):
+            outage = outcome
+            results.append("retry")
+        else:
+            await quarantine(app, KIND, item, outcome)
+            results.append("quarantined")
+    if outage is not None:
+        raise outage
+    async with app.pool.acquire() as conn:
+        await failed_work.resolve(conn, KIND, [notification_id for (_, notification_id), result
+                                               in zip(items, results, strict=True)
+                                               if result != "quarantined"])
+    return results
 
 
 def _refusal(row: dict[str, Any], now: datetime) -> str | None:
@@ -157,21 +195,30 @@ async def _already_sent(transports: Transports, row: dict[str, Any], message: An
     lookup = getattr(sender, "lookup", None)
     if lookup is None:
         return None
-    found: SendResult | None = await lookup(message, row["sending_since"])
+    found: SendResult | None = await lookup(message, row["ask_since"])
     return found
 
 
-async def _transient(app: WorkerContext, work_item_id: int, row: dict[str, Any], error: str,
-                     retry_after: float | None) -> str:
+async def _transient(app: WorkerContext, work_item_id: int, row: dict[str, Any],
+                     exc: TransientSendError) -> str:
     settings = app.settings
     now = app.clock.now()
+    error = str(exc)
+    # Until a send is recorded, every attempt that may have reached the provider (an
+    # earlier interrupted one, or this one) makes the next attempts ask first.
+    maybe_sent = [since for since in (
+        row["ask_since"], row["sending_since"] if isinstance(exc, UncertainSendError) else None)
+        if since is not None]
+    uncertain_since = min(maybe_sent) if maybe_sent else None
     async with app.pool.acquire() as conn, conn.transaction():
         if row["attempts"] >= settings.send_max_attempts:
-            await notifications_db.mark(conn, row["id"], "dead", error, now)
+            await notifications_db.mark(conn, row["id"], "dead", error, now,
+                                        uncertain_since=uncertain_since)
             outcome = "dead"
         else:
-            due = now + backoff(row["attempts"], retry_after)
-            await notifications_db.reschedule(conn, row["id"], due, error, now)
+            due = now + backoff(row["attempts"], exc.retry_after)
+            await notifications_db.reschedule(conn, row["id"], due, error, now,
+                                              uncertain_since=uncertain_since)
             outcome = "retrying"
         await work_db.finish(conn, work_item_id)
     log.info("notification %s: %s (%s)", row["id"], outcome, error)
