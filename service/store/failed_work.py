@@ -42,7 +42,7 @@ RECORD = f"""
 WITH done AS (DELETE FROM work_items WHERE id = $7)
 INSERT INTO failed_work AS f (kind, subject_id, attempts, error, detail, first_failed_at,
                               last_failed_at, retry_at)
-VALUES ($1, $2, 1, $3, $4, $5, $5, $5 + $6::interval)
+VALUES ($1, $2, 1, $3, $4, $5::timestamptz, $5::timestamptz, $5::timestamptz + $6::interval)
 ON CONFLICT (kind, subject_id) DO UPDATE SET
     attempts = f.attempts + 1, error = EXCLUDED.error, detail = EXCLUDED.detail,
     last_failed_at = EXCLUDED.last_failed_at,
