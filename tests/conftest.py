@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from predictor.model import EtaModel
 from service.api.app import create_app
 from service.clock import ManualClock
 from service.security.api_keys import new_key
@@ -21,7 +22,6 @@ from service.store import api_keys
 from service.store.migrations import upgrade
 from service.store.pool import create_pool
 from standins.smtp_server import SmtpStandin
-from predictor.model import EtaModel
 from standins.twilio_server import TwilioStandin
 from tests.models import small_model
 from tests.servers import postgres_admin_url, redis_url, with_database
