@@ -25,7 +25,9 @@ async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -
     each shipment's plan with its work item retired, one short transaction per shipment.
 
     A shipment that makes the batch statements fail is found by splitting the batch, and it
-    alone is quarantined (workers.isolation); so is one whose plan fails.
+    alone is quarantined (workers.isolation); so is one whose plan fails. Each plan reads its
+    shipment locked, as committed at that moment: a refresh handed over twice (a lost job
+    re-handed while the first still runs) cannot plan on an older state after a newer one.
     """
     app = worker_context(ctx)
     now = app.clock.now()
@@ -45,13 +47,10 @@ async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -
     if not ready:
         return 0
     async with app.pool.acquire() as conn:
-        ids = sorted({shipment_id for _, shipment_id in ready})
-        refreshed = {r["shipment_id"]: r for r in await shipments_db.get_many(conn, ids)}
         done = []
         for item in ready:
             try:
-                await retrying_contention(partial(_plan, conn, app, refreshed.get(item[1]),
-                                                  item[0], now))
+                await retrying_contention(partial(_plan, conn, app, item, now))
             except Exception as exc:
                 if is_transient(exc):
                     raise
@@ -62,9 +61,11 @@ async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -
     return len(done)
 
 
-async def _plan(conn: asyncpg.Connection, app: WorkerContext, shipment: dict[str, Any] | None,
-                work_item_id: int, now: datetime) -> None:
+async def _plan(conn: asyncpg.Connection, app: WorkerContext, item: Item,
+                now: datetime) -> None:
+    work_item_id, shipment_id = item
     async with conn.transaction():
+        shipment = await shipments_db.get_locked(conn, shipment_id)
         if shipment is not None:
             await plan(conn, app.settings, shipment, now)
         await work_db.finish(conn, work_item_id)

@@ -173,10 +173,13 @@ async def get(conn: asyncpg.Connection, shipment_id: str) -> dict[str, Any] | No
     return dict(row) if row else None
 
 
-async def get_many(conn: asyncpg.Connection, shipment_ids: list[str]) -> list[dict[str, Any]]:
-    rows = await conn.fetch("SELECT * FROM shipments WHERE shipment_id = ANY($1::text[])",
-                            shipment_ids)
-    return [dict(r) for r in rows]
+async def get_locked(conn: asyncpg.Connection, shipment_id: str) -> dict[str, Any] | None:
+    """The shipment as committed now, locked until the caller's transaction ends: what
+    planning decides on, so two refreshes of one shipment plan one after the other, each on
+    the newest state (an older snapshot must never supersede newer news)."""
+    row = await conn.fetchrow("SELECT * FROM shipments WHERE shipment_id = $1 FOR UPDATE",
+                              shipment_id)
+    return dict(row) if row else None
 
 
 async def find(

@@ -141,6 +141,7 @@ async def test_postgres_restart_and_outage_under_load(
             "loop_restarts": await restarts(workers),
         })
         report("postgres_restart_and_outage", figures)
+        assert not figures["problems"], figures["problems"]
     finally:
         for worker in workers:
             worker.stop()
