@@ -15,6 +15,10 @@ can be listed by recipient); SMTP gives no way to know, so e-mail is re-sent wit
 Message-ID: at-least-once within that window, which mail clients collapse by Message-ID.
 See tests/test_send_crash.py and tests/drills/.
 
+A send the provider accepted just as the database became unreachable is recorded once it
+answers again (kept trying for half the lease, while no other worker can take the send
+over), rather than left to be repeated.
+
 A batch of sends runs each on its own: one that fails for any other reason than a store
 outage is quarantined alone (workers.isolation), and the others are recorded as usual.
 """
@@ -24,7 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import datetime, time, timedelta
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from datetime import time as day_time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,7 +40,7 @@ from service.settings import Settings
 from service.store import failed_work
 from service.store import notifications as notifications_db
 from service.store import work as work_db
-from service.store.transient import is_transient
+from service.store.transient import is_outage, is_transient
 from workers.context import WorkerContext, worker_context
 from workers.isolation import quarantine
 from workers.render import Renderer, RenderError
@@ -47,6 +54,7 @@ from workers.senders.errors import (
 from workers.senders.messages import SmsMessage
 from workers.sending.context import render_context
 from workers.sending.transports import Transports
+from workers.supervisor import backoff as backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,7 @@ async def send_notification(ctx: dict[str, Any], work_item_id: int, notification
     nid = int(notification_id)
     now = app.clock.now()
     lease = timedelta(seconds=settings.send_lease_s)
+    claimed_at = time.monotonic()
     async with app.pool.acquire() as conn:
         row = await notifications_db.claim_for_send(conn, nid, now, lease)
         if row is None:
@@ -99,10 +108,36 @@ async def send_notification(ctx: dict[str, Any], work_item_id: int, notification
                                                "provider", app.clock.now())
             await work_db.finish(conn, work_item_id)
         return "failed"
-    async with app.pool.acquire() as conn:
-        await notifications_db.record_sent(conn, nid, work_item_id, result.provider_id, subject,
+    sent = result
+
+    async def record(conn: Any) -> None:
+        await notifications_db.record_sent(conn, nid, work_item_id, sent.provider_id, subject,
                                            body, app.clock.now())
+
+    await _patiently(app, claimed_at, record)
     return "sent"
+
+
+async def _patiently(app: WorkerContext, claimed_at: float,
+                     write: Callable[[Any], Awaitable[None]]) -> None:
+    """Record what the provider already has. Across a database outage keep trying, while
+    the claim's lease surely holds (half of it: no other worker can have taken the send over):
+    a send recorded late is better than a send repeated (e-mail cannot be asked about)."""
+    patience = app.settings.send_lease_s / 2
+    failures = 0
+    while True:
+        try:
+            async with app.pool.acquire() as conn:
+                await write(conn)
+            return
+        except Exception as exc:
+            failures += 1
+            wait = backoff_delay(failures, 0.2, 2.0)
+            if not is_outage(exc) or time.monotonic() + wait - claimed_at > patience:
+                raise
+            log.warning("cannot record a send yet (%s); again in %.1fs", exc, wait)
+            await app.pool.expire_connections()
+            await asyncio.sleep(wait)
 
 
 async def _not_claimed(conn: Any, work_item_id: int, nid: int, notification_id: str,
@@ -155,7 +190,7 @@ def _refusal(row: dict[str, Any], now: datetime) -> str | None:
     if row["moment"] == "predicted_delay" and row["promised_delivery_date"] is not None:
         # Deferred past the promise (quiet hours, an outage): "missed promise" says it now.
         zone = ZoneInfo(customer_timezone(row, row))
-        end = datetime.combine(row["promised_delivery_date"] + timedelta(days=1), time(0),
+        end = datetime.combine(row["promised_delivery_date"] + timedelta(days=1), day_time(0),
                                tzinfo=zone)
         if now >= end - LAST_USEFUL_WARNING:
             return "too late: the promised date has passed"
