@@ -31,6 +31,8 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
                 ["bench/bench_scoring.py", "--rows", "20000"]),
     "render": (["-m", "bench.bench_render"], ["-m", "bench.bench_render", "--messages", "600"]),
     "notify": (["-m", "bench.bench_notify"], ["-m", "bench.bench_notify", "--messages", "600"]),
+    # Ten minutes of mixed traffic (one with --quick): errors, latency, memory over time.
+    "soak": (["-m", "bench.bench_soak"], ["-m", "bench.bench_soak", "--minutes", "1"]),
 }
 
 
