@@ -44,6 +44,7 @@ import numpy as np
 from bench.bench_render import _http, standin_processes
 from bench.common import ScratchDatabase, markdown, rss_mb, write_result
 from service.store.embedded import free_port
+from service.store.pool import connect
 from standins.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from tests.models import install_champion, small_model
 from tests.servers import redis_url
@@ -224,7 +225,7 @@ async def run(minutes: float, rate: float, log_dir: Path) -> dict[str, Any]:
     processes: dict[str, subprocess.Popen[bytes]] = {}
     async with standin_processes() as standins, ScratchDatabase() as db:
         key = await db.admin_key()
-        conn = await asyncpg.connect(db.url)
+        conn = await connect(db.url)  # with the service's JSON codecs
         await install_champion(conn, model, CLOCK_START)
         await conn.close()
         anchor = time.time()
