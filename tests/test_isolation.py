@@ -107,6 +107,13 @@ async def test_a_poison_shipment_is_quarantined_and_the_rest_of_its_batch_refres
     [again] = await _failing(pool)
     assert again.attempts == 2 and again.retry_at == clock.now() + 2 * failed_work.RETRY_FIRST
 
+    # `parcelcast work retry ID`: queued for now, whatever the backoff said.
+    async with pool.acquire() as conn:
+        assert await failed_work.retry_now(conn, again.id, clock.now())
+        assert not await failed_work.retry_now(conn, again.id + 1000, clock.now())
+    await drain(settings, clock, pool)
+    assert [f.attempts for f in await _failing(pool)] == [3]
+
     # Corrected by the OMS: the refresh goes through and the record goes.
     await client.put("/v1/shipments/s-3", headers=admin,
                      json=shipment(tracking_number="1ZP0003"))

@@ -46,13 +46,17 @@ async def test_an_sms_without_an_answer_in_time_is_not_sent_twice(
     assert "no answer within" in str(first["last_error"])
     assert len(sms_for(twilio, PHONE)) == 1
 
-    # Twilio is still slow at the retry: the lookup answers in time, and finds the message.
+    # Twilio is still slow at the retry: the lookup answers in time, and finds the message,
+    # although the text would read differently if it were written now.
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE orders SET customer_name = 'Ada King'")
     clock.advance(timedelta(minutes=1))
     await drain(settings, clock, pool)
     done = await _sms(pool)
     assert done["state"] == "sent" and not done["uncertain"] and done["attempts"] == 2
     assert done["provider_id"] == twilio.state.messages[0]["sid"]
     assert len(sms_for(twilio, PHONE)) == 1 and twilio.state.duplicates == 0
+    assert "Ada Lovelace" in sms_for(twilio, PHONE)[0]
 
 
 async def test_an_uncertain_send_that_did_not_arrive_is_sent_once(
@@ -69,7 +73,7 @@ async def test_an_uncertain_send_that_did_not_arrive_is_sent_once(
                    headers=admin)
     await drain(settings, clock, pool)
     async with pool.acquire() as conn:
-        # As a timed-out attempt leaves it, with nothing at the provider.
+        # As a timed-out attempt leaves it, a moment ago, with nothing at the provider (yet).
         await conn.execute(
             """UPDATE notifications SET state = 'scheduled', provider_id = NULL,
                       uncertain_since = clock_timestamp() WHERE channel = 'sms'""")
@@ -77,6 +81,19 @@ async def test_an_uncertain_send_that_did_not_arrive_is_sent_once(
                            "SELECT 'send_notification', id::text, $1, $1 FROM notifications "
                            "WHERE channel = 'sms'", clock.now())
     twilio.state.reset()
+    # Too soon for "not found" to mean anything (the request may still be on its way):
+    # asked, not sent.
+    await drain(settings, clock, pool)
+    waiting = await _sms(pool)
+    assert waiting["state"] == "scheduled" and waiting["uncertain"]
+    assert waiting["attempts"] == 1  # waiting to ask again is not an attempt
+    assert "may still reach the provider" in str(waiting["last_error"])
+    assert twilio.state.messages == []
+    # Long enough after: not there means not sent.
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE notifications SET uncertain_since = uncertain_since "
+                           "- interval '1 minute' WHERE channel = 'sms'")
+    clock.advance(timedelta(minutes=1))
     await drain(settings, clock, pool)
     done = await _sms(pool)
     assert done["state"] == "sent" and not done["uncertain"]

@@ -139,30 +139,36 @@ async def get(conn: asyncpg.Connection, notification_id: int) -> dict[str, Any] 
 
 
 async def mark(conn: asyncpg.Connection, notification_id: int, state: str, error: str | None,
-               now: datetime, *, uncertain_since: datetime | None = None) -> None:
-    """End a notification as failed, dead or suppressed (`uncertain_since` as in reschedule:
-    a retry by hand asks the provider first)."""
+               now: datetime, *, uncertain_since: datetime | None = None,
+               uncertain_body: str | None = None) -> None:
+    """End a notification as failed, dead or suppressed (`uncertain_since` and
+    `uncertain_body` as in reschedule: a retry by hand asks the provider first)."""
     await conn.execute(
         """UPDATE notifications SET state = $2, last_error = $3, updated_at = $4,
-                  sending_since = NULL, uncertain_since = least(uncertain_since, $5)
+                  sending_since = NULL, uncertain_since = least(uncertain_since, $5),
+                  body = coalesce($6, body)
            WHERE id = $1""",
-        notification_id, state, error, now, uncertain_since)
+        notification_id, state, error, now, uncertain_since, uncertain_body)
 
 
 async def reschedule(conn: asyncpg.Connection, notification_id: int, due_at: datetime,
-                     error: str, now: datetime, *, uncertain_since: datetime | None = None
-                     ) -> None:
+                     error: str, now: datetime, *, uncertain_since: datetime | None = None,
+                     uncertain_body: str | None = None, attempted: bool = True) -> None:
     """Back to waiting after a transient failure, with a new send queued for `due_at`.
 
     `uncertain_since`: an attempt begun then may have reached the provider, so the next
-    attempts ask first (the earliest such time is kept until the message is recorded sent).
+    attempts ask first (the earliest such time is kept until the message is recorded sent);
+    `uncertain_body`: the words that attempt sent, which the next ones send again (the
+    provider's list is matched on them). `attempted=False`: this claim only waited (it sent
+    nothing), so it is not counted.
     """
     await conn.execute(
         """UPDATE notifications SET state = 'scheduled', due_at = $2, last_error = $3,
                   updated_at = $4, sending_since = NULL,
-                  uncertain_since = least(uncertain_since, $5)
+                  uncertain_since = least(uncertain_since, $5), body = coalesce($7, body),
+                  attempts = attempts - CASE WHEN $6 THEN 0 ELSE 1 END
            WHERE id = $1""",
-        notification_id, due_at, error, now, uncertain_since)
+        notification_id, due_at, error, now, uncertain_since, attempted, uncertain_body)
     await work.add(conn, SEND_NOTIFICATION, [str(notification_id)], now, run_after=due_at)
 
 

@@ -271,6 +271,14 @@ async def check(conn: asyncpg.Connection, shop: Shop, sender: Sender, twilio: Tw
                 want_stage is not None and row["stage"] != want_stage):
             wrong.append((shop.shipment_id(i), row["status"], row["event_count"], row["stage"]))
 
+    if wrong:  # each wrong shipment's ETA history, to tell why
+        wrong = [*wrong, *[dict(r) for r in await conn.fetch(
+            """SELECT e.shipment_id, e.id, e.stage, e.predicted_at, s.eta_id, s.derived_at
+               FROM shipment_etas e JOIN shipments s USING (shipment_id)
+               WHERE e.shipment_id = ANY($1) ORDER BY e.id""", [w[0] for w in wrong])]]
+    quarantined = await conn.fetchval(
+        "SELECT count(*) FROM failed_work WHERE subject_id = ANY($1)",
+        [shop.shipment_id(i) for i in shop.ids() if i not in skip])
     notes = await conn.fetch(
         """SELECT id, shipment_id, moment, channel, state FROM notifications
            WHERE shipment_id = ANY($1)""", [shop.shipment_id(i) for i in shop.ids()])
@@ -308,11 +316,13 @@ async def check(conn: asyncpg.Connection, shop: Shop, sender: Sender, twilio: Tw
         "email_unrecorded_at_provider": len(set(email_marks) - email_sent),
         "email_resent_same_message_id": sum(n - 1 for n in email_marks.values() if n > 1),
         "messages_unfinished": len(unfinished), "last_word_untold": len(untold),
+        "quarantined": quarantined,
     }
     problems = {
         "events lost or stored twice": (sorted(lost), duplicated) if lost or duplicated else None,
         "events not confirmed": sender.events_sent - sender.events_confirmed or None,
         "shipments with a wrong status or ETA": wrong or None,
+        "healthy work quarantined": quarantined or None,
         "messages not finished": unfinished or None,
         "final milestones never told": untold or None,
         "sms missing or twice": {k: figures[k] for k in (

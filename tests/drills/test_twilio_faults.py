@@ -3,7 +3,7 @@ then with 429s and Retry-After, while scans keep coming.
 
 A send without an answer in time may have reached Twilio, so the next attempt asks Twilio
 (its message list) before sending again; 5xx and 429 are retried on the backoff schedule.
-Every SMS reaches Twilio exactly once. The worker runs with TWILIO_TIMEOUT_S=1 on a clock 20x
+Every SMS reaches Twilio exactly once. The worker runs with TWILIO_TIMEOUT_S=2 on a clock 20x
 faster than real time, so the retry schedule (5 s, 30 s, ... of business time) passes in
 seconds."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.drills.conftest import MakeStack, Report
 from tests.drills.harness import Shop, check, healthy, settled, start_workers, until
 
-TIMEOUT_S = 1.0
+TIMEOUT_S = 2.0
 
 
 async def test_twilio_slow_then_failing(make_stack: MakeStack, tmp_path: Path,

@@ -155,6 +155,13 @@ class TwilioSmsSender:
             raise UncertainSendError(f"twilio: {type(exc).__name__}: {exc}") from exc
         return SendResult(provider_id=str(created.sid))
 
+    @property
+    def settle_s(self) -> float:
+        """How long after an unanswered request its message may still turn up in the list
+        (the request may sit in Twilio's queue, or ours, past our timeout): before that, not
+        finding it proves nothing."""
+        return 2 * self.timeout
+
     async def lookup(self, message: SmsMessage, since: datetime) -> SendResult | None:
         """The provider's id for `message` if Twilio already has it (same To and Body, created
         no earlier than a day before `since`): how an interrupted or unanswered send learns

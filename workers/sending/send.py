@@ -90,16 +90,20 @@ async def send_notification(ctx: dict[str, Any], work_item_id: int, notification
                 await work_db.finish(conn, work_item_id)
             return "suppressed"
     transports = app.transports
+    body: str | None = None
     try:
         message, subject, body = _compose(app.renderer, settings, row, now)
         result = None
         if row["interrupted"]:
             result = await _already_sent(transports, row, message)
+            if result is None and _too_soon_to_tell(transports, row):
+                raise TooSoonToTell("an earlier attempt may still reach the provider; "
+                                    "asking again later")
         if result is None:
             result = await (transports.sms.send(message) if row["channel"] == "sms"
                             else transports.email.send(message))
     except TransientSendError as exc:
-        return await _transient(app, work_item_id, row, exc)
+        return await _transient(app, work_item_id, row, exc, body)
     except (PermanentSendError, RenderError) as exc:
         async with app.pool.acquire() as conn, conn.transaction():
             await notifications_db.mark(conn, nid, "failed", str(exc), app.clock.now())
@@ -210,9 +214,15 @@ def _compose(renderer: Renderer, settings: Settings, row: dict[str, Any], now: A
     context = render_context(settings, row)
     notification_id = f"n{row['id']}"
     if row["channel"] == "sms":
-        sms = renderer.render_sms(row["moment"], row["locale"], context)
         callback = f"{str(settings.public_base_url).rstrip('/')}/v1/webhooks/twilio/status"
-        return SmsMessage(notification_id, row["recipient"], sms.body, callback), None, sms.body
+        if row["uncertain_since"] is not None and row["body"]:
+            # The words of an attempt that may have arrived, not a fresh rendering (the ETA
+            # may have moved since): the provider's list is matched on them, and the customer
+            # never gets two versions.
+            text = str(row["body"])
+        else:
+            text = renderer.render_sms(row["moment"], row["locale"], context).body
+        return SmsMessage(notification_id, row["recipient"], text, callback), None, text
     email = renderer.render_email(row["moment"], row["locale"], context)
     domain = settings.public_base_url.host or "parcelcast.local"
     message = build_email(
@@ -221,6 +231,19 @@ def _compose(renderer: Renderer, settings: Settings, row: dict[str, Any], now: A
         message_id_domain=domain,
     )
     return message, email.subject, email.text
+
+
+class TooSoonToTell(TransientSendError):
+    """The provider does not have the message yet, but may still get it: wait (not counted
+    as an attempt: nothing was sent)."""
+
+
+def _too_soon_to_tell(transports: Transports, row: dict[str, Any]) -> bool:
+    """Whether the earlier attempt is too recent for the provider's "not found" to mean it
+    never arrived (both times are the database's clock)."""
+    sender = transports.sms if row["channel"] == "sms" else transports.email
+    settle = float(getattr(sender, "settle_s", 0.0))
+    return bool(settle) and (row["sending_since"] - row["ask_since"]).total_seconds() < settle
 
 
 async def _already_sent(transports: Transports, row: dict[str, Any], message: Any
@@ -235,7 +258,7 @@ async def _already_sent(transports: Transports, row: dict[str, Any], message: An
 
 
 async def _transient(app: WorkerContext, work_item_id: int, row: dict[str, Any],
-                     exc: TransientSendError) -> str:
+                     exc: TransientSendError, body: str | None) -> str:
     settings = app.settings
     now = app.clock.now()
     error = str(exc)
@@ -245,15 +268,20 @@ async def _transient(app: WorkerContext, work_item_id: int, row: dict[str, Any],
         row["ask_since"], row["sending_since"] if isinstance(exc, UncertainSendError) else None)
         if since is not None]
     uncertain_since = min(maybe_sent) if maybe_sent else None
+    uncertain_body = body if isinstance(exc, UncertainSendError) else None
+    attempted = not isinstance(exc, TooSoonToTell)
     async with app.pool.acquire() as conn, conn.transaction():
-        if row["attempts"] >= settings.send_max_attempts:
+        if attempted and row["attempts"] >= settings.send_max_attempts:
             await notifications_db.mark(conn, row["id"], "dead", error, now,
-                                        uncertain_since=uncertain_since)
+                                        uncertain_since=uncertain_since,
+                                        uncertain_body=uncertain_body)
             outcome = "dead"
         else:
             due = now + backoff(row["attempts"], exc.retry_after)
             await notifications_db.reschedule(conn, row["id"], due, error, now,
-                                              uncertain_since=uncertain_since)
+                                              uncertain_since=uncertain_since,
+                                              uncertain_body=uncertain_body,
+                                              attempted=attempted)
             outcome = "retrying"
         await work_db.finish(conn, work_item_id)
     log.info("notification %s: %s (%s)", row["id"], outcome, error)
