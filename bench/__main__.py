@@ -33,6 +33,8 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "notify": (["-m", "bench.bench_notify"], ["-m", "bench.bench_notify", "--messages", "600"]),
     "pages": (["-m", "bench.bench_pages"],
               ["-m", "bench.bench_pages", "--shipments", "10000", "--requests", "400"]),
+    # Ten minutes of mixed traffic (one with --quick): errors, latency, memory over time.
+    "soak": (["-m", "bench.bench_soak"], ["-m", "bench.bench_soak", "--minutes", "1"]),
 }
 
 

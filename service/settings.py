@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     twilio_from_number: str = "+15005550006"
     # Point the official SDK at a Twilio-compatible server (the local stand-in in tests).
     twilio_base_url: AnyUrl | None = None
+    # Seconds to wait for Twilio's answer; past it the send may or may not have reached
+    # Twilio, and the next attempt asks Twilio before sending again.
+    twilio_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     email_per_second: Annotated[float, Field(gt=0)] = 50.0
     sms_per_second: Annotated[float, Field(gt=0)] = 20.0
     quiet_hours_start: Annotated[int, Field(ge=0, le=23)] = 21
@@ -109,6 +112,12 @@ class Settings(BaseSettings):
     sweep_interval_s: Annotated[float, Field(gt=0)] = 60.0
     # Clock hours between recalibrations of the champion's window (0: never, by hand only).
     recalibrate_every_hours: Annotated[float, Field(ge=0)] = 24.0
+    # A worker's health and metrics endpoint (GET /healthz, /metrics): off unless a port is
+    # set; `parcelcast worker --health` asks it. A loop down longer than
+    # WORKER_DOWN_AFTER_S makes the worker unhealthy.
+    worker_health_host: str = "127.0.0.1"
+    worker_health_port: Annotated[int, Field(ge=1, lt=65536)] | None = None
+    worker_down_after_s: Annotated[float, Field(gt=0)] = 30.0
 
     @field_validator("database_url")
     @classmethod

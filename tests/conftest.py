@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from predictor.model import EtaModel
 from service.api.app import create_app
 from service.clock import ManualClock
 from service.security.api_keys import new_key
@@ -22,6 +23,7 @@ from service.store.migrations import upgrade
 from service.store.pool import create_pool
 from standins.smtp_server import SmtpStandin
 from standins.twilio_server import TwilioStandin
+from tests.models import small_model
 from tests.servers import postgres_admin_url, redis_url, with_database
 
 # Every table the migrations create is emptied before each test, except these: the schema
@@ -52,6 +54,12 @@ def database_url(postgres_admin: str) -> Iterator[str]:
     upgrade(url)
     yield url
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def eta_model() -> EtaModel:
+    """A small trained model (seconds, once per run) for tests that need a champion."""
+    return small_model()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -93,6 +94,73 @@ class OwnRedis:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
             self.process = None
+
+
+def postgres_binaries() -> Path | None:
+    """The folder of initdb/pg_ctl/postgres (on PATH, or Debian's /usr/lib/postgresql/N/bin)."""
+    found = shutil.which("initdb")
+    if found is not None and shutil.which("pg_ctl") is not None:
+        return Path(found).resolve().parent
+    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (folder / "initdb").exists() and (folder / "pg_ctl").exists():
+            return folder
+    return None
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of our own (initdb + pg_ctl on a spare port), which a test may
+    restart, stop and start again. As root, the server runs as the `postgres` user."""
+
+    def __init__(self, binaries: Path, port: int | None = None) -> None:
+        self.binaries = binaries
+        self.port = port or free_port()
+        # Not under pytest's tmp folders: the postgres user must be able to reach it.
+        self.folder = Path(tempfile.mkdtemp(prefix="pc-pg-"))
+        self.data = self.folder / "data"
+        self.log = self.folder / "server.log"
+        self._as_postgres = os.geteuid() == 0
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [str(self.binaries / args[0]), *args[1:]]
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        return subprocess.run(command, capture_output=True, text=True, check=check, timeout=120)
+
+    def init(self) -> OwnPostgres:
+        if self._as_postgres:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-N",
+                  "-E", "UTF8", "--locale=C")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            # Commits stay durable against the server's own crash (what the drills do to
+            # it); only the machine's crash is not guarded against (no fsync).
+            conf.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                       f"unix_socket_directories = '{self.folder}'\nfsync = off\n"
+                       "full_page_writes = off\nmax_connections = 200\n"
+                       "shared_buffers = 64MB\n")
+        return self
+
+    def start(self) -> str:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+                  "start")
+        return self.url
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`immediate`: like a crash; `fast`: connections cut, clean)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop",
+                  check=False)
+
+    def restart(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-m", mode, "-w",
+                  "-t", "60", "restart")
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def worker_env(settings: Settings, clock: Clock, **extra: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ import asyncpg
 from service.clock import Clock
 from service.eta.runtime import EtaRuntime
 from service.settings import Settings
+from workers.metrics import WorkerMetrics
 from workers.render import Renderer
 from workers.sending.transports import Transports
 
@@ -24,6 +25,7 @@ class WorkerContext:
     renderer: Renderer
     transports: Transports
     eta: EtaRuntime | None
+    metrics: WorkerMetrics | None = None
 
     def as_arq_ctx(self) -> dict[str, Any]:
         """The ctx dict arq passes to each job (arq adds its own keys beside ours)."""

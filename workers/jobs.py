@@ -3,19 +3,39 @@
 The relay enqueues by this table and the worker registers its functions from it, so a job
 name cannot drift between the two. Every job is idempotent: the relay may hand the same
 work over twice.
+
+A job that finds a store unavailable or busy (service.store.transient) is put back in the
+queue for a few seconds later, with backoff, on fresh connections: a database restart delays
+work, and the work resumes within seconds of the database answering again. (Items that
+fail for their own sake are quarantined inside the jobs: workers.isolation.)
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from arq.worker import Function, Retry, func
+
+from service.store.transient import is_outage, is_transient
 from service.store.work import WorkKind
+from workers.context import worker_context
 from workers.refresh import refresh_shipments
 from workers.sending.send import send_notifications
+from workers.supervisor import backoff
+
+log = logging.getLogger(__name__)
 
 BatchJob = Callable[[dict[str, Any], list[tuple[int, str]]], Awaitable[Any]]
+
+# Put back after 0.5, 1, 2, 4, then 5 s (jittered): enough tries to ride out ten minutes of
+# outage; past that the relay hands the work over again once it is stale.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 5.0
+OUTAGE_TRIES = 120
 
 
 @dataclass(frozen=True)
@@ -30,8 +50,36 @@ class Job:
         return self.function.__name__
 
 
+def riding_out_outages(job: BatchJob) -> BatchJob:
+    """`job`, put back in the queue (arq's Retry) when a store is unavailable or busy."""
+
+    @functools.wraps(job)
+    async def run(ctx: dict[str, Any], items: list[tuple[int, str]]) -> Any:
+        try:
+            return await job(ctx, items)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            app = worker_context(ctx)
+            if is_outage(exc):
+                # Connections that saw the outage may be broken without knowing it yet.
+                await app.pool.expire_connections()
+            if app.metrics is not None:
+                app.metrics.job_retries.labels(job.__name__).inc()
+            delay = backoff(int(ctx.get("job_try", 1)), RETRY_FIRST_S, RETRY_MAX_S)
+            log.warning("%s: %s: %s; again in %.1fs", job.__name__, type(exc).__name__, exc,
+                        delay)
+            raise Retry(defer=delay) from exc
+
+    return run
+
+
 JOBS: dict[WorkKind, Job] = {
     WorkKind.REFRESH_SHIPMENT: Job(refresh_shipments, 50),
     WorkKind.SEND_NOTIFICATION: Job(send_notifications, 25),
 }
-FUNCTIONS = [job.function for job in JOBS.values()]
+FUNCTIONS: list[Function] = [
+    func(riding_out_outages(job.function), name=job.name,  # type: ignore[arg-type]
+         max_tries=OUTAGE_TRIES)
+    for job in JOBS.values()
+]

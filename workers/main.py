@@ -1,4 +1,6 @@
-"""`parcelcast worker`: the relay plus an arq worker, kept alive across Redis outages."""
+"""`parcelcast worker`: the arq worker, the relay, the sweep and the recalibration, each a loop
+under one supervisor (workers.supervisor), so that Redis and PostgreSQL outages delay work
+and never stop it."""
 
 from __future__ import annotations
 
@@ -6,10 +8,12 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
+import asyncpg
+from aiohttp import web
 from arq.worker import Worker
-from redis.exceptions import RedisError
 
 from service.clock import Clock
 from service.eta.runtime import EtaRuntime
@@ -17,58 +21,33 @@ from service.settings import Settings
 from service.store.migrations import ensure_current
 from service.store.pool import create_pool
 from service.store.redis import arq_client, redis_settings
+from service.store.transient import is_outage
+from workers import health
 from workers.context import WorkerContext
 from workers.jobs import FUNCTIONS
+from workers.metrics import WorkerMetrics
 from workers.recalibration import recalibrate_forever
 from workers.relay import Relay
 from workers.render import Renderer
 from workers.sending.transports import build_transports
+from workers.supervisor import MAX_DELAY, Beat, Recover, Supervisor
 from workers.sweeps import sweep_forever
 
 log = logging.getLogger(__name__)
 
 
 DRAIN_SECONDS = 30.0
+ARQ = "arq"
 
 
-async def _run_until_stopped(worker: Worker, stop: asyncio.Event | None,
-                             background: tuple[asyncio.Task[None] | None, ...]) -> bool:
-    """Run the arq worker; True when it stopped because `stop` was set (after draining)."""
-    main = asyncio.create_task(worker.main())
-    if stop is None:
-        await main
-        return False
-    stopping = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({main, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if main.done():
-            main.result()
-            return False
-        for task in background:
-            if task is not None:
-                task.cancel()
-        worker.allow_pick_jobs = False
-        running = [t for t in worker.tasks.values() if not t.done()]
-        if running:
-            log.info("worker: finishing %d running job(s) before exiting", len(running))
-            await asyncio.wait(running, timeout=DRAIN_SECONDS)
-        for task in worker.tasks.values():
-            task.cancel()  # past the drain limit: the lease and the relay recover them
-        main.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await main
-        return True
-    finally:
-        stopping.cancel()
-
-
-def build_worker(settings: Settings, ctx: dict[str, Any], *, burst: bool = False) -> Worker:
+def build_worker(settings: Settings, ctx: dict[str, Any], *, burst: bool = False,
+                 on_startup: Any = None) -> Worker:
     if settings.redis_url is None:
         raise RuntimeError("REDIS_URL must be resolved before the worker starts")
     rs = redis_settings(settings.redis_url)
     rs.conn_retries = 1
     return Worker(
-        functions=FUNCTIONS,  # type: ignore[arg-type]
+        functions=FUNCTIONS,
         redis_settings=rs,
         queue_name=settings.parcelcast_queue_name,
         ctx=ctx,
@@ -80,7 +59,66 @@ def build_worker(settings: Settings, ctx: dict[str, Any], *, burst: bool = False
         max_tries=10,
         poll_delay=0.05,
         handle_signals=False,
+        on_startup=on_startup,
     )
+
+
+class ArqLoop:
+    """The arq worker as a supervised loop: each start builds a fresh Worker, with a fresh
+    Redis connection, and it is up once that connection works."""
+
+    def __init__(self, settings: Settings, ctx: dict[str, Any]) -> None:
+        self.settings = settings
+        self.ctx = ctx
+        self.worker: Worker | None = None
+
+    async def run(self, beat: Beat) -> None:
+        async def started(_ctx: dict[str, Any]) -> None:
+            beat()
+
+        worker = build_worker(self.settings, dict(self.ctx), on_startup=started)
+        self.worker = worker
+        try:
+            await worker.main()
+        finally:
+            self.worker = None
+            await _close(worker)
+
+    async def drain(self, within: float) -> None:
+        """Take no new jobs and let running ones finish (up to `within` seconds)."""
+        worker = self.worker
+        if worker is None:
+            return
+        worker.allow_pick_jobs = False
+        running = [t for t in worker.tasks.values() if not t.done()]
+        if running:
+            log.info("worker: finishing %d running job(s) before exiting", len(running))
+            await asyncio.wait(running, timeout=within)
+
+
+async def _close(worker: Worker) -> None:
+    """Close an arq worker whatever state its Redis connection is in. Jobs still running are
+    cancelled: their work items are handed over again (leases and the relay's staleness)."""
+    tasks = list(worker.tasks.values())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    worker.tasks.clear()
+    with contextlib.suppress(Exception):
+        await worker.close()
+    if worker._pool is not None:  # close() stopped half-way (Redis is down)
+        with contextlib.suppress(Exception):
+            await worker._pool.close(close_connection_pool=True)
+
+
+def reconnecting(pool: asyncpg.Pool) -> Recover:
+    """The recovery of a loop that uses `pool`: after an outage, fresh connections."""
+
+    async def recover(exc: BaseException) -> None:
+        if is_outage(exc):
+            await pool.expire_connections()
+
+    return recover
 
 
 async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
@@ -94,46 +132,57 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
         raise RuntimeError("store URLs must be resolved before the worker starts")
     pool = await create_pool(settings.database_url, max_size=20)
     relay_redis = arq_client(settings.redis_url, settings.parcelcast_queue_name)
-    relay_task: asyncio.Task[None] | None = None
-    sweep_task: asyncio.Task[None] | None = None
-    recalibrate_task: asyncio.Task[None] | None = None
     transports = build_transports(settings)
+    metrics = WorkerMetrics()
+    supervisor = Supervisor(metrics.loops)
+    endpoint: web.AppRunner | None = None
     try:
         async with pool.acquire() as conn:
             await ensure_current(conn)
-        if relay:
-            relay_task = asyncio.create_task(Relay(
-                pool, relay_redis, clock, stale_after=settings.parcelcast_stale_after_s
-            ).run())
-        if relay and settings.recalibrate_every_hours > 0:
-            recalibrate_task = asyncio.create_task(recalibrate_forever(
-                pool, clock, timedelta(hours=settings.recalibrate_every_hours),
-                settings.sweep_interval_s))
-        if relay:
-            sweep_task = asyncio.create_task(
-                sweep_forever(pool, clock, settings.sweep_interval_s, timedelta(
-                    hours=min(settings.stalled_transit_business_hours,
-                              24 * settings.stalled_label_business_days))))
-        ctx = WorkerContext(pool, clock, settings, Renderer(), transports,
-                            EtaRuntime(clock)).as_arq_ctx()
-        while stop is None or not stop.is_set():
-            worker = build_worker(settings, dict(ctx), burst=burst)
+        ctx = WorkerContext(pool, clock, settings, Renderer(), transports, EtaRuntime(clock),
+                            metrics).as_arq_ctx()
+        if burst:
+            worker = build_worker(settings, dict(ctx), burst=True)
             try:
-                if await _run_until_stopped(worker, stop,
-                                            (relay_task, sweep_task, recalibrate_task)) or burst:
-                    return
-            except (RedisError, OSError) as exc:
-                log.warning("worker: Redis unavailable (%s); reconnecting in 1s", exc)
-                await asyncio.sleep(1)
+                await worker.main()
             finally:
-                with contextlib.suppress(RedisError, OSError, asyncio.CancelledError):
-                    await worker.close()
+                await _close(worker)
+            return
+        if relay:
+            _add_background_loops(supervisor, settings, clock, pool, relay_redis)
+        arq = ArqLoop(settings, ctx)
+        supervisor.add(ARQ, arq.run)
+        supervisor.start()
+        if settings.worker_health_port is not None:
+            endpoint = await health.serve(supervisor, metrics.registry,
+                                          settings.worker_health_host,
+                                          settings.worker_health_port,
+                                          settings.worker_down_after_s)
+        await (stop or asyncio.Event()).wait()
+        await supervisor.stop([name for name in supervisor.status() if name != ARQ])
+        await arq.drain(DRAIN_SECONDS)
     finally:
-        for task in (relay_task, sweep_task, recalibrate_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await supervisor.stop()
+        if endpoint is not None:
+            await endpoint.cleanup()
         await transports.aclose()
         await relay_redis.aclose()
         await pool.close()
+
+
+def _add_background_loops(supervisor: Supervisor, settings: Settings, clock: Clock,
+                          pool: asyncpg.Pool, redis: Any) -> None:
+    recover = reconnecting(pool)
+    relay = Relay(pool, redis, clock, stale_after=settings.parcelcast_stale_after_s)
+    supervisor.add("relay.listen", relay.listen_forever, recover=recover)
+    supervisor.add("relay.handoff", relay.handoff_forever, recover=recover)
+    stalled_after = timedelta(hours=min(settings.stalled_transit_business_hours,
+                                        24 * settings.stalled_label_business_days))
+    supervisor.add("sweep", partial(sweep_forever, pool, clock, settings.sweep_interval_s,
+                                    stalled_after), recover=recover)
+    if settings.recalibrate_every_hours > 0:
+        # Seconds of CPU in a process when it runs: a failure waits for the next check.
+        supervisor.add("recalibration", partial(
+            recalibrate_forever, pool, clock, timedelta(hours=settings.recalibrate_every_hours),
+            settings.sweep_interval_s), recover=recover,
+            max_delay=max(MAX_DELAY, settings.sweep_interval_s))

@@ -19,6 +19,7 @@ from predictor.calibration import WINDOW_DAYS, recalibrate
 from predictor.model import EtaModel
 from service.clock import Clock
 from service.store import eta_models, history
+from workers.supervisor import Beat
 
 log = logging.getLogger(__name__)
 # The cohort window, plus the 14 days the recent-performance features look back.
@@ -81,12 +82,17 @@ async def recalibrate_when_due(pool: asyncpg.Pool, clock: Clock, every: timedelt
 
 
 async def recalibrate_forever(pool: asyncpg.Pool, clock: Clock, every: timedelta,
-                              poll_s: float) -> None:
+                              poll_s: float, beat: Beat) -> None:
+    """Check every `poll_s` seconds whether a recalibration is due, until cancelled
+    (supervised: a store failure ends it, to be restarted)."""
     while True:
         try:
             done = await recalibrate_when_due(pool, clock, every)
             if done is not None:
                 log.info("recalibrated %s as of %s", done.version, done.as_of.isoformat())
-        except (OSError, asyncpg.PostgresError, ValueError) as exc:
+        except ValueError as exc:
+            # The data cannot be calibrated on (yet): not the loop's failure, and not worth
+            # trying again before the next check.
             log.warning("recalibration failed (%s); trying again later", exc)
+        beat()
         await asyncio.sleep(poll_s)

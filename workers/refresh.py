@@ -2,30 +2,70 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+from functools import partial
 from typing import Any
 
+import asyncpg
+
+from service.store import failed_work
 from service.store import shipments as shipments_db
 from service.store import work as work_db
-from workers.context import worker_context
+from service.store.transient import is_transient, retrying_contention
+from workers.context import WorkerContext, worker_context
+from workers.isolation import Item, bisect, quarantine
 from workers.planning.planner import plan
+
+KIND = work_db.WorkKind.REFRESH_SHIPMENT
 
 
 async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -> int:
     """A batch of refreshes: derived state first, then every ETA with one model call, then
-    each shipment's plan with its work item retired, one short transaction per shipment."""
+    each shipment's plan with its work item retired, one short transaction per shipment.
+
+    A shipment that makes the batch statements fail is found by splitting the batch, and it
+    alone is quarantined (workers.isolation); so is one whose plan fails. Each plan reads its
+    shipment locked, as committed at that moment: a refresh handed over twice (a lost job
+    re-handed while the first still runs) cannot plan on an older state after a newer one.
+    """
     app = worker_context(ctx)
     now = app.clock.now()
-    ids = sorted({shipment_id for _, shipment_id in items})
+
+    async def derive_and_predict(part: Sequence[Item]) -> None:
+        ids = sorted({shipment_id for _, shipment_id in part})
+        async with app.pool.acquire() as conn:
+            # Single statements, no long transactions: the API updates the same rows.
+            await retrying_contention(lambda: shipments_db.rederive_many(conn, ids, now))
+            if app.eta is not None:
+                await app.eta.refresh_many(conn, ids, now)
+
+    async def poisoned(item: Item, exc: Exception) -> None:
+        await quarantine(app, KIND, item, exc)
+
+    ready = await bisect(items, derive_and_predict, poisoned)
+    if not ready:
+        return 0
     async with app.pool.acquire() as conn:
-        # Single statements, no long transactions: the API updates the same rows.
-        await shipments_db.rederive_many(conn, ids, now)
-        if app.eta is not None:
-            await app.eta.refresh_many(conn, ids, now)
-        refreshed = {r.shipment_id: r for r in await shipments_db.get_many(conn, ids)}
-        for work_item_id, shipment_id in items:
-            async with conn.transaction():
-                shipment = refreshed.get(shipment_id)
-                if shipment is not None:
-                    await plan(conn, app.settings, shipment, now)
-                await work_db.finish(conn, work_item_id)
-    return len(items)
+        done = []
+        for item in ready:
+            try:
+                await retrying_contention(partial(_plan, conn, app, item, now))
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                await quarantine(app, KIND, item, exc)
+            else:
+                done.append(item[1])
+        await failed_work.resolve(conn, KIND, done)
+    return len(done)
+
+
+async def _plan(conn: asyncpg.Connection, app: WorkerContext, item: Item,
+                now: datetime) -> None:
+    work_item_id, shipment_id = item
+    async with conn.transaction():
+        shipment = await shipments_db.get_locked(conn, shipment_id)
+        if shipment is not None:
+            await plan(conn, app.settings, shipment, now)
+        await work_db.finish(conn, work_item_id)

@@ -1,28 +1,38 @@
 """The relay: hands outbox work items to arq, and hands them again if they go missing.
 
-Woken by NOTIFY when new work is committed, and polling as a fallback. If Redis is
-down the claiming transaction rolls back, the items stay pending, and the relay
-retries with backoff: accepted work is never lost, only delayed.
+Two supervised loops (workers.supervisor): `listen` keeps a connection LISTENing for the
+NOTIFY sent when new work is committed, and `handoff` hands due items over, woken by it and
+polling as a fallback. If Redis or PostgreSQL is down the claiming transaction rolls back,
+the items stay pending, and the loop fails and is restarted with backoff: accepted work is
+never lost, only delayed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
-from redis.exceptions import RedisError
 
 from service.clock import Clock
 from service.store import work
 from workers.jobs import JOBS
+from workers.supervisor import Beat
 
 log = logging.getLogger(__name__)
 
 ENQUEUE_CONCURRENCY = 64
+# How often the listening connection proves it is alive (a half-open TCP connection
+# never reports its own death).
+LISTEN_CHECK_S = 10.0
+
+
+class ListenerLost(ConnectionError):
+    """The LISTEN connection closed or stopped answering."""
 
 
 class Relay:
@@ -71,45 +81,39 @@ class Relay:
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
 
-    async def run(self) -> None:
-        """Hand off work until cancelled."""
-        backoff = 0.0
-        listener: asyncpg.Connection | None = None
-        try:
-            while True:
-                try:
-                    if listener is None or listener.is_closed():
-                        listener = await self.pool.acquire()
-                        await listener.add_listener(work.CHANNEL, self._on_notify)
-                    self._wake.clear()
-                    count = await self.handoff_once()
-                    if backoff:
-                        log.info("relay: Redis is back, handing off work again")
-                    backoff = 0.0
-                    if count >= self.batch_size:
-                        continue
-                except (RedisError, OSError, asyncpg.PostgresError) as exc:
-                    if not backoff:
-                        log.warning("relay: cannot hand off work (%s); retrying", exc)
-                    backoff = min(5.0, max(0.1, backoff * 2))
-                    if listener is not None and isinstance(exc, OSError | asyncpg.PostgresError):
-                        await self._release(listener)
-                        listener = None
-                    await asyncio.sleep(backoff)
-                    continue
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except TimeoutError:
-                    pass
-        finally:
-            # Cancelled anywhere in the loop: the pool must get its connection back, or
-            # closing the pool waits forever.
-            if listener is not None:
-                await self._release(listener)
+    async def handoff_forever(self, beat: Beat) -> None:
+        """Hand off due work until cancelled (supervised: a failure ends it, to be restarted)."""
+        while True:
+            self._wake.clear()
+            count = await self.handoff_once()
+            beat()
+            if count >= self.batch_size:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
-    async def _release(self, listener: asyncpg.Connection) -> None:
+    async def listen_forever(self, beat: Beat) -> None:
+        """Keep one connection LISTENing for new work (supervised: a lost connection ends it,
+        and the restart listens on a fresh one)."""
+        lost = asyncio.Event()
+        conn: asyncpg.Connection = await self.pool.acquire()
         try:
-            await listener.remove_listener(work.CHANNEL, self._on_notify)
-            await self.pool.release(listener)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            listener.terminate()
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(work.CHANNEL, self._on_notify)
+            self._wake.set()  # whatever was committed while nobody listened
+            beat()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), LISTEN_CHECK_S)
+                if lost.is_set() or conn.is_closed():
+                    raise ListenerLost("the LISTEN connection closed")
+                async with asyncio.timeout(LISTEN_CHECK_S):
+                    await conn.fetchval("SELECT 1")
+                beat()
+        finally:
+            # Cancelled or failed: this connection never goes back to the pool listening (a
+            # restart listens on a fresh one), but the pool must get it back, or closing the
+            # pool waits forever.
+            conn.terminate()
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)

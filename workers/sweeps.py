@@ -7,7 +7,6 @@ sweep only finds candidates. One worker sweeps at a time (an advisory lock).
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import timedelta
 
 import asyncpg
@@ -15,8 +14,8 @@ import asyncpg
 from service.clock import Clock
 from service.store import shipments as shipments_db
 from service.store import work as work_db
+from workers.supervisor import Beat
 
-log = logging.getLogger(__name__)
 SWEEP_LOCK = 0x5045_4550  # arbitrary, fixed advisory-lock key
 
 
@@ -32,10 +31,10 @@ async def sweep_once(pool: asyncpg.Pool, clock: Clock,
 
 
 async def sweep_forever(pool: asyncpg.Pool, clock: Clock, interval: float,
-                        stalled_after: timedelta) -> None:
+                        stalled_after: timedelta, beat: Beat) -> None:
+    """Sweep every `interval` seconds until cancelled (supervised: a failure ends it, and
+    the restart sweeps at once)."""
     while True:
-        try:
-            await sweep_once(pool, clock, stalled_after)
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("sweep failed (%s); trying again next interval", exc)
+        await sweep_once(pool, clock, stalled_after)
+        beat()
         await asyncio.sleep(interval)

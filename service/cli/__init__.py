@@ -11,6 +11,7 @@ from service.cli import (  # noqa: F401 - importing a module registers its comma
     processes,
     stores,
     webhooks,
+    work,
 )
 from service.cli.common import main
 

@@ -64,12 +64,21 @@ def metrics_socket(host: str, port: int) -> socket.socket:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
-def worker(burst: bool) -> None:
+@click.option("--health", is_flag=True,
+              help="Ask the running worker on WORKER_HEALTH_PORT (or --port) whether every "
+                   "loop is up; exit 0 if so, 1 if one has been down longer than "
+                   "WORKER_DOWN_AFTER_S, 2 if the worker does not answer.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="With --health: the worker's health port.")
+def worker(burst: bool, health: bool, port: int | None) -> None:
     """Run the relay and an arq worker."""
     import signal
 
     from workers.main import run_worker
 
+    if health:
+        _worker_health(port)
+        return
     settings = resolved(cli_settings())
 
     async def work() -> None:
@@ -96,3 +105,29 @@ def worker(burst: bool) -> None:
     run(work)
 
 
+
+
+def _worker_health(port: int | None) -> None:
+    import aiohttp
+
+    from workers.health import ask
+
+    settings = cli_settings()
+    port = port or settings.worker_health_port
+    if port is None:
+        raise click.UsageError("set WORKER_HEALTH_PORT (the worker's too) or give --port")
+    try:
+        status, body = asyncio.run(ask(settings.worker_health_host, port))
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        click.echo(f"worker on {settings.worker_health_host}:{port} does not answer: {exc}",
+                   err=True)
+        raise SystemExit(2) from None
+    loops = body.get("loops", {})
+    for name in sorted(loops):
+        loop = loops[name]
+        state = "up" if loop["up"] else f"down {loop['down_for_s']:.1f}s"
+        error = f"\t{loop['last_error']}" if loop.get("last_error") else ""
+        click.echo(f"{name}\t{state}\trestarts={loop['restarts']}{error}")
+    click.echo(body.get("status", "unknown"))
+    if status != 200:
+        raise SystemExit(1)

@@ -21,6 +21,7 @@ from predictor.model import EtaModel, Features, late_probability
 from predictor.recent import RecentPerformance
 from service.clock import Clock
 from service.store import eta_models, etas, history
+from service.store.transient import retrying_contention
 from service.tracking.taxonomy import NOT_CARRIER_SCANS
 from service.zones import customer_zone
 
@@ -180,9 +181,13 @@ class EtaRuntime:
         recent = await self.recent(conn, now)
         predictions = await asyncio.to_thread(predict_many, model, rows, scans, now, recent,
                                               self.default_zone)
-        await etas.store_many(conn, [r["shipment_id"] for r in rows], now, model.version,
-                              predictions)
-        return {r["shipment_id"]: p for r, p in zip(rows, predictions, strict=True)}
+        # In id order, as every batch writer locks shipments, and again if it still lost a
+        # deadlock (to the ingest statement, whose order is its own).
+        ordered = sorted(zip((r["shipment_id"] for r in rows), predictions, strict=True),
+                         key=lambda pair: pair[0])
+        await retrying_contention(lambda: etas.store_many(
+            conn, [i for i, _ in ordered], now, model.version, [p for _, p in ordered]))
+        return dict(ordered)
 
 
 @dataclass(frozen=True)

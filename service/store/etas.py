@@ -56,8 +56,8 @@ async def history(conn: asyncpg.Connection, shipment_id: str, limit: int = 500
 
 async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicted_at: datetime,
                      model_version: str, predictions: Sequence[Any]) -> None:
-    """Append one ETA per shipment and point each shipment at it (one statement, one round
-    trip).
+    """Append one ETA per shipment and point each shipment at it, unless it already shows a
+    newer one (one statement, one round trip).
 
     Run on its own (autocommit), the statement commits without waiting for the WAL flush
     (``synchronous_commit`` off for its own transaction only): an ETA is derived data,
@@ -78,7 +78,10 @@ async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicte
                RETURNING id, shipment_id, eta_p10, eta_p50, eta_p90)
            UPDATE shipments x SET eta_id = new.id, eta_p10 = new.eta_p10,
                                   eta_p50 = new.eta_p50, eta_p90 = new.eta_p90
-           FROM new WHERE x.shipment_id = new.shipment_id""",
+           FROM new WHERE x.shipment_id = new.shipment_id
+             -- a refresh that ran late (handed over twice) never hides a newer prediction
+             AND NOT EXISTS (SELECT 1 FROM shipment_etas shown
+                             WHERE shown.id = x.eta_id AND shown.predicted_at > $2)""",
         shipment_ids, predicted_at, model_version, [p.stage for p in predictions],
         [p.p10 for p in predictions], [p.p50 for p in predictions],
         [p.p90 for p in predictions], [p.prob_late for p in predictions],

@@ -9,6 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from service.store.shipments import BEST_EVENT_ORDER, EVENT_STATS
+from service.store.transient import retrying_contention
 from service.store.work import CHANNEL, REFRESH_SHIPMENT
 
 # The batch's best event outranks the shipment's current status.
@@ -95,9 +96,6 @@ FROM inserted
 """
 
 
-DEADLOCK_RETRIES = 3
-
-
 @dataclass(frozen=True)
 class IngestResult:
     accepted_keys: set[bytes]
@@ -110,15 +108,9 @@ async def ingest(
     """Store new events, update their shipments, queue refreshes; report which were new."""
     if not rows:
         return IngestResult(set(), 0)
-    for attempt in range(DEADLOCK_RETRIES):
-        try:
-            return await _ingest_once(conn, rows, received_at)
-        except asyncpg.DeadlockDetectedError:
-            # Two batches updating the same shipments in another order; the statement
-            # is atomic, so running it again is safe.
-            if attempt == DEADLOCK_RETRIES - 1:
-                raise
-    raise RuntimeError("unreachable")
+    # Two batches updating the same shipments in another order may deadlock; the statement
+    # is atomic, so running it again is safe.
+    return await retrying_contention(lambda: _ingest_once(conn, rows, received_at))
 
 
 async def _ingest_once(

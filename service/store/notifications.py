@@ -39,6 +39,8 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     sent_at: datetime | None
     updated_at: datetime
+    # An attempt that began then got no answer (it may have reached the provider): ask first.
+    uncertain_since: datetime | None
 
 
 COLUMNS = ", ".join(Notification.__struct_fields__)
@@ -48,7 +50,10 @@ class ClaimedSend(msgspec.Struct, frozen=True, kw_only=True):
     """A notification taken for sending, with everything its message needs (one statement)."""
 
     notification: Notification
-    interrupted: bool  # a previous sender claimed it and vanished before recording
+    # A previous attempt may have reached the provider (its sender vanished before recording,
+    # or got no answer): ask the provider about messages since `ask_since` before sending.
+    interrupted: bool
+    ask_since: datetime | None
     has_order: bool
     customer_name: str | None
     email_consent: bool | None
@@ -140,12 +145,17 @@ WITH claimed AS (
     UPDATE notifications n SET
         state = 'sending', attempts = n.attempts + 1, updated_at = $2,
         sending_since = clock_timestamp()
-    FROM (SELECT id, state AS previous FROM notifications WHERE id = $1) AS b
+    FROM (SELECT id, state AS previous, sending_since AS previous_since, uncertain_since
+          FROM notifications WHERE id = $1) AS b
     WHERE n.id = b.id AND n.due_at <= $2 AND (
           n.state = 'scheduled'
        OR (n.state = 'sending' AND n.sending_since < clock_timestamp() - $3::interval))
+    -- An earlier attempt may have reached the provider (its worker died mid-send, or it got
+    -- no answer): ask_since is when the earliest such attempt began.
     RETURNING {", ".join(f"n.{c}" for c in Notification.__struct_fields__)},
-              b.previous = 'sending' AS interrupted
+              (b.previous = 'sending' OR b.uncertain_since IS NOT NULL) AS interrupted,
+              least(b.uncertain_since, CASE WHEN b.previous = 'sending'
+                                            THEN b.previous_since END) AS ask_since
 )
 SELECT c.*,
        o.order_id IS NOT NULL AS has_order, o.customer_name, o.email_consent, o.sms_consent,
@@ -181,7 +191,8 @@ LEFT JOIN LATERAL (
 async def claim_for_send(conn: asyncpg.Connection, notification_id: int, now: datetime,
                          lease: timedelta) -> ClaimedSend | None:
     """Take a due notification for sending (or one whose sender vanished: `sending` for longer
-    than `lease`, real time) together with its order, shipment, opt-out and latest scan."""
+    than `lease`, real time) together with its order, shipment, opt-out and latest scan;
+    `interrupted` and `ask_since` say whether (and since when) to ask the provider first."""
     row = await conn.fetchrow(CLAIM_FOR_SEND, notification_id, now, lease)
     if row is None:
         return None
@@ -196,7 +207,8 @@ async def record_sent(conn: asyncpg.Connection, notification_id: int, work_item_
     await conn.execute(
         """WITH done AS (DELETE FROM work_items WHERE id = $6)
            UPDATE notifications SET state = 'sent', provider_id = $2, subject = $3, body = $4,
-                  sent_at = $5, updated_at = $5, sending_since = NULL, last_error = NULL
+                  sent_at = $5, updated_at = $5, sending_since = NULL, last_error = NULL,
+                  uncertain_since = NULL
            WHERE id = $1""",
         notification_id, provider_id, subject, body, now, work_item_id)
 
@@ -208,21 +220,36 @@ async def get(conn: asyncpg.Connection, notification_id: int) -> Notification | 
 
 
 async def mark(conn: asyncpg.Connection, notification_id: int, state: str, error: str | None,
-               now: datetime) -> None:
-    """End a notification as failed, dead or suppressed."""
+               now: datetime, *, uncertain_since: datetime | None = None,
+               uncertain_body: str | None = None) -> None:
+    """End a notification as failed, dead or suppressed (`uncertain_since` and
+    `uncertain_body` as in reschedule: a retry by hand asks the provider first)."""
     await conn.execute(
         """UPDATE notifications SET state = $2, last_error = $3, updated_at = $4,
-                  sending_since = NULL WHERE id = $1""",
-        notification_id, state, error, now)
+                  sending_since = NULL, uncertain_since = least(uncertain_since, $5),
+                  body = coalesce($6, body)
+           WHERE id = $1""",
+        notification_id, state, error, now, uncertain_since, uncertain_body)
 
 
 async def reschedule(conn: asyncpg.Connection, notification_id: int, due_at: datetime,
-                     error: str, now: datetime) -> None:
-    """Back to waiting after a transient failure, with a new send queued for `due_at`."""
+                     error: str, now: datetime, *, uncertain_since: datetime | None = None,
+                     uncertain_body: str | None = None, attempted: bool = True) -> None:
+    """Back to waiting after a transient failure, with a new send queued for `due_at`.
+
+    `uncertain_since`: an attempt begun then may have reached the provider, so the next
+    attempts ask first (the earliest such time is kept until the message is recorded sent);
+    `uncertain_body`: the words that attempt sent, which the next ones send again (the
+    provider's list is matched on them). `attempted=False`: this claim only waited (it sent
+    nothing), so it is not counted.
+    """
     await conn.execute(
         """UPDATE notifications SET state = 'scheduled', due_at = $2, last_error = $3,
-                  updated_at = $4, sending_since = NULL WHERE id = $1""",
-        notification_id, due_at, error, now)
+                  updated_at = $4, sending_since = NULL,
+                  uncertain_since = least(uncertain_since, $5), body = coalesce($7, body),
+                  attempts = attempts - CASE WHEN $6 THEN 0 ELSE 1 END
+           WHERE id = $1""",
+        notification_id, due_at, error, now, uncertain_since, attempted, uncertain_body)
     await work.add(conn, SEND_NOTIFICATION, [str(notification_id)], now, run_after=due_at)
 
 

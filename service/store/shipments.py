@@ -224,6 +224,15 @@ async def get_many(conn: asyncpg.Connection, shipment_ids: list[str]) -> list[Sh
     return [Shipment(**r) for r in rows]
 
 
+async def get_locked(conn: asyncpg.Connection, shipment_id: str) -> Shipment | None:
+    """The shipment as committed now, locked until the caller's transaction ends: what
+    planning decides on, so two refreshes of one shipment plan one after the other, each on
+    the newest state (an older snapshot must never supersede newer news)."""
+    row = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM shipments WHERE shipment_id = $1 FOR UPDATE", shipment_id)
+    return Shipment(**row) if row else None
+
+
 async def find(
     conn: asyncpg.Connection, *, tracking_number: str | None = None, order_id: str | None = None,
     limit: int = 100,

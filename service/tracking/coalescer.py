@@ -5,19 +5,29 @@ for its own statement and commit. Submissions that arrive while earlier flushes 
 flight wait and go together in the next one; with no load a submission is flushed at
 once, so this adds no latency when idle. Every request still gets its answer only after
 its rows are committed.
+
+Merging is for speed, not for a shared fate: when a merged statement fails for its data's
+sake (not because the database is unavailable), each request's rows are stored again on
+their own, in arrival order, so one request's bad input is that request's error only (a
+value PostgreSQL refuses to store becomes its 422).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
 from service.clock import Clock
+from service.errors import FieldError, validation_failed
 from service.store import events as events_db
 from service.store.events import EventRow
+from service.store.transient import is_transient
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,6 +46,7 @@ class IngestCoalescer:
         self._waiting: list[_Submission] = []
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self.fallbacks = 0  # merged flushes that failed and were stored request by request
 
     async def ingest(self, rows: Sequence[EventRow]) -> set[bytes]:
         """Store `rows` (with whatever else is waiting); the dedupe keys that were new."""
@@ -58,6 +69,32 @@ class IngestCoalescer:
             task.add_done_callback(self._tasks.discard)
 
     async def _flush(self, batch: list[_Submission]) -> None:
+        try:
+            try:
+                answers = await self._merged(batch)
+            except Exception as exc:
+                if len(batch) == 1 or is_transient(exc):
+                    raise
+                log.warning("a merged ingest of %d requests failed (%s: %s); storing each "
+                            "request on its own", len(batch), type(exc).__name__, exc)
+                self.fallbacks += 1
+                await self._each(batch)
+            else:
+                for submission, keys in zip(batch, answers, strict=True):
+                    if not submission.done.done():
+                        submission.done.set_result(keys)
+        except BaseException as exc:
+            for submission in batch:
+                if not submission.done.done():
+                    submission.done.set_exception(_answer(exc, len(batch) == 1))
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._inflight -= 1
+            self._start_flushes()
+
+    async def _merged(self, batch: list[_Submission]) -> list[set[bytes]]:
+        """One statement for the whole batch; the keys that were new, per submission."""
         # A key sent by two requests in one flush is new for the first of them only.
         owner: dict[bytes, int] = {}
         rows: list[EventRow] = []
@@ -66,22 +103,38 @@ class IngestCoalescer:
                 if row.dedupe_key not in owner:
                     owner[row.dedupe_key] = number
                     rows.append(row)
-        try:
-            async with self.pool.acquire() as conn:
-                result = await events_db.ingest(conn, rows, self.clock.now())
-        except BaseException as exc:
+        async with self.pool.acquire() as conn:
+            result = await events_db.ingest(conn, rows, self.clock.now())
+        mine: list[set[bytes]] = [set() for _ in batch]
+        for key in result.accepted_keys:
+            mine[owner[key]].add(key)
+        return mine
+
+    async def _each(self, batch: list[_Submission]) -> None:
+        """Each submission in its own statement, in arrival order (so a key two of them sent
+        is new for the first, as in a merged flush), each answered with its own outcome."""
+        async with self.pool.acquire() as conn:
             for submission in batch:
-                if not submission.done.done():
-                    submission.done.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            mine: list[set[bytes]] = [set() for _ in batch]
-            for key in result.accepted_keys:
-                mine[owner[key]].add(key)
-            for submission, keys in zip(batch, mine, strict=True):
-                if not submission.done.done():
-                    submission.done.set_result(keys)
-        finally:
-            self._inflight -= 1
-            self._start_flushes()
+                try:
+                    result = await events_db.ingest(conn, submission.rows, self.clock.now())
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    if not submission.done.done():
+                        submission.done.set_exception(_answer(exc, True))
+                else:
+                    if not submission.done.done():
+                        submission.done.set_result(result.accepted_keys)
+
+
+def _answer(exc: BaseException, alone: bool) -> BaseException:
+    """What a request is told when the statement holding its rows failed: a value PostgreSQL
+    refuses to store, in a statement with no other request's rows, is the request's 422."""
+    # PostgreSQL's data exceptions (class 22), and asyncpg's own for an argument it cannot
+    # encode (an InterfaceError that is also a ValueError).
+    refused = isinstance(exc, asyncpg.DataError) or (
+        isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError))
+    if alone and refused:
+        return validation_failed([FieldError(
+            "events", f"cannot be stored: {exc}", "unstorable")])
+    return exc

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
@@ -15,6 +16,7 @@ from workers.senders import (
     SmsMessage,
     TransientSendError,
     TwilioSmsSender,
+    UncertainSendError,
 )
 
 TO = "+14155550123"
@@ -102,8 +104,27 @@ async def test_connection_refused_is_transient() -> None:
     sender = TwilioSmsSender(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER,
                              base_url=f"http://127.0.0.1:{free_port()}", timeout=2)
     try:
-        with pytest.raises(TransientSendError):
+        with pytest.raises(TransientSendError) as info:
             await sender.send(SmsMessage("n-1", TO, "hello"))
+        assert not isinstance(info.value, UncertainSendError)  # it never got there
+    finally:
+        await sender.aclose()
+
+
+async def test_no_answer_in_time_is_uncertain_and_the_lookup_finds_it(
+        twilio_standin: TwilioStandin) -> None:
+    sender = TwilioSmsSender(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, from_number=FROM_NUMBER,
+                             base_url=twilio_standin.base_url, timeout=0.3)
+    message = SmsMessage("n-1", TO, "hello, slowly")
+    try:
+        twilio_standin.state.delay = 1.0
+        with pytest.raises(UncertainSendError):
+            await sender.send(message)
+        twilio_standin.state.delay = 0
+        found = await sender.lookup(message, datetime.now(UTC))
+        assert found is not None
+        assert found.provider_id == twilio_standin.state.messages[0]["sid"]
+        assert await sender.lookup(SmsMessage("n-2", TO, "another"), datetime.now(UTC)) is None
     finally:
         await sender.aclose()
 

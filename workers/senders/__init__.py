@@ -4,8 +4,9 @@
 - `SmtpEmailSender` (smtp_email): e-mail over SMTP with pooled connections.
 - `OutboxSender` (outbox): writes messages to a folder; the default of a fresh install.
 
-Failures are `TransientSendError(retry_after)` (try again) or `PermanentSendError(code,
-reason)` (don't; `is_opt_out` marks Twilio 21610). `RateLimiter` caps a sender's rate.
+Failures are `TransientSendError(retry_after)` (try again; `UncertainSendError` when the
+provider may have the message: ask it first) or `PermanentSendError(code, reason)` (don't;
+`is_opt_out` marks Twilio 21610). `RateLimiter` caps a sender's rate.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from workers.senders.errors import (
     SendError,
     SendResult,
     TransientSendError,
+    UncertainSendError,
 )
 from workers.senders.messages import SmsMessage
 from workers.senders.outbox import OutboxSender
@@ -27,5 +29,5 @@ from workers.senders.twilio_sms import TwilioSmsSender
 __all__ = [
     "TWILIO_INVALID_TO", "TWILIO_UNSUBSCRIBED", "OutboxSender", "PermanentSendError",
     "RateLimiter", "SendError", "SendResult", "SmsMessage", "SmtpEmailSender", "SmtpSettings",
-    "TransientSendError", "TwilioSmsSender",
+    "TransientSendError", "TwilioSmsSender", "UncertainSendError",
 ]

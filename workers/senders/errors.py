@@ -28,6 +28,12 @@ class TransientSendError(SendError):
         self.retry_after = retry_after
 
 
+class UncertainSendError(TransientSendError):
+    """Worth retrying, but the request may have reached the provider (no answer in time, or
+    the connection dropped after the request went out): ask the provider whether it has the
+    message before sending it again, as after a worker died mid-send."""
+
+
 # Twilio error codes the caller acts on (https://www.twilio.com/docs/api/errors).
 TWILIO_INVALID_TO = 21211
 TWILIO_UNSUBSCRIBED = 21610   # recipient replied STOP: record the opt-out, never retry

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -25,7 +25,12 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from workers.senders.errors import PermanentSendError, SendResult, TransientSendError
+from workers.senders.errors import (
+    PermanentSendError,
+    SendResult,
+    TransientSendError,
+    UncertainSendError,
+)
 from workers.senders.messages import SmsMessage
 from workers.senders.ratelimit import RateLimiter
 
@@ -39,6 +44,8 @@ _retry_after: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 # The SDK falls back to TWILIO_EDGE/TWILIO_REGION from os.environ (and to os.environ for
 # an empty mapping): explicit blanks keep a stray variable from re-routing our requests.
 _NO_ENV = {"TWILIO_EDGE": "", "TWILIO_REGION": ""}
+# Newest first: one page covers every message a customer got in the lookup's window.
+LOOKUP_LIMIT = 200
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -139,24 +146,41 @@ class TwilioSmsSender:
         except (TwilioRestException, TwilioServiceException) as exc:
             raise _map_error(exc, _retry_after.get()) from exc
         except TimeoutError as exc:
-            raise TransientSendError(f"twilio: no answer within {self.timeout}s") from exc
-        except (aiohttp.ClientError, OSError) as exc:
+            raise UncertainSendError(f"twilio: no answer within {self.timeout}s") from exc
+        except aiohttp.ClientConnectorError as exc:
+            # Never connected: the request cannot have reached Twilio.
             raise TransientSendError(f"twilio: {type(exc).__name__}: {exc}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            # Dropped after connecting: Twilio may have the message.
+            raise UncertainSendError(f"twilio: {type(exc).__name__}: {exc}") from exc
         return SendResult(provider_id=str(created.sid))
 
+    @property
+    def settle_s(self) -> float:
+        """How long after an unanswered request its message may still turn up in the list
+        (the request may sit in Twilio's queue, or ours, past our timeout): before that, not
+        finding it proves nothing."""
+        return 2 * self.timeout
+
     async def lookup(self, message: SmsMessage, since: datetime) -> SendResult | None:
-        """The provider's id for `message` if Twilio already has it (same To and Body, sent
-        on or after `since`'s date): how an interrupted send learns whether it went out."""
+        """The provider's id for `message` if Twilio already has it (same To and Body, created
+        no earlier than a day before `since`): how an interrupted or unanswered send learns
+        whether it went out.
+
+        Not filtered by DateSent: a message Twilio accepted but has not sent yet (queued) has
+        no date_sent, and it is exactly the one a timed-out request may have left behind.
+        """
         client = self._ensure_client()
         try:
             async with asyncio.timeout(self.timeout):
-                found = await client.messages.list_async(
-                    to=message.to, date_sent_after=since.replace(tzinfo=None), limit=200)
+                found = await client.messages.list_async(to=message.to, limit=LOOKUP_LIMIT)
         except (TwilioRestException, TwilioServiceException, TimeoutError,
                 aiohttp.ClientError, OSError) as exc:
             raise TransientSendError(f"twilio: cannot check for an earlier send: {exc}") from exc
+        earliest = since - timedelta(days=1)  # clocks disagree; a day of margin costs nothing
         for sent in found:
-            if sent.body == message.body:
+            created = sent.date_created
+            if sent.body == message.body and (created is None or created >= earliest):
                 return SendResult(provider_id=str(sent.sid))
         return None
 

@@ -51,6 +51,6 @@ def build_transports(settings: Settings) -> Transports:
             settings.twilio_account_sid, settings.twilio_auth_token,
             from_number=settings.twilio_from_number,
             base_url=str(settings.twilio_base_url) if settings.twilio_base_url else None,
-            rate_limit=settings.sms_per_second,
+            timeout=settings.twilio_timeout_s, rate_limit=settings.sms_per_second,
         )
     return Transports(email, sms)

@@ -1,0 +1,99 @@
+"""Drills: real processes and servers, faults injected, and the figures each one measured
+(printed at the end of the run and written to PARCELCAST_DRILL_REPORT, else drills.json in
+pytest's temporary folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from predictor.model import EtaModel
+from service.api.app import create_app
+from service.clock import ManualClock
+from service.settings import Settings
+from standins.smtp_server import SmtpStandin
+from standins.twilio_server import TwilioStandin
+from tests.drills.harness import Sender
+from tests.models import install_champion
+from tests.notifying import wired
+from tests.servers import OwnPostgres, postgres_binaries
+from tests.test_notifications import NOON_LA
+
+FIGURES: dict[str, dict[str, Any]] = {}
+Report = Callable[[str, dict[str, Any]], None]
+
+
+@pytest.fixture
+def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    def record(drill: str, figures: dict[str, Any]) -> None:
+        FIGURES[drill] = figures
+        print(f"\ndrill {drill}: {json.dumps(figures, sort_keys=True)}")
+        path = Path(os.environ.get("PARCELCAST_DRILL_REPORT")
+                    or tmp_path_factory.getbasetemp() / "drills.json")
+        path.write_text(json.dumps(FIGURES, indent=2, sort_keys=True))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.section("drill figures")
+    for drill, figures in FIGURES.items():
+        terminalreporter.write_line(f"{drill}: {json.dumps(figures, sort_keys=True)}")
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A PostgreSQL cluster of the test's own, which it may restart and stop."""
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip("initdb/pg_ctl not found (install the PostgreSQL server package to run "
+                    "the database restart drill)")
+    server = OwnPostgres(binaries).init()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@dataclass
+class Stack:
+    """The API (in this process, on a real socket), its settings and clock (noon in the
+    customers' zone), the provider stand-ins, a champion model, and a retrying sender."""
+
+    settings: Settings
+    clock: ManualClock
+    api: TestClient
+    sender: Sender
+    pool: asyncpg.Pool
+    twilio: TwilioStandin
+    smtp: SmtpStandin
+
+    async def connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.settings.database_url)
+
+
+MakeStack = Callable[..., Awaitable[Stack]]
+
+
+@pytest.fixture
+def make_stack(aiohttp_client, settings: Settings, clock: ManualClock,  # type: ignore[no-untyped-def]
+               pool: asyncpg.Pool, admin: dict[str, str], twilio: TwilioStandin,
+               smtp: SmtpStandin, eta_model: EtaModel) -> MakeStack:
+    async def make(**overrides: Any) -> Stack:
+        clock.set(NOON_LA)
+        wired_settings = wired(settings, twilio, smtp).model_copy(update=overrides)
+        async with pool.acquire() as conn:
+            await install_champion(conn, eta_model, clock.now())
+        api = await aiohttp_client(create_app(wired_settings, clock))
+        return Stack(wired_settings, clock, api, Sender(api, admin), pool, twilio, smtp)
+
+    return make
