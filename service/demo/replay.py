@@ -47,7 +47,7 @@ class ReplayCounts:
 
 
 def _iso(value: Any) -> str:
-    return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
 def plan(orders: pd.DataFrame, shipments: pd.DataFrame, events: pd.DataFrame, seed: int,
@@ -106,7 +106,8 @@ async def run(base: str, key: str, pushes: list[Push], clock: ScaledClock, until
         tick = pushes[0].at if pushes else until
         while index < len(pushes) and tick < until:
             tick += TICK
-            wait = clock.real_seconds_until(tick)
+            # Not past `until`: from there the clock may run at real speed.
+            wait = clock.real_seconds_until(min(tick, until))
             if wait > 0:
                 await asyncio.sleep(wait)
             due: list[Push] = []
