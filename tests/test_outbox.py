@@ -134,3 +134,37 @@ async def _eventually(probe, expected, timeout: float = 15.0) -> None:  # type: 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"still {value!r}, wanted {expected!r}")
         await asyncio.sleep(0.1)
+
+
+async def test_relay_cancelled_twice_still_gives_its_connection_back(
+    database_url: str, settings: Settings, clock: ManualClock, redis_server_url: str,
+) -> None:
+    """A stopping worker cancels its relay, then cancels it again while it releases its
+    listening connection; closing the pool must not then wait for that connection."""
+    from service.store.pool import create_pool
+
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    redis = arq_client(redis_server_url, settings.parcelcast_queue_name)
+    relay = Relay(pool, redis, clock, poll_interval=30)
+    task = asyncio.create_task(relay.run())
+    try:
+        async def taken() -> int:
+            return pool.get_size() - pool.get_idle_size()
+
+        await _eventually(taken, 1)  # the listener
+        await asyncio.sleep(0.2)  # listening, waiting for work
+        listening = [h._con for h in pool._holders if h._con is not None
+                     and h._con._listeners]
+        assert len(listening) == 1
+        task.cancel()
+        for _ in range(1000):  # into the release: UNLISTEN is on the wire
+            if not listening[0]._listeners:
+                break
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(pool.close(), 10)
+    finally:
+        pool.terminate()
+        await redis.aclose()

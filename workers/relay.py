@@ -8,6 +8,7 @@ retries with backoff: accepted work is never lost, only delayed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 from typing import Any
@@ -108,8 +109,13 @@ class Relay:
                 await self._release(listener)
 
     async def _release(self, listener: asyncpg.Connection) -> None:
+        # Given back even when cancelled again meanwhile (a stopping worker cancels its
+        # relay twice): a connection never given back makes closing the pool wait forever.
+        # asyncpg's release is shielded and its reset unlistens.
         try:
             await listener.remove_listener(work.CHANNEL, self._on_notify)
-            await self.pool.release(listener)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             listener.terminate()
+        finally:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await self.pool.release(listener)

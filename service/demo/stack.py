@@ -65,7 +65,7 @@ class Stack:
             "PARCELCAST_CLOCK_ANCHOR": repr(self.clock_anchor),
             "PARCELCAST_CLOCK_SPEED": repr(self.speed),
             "PARCELCAST_CLOCK_REALTIME_FROM": self.realtime_from,
-            "PUBLIC_BASE_URL": self.api, "PARCELCAST_LOG_LEVEL": "WARNING",
+            "PUBLIC_BASE_URL": self.api, "PARCELCAST_LOG_LEVEL": "INFO",
             "EMAIL_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.smtp_port),
             "SMS_TRANSPORT": "twilio", "TWILIO_BASE_URL": self.twilio,
             "TWILIO_ACCOUNT_SID": DEMO_TWILIO_SID, "TWILIO_AUTH_TOKEN": DEMO_TWILIO_TOKEN,
@@ -117,11 +117,24 @@ class Stack:
                         raise RuntimeError(f"{url} never became ready; see {self.log_dir}")
                     await asyncio.sleep(0.1)
 
-    def signal_workers(self) -> None:
-        """SIGTERM the workers: they stop handing off and taking jobs, and finish the rest."""
-        for process, name in zip(self.processes, self.names, strict=True):
-            if name.startswith("worker"):
-                process.terminate()
+    def stop_workers(self, limit_s: float = 60) -> bool:
+        """SIGTERM the workers and wait for them to exit: they stop handing off and taking
+        jobs and finish the ones running, so afterwards nothing is half sent. False when
+        one had to be killed after `limit_s`. Blocking: run it in a thread."""
+        workers = [p for p, name in zip(self.processes, self.names, strict=True)
+                   if name.startswith("worker")]
+        for process in workers:
+            process.terminate()
+        deadline = time.monotonic() + limit_s
+        clean = True
+        for process in workers:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                clean = False
+        return clean
 
     def stop(self) -> None:
         """Every child ends: asked first, killed if it has not within 10 s."""
