@@ -4,6 +4,7 @@ processes; library logs in a file (service.demo.console)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -161,12 +162,16 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console,
     port = api_port()
     # The one real instant every process anchors the accelerated clock to: a little ahead,
     # so the processes start and the parcels in flight get their ETAs before live time runs.
-    anchor = time.time() + STARTUP_SECONDS  # clock-ok
+    startup = startup_seconds()
+    anchor = time.time() + startup  # clock-ok
     stack = Stack(database_url, urls.redis_url, t0.isoformat(), anchor, speed, end.isoformat(),
                   log_dir, port)
     console.stage(f"starting the API on {stack.api}, 2 workers and the Twilio/SMTP "
                   f"stand-ins (clock x{speed:,.0f}); ETAs for {len(in_flight):,} parcels "
                   f"in flight")
+    if startup > STARTUP_SECONDS:
+        console.detail(f"the machine is busy (load {os.getloadavg()[0]:.1f} on "
+                       f"{os.cpu_count()} cores): the processes get {startup:.0f} s to start")
     if port != API_PORT:
         console.detail(f"port {API_PORT} is busy, so the API is on port {port} this time: "
                        f"use it instead of {API_PORT} in the README's examples")
@@ -192,6 +197,12 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console,
         lap("replay")
 
         console.stage("summary: the workers finish what was due, then the counts")
+        behind = await work_behind(database_url, clock, end)
+        if behind > timedelta(hours=2):
+            console.detail(
+                f"the workers were {behind.total_seconds() / 3600:.0f} simulated hours behind "
+                f"the clock when the replay ended (a busy machine?): ETAs computed late are less "
+                f"accurate; `--speed {speed / 2:.0f}` replays at half the pace")
         await wait_for_quiet(database_url, clock, end, console=console)
         # Freeze the picture: the workers finish their jobs and stop, so what the database
         # says was sent and what the stand-ins received can be compared exactly.
@@ -255,6 +266,26 @@ def print_next_steps(console: Console, name: str, database_url: str, embedded: b
         console.line("DATABASE_URL is set, so `parcelcast` commands keep using it; for the "
                      "demo's database:")
         console.line(f"  export DATABASE_URL='{database_url}'")
+
+
+def startup_seconds() -> float:
+    """STARTUP_SECONDS, longer on a machine already busy (5 Python processes importing
+    pandas and XGBoost at once can take half a minute there): a process still starting when
+    the accelerated clock runs makes everything after it late."""
+    busy = os.getloadavg()[0] / (os.cpu_count() or 1)
+    return STARTUP_SECONDS * min(3.0, max(1.0, busy))
+
+
+async def work_behind(database_url: str, clock: ScaledClock, end: datetime) -> timedelta:
+    """How long the oldest work due (by the replay's end) has waited, in simulated time."""
+    now = min(clock.now(), end)
+    conn = await connect(database_url)
+    try:
+        oldest = await conn.fetchval(
+            "SELECT min(run_after) FROM work_items WHERE run_after <= $1", now)
+    finally:
+        await conn.close()
+    return now - oldest if oldest is not None else timedelta(0)
 
 
 async def wait_for_quiet(database_url: str, clock: ScaledClock, end: datetime,
