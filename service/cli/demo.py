@@ -48,8 +48,7 @@ def demo(shipments: int, days: int, speed: float | None, seed: int, rounds: int,
     command afterwards, until `parcelcast demo --clean`."""
     import time
 
-    from service.demo.console import Console, log_to_file, shown
-    from service.demo.run import STAGES, DemoOptions, run_demo
+    from service.demo.console import log_to_file, shown
 
     if clean:
         clean_demo()
@@ -57,9 +56,12 @@ def demo(shipments: int, days: int, speed: float | None, seed: int, rounds: int,
     settings = cli_settings()
     log_dir = settings.data_dir / "demo-logs"
     log_to_file(log_dir / "demo.log", settings.parcelcast_log_level)
+    click.echo(f"Parcelcast demo: about 3 minutes; logs in {shown(log_dir)}/")
+    # Said before the heavy imports (pandas, XGBoost): they take seconds on a first run.
+    from service.demo.console import Console
+    from service.demo.run import STAGES, DemoOptions, run_demo
+
     console = Console(started_at or time.time(), STAGES)  # clock-ok: a stopwatch
-    console.line(f"Parcelcast demo: {STAGES} stages, about 3 minutes; logs in "
-                 f"{shown(log_dir)}/")
     options = DemoOptions(shipments, days, speed or 0.0, seed, keep_running, rounds)
 
     async def until_signal() -> dict[str, Any]:

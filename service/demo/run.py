@@ -103,15 +103,15 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console,
     end = t0 + timedelta(days=options.days)
     speed = options.speed or options.days * 86400 / REPLAY_SECONDS
 
-    urls = await asyncio.to_thread(resolve_stores, settings)
-    embedded = [n for n, e in (("PostgreSQL", urls.embedded_postgres),
-                               ("Redis", urls.embedded_redis)) if e]
-    configured = [v for v, e in (("DATABASE_URL", urls.embedded_postgres),
-                                 ("REDIS_URL", urls.embedded_redis)) if not e]
+    embedded = [n for n, url in (("PostgreSQL", settings.database_url),
+                                 ("Redis", settings.redis_url)) if url is None]
+    configured = [v for v, url in (("DATABASE_URL", settings.database_url),
+                                   ("REDIS_URL", settings.redis_url)) if url is not None]
     console.stage("stores: " + "; ".join(
         ([f"{' and '.join(embedded)} embedded in {shown(settings.data_dir)} (left running "
           "for the CLI; `parcelcast stores stop` ends them)"] if embedded else [])
         + ([f"{' and '.join(configured)} as set"] if configured else [])))
+    urls = await asyncio.to_thread(resolve_stores, settings)
     name = demo_db.name_for(options.seed)
     console.stage(f"database {name}: created, migrated, an admin API key")
     database_url = await demo_db.create_fresh(urls.database_url, name)
