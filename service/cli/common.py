@@ -69,11 +69,14 @@ def database_url(settings: Settings) -> str:
 
 
 async def with_db(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `work(conn)` on a fresh connection to the configured database."""
+    """Run `work(conn)` on a fresh connection to the configured database, once its schema
+    is this code's (else SchemaBehind, which `run` turns into "run `parcelcast migrate`")."""
+    from service.store.migrations import ensure_current
     from service.store.pool import connect
 
     conn = await connect(database_url(settings))
     try:
+        await ensure_current(conn)
         return await work(conn)
     finally:
         await conn.close()
