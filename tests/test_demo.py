@@ -20,7 +20,7 @@ def test_smallest_demo_keeps_its_invariants(tmp_path: Path, postgres_admin: str,
     env.pop("PARCELCAST_RUN_STARTED", None)
     result = subprocess.run(
         [sys.executable, "-m", "service.cli", "demo", "--shipments", "500", "--days", "2",
-         "--speed", "16000", "--rounds", "10", "--seed", "11", "--json", str(out)],
+         "--speed", "16000", "--rounds", "10", "--seed", "11", "--port", "0", "--json", str(out)],
         env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(out.read_text())

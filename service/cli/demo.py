@@ -27,8 +27,10 @@ from service.cli.common import (
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--rounds", type=click.IntRange(10, 5000), default=60, show_default=True,
               help="Boosting rounds for the demo's model (`parcelcast train` uses 400).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="The API's port (another when it is busy; 0: any free port).")
 @click.option("--keep-running", is_flag=True,
-              help="Leave the API (port 8080), workers and stand-ins up to explore, the clock "
+              help="Leave the API, workers and stand-ins up to explore, the clock "
                    "at real speed after the replay; Ctrl+C stops them.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the summary as JSON to this file.")
@@ -38,7 +40,7 @@ from service.cli.common import (
 @click.option("--started-at", type=float, default=None, hidden=True,
               envvar="PARCELCAST_RUN_STARTED",
               help="Epoch second the stage times count from (`./run demo` sets it).")
-def demo(shipments: int, days: int, speed: float | None, seed: int, rounds: int,
+def demo(shipments: int, days: int, speed: float | None, seed: int, rounds: int, port: int,
          keep_running: bool, json_path: str | None, clean: bool, started_at: float | None
          ) -> None:
     """A shop's history simulated, a model trained, live days replayed through the real API,
@@ -56,13 +58,13 @@ def demo(shipments: int, days: int, speed: float | None, seed: int, rounds: int,
     settings = cli_settings()
     log_dir = settings.data_dir / "demo-logs"
     log_to_file(log_dir / "demo.log", settings.parcelcast_log_level)
-    click.echo(f"Parcelcast demo: about 3 minutes; logs in {shown(log_dir)}/")
+    click.echo(f"Parcelcast demo: 2-4 minutes; logs in {shown(log_dir)}/")
     # Said before the heavy imports (pandas, XGBoost): they take seconds on a first run.
     from service.demo.console import Console
     from service.demo.run import STAGES, DemoOptions, run_demo
 
     console = Console(started_at or time.time(), STAGES)  # clock-ok: a stopwatch
-    options = DemoOptions(shipments, days, speed or 0.0, seed, keep_running, rounds)
+    options = DemoOptions(shipments, days, speed or 0.0, seed, keep_running, rounds, port=port)
 
     async def until_signal() -> dict[str, Any]:
         # SIGTERM cancels the demo like Ctrl+C does, so its child processes are stopped.

@@ -52,6 +52,7 @@ class DemoOptions:
     # snapshot) so that the whole demo fits in a few minutes; it says so where it reports.
     rounds: int = 60
     max_train_rows: int = 60_000
+    port: int = API_PORT  # the API's; another when it is busy, any free one for 0
 
 
 def split(history: SimulatedHistory, t0: datetime, end: datetime
@@ -159,7 +160,7 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console,
     await conn.close()
     lap("training")
 
-    port = api_port()
+    port = api_port(options.port)
     # The one real instant every process anchors the accelerated clock to: a little ahead,
     # so the processes start and the parcels in flight get their ETAs before live time runs.
     startup = startup_seconds()
@@ -172,9 +173,9 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console,
     if startup > STARTUP_SECONDS:
         console.detail(f"the machine is busy (load {os.getloadavg()[0]:.1f} on "
                        f"{os.cpu_count()} cores): the processes get {startup:.0f} s to start")
-    if port != API_PORT:
-        console.detail(f"port {API_PORT} is busy, so the API is on port {port} this time: "
-                       f"use it instead of {API_PORT} in the README's examples")
+    if options.port and port != options.port:
+        console.detail(f"port {options.port} is busy, so the API is on port {port} this time: "
+                       f"use it instead of {options.port} in the README's examples")
     clock = ScaledClock(t0, stack.clock_anchor, speed, realtime_from=end)
     try:
         # Jobs a previous (interrupted) demo left in the queue belong to a dropped database.

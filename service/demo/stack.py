@@ -150,12 +150,14 @@ class Stack:
         self.names.clear()
 
 
-def api_port() -> int:
-    """API_PORT when it is free, else any free port."""
+def api_port(wanted: int = API_PORT) -> int:
+    """`wanted` when it is free, else (or for 0) any free port."""
+    if not wanted:
+        return free_port()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
         try:
-            sock.bind(("127.0.0.1", API_PORT))
+            sock.bind(("127.0.0.1", wanted))
         except OSError:
             return free_port()
-    return API_PORT
+    return wanted
