@@ -26,7 +26,7 @@ from service.cli.common import (
               help="Simulated seconds per real second (default: the days in ~60 s).")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--rounds", type=click.IntRange(10, 5000), default=60, show_default=True,
-              help="Boosting rounds for the demo's model (`parcelcast train` uses 400).")
+              help="Boosting rounds for the demo's model (trained on at most 60,000 snapshots).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="The API's port (another when it is busy; 0: any free port).")
 @click.option("--keep-running", is_flag=True,

@@ -16,6 +16,7 @@ import asyncpg
 import pandas as pd
 
 from predictor.simulator import SimulatedHistory, simulate
+from predictor.train import DEFAULT_ROUNDS
 from service.clock import ScaledClock
 from service.demo import database as demo_db
 from service.demo import replay, summary
@@ -48,7 +49,7 @@ class DemoOptions:
     speed: float = 0.0  # 0: pick one that replays the days in about REPLAY_SECONDS
     seed: int = 7
     keep_running: bool = False
-    # The demo's model trains far lighter than `parcelcast train` (400 rounds on every
+    # The demo's model trains lighter than `parcelcast train` (DEFAULT_ROUNDS on every
     # snapshot) so that the whole demo fits in a few minutes; it says so where it reports.
     rounds: int = 60
     max_train_rows: int = 60_000
@@ -244,8 +245,8 @@ def print_evaluation(console: Console, report: dict[str, Any]) -> None:
     evaluation = report["evaluation"].get("overall", {})
     m = demo_model(report)
     console.detail(f"demo model: {m['rounds']} rounds on {m['train_rows']:,} snapshots "
-                   f"(`parcelcast train`: 400 rounds on all); test period from "
-                   f"{m['cutoff'][:10]}, {m['test_rows']:,} snapshots:")
+                   f"(`parcelcast train`: {DEFAULT_ROUNDS} rounds on every one); test period "
+                   f"from {m['cutoff'][:10]}, {m['test_rows']:,} snapshots:")
     names = {"model": "demo model", "lane_median": "carrier/lane median",
              "promise": "promised date", "oracle": "simulator's oracle"}
     for method, label in names.items():
