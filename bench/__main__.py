@@ -106,7 +106,8 @@ def main() -> None:
         f"each run's arguments) on {platform.machine()} with "
         f"{len(__import__('os').sched_getaffinity(0))} cores, collected "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Targets from "
-        "`../shared/PRODUCT.md`; each floor is measured in the same run as its figure.", "",
+        "docs/product.md (Performance targets); each floor is measured in the same run as "
+        "its figure.", "",
         markdown(table), ""])
     (RESULTS / "README.md").write_text(text)
     (RESULTS / "all.json").write_text(json.dumps(table, indent=2, default=str))

@@ -43,24 +43,45 @@ class ManualClock:
 
 
 class ScaledClock:
-    """Simulated time: `sim_start` at real epoch second `real_anchor`, running `speed`x.
+    """Simulated time: `sim_start` at real epoch second `real_anchor`, running `speed`x,
+    and at real speed from the simulated instant `realtime_from` on (if given).
 
-    Several processes given the same three numbers agree on "now" without talking.
+    Several processes given the same numbers agree on "now" without talking.
     """
 
-    def __init__(self, sim_start: datetime, real_anchor: float, speed: float) -> None:
+    def __init__(self, sim_start: datetime, real_anchor: float, speed: float,
+                 realtime_from: datetime | None = None) -> None:
         if sim_start.tzinfo is None:
             raise ValueError("ScaledClock needs a timezone-aware start")
         if speed <= 0:
             raise ValueError("ScaledClock speed must be positive")
+        if realtime_from is not None and realtime_from.tzinfo is None:
+            raise ValueError("ScaledClock needs a timezone-aware realtime_from")
         self.sim_start = sim_start.astimezone(UTC)
         self.real_anchor = real_anchor
         self.speed = speed
+        self.realtime_from = realtime_from.astimezone(UTC) if realtime_from else None
 
     def now(self) -> datetime:
-        elapsed = (time.time() - self.real_anchor) * self.speed
-        return self.sim_start + timedelta(seconds=elapsed)
+        return self.at(time.time())
+
+    def at(self, real: float) -> datetime:
+        """Simulated time at the real epoch second `real`."""
+        simulated = self.sim_start + timedelta(seconds=(real - self.real_anchor) * self.speed)
+        if self.realtime_from is None or simulated <= self.realtime_from:
+            return simulated
+        # Past the switch: one simulated second per real second from the real instant
+        # the accelerated clock reached it.
+        switched_at = self.real_anchor + (
+            (self.realtime_from - self.sim_start).total_seconds() / self.speed)
+        return self.realtime_from + timedelta(seconds=real - switched_at)
 
     def real_seconds_until(self, when: datetime) -> float:
         """How many wall-clock seconds until simulated time reaches `when`."""
-        return max(0.0, (when - self.now()).total_seconds() / self.speed)
+        now = self.now()
+        if when <= now:
+            return 0.0
+        if self.realtime_from is None or when <= self.realtime_from:
+            return (when - now).total_seconds() / self.speed
+        fast = max(0.0, (self.realtime_from - now).total_seconds()) / self.speed
+        return fast + (when - max(now, self.realtime_from)).total_seconds()

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     parcelcast_clock_start: datetime | None = None
     parcelcast_clock_anchor: float | None = None
     parcelcast_clock_speed: Annotated[float, Field(gt=0)] = 1.0
+    # From this simulated instant on the clock runs at real speed (the demo's --keep-running).
+    parcelcast_clock_realtime_from: datetime | None = None
 
     # Notifications. The default transports write to the outbox folder: nothing is sent
     # by accident from a fresh install.
@@ -166,7 +168,8 @@ class Settings(BaseSettings):
         host, _, port = self.metrics_bind.rpartition(":")
         return host.strip("[]"), int(port)
 
-    @field_validator("parcelcast_clock_start", "parcelcast_untimed_links_until")
+    @field_validator("parcelcast_clock_start", "parcelcast_untimed_links_until",
+                     "parcelcast_clock_realtime_from")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
@@ -186,7 +189,8 @@ class Settings(BaseSettings):
         if self.parcelcast_clock_start is None:
             return SystemClock()
         anchor = self.parcelcast_clock_anchor if self.parcelcast_clock_anchor else time.time()
-        return ScaledClock(self.parcelcast_clock_start, anchor, self.parcelcast_clock_speed)
+        return ScaledClock(self.parcelcast_clock_start, anchor, self.parcelcast_clock_speed,
+                           self.parcelcast_clock_realtime_from)
 
 
 def _split_keys(value: str) -> list[str]:

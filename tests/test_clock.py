@@ -42,3 +42,13 @@ def test_scaled_clocks_with_the_same_anchor_agree() -> None:
     assert abs((a.now() - b.now()).total_seconds()) < 3600 * 0.5
     # Ten real seconds at 3600x is ten simulated hours.
     assert abs((a.now() - (start + timedelta(hours=10))).total_seconds()) < 3600
+
+
+def test_scaled_clock_runs_at_real_speed_from_realtime_from() -> None:
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    clock = ScaledClock(start, real_anchor=1000.0, speed=3600,
+                        realtime_from=start + timedelta(hours=5))
+    assert clock.at(1003.0) == start + timedelta(hours=3)  # still accelerated
+    assert clock.at(1005.0) == start + timedelta(hours=5)  # the switch
+    # Past it, a real day is a simulated day (not 3,600 of them).
+    assert clock.at(1005.0 + 86400) == start + timedelta(hours=5, days=1)

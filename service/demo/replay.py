@@ -106,7 +106,8 @@ async def run(base: str, key: str, pushes: list[Push], clock: ScaledClock, until
         tick = pushes[0].at if pushes else until
         while index < len(pushes) and tick < until:
             tick += TICK
-            wait = clock.real_seconds_until(tick)
+            # Not past `until`: from there the clock may run at real speed.
+            wait = clock.real_seconds_until(min(tick, until))
             if wait > 0:
                 await asyncio.sleep(wait)
             due: list[Push] = []

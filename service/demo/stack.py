@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,8 @@ import aiohttp
 from service.store.embedded import free_port
 
 DEMO_QUEUE = "parcelcast:demo"
+# The README's examples use the API on this port; the demo takes another when it is busy.
+API_PORT = 8080
 # The demo's own Twilio credentials: the stand-in is started with them and the API and
 # workers sign with them (the stand-ins run as processes; nothing of theirs is imported).
 DEMO_TWILIO_SID = "AC" + "d3" * 16
@@ -30,9 +33,11 @@ class Stack:
     clock_start: str
     clock_anchor: float
     speed: float
+    # From this simulated instant (the replay's end) the clock runs at real speed.
+    realtime_from: str
     log_dir: Path
+    api_port: int
     workers: int = 2
-    api_port: int = field(default_factory=free_port)
     twilio_port: int = field(default_factory=free_port)
     smtp_port: int = field(default_factory=free_port)
     smtp_http_port: int = field(default_factory=free_port)
@@ -59,7 +64,8 @@ class Stack:
             "PARCELCAST_CLOCK_START": self.clock_start,
             "PARCELCAST_CLOCK_ANCHOR": repr(self.clock_anchor),
             "PARCELCAST_CLOCK_SPEED": repr(self.speed),
-            "PUBLIC_BASE_URL": self.api, "PARCELCAST_LOG_LEVEL": "WARNING",
+            "PARCELCAST_CLOCK_REALTIME_FROM": self.realtime_from,
+            "PUBLIC_BASE_URL": self.api, "PARCELCAST_LOG_LEVEL": "INFO",
             "EMAIL_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.smtp_port),
             "SMS_TRANSPORT": "twilio", "TWILIO_BASE_URL": self.twilio,
             "TWILIO_ACCOUNT_SID": DEMO_TWILIO_SID, "TWILIO_AUTH_TOKEN": DEMO_TWILIO_TOKEN,
@@ -71,10 +77,14 @@ class Stack:
             "RECALIBRATE_EVERY_HOURS": "0",
         }
 
+    def log(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
     def _spawn(self, name: str, *args: str) -> None:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self.processes.append(subprocess.Popen([sys.executable, "-m", *args], env=self.env(),
-                                               stdout=log, stderr=subprocess.STDOUT))
+        with self.log(name).open("wb") as log:
+            self.processes.append(subprocess.Popen(
+                [sys.executable, "-m", *args], env=self.env(), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT))
         self.names.append(name)
 
     async def start(self) -> None:
@@ -107,15 +117,30 @@ class Stack:
                         raise RuntimeError(f"{url} never became ready; see {self.log_dir}")
                     await asyncio.sleep(0.1)
 
-    def signal_workers(self) -> None:
-        """SIGTERM the workers: they stop handing off and taking jobs, and finish the rest."""
-        for process, name in zip(self.processes, self.names, strict=True):
-            if name.startswith("worker"):
-                process.terminate()
+    def stop_workers(self, limit_s: float = 60) -> bool:
+        """SIGTERM the workers and wait for them to exit: they stop handing off and taking
+        jobs and finish the ones running, so afterwards nothing is half sent. False when
+        one had to be killed after `limit_s`. Blocking: run it in a thread."""
+        workers = [p for p, name in zip(self.processes, self.names, strict=True)
+                   if name.startswith("worker")]
+        for process in workers:
+            process.terminate()
+        deadline = time.monotonic() + limit_s
+        clean = True
+        for process in workers:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                clean = False
+        return clean
 
     def stop(self) -> None:
+        """Every child ends: asked first, killed if it has not within 10 s."""
         for process in self.processes:
-            process.terminate()
+            if process.poll() is None:
+                process.terminate()
         for process in self.processes:
             try:
                 process.wait(10)
@@ -123,3 +148,16 @@ class Stack:
                 process.kill()
         self.processes.clear()
         self.names.clear()
+
+
+def api_port(wanted: int = API_PORT) -> int:
+    """`wanted` when it is free, else (or for 0) any free port."""
+    if not wanted:
+        return free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            sock.bind(("127.0.0.1", wanted))
+        except OSError:
+            return free_port()
+    return wanted
