@@ -87,7 +87,7 @@ def evaluate_methods(methods: Mapping[str, np.ndarray], y: np.ndarray, meta: pd.
 
     def block(mask: np.ndarray) -> dict[str, Metrics]:
         return {name: metrics(pred[mask], y[mask], delivered_day[mask],
-                              None if days[name] is None else days[name][mask])
+                              None if (day := days[name]) is None else day[mask])
                 for name, pred in methods.items()}
 
     everything = np.ones(len(y), dtype=bool)

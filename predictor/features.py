@@ -485,7 +485,7 @@ def _zones(postal: pd.Series, country: np.ndarray) -> np.ndarray:
     """Destination timezone per row, looked up once per distinct (postal code, country)."""
     p_codes, p_uniq = pd.factorize(postal.astype(object).to_numpy())
     c_codes, c_uniq = pd.factorize(np.asarray(country, dtype=object))
-    p_uniq = np.append(np.asarray(p_uniq, dtype=object), None)
+    p_uniq = np.append(np.asarray(p_uniq, dtype=object), [None])
     p_codes = np.where(p_codes < 0, len(p_uniq) - 1, p_codes)
     codes, pair_ids = pd.factorize(p_codes.astype(np.int64) * len(c_uniq) + c_codes)
     zones = np.array([zip_timezone(p_uniq[i // len(c_uniq)], c_uniq[i % len(c_uniq)])
@@ -506,14 +506,13 @@ def _missing_as_none(value: object) -> object:
 
 def _epoch_seconds(value: object) -> float:
     """One aware timestamp → float epoch seconds (NaN when missing), as :func:`_seconds`."""
-    value = _missing_as_none(value)
-    if value is None:
+    present = _missing_as_none(value)
+    if present is None:
         return math.nan
-    if not isinstance(value, datetime):
-        value = pd.Timestamp(value).to_pydatetime()
-    if value.tzinfo is None:
+    moment = present if isinstance(present, datetime) else pd.Timestamp(present).to_pydatetime()
+    if moment.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
-    return value.timestamp()
+    return moment.timestamp()
 
 
 def _seconds(values: pd.Series) -> np.ndarray:

@@ -60,7 +60,7 @@ class ZipInfo:
 def zip_table() -> dict[str, ZipInfo]:
     """All active ZIP codes with coordinates, keyed by 5-digit code (built once)."""
     table: dict[str, ZipInfo] = {}
-    for rec in zipcodes.list_all():
+    for rec in zipcodes.list_all():  # type: ignore[no-untyped-call]
         if not rec.get("lat") or not rec.get("long"):
             continue
         state = rec["state"]
@@ -150,8 +150,8 @@ def lane_frame(origins: pd.Series, destinations: pd.Series) -> pd.DataFrame:
     """
     o_codes, o_uniq = pd.factorize(origins.astype(object).to_numpy())
     d_codes, d_uniq = pd.factorize(destinations.astype(object).to_numpy())
-    o_uniq = np.append(np.asarray(o_uniq, dtype=object), None)  # code -1 = missing
-    d_uniq = np.append(np.asarray(d_uniq, dtype=object), None)
+    o_uniq = np.append(np.asarray(o_uniq, dtype=object), [None])  # code -1 = missing
+    d_uniq = np.append(np.asarray(d_uniq, dtype=object), [None])
     o_codes = np.where(o_codes < 0, len(o_uniq) - 1, o_codes)
     d_codes = np.where(d_codes < 0, len(d_uniq) - 1, d_codes)
     codes, pair_ids = pd.factorize(o_codes.astype(np.int64) * len(d_uniq) + d_codes)

@@ -18,7 +18,7 @@ import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ from predictor.correction import has_correction, segment_keys
 from predictor.features import CATEGORICAL, FEATURES
 
 # A feature table, or one equally long array per feature (the one-row refresh).
-Features = pd.DataFrame | Mapping[str, np.ndarray]
+Features: TypeAlias = pd.DataFrame | Mapping[str, np.ndarray]
 QUANTILES = (0.1, 0.5, 0.9)
 # Up to this many rows the numpy tree walk predicts faster than an XGBoost call.
 WALK_MAX_ROWS = 4
@@ -66,7 +66,7 @@ class EtaModel:
             if name in self.categories:
                 index = self._category_index(name)
                 if isinstance(col, np.ndarray):
-                    codes = np.array([self._category_code(name, v) for v in col], dtype=float)
+                    codes = np.array([self._category_code(name, v) for v in col], dtype=np.float64)
                 elif isinstance(col.dtype, pd.CategoricalDtype):
                     # Map the (few) categories once, then gather by code.
                     lookup = np.append(index.get_indexer(col.cat.categories.astype(object)), -1)
@@ -91,7 +91,7 @@ class EtaModel:
             kwargs["base_margin"] = model_margin(self.metadata["base_margin"], X)
         raw = self.booster.inplace_predict(self.encode(X) if encoded is None else encoded,
                                            **kwargs)
-        return np.asarray(raw, dtype=float).reshape(n, len(QUANTILES))
+        return np.asarray(raw, dtype=np.float64).reshape(n, len(QUANTILES))
 
     def predict(self, X: Features) -> np.ndarray:
         """Hours remaining until delivery, (n, 3) = p10, p50, p90 (calibrated, ordered)."""
@@ -200,7 +200,7 @@ class EtaModel:
         matches the slope of the neighbouring segment (so the CDF is continuous and
         never reaches exactly 0 or 1).
         """
-        return late_probability(self.predict(X), np.asarray(promised_hours, dtype=float))
+        return late_probability(self.predict(X), np.asarray(promised_hours, dtype=np.float64))
 
     def to_bytes(self) -> bytes:
         """One artefact: magic, JSON header length, JSON header, booster UBJSON bytes."""
@@ -254,7 +254,7 @@ class EtaModel:
 
 def _n_scans(X: Features) -> np.ndarray | None:
     """The scan counts the calibration groups by (None without that feature)."""
-    return np.asarray(X["n_scans"], dtype=float) if "n_scans" in X else None
+    return np.asarray(X["n_scans"], dtype=np.float64) if "n_scans" in X else None
 
 
 def _rows(X: Features) -> int:
@@ -280,11 +280,11 @@ def base_margin(X: Features) -> np.ndarray:
     training period, a tree-only model stays flat. Anchoring on the live backlog lets
     the forecast move with it, while the trees learn lane, service and stage effects.
     """
-    base = np.asarray(X["carrier_backlog_days"], dtype=float) * 24.0
-    base = np.where(np.isnan(base), np.asarray(X["carrier_transit_median_14d"], dtype=float),
+    base = np.asarray(X["carrier_backlog_days"], dtype=np.float64) * 24.0
+    base = np.where(np.isnan(base), np.asarray(X["carrier_transit_median_14d"], dtype=np.float64),
                     base)
     base = np.where(np.isnan(base), _FALLBACK_TRANSIT_HOURS, base)
-    elapsed = np.nan_to_num(np.asarray(X["hours_since_handover"], dtype=float))
+    elapsed = np.nan_to_num(np.asarray(X["hours_since_handover"], dtype=np.float64))
     margin = np.maximum(base - elapsed, 0.0)
     return np.repeat(margin[:, None], len(QUANTILES), axis=1)
 

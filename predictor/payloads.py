@@ -24,7 +24,7 @@ def to_api_payloads(history: SimulatedHistory) -> Iterator[Payload]:
     """Yield (method, path, body) for every order, shipment and tracking event."""
     orders = history.orders
     for i, row in enumerate(orders.itertuples(index=False)):
-        body = {
+        body: dict[str, Any] = {
             "placed_at": _iso(row.placed_at),
             "customer": {"name": row.customer_name, "email": row.customer_email,
                          "phone": row.customer_phone, "locale": str(row.locale),

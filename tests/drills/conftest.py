@@ -35,10 +35,10 @@ Report = Callable[[str, dict[str, Any]], None]
 def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
     def record(drill: str, figures: dict[str, Any]) -> None:
         FIGURES[drill] = figures
-        print(f"\ndrill {drill}: {json.dumps(figures, sort_keys=True)}")
+        print(f"\ndrill {drill}: {json.dumps(figures, sort_keys=True, default=str)}")
         path = Path(os.environ.get("PARCELCAST_DRILL_REPORT")
                     or tmp_path_factory.getbasetemp() / "drills.json")
-        path.write_text(json.dumps(FIGURES, indent=2, sort_keys=True))
+        path.write_text(json.dumps(FIGURES, indent=2, sort_keys=True, default=str))
 
     return record
 
@@ -48,7 +48,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     terminalreporter.section("drill figures")
     for drill, figures in FIGURES.items():
-        terminalreporter.write_line(f"{drill}: {json.dumps(figures, sort_keys=True)}")
+        terminalreporter.write_line(f"{drill}: {json.dumps(figures, sort_keys=True, default=str)}")
 
 
 @pytest.fixture
