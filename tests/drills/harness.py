@@ -203,7 +203,7 @@ async def until(probe: Callable[[], Awaitable[bool]], timeout: float, what: str)
         await asyncio.sleep(0.1)
 
 
-async def healthy(workers: list[WorkerProcess], timeout: float = 60) -> float:
+async def healthy(workers: list[WorkerProcess], timeout: float = 180) -> float:
     async def all_up() -> bool:
         for worker in workers:
             if worker.process.poll() is not None:

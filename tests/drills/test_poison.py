@@ -43,7 +43,7 @@ async def test_a_poison_row_in_a_refresh_batch(make_stack: MakeStack, tmp_path: 
             async with stack.pool.acquire() as conn:
                 return bool(await conn.fetchval("SELECT count(*) FROM failed_work"))
 
-        await until(quarantined, 60, "poison quarantined")
+        await until(quarantined, 180, "poison quarantined")
         await asyncio.sleep(3)  # long enough for a hot loop to show itself
         conn = await stack.connect()
         try:

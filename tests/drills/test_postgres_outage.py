@@ -121,7 +121,7 @@ async def test_postgres_restart_and_outage_under_load(
             finally:
                 await probe.close()
 
-        await until(probe_refreshed, 120, "probe refreshed")
+        await until(probe_refreshed, 180, "probe refreshed")
         resumed_s = time.monotonic() - back
         await healthy(workers, timeout=120)
         healthy_s = time.monotonic() - back

@@ -49,7 +49,7 @@ async def test_redis_killed_and_restarted_under_load(
             status, body = await workers[0].health()
             return status == 503 and "arq" in body["down"]
 
-        await until(arq_down, 60, "worker reports its arq loop down")
+        await until(arq_down, 180, "worker reports its arq loop down")
         await asyncio.sleep(max(0.0, DOWN_S - (time.monotonic() - down_since)))
         await asyncio.to_thread(own_redis.start)
         back = time.monotonic()
@@ -60,7 +60,7 @@ async def test_redis_killed_and_restarted_under_load(
                 return bool(await conn.fetchval(
                     "SELECT NOT EXISTS (SELECT 1 FROM work_items WHERE subject_id = 'probe')"))
 
-        await until(probe_refreshed, 120, "probe refreshed")
+        await until(probe_refreshed, 180, "probe refreshed")
         resumed_s = time.monotonic() - back
         await healthy(workers, timeout=120)
         healthy_s = time.monotonic() - back

@@ -40,7 +40,7 @@ async def test_twilio_slow_then_failing(make_stack: MakeStack, tmp_path: Path,
                     """SELECT count(*) FROM notifications WHERE channel = 'sms'
                        AND moment = 'out_for_delivery' AND state = 'sent'""") >= slow)
 
-        await until(slow_ones_recorded, 120, "slow SMS recorded")
+        await until(slow_ones_recorded, 180, "slow SMS recorded")
         async with stack.pool.acquire() as conn:
             asked = await conn.fetchval(
                 "SELECT count(*) FROM notifications WHERE channel = 'sms' AND attempts > 1")
@@ -49,7 +49,7 @@ async def test_twilio_slow_then_failing(make_stack: MakeStack, tmp_path: Path,
         # 5xx, then 429 with Retry-After.
         twilio.state.fail_next, twilio.state.fail_status = 8, 500
         await sender.events(shop.wave("out_for_delivery", second))
-        await until(lambda: _no_failures_left(twilio), 60, "500s used up")
+        await until(lambda: _no_failures_left(twilio), 180, "500s used up")
         twilio.state.fail_next, twilio.state.fail_status = 8, 429
         twilio.state.retry_after = 1
         await sender.events(shop.wave("delivered"))

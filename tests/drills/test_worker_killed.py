@@ -32,7 +32,7 @@ async def test_workers_killed_mid_batch_and_mid_send(
                     "SELECT count(*) FROM work_items WHERE state = 'enqueued'"))
 
         await sender.batch(shop.wave("in_transit"))
-        await until(enqueued, 60, "refreshes handed out")
+        await until(enqueued, 180, "refreshes handed out")
         async with stack.pool.acquire() as conn:
             out_at_kill = await conn.fetchval(
                 "SELECT count(*) FROM work_items WHERE state = 'enqueued'")
@@ -49,7 +49,7 @@ async def test_workers_killed_mid_batch_and_mid_send(
                     "SELECT count(*) FROM notifications WHERE state = 'sending'")
             return bool(busy and stack.twilio.state.messages)
 
-        await until(sending, 60, "sends in flight")
+        await until(sending, 180, "sends in flight")
         async with stack.pool.acquire() as conn:
             sending_at_kill = await conn.fetchval(
                 "SELECT count(*) FROM notifications WHERE state = 'sending'")
