@@ -40,6 +40,7 @@ from predictor.calibration import (
     snapshot_outcomes,
 )
 from predictor.correction import segment_keys
+from predictor.drift import reference_histograms
 from predictor.evaluate import evaluate_methods
 from predictor.features import (
     CATEGORICAL,
@@ -137,6 +138,8 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                                                           replace=False))
     all_label = label_s[snapshot_rows(attrs, meta["shipment_id"].iloc[all_rows])]
     del meta
+    # The training set's main-feature histograms, for the live drift check (predictor.drift).
+    drift_reference = _drift_reference(X, all_rows if refit else fit_rows)
     fit_weights = recency_weights(snap_label_fit, cut.timestamp(), opts.half_life_days)
     model = fit_booster(X, y, fit_rows, params=merged, rounds=rounds, options=opts,
                         weights=fit_weights, progress=report_progress)
@@ -216,6 +219,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                    for k, v in merged.items()} | {"num_boost_round": rounds},
         "metrics": {k: v for k, v in metrics.items() if v is not None},
         "categorical": [c for c in CATEGORICAL],
+        "drift_reference": drift_reference,
     }
     report_progress("done", 1.0)
     report = {"model": {k: model.metadata[k] for k in ("version", "trained_at", "data_range",
@@ -224,6 +228,15 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
               "conformal": model.conformal, "conformal_static": static,
               "evaluation": evaluation}
     return model, report
+
+
+def _drift_reference(X: pd.DataFrame, rows: np.ndarray, max_rows: int = 200_000
+                     ) -> dict[str, Any]:
+    """:func:`predictor.drift.reference_histograms` of the training rows (a seeded sample
+    of at most ``max_rows``, so a huge history costs no more than a small one)."""
+    if len(rows) > max_rows:
+        rows = np.sort(np.random.default_rng(0).choice(rows, max_rows, replace=False))
+    return reference_histograms(X.iloc[rows])
 
 
 def conformal_offsets(raw: np.ndarray, y: np.ndarray, n_scans: np.ndarray | None = None,
