@@ -219,3 +219,25 @@ async def latest_drift(conn: asyncpg.Connection, version: str | None = None
 
 def _float(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+class Calibration(msgspec.Struct, frozen=True, kw_only=True):
+    """Share of deliveries before each shown quantile (nominal 0.1 / 0.5 / 0.9)."""
+
+    scored: int
+    below_p10: float | None
+    below_p50: float | None
+    below_p90: float | None
+
+
+async def calibration(conn: asyncpg.Connection, version: str, kind: Kind = "stage"
+                      ) -> Calibration:
+    """How often a model's deliveries came before its shown p10, p50 and p90."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS scored, avg((delivered_at < eta_p10)::int) AS below_p10,
+                  avg((delivered_at < eta_p50)::int) AS below_p50,
+                  avg((delivered_at <= eta_p90)::int) AS below_p90
+           FROM eta_scores WHERE model_version = $1 AND kind = $2""", version, kind)
+    assert row is not None
+    return Calibration(scored=row["scored"], below_p10=_float(row["below_p10"]),
+                       below_p50=_float(row["below_p50"]), below_p90=_float(row["below_p90"]))
