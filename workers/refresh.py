@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
@@ -21,6 +22,7 @@ from workers.context import WorkerContext, worker_context
 from workers.isolation import Item, bisect, quarantine
 from workers.planning.planner import plan
 
+log = logging.getLogger(__name__)
 KIND = work_db.WorkKind.REFRESH_SHIPMENT
 
 
@@ -85,4 +87,13 @@ async def score_delivery(conn: asyncpg.Connection, app: WorkerContext, shipment:
     tz = customer_zone(order.timezone if order else None, shipment.destination_postal_code,
                        shipment.destination_country, app.settings.shop_timezone)
     lane = lane_key(shipment.origin_postal_code, shipment.destination_postal_code)
-    return await accuracy.score_delivered(conn, shipment.shipment_id, tz, lane, now)
+    try:
+        # A savepoint: scoring is monitoring, and never holds up the delivery's message.
+        async with conn.transaction():
+            return await accuracy.score_delivered(conn, shipment.shipment_id, tz, lane, now)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.exception("could not score the ETAs of delivered shipment %s",
+                      shipment.shipment_id)
+        return 0
