@@ -31,9 +31,8 @@ MAIN_FEATURES = ("carrier", "service_level", "distance_km", "promised_lead_bdays
                  "hours_to_promise", "carrier_transit_median_7d", "carrier_transit_median_14d",
                  "lane_transit_median_14d")
 # Quintiles: recent-transit medians take few distinct values in a week (one per carrier
-# and day), and finer bins make a stable network look like a shifted one (on the
-# simulator without a regime change, deciles gave the 14-day carrier median a PSI of 0.7,
-# quintiles 0.16; with one carrier 2.5 times slower, quintiles give 0.57).
+# and day), and finer bins make a stable network look like a shifted one (figures in
+# docs/model-card.md, "Watching it in production").
 BINS = 5
 # Training rows from the history's first days are not the reference: the recent-transit
 # features look back 14 days and see a network still filling up.
