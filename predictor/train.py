@@ -40,6 +40,7 @@ from predictor.calibration import (
     snapshot_outcomes,
 )
 from predictor.correction import segment_keys
+from predictor.drift import WARM_UP_DAYS, reference_histograms
 from predictor.evaluate import evaluate_methods
 from predictor.features import (
     CATEGORICAL,
@@ -136,6 +137,9 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
         all_rows = np.sort(np.random.default_rng(0).choice(all_rows, max_train_rows,
                                                           replace=False))
     all_label = label_s[snapshot_rows(attrs, meta["shipment_id"].iloc[all_rows])]
+    # The training set's main-feature histograms, for the live drift check (predictor.drift).
+    drift_reference = _drift_reference(X, all_rows if refit else fit_rows,
+                                       _epoch_s(meta["as_of"]), first.timestamp())
     del meta
     fit_weights = recency_weights(snap_label_fit, cut.timestamp(), opts.half_life_days)
     model = fit_booster(X, y, fit_rows, params=merged, rounds=rounds, options=opts,
@@ -216,6 +220,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                    for k, v in merged.items()} | {"num_boost_round": rounds},
         "metrics": {k: v for k, v in metrics.items() if v is not None},
         "categorical": [c for c in CATEGORICAL],
+        "drift_reference": drift_reference,
     }
     report_progress("done", 1.0)
     report = {"model": {k: model.metadata[k] for k in ("version", "trained_at", "data_range",
@@ -224,6 +229,19 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
               "conformal": model.conformal, "conformal_static": static,
               "evaluation": evaluation}
     return model, report
+
+
+def _drift_reference(X: pd.DataFrame, rows: np.ndarray, as_of_s: np.ndarray,
+                     first_label_s: float, max_rows: int = 200_000) -> dict[str, Any]:
+    """:func:`predictor.drift.reference_histograms` of the training rows once the history
+    has warmed up (:data:`predictor.drift.WARM_UP_DAYS` after the first label: before it
+    the recent-performance features see a network that was still filling up), a seeded
+    sample of at most ``max_rows`` (a huge history costs no more than a small one)."""
+    warm = rows[as_of_s[rows] >= first_label_s + WARM_UP_DAYS * 86400]
+    rows = warm if len(warm) else rows
+    if len(rows) > max_rows:
+        rows = np.sort(np.random.default_rng(0).choice(rows, max_rows, replace=False))
+    return reference_histograms(X.iloc[rows])
 
 
 def conformal_offsets(raw: np.ndarray, y: np.ndarray, n_scans: np.ndarray | None = None,

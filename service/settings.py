@@ -114,6 +114,21 @@ class Settings(BaseSettings):
     sweep_interval_s: Annotated[float, Field(gt=0)] = 60.0
     # Clock hours between recalibrations of the champion's window (0: never, by hand only).
     recalibrate_every_hours: Annotated[float, Field(ge=0)] = 24.0
+    # Live accuracy and drift (workers.monitoring; docs/operations.md): the worker's gauges
+    # are refreshed every ACCURACY_POLL_S real seconds over the last ACCURACY_WINDOW_DAYS of
+    # deliveries, for the ACCURACY_SEGMENTS most scored carrier/service pairs (the rest are
+    # 'other'). A drift check runs every DRIFT_CHECK_EVERY_HOURS clock hours (0: never):
+    # a feature alarms past DRIFT_PSI_THRESHOLD, the residuals when live MAE exceeds
+    # DRIFT_MAE_RATIO x the model's validation MAE or live coverage falls more than
+    # DRIFT_COVERAGE_DROP below its validation coverage (with DRIFT_MIN_SCORED scores).
+    accuracy_poll_s: Annotated[float, Field(gt=0)] = 60.0
+    accuracy_window_days: Annotated[float, Field(gt=0)] = 7.0
+    accuracy_segments: Annotated[int, Field(ge=1, le=200)] = 20
+    drift_check_every_hours: Annotated[float, Field(ge=0)] = 24.0
+    drift_psi_threshold: Annotated[float, Field(gt=0)] = 0.25
+    drift_mae_ratio: Annotated[float, Field(gt=0)] = 1.5
+    drift_coverage_drop: Annotated[float, Field(ge=0, le=1)] = 0.15
+    drift_min_scored: Annotated[int, Field(ge=1)] = 50
     # A worker's health and metrics endpoint (GET /healthz, /metrics): off unless a port is
     # set; `parcelcast worker --health` asks it. A loop down longer than
     # WORKER_DOWN_AFTER_S makes the worker unhealthy.

@@ -1,4 +1,5 @@
-"""`parcelcast worker`: the arq worker, the relay, the sweep and the recalibration, each a loop
+"""`parcelcast worker`: the arq worker, the relay, the sweep, the recalibration and the
+monitoring (live accuracy, drift), each a loop
 under one supervisor (workers.supervisor), so that Redis and PostgreSQL outages delay work
 and never stop it."""
 
@@ -26,6 +27,7 @@ from workers import health
 from workers.context import WorkerContext
 from workers.jobs import FUNCTIONS
 from workers.metrics import WorkerMetrics
+from workers.monitoring import watch_forever
 from workers.recalibration import recalibrate_forever
 from workers.relay import Relay
 from workers.render import Renderer
@@ -149,7 +151,7 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
                 await _close(worker)
             return
         if relay:
-            _add_background_loops(supervisor, settings, clock, pool, relay_redis)
+            _add_background_loops(supervisor, settings, clock, pool, relay_redis, metrics)
         arq = ArqLoop(settings, ctx)
         supervisor.add(ARQ, arq.run)
         supervisor.start()
@@ -171,7 +173,7 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
 
 
 def _add_background_loops(supervisor: Supervisor, settings: Settings, clock: Clock,
-                          pool: asyncpg.Pool, redis: Any) -> None:
+                          pool: asyncpg.Pool, redis: Any, metrics: WorkerMetrics) -> None:
     recover = reconnecting(pool)
     relay = Relay(pool, redis, clock, stale_after=settings.parcelcast_stale_after_s)
     supervisor.add("relay.listen", relay.listen_forever, recover=recover)
@@ -186,3 +188,6 @@ def _add_background_loops(supervisor: Supervisor, settings: Settings, clock: Clo
             recalibrate_forever, pool, clock, timedelta(hours=settings.recalibrate_every_hours),
             settings.sweep_interval_s), recover=recover,
             max_delay=max(MAX_DELAY, settings.sweep_interval_s))
+    # Live-accuracy gauges, and a drift check when due (a process of CPU when it runs).
+    supervisor.add("monitoring", partial(watch_forever, pool, clock, settings, metrics),
+                   recover=recover, max_delay=max(MAX_DELAY, settings.accuracy_poll_s))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from workers.supervisor import LoopMetrics
 
@@ -17,3 +17,25 @@ class WorkerMetrics:
         self.job_retries = Counter(
             "parcelcast_job_retries", "Jobs put back because a store was unavailable or busy",
             ["job"], registry=self.registry)
+        # Live accuracy (workers.monitoring): the last ACCURACY_WINDOW_DAYS of deliveries,
+        # per carrier and service (the most scored pairs; the rest as 'other').
+        segment = ["carrier", "service"]
+        self.live_mae = Gauge("parcelcast_eta_live_mae_days",
+                              "Mean |delivered - p50| of shown ETAs, days", segment,
+                              registry=self.registry)
+        self.live_coverage = Gauge("parcelcast_eta_live_coverage",
+                                   "Share of deliveries inside the shown p10-p90 window",
+                                   segment, registry=self.registry)
+        self.live_on_time = Gauge("parcelcast_eta_live_on_time_shown",
+                                  "Share delivered by the end of the date shown", segment,
+                                  registry=self.registry)
+        self.live_scored = Gauge("parcelcast_eta_live_scored",
+                                 "Shown ETAs scored in the window", segment,
+                                 registry=self.registry)
+        self.feature_psi = Gauge("parcelcast_eta_feature_psi",
+                                 "Population stability of a main feature vs the training set "
+                                 "(champion, latest drift check)", ["feature"],
+                                 registry=self.registry)
+        self.drift_alarm = Gauge("parcelcast_eta_drift_alarm",
+                                 "1 while the latest drift check raises this alarm",
+                                 ["alarm"], registry=self.registry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
@@ -9,14 +10,19 @@ from typing import Any
 
 import asyncpg
 
-from service.store import failed_work
+from predictor.lanes import lane_key
+from service.store import accuracy, failed_work
+from service.store import orders as orders_db
 from service.store import shipments as shipments_db
 from service.store import work as work_db
+from service.store.shipments import Shipment
 from service.store.transient import is_transient, retrying_contention
+from service.zones import customer_zone
 from workers.context import WorkerContext, worker_context
 from workers.isolation import Item, bisect, quarantine
 from workers.planning.planner import plan
 
+log = logging.getLogger(__name__)
 KIND = work_db.WorkKind.REFRESH_SHIPMENT
 
 
@@ -68,4 +74,26 @@ async def _plan(conn: asyncpg.Connection, app: WorkerContext, item: Item,
         shipment = await shipments_db.get_locked(conn, shipment_id)
         if shipment is not None:
             await plan(conn, app.settings, shipment, now)
+            if shipment.status == "delivered":
+                await score_delivery(conn, app, shipment, now)
         await work_db.finish(conn, work_item_id)
+
+
+async def score_delivery(conn: asyncpg.Connection, app: WorkerContext, shipment: Shipment,
+                         now: datetime) -> int:
+    """Score the ETAs shown for a delivered shipment (live accuracy): one insert, only on
+    a delivery's refresh; a replayed delivery scores nothing twice."""
+    order = await orders_db.get(conn, shipment.order_id)
+    tz = customer_zone(order.timezone if order else None, shipment.destination_postal_code,
+                       shipment.destination_country, app.settings.shop_timezone)
+    lane = lane_key(shipment.origin_postal_code, shipment.destination_postal_code)
+    try:
+        # A savepoint: scoring is monitoring, and never holds up the delivery's message.
+        async with conn.transaction():
+            return await accuracy.score_delivered(conn, shipment.shipment_id, tz, lane, now)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.exception("could not score the ETAs of delivered shipment %s",
+                      shipment.shipment_id)
+        return 0

@@ -134,3 +134,79 @@ def models_recalibrate() -> None:
                f"{'' if done.stored else ' (already was)'}: {factors}")
 
 
+
+
+@models.command("accuracy")
+@click.option("--by", "by", type=click.Choice(["carrier", "service", "lane", "week", "stage",
+                                               "model"]), default="carrier", show_default=True,
+              help="Group the scored ETAs by this.")
+@click.option("--since", default=None,
+              help="Deliveries since this date or ISO time (default: the last 28 days).")
+@click.option("--kind", type=click.Choice(["stage", "first", "told"]), default="stage",
+              show_default=True,
+              help="Which shown ETAs: the first at each stage, the very first, or the one in "
+                   "force when the customer was told.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models_accuracy(by: str, since: str | None, kind: str, as_json: bool) -> None:
+    """Live accuracy of the ETAs shown for delivered parcels (p50 MAE, p10-p90 coverage,
+    on time by the date shown), and the champion's latest drift check."""
+    from datetime import timedelta
+
+    import msgspec
+
+    from service.store import accuracy, eta_models
+
+    settings = resolved(cli_settings())
+    start = instant(since, "--since") or settings.clock().now() - timedelta(days=28)
+
+    async def read(conn: Any) -> tuple[Any, Any, Any]:
+        rows = await accuracy.accuracy_by(conn, by, start, kind)  # type: ignore[arg-type]
+        version = await eta_models.champion_version(conn)
+        drift = await accuracy.latest_drift(conn, version) if version else None
+        return rows, version, drift
+
+    rows, champion, drift = run(lambda: with_db(settings, read))
+    if as_json:
+        click.echo(msgspec.json.encode({
+            "by": by, "since": start, "kind": kind, "champion": champion,
+            "segments": rows, "drift": drift}).decode())
+        return
+    click.echo(f"live accuracy by {by}, deliveries since {start:%Y-%m-%d %H:%M} UTC "
+               f"({kind} ETAs; champion {champion or 'none'})")
+    if not rows:
+        click.echo("nothing scored yet: ETAs are scored when their parcel is delivered")
+    else:
+        width = max(len(by), *(len(r.segment) for r in rows))
+        click.echo(f"{by:<{width}}  {'scored':>7}  {'MAE d':>6}  {'cover':>6}  "
+                   f"{'on time':>7}  {'bias d':>6}")
+        for r in rows:
+            click.echo(f"{r.segment:<{width}}  {r.scored:>7}  {r.mae_days:>6.2f}  "
+                       f"{r.coverage:>6.0%}  {r.on_time_shown:>7.0%}  {r.bias_days:>+6.2f}")
+    if drift is None:
+        click.echo("drift: no check yet")
+        return
+    worst = sorted(drift.feature_psi.items(), key=lambda kv: -kv[1])
+    psi = ", ".join(f"{k} {v:.2f}" for k, v in worst) or "too few recent inputs"
+    live = "n/a" if drift.live_mae_days is None else f"{drift.live_mae_days:.2f}"
+    valid = "n/a" if drift.validation_mae_days is None else f"{drift.validation_mae_days:.2f}"
+    click.echo(f"drift as of {drift.as_of:%Y-%m-%d %H:%M} UTC ({drift.model_version}): "
+               f"feature PSI {psi}; live MAE {live} d vs validation {valid} d")
+    click.echo(f"alarms: {', '.join(drift.alarms) if drift.alarms else 'none'}")
+
+
+@models.command("report")
+@click.argument("version")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
+              help="Folder to write VERSION.html into.")
+def models_report(version: str, out: str) -> None:
+    """An HTML page about VERSION in production: MAE and coverage by week, calibration,
+    error by segment, drift, and the model card."""
+    from pathlib import Path
+
+    from service.eta.report import report_data, write_report
+
+    settings = resolved(cli_settings())
+    data = run(lambda: with_db(settings, lambda conn: report_data(conn, version)))
+    if data is None:
+        raise click.ClickException(f"no model {version!r}; see `parcelcast models list`")
+    click.echo(f"report written to {write_report(data, Path(out))}")
