@@ -35,6 +35,10 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
               ["-m", "bench.bench_pages", "--shipments", "10000", "--requests", "400"]),
     # Ten minutes of mixed traffic (one with --quick): errors, latency, memory over time.
     "soak": (["-m", "bench.bench_soak"], ["-m", "bench.bench_soak", "--minutes", "1"]),
+    # The whole pipeline at a steady rate of events for ten minutes (one with --quick), then
+    # drained: freshness, message latency, hand-offs, queue depth, RSS, lost and duplicates.
+    "pipeline": (["-m", "bench.bench_pipeline"],
+                 ["-m", "bench.bench_pipeline", "--minutes", "1"]),
 }
 
 
@@ -78,6 +82,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHES))
+    parser.add_argument("--rate", type=float, help="pipeline: events per second")
+    parser.add_argument("--workers", type=int, help="pipeline: worker processes")
     parser.add_argument("--collect", action="store_true",
                         help="Run nothing; rebuild the table from the latest result files.")
     args = parser.parse_args()
@@ -87,6 +93,9 @@ def main() -> None:
         if args.collect or (args.only and name not in args.only):
             continue
         command = [sys.executable, *(quick if args.quick else full)]
+        if name == "pipeline":
+            command += [*(["--rate", str(args.rate)] if args.rate else []),
+                        *(["--workers", str(args.workers)] if args.workers else [])]
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         started = time.monotonic()
         result = subprocess.run(command, cwd=ROOT)

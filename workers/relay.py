@@ -110,8 +110,10 @@ class Relay:
         if self.metrics is not None and queued:
             self.metrics.still_queued.inc(len(queued))
         if gone:
-            log.warning("relay: %d work item(s) handed over again (their job is gone)",
-                        len(gone))
+            lapsed = sum(w.lease_expired for w in waiting)
+            log.warning("relay: %d work item(s) handed over again: %d with a lapsed lease, "
+                        "%d whose job arq no longer runs", len(gone), lapsed,
+                        len(gone) - lapsed)
         return len(gone)
 
     def _stuck(self, job_id: str, status: JobStatus) -> bool:

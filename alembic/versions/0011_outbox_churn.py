@@ -7,6 +7,9 @@
   on them and renews the lease while it works; the relay hands an item over again only when
   its lease ran out (the worker died) or, never leased, when arq no longer has its job
   (`job_id`). Being older than PARCELCAST_STALE_AFTER_S is no longer enough.
+- `shipment_etas.stored_at`: when the row was written (the database's real clock), so the
+  time from a scan to its shipment's new ETA can be measured (bench/bench_pipeline.py). Added
+  without a default first, so existing rows are not rewritten.
 - Autovacuum for the tables updated on every scan: vacuumed after a fixed number of dead
   rows, not a fraction of the table, and without cost-based pauses (docs/operations.md).
 
@@ -29,6 +32,9 @@ SCHEMA = """
             ADD COLUMN job_id        text,          -- the arq job it was last handed over in
             ADD COLUMN leased_by     text,          -- the arq job working on it
             ADD COLUMN leased_until  timestamptz;   -- ... while this is in the future
+
+        ALTER TABLE shipment_etas ADD COLUMN stored_at timestamptz;
+        ALTER TABLE shipment_etas ALTER COLUMN stored_at SET DEFAULT clock_timestamp();
 
         DROP INDEX work_items_due;
         CREATE INDEX work_items_pending_due ON work_items (run_after, id)
@@ -75,6 +81,7 @@ def downgrade() -> None:
                "autovacuum_vacuum_threshold, autovacuum_vacuum_insert_scale_factor, "
                "autovacuum_vacuum_insert_threshold, autovacuum_analyze_scale_factor, "
                "autovacuum_analyze_threshold, autovacuum_vacuum_cost_delay)")
+    op.execute("ALTER TABLE shipment_etas DROP COLUMN stored_at")
     op.execute("DROP INDEX work_items_enqueued_since")
     op.execute("DROP INDEX work_items_pending_due")
     op.execute("CREATE INDEX work_items_due ON work_items (state, run_after)")

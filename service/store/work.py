@@ -138,13 +138,17 @@ async def mark_enqueued(conn: asyncpg.Connection, items: Sequence[WorkItem],
 
 async def lease(conn: asyncpg.Connection, item_ids: Sequence[int], job_id: str,
                 lease_s: float) -> set[int]:
-    """Take the items for job `job_id` for `lease_s` seconds: those handed over and not
-    leased by a live other job (a copy of a job that was handed over again, or already done,
-    gets nothing). The ids taken."""
+    """Take the items for job `job_id` for `lease_s` seconds: those not leased by a live
+    other job (a copy of a job that was handed over again, or already done, gets nothing).
+    The ids taken.
+
+    No condition on `state`: a job can start before the relay's hand-off commits, and a
+    row's state as of this statement's snapshot would still be `pending`; the lock waits for
+    that commit, and the conditions here are checked again on the committed row."""
     rows = await conn.fetch(
         """UPDATE work_items SET leased_by = $2,
                   leased_until = clock_timestamp() + make_interval(secs => $3)
-           WHERE id = ANY($1::bigint[]) AND state = 'enqueued'
+           WHERE id = ANY($1::bigint[])
              AND (leased_by IS NULL OR leased_by = $2 OR leased_until < clock_timestamp())
            RETURNING id""",
         sorted(item_ids), job_id, lease_s)
