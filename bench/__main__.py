@@ -78,6 +78,19 @@ def rows_for(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+def notes() -> list[str]:
+    """The notes some result files carry (the command, the machine's load, one line of
+    figures for runs kept beside the table's, e.g. pipeline-1worker.json), under the table."""
+    lines: list[str] = []
+    for path in sorted(RESULTS.glob("*.json")):
+        if path.name == "all.json":
+            continue
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.get("notes"):
+            lines += [f"## {path.stem}", "", *(f"- {n}" for n in data["notes"]), ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -117,7 +130,7 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Targets from "
         "docs/product.md (Performance targets); each floor is measured in the same run as "
         "its figure.", "",
-        markdown(table), ""])
+        markdown(table), "", *notes()])
     (RESULTS / "README.md").write_text(text)
     (RESULTS / "all.json").write_text(json.dumps(table, indent=2, default=str))
     print(text)

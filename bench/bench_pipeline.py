@@ -32,6 +32,7 @@ import json
 import os
 import random
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -378,6 +379,28 @@ def rows_of(r: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def notes_of(r: dict[str, Any], argv: list[str]) -> list[str]:
+    f, m, h = r["freshness_s"], r["milestone_to_message_s"], r["handoffs_per_item"]
+    load = r["load_average"]
+    peak = max((d["pending"] + d["enqueued"] for d in r["queue_depth"]), default=0)
+    return [
+        f"`python -m bench.bench_pipeline {' '.join(argv)}`: {r['minutes']:g} min at "
+        f"{r['offered_events_per_s']} events/s offered, {r['workers']} worker process(es), "
+        f"{r['cores']} cores; load average (1 min) {load['start'][0]:.1f} at the start, "
+        f"{load['end'][0]:.1f} at the end (the machine may be shared: latencies are only "
+        "comparable between runs at a similar load)",
+        f"achieved {r['achieved_events_per_s']} events/s; freshness p50/p99/max "
+        f"{f['p50']}/{f['p99']}/{f['max']} s ({f['never_before_delivered']} scans of "
+        f"{f['n'] + f['never_before_delivered']} never got an ETA before delivery); milestone "
+        f"→ message p50/p99 {m['p50']}/{m['p99']} s; hand-offs per item {h['mean']} (max "
+        f"{h['max']:g}, {h['handed_again']:g} handed again of {h['items']:g}); API p99 "
+        f"{r['api_ms']['p99']} ms; peak queue depth {peak}; drained "
+        f"{r['drained_after_traffic_s']} s after the traffic; messages lost "
+        f"{r['messages']['lost']}, duplicate {r['messages']['duplicates']} of "
+        f"{r['messages']['recorded_sent']}",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -391,6 +414,7 @@ def main() -> None:
     result = asyncio.run(run(args.minutes, args.rate, args.workers, args.logs))
     rows = rows_of(result)
     write_result(args.name, rows, {"args": {k: str(v) for k, v in vars(args).items()},
+                                   "notes": notes_of(result, sys.argv[1:]),
                                    "result": result})
     print(markdown(rows))
     print(json.dumps({k: v for k, v in result.items() if k != "queue_depth"}, indent=2,
