@@ -35,6 +35,10 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
               ["-m", "bench.bench_pages", "--shipments", "10000", "--requests", "400"]),
     # Ten minutes of mixed traffic (one with --quick): errors, latency, memory over time.
     "soak": (["-m", "bench.bench_soak"], ["-m", "bench.bench_soak", "--minutes", "1"]),
+    # The whole pipeline at a steady rate of events for ten minutes (one with --quick), then
+    # drained: freshness, message latency, hand-offs, queue depth, RSS, lost and duplicates.
+    "pipeline": (["-m", "bench.bench_pipeline"],
+                 ["-m", "bench.bench_pipeline", "--minutes", "1"]),
 }
 
 
@@ -74,10 +78,25 @@ def rows_for(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+def notes() -> list[str]:
+    """The notes some result files carry (the command, the machine's load, one line of
+    figures for runs kept beside the table's, e.g. pipeline-1worker.json), under the table."""
+    lines: list[str] = []
+    for path in sorted(RESULTS.glob("*.json")):
+        if path.name == "all.json":
+            continue
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.get("notes"):
+            lines += [f"## {path.stem}", "", *(f"- {n}" for n in data["notes"]), ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHES))
+    parser.add_argument("--rate", type=float, help="pipeline: events per second")
+    parser.add_argument("--workers", type=int, help="pipeline: worker processes")
     parser.add_argument("--collect", action="store_true",
                         help="Run nothing; rebuild the table from the latest result files.")
     args = parser.parse_args()
@@ -87,6 +106,9 @@ def main() -> None:
         if args.collect or (args.only and name not in args.only):
             continue
         command = [sys.executable, *(quick if args.quick else full)]
+        if name == "pipeline":
+            command += [*(["--rate", str(args.rate)] if args.rate else []),
+                        *(["--workers", str(args.workers)] if args.workers else [])]
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         started = time.monotonic()
         result = subprocess.run(command, cwd=ROOT)
@@ -108,7 +130,7 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Targets from "
         "docs/product.md (Performance targets); each floor is measured in the same run as "
         "its figure.", "",
-        markdown(table), ""])
+        markdown(table), "", *notes()])
     (RESULTS / "README.md").write_text(text)
     (RESULTS / "all.json").write_text(json.dumps(table, indent=2, default=str))
     print(text)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -32,6 +33,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +43,7 @@ import aiohttp
 import asyncpg
 import numpy as np
 
-from bench.bench_render import _http, standin_processes
+from bench.bench_render import Standins, _http, standin_processes
 from bench.common import ScratchDatabase, markdown, rss_mb, write_result
 from service.store.embedded import free_port
 from service.store.pool import connect
@@ -220,7 +222,25 @@ async def _restarts(port: int) -> dict[str, float]:
     return {loop: float(value) for loop, value in found}
 
 
-async def run(minutes: float, rate: float, log_dir: Path) -> dict[str, Any]:
+@dataclass
+class Stack:
+    """The processes of a running stack, and what a driver needs to talk to it."""
+
+    api_url: str
+    key: str
+    db_url: str
+    anchor: float
+    standins: Standins
+    processes: dict[str, subprocess.Popen[bytes]]
+    health_ports: list[int]
+
+
+@contextlib.asynccontextmanager
+async def running_stack(name: str, workers: int, log_dir: Path,
+                        env: dict[str, str] | None = None) -> AsyncIterator[Stack]:
+    """`parcelcast serve` and `workers` × `parcelcast worker` (each with its health endpoint)
+    on a scratch database with a champion model, the stand-ins as their own processes, and
+    Redis; every process on one clock that starts at CLOCK_START and runs at real speed."""
     model = await asyncio.to_thread(small_model)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     async with standin_processes() as standins, ScratchDatabase() as db:
@@ -229,45 +249,25 @@ async def run(minutes: float, rate: float, log_dir: Path) -> dict[str, Any]:
         await install_champion(conn, model, CLOCK_START)
         await conn.close()
         anchor = time.time()
-        env = _env(db.url, f"parcelcast:soak:{uuid.uuid4().hex[:8]}", standins.twilio_url,
-                   standins.smtp_port, anchor)
-        api_port, health_ports = free_port(), [free_port(), free_port()]
+        base = {**_env(db.url, f"parcelcast:{name}:{uuid.uuid4().hex[:8]}",
+                       standins.twilio_url, standins.smtp_port, anchor), **(env or {})}
+        api_port, health_ports = free_port(), [free_port() for _ in range(workers)]
         try:
             with (log_dir / "api.log").open("ab") as log:
                 processes["api"] = subprocess.Popen(
                     [sys.executable, "-m", "service.cli", "serve", "--port", str(api_port)],
-                    env=env, stdout=log, stderr=subprocess.STDOUT)
+                    env=base, stdout=log, stderr=subprocess.STDOUT)
             for n, port in enumerate(health_ports, 1):
                 with (log_dir / f"worker{n}.log").open("ab") as log:
                     processes[f"worker{n}"] = subprocess.Popen(
                         [sys.executable, "-m", "service.cli", "worker"],
-                        env={**env, "WORKER_HEALTH_PORT": str(port)}, stdout=log,
+                        env={**base, "WORKER_HEALTH_PORT": str(port)}, stdout=log,
                         stderr=subprocess.STDOUT)
             await _wait_http(f"http://127.0.0.1:{api_port}/readyz", processes["api"])
             for n, port in enumerate(health_ports, 1):
                 await _wait_http(f"http://127.0.0.1:{port}/healthz", processes[f"worker{n}"])
-            traffic = Traffic(f"http://127.0.0.1:{api_port}",
-                              {"Authorization": f"Bearer {key}"}, anchor)
-            rss: dict[str, list[tuple[float, float]]] = {name: [] for name in processes}
-            depth: list[tuple[float, int]] = []
-            outcome = await _drive(traffic, processes, rss, depth, db.url, minutes, rate)
-            drained_s = await _drain(db.url)
-            sms = await _http("GET", f"{standins.twilio_url}/_stats")
-            email = await _http("GET", f"{standins.smtp_control}/_stats")
-            conn = await asyncpg.connect(db.url)
-            try:
-                end = dict(await conn.fetchrow(
-                    """SELECT (SELECT count(*) FROM work_items) AS work_left,
-                              (SELECT count(*) FROM failed_work) AS quarantined,
-                              (SELECT count(*) FROM notifications WHERE state = 'sent') AS sent,
-                              (SELECT count(*) FROM notifications
-                               WHERE state IN ('dead', 'failed')) AS dead_or_failed,
-                              (SELECT count(*) FROM tracking_events) AS events_stored,
-                              (SELECT count(*) FROM shipment_etas) AS etas"""))
-            finally:
-                await conn.close()
-            restarts = {f"worker{n}": await _restarts(port)
-                        for n, port in enumerate(health_ports, 1)}
+            yield Stack(f"http://127.0.0.1:{api_port}", key, db.url, anchor, standins,
+                        processes, health_ports)
         finally:
             for process in processes.values():
                 process.terminate()
@@ -276,6 +276,32 @@ async def run(minutes: float, rate: float, log_dir: Path) -> dict[str, Any]:
                     process.wait(60)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+async def run(minutes: float, rate: float, log_dir: Path) -> dict[str, Any]:
+    async with running_stack("soak", 2, log_dir) as stack:
+        processes, standins = stack.processes, stack.standins
+        traffic = Traffic(stack.api_url, {"Authorization": f"Bearer {stack.key}"}, stack.anchor)
+        rss: dict[str, list[tuple[float, float]]] = {name: [] for name in processes}
+        depth: list[tuple[float, int]] = []
+        outcome = await _drive(traffic, processes, rss, depth, stack.db_url, minutes, rate)
+        drained_s = await _drain(stack.db_url)
+        sms = await _http("GET", f"{standins.twilio_url}/_stats")
+        email = await _http("GET", f"{standins.smtp_control}/_stats")
+        conn = await asyncpg.connect(stack.db_url)
+        try:
+            end = dict(await conn.fetchrow(
+                """SELECT (SELECT count(*) FROM work_items) AS work_left,
+                          (SELECT count(*) FROM failed_work) AS quarantined,
+                          (SELECT count(*) FROM notifications WHERE state = 'sent') AS sent,
+                          (SELECT count(*) FROM notifications
+                           WHERE state IN ('dead', 'failed')) AS dead_or_failed,
+                          (SELECT count(*) FROM tracking_events) AS events_stored,
+                          (SELECT count(*) FROM shipment_etas) AS etas"""))
+        finally:
+            await conn.close()
+        restarts = {f"worker{n}": await _restarts(port)
+                    for n, port in enumerate(stack.health_ports, 1)}
     return {**outcome, "drained_after_traffic_s": round(drained_s, 1), **end,
             "stand_ins": {"sms": sms, "email": email}, "loop_restarts": restarts,
             "rss_mb": {name: [(round(t), round(v, 1)) for t, v in series]

@@ -14,6 +14,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from service.api.app import create_app
 from service.clock import ManualClock
 from service.settings import Settings
+from service.store import shipments as shipments_db
+from service.store import work
 from service.store.redis import arq_client
 from tests.builders import event, shipment
 from tests.servers import OwnRedis, start_worker, stop_worker, worker_env
@@ -114,7 +116,7 @@ async def test_worker_process_rides_out_a_redis_restart(
     worker = start_worker(env, tmp_path / "worker.log")
     try:
         await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
-        await _eventually(lambda: _work_left(pool), 0)
+        await _eventually(lambda: _work_left(pool), 0, timeout=90)
         own_redis.stop()
         await outage_client.put(
             "/v1/shipments/s-2", json=shipment(tracking_number="1Z0002"), headers=admin)
@@ -136,3 +138,84 @@ async def _eventually(probe, expected, timeout: float = 15.0) -> None:  # type: 
         await asyncio.sleep(0.1)
 
 
+
+
+async def _handoffs(pool: asyncpg.Pool) -> list[tuple[str, int]]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT state, handoffs FROM work_items ORDER BY id")
+    return [(r["state"], r["handoffs"]) for r in rows]
+
+
+async def test_a_deep_queue_is_not_handed_over_again(
+    outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
+    settings: Settings, clock: ManualClock, own_redis: OwnRedis,
+) -> None:
+    """Work still queued in arq, however long it waits, goes to arq once; work whose job
+    Redis lost goes again."""
+    await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+    redis = arq_client(own_redis.url, settings.parcelcast_queue_name)
+    relay = Relay(pool, redis, clock, stale_after=0.2)
+    try:
+        assert await relay.handoff_once() == 1
+        for _ in range(4):  # no worker: the job waits in arq, long past stale_after
+            await asyncio.sleep(0.3)
+            assert await relay.handoff_once() == 0
+        assert await _handoffs(pool) == [("enqueued", 1)]
+        assert relay.handed_again == 0
+
+        await redis.flushall()  # the job is gone
+        await asyncio.sleep(0.3)
+        assert await relay.handoff_once() == 1
+        assert await _handoffs(pool) == [("enqueued", 2)]
+    finally:
+        await redis.aclose()
+    own = settings.model_copy(update={"redis_url": own_redis.url})
+    await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), 30)
+    assert await _work_left(pool) == 0
+
+
+async def test_a_lease_keeps_work_with_its_worker_until_it_lapses(
+    outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
+    settings: Settings, clock: ManualClock, own_redis: OwnRedis,
+) -> None:
+    """A job's items are handed over again only once its lease runs out (its worker died),
+    and a second copy of the job does not take items a live job holds."""
+    await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+    redis = arq_client(own_redis.url, settings.parcelcast_queue_name)
+    relay = Relay(pool, redis, clock, stale_after=0.2)
+    try:
+        assert await relay.handoff_once() == 1
+        async with pool.acquire() as conn:
+            item_id = await conn.fetchval("SELECT id FROM work_items")
+            assert await work.lease(conn, [item_id], "job-a", 1.0) == {item_id}
+            assert await work.lease(conn, [item_id], "job-b", 1.0) == set()
+        await redis.flushall()  # whatever arq says, a live lease means someone works on it
+        await asyncio.sleep(0.4)
+        assert await relay.handoff_once() == 0
+        await asyncio.sleep(0.8)  # the lease lapses: its worker is gone
+        assert await relay.handoff_once() == 1
+        assert await _handoffs(pool) == [("enqueued", 2)]
+        async with pool.acquire() as conn:
+            assert await work.lease(conn, [item_id], "job-b", 1.0) == {item_id}
+    finally:
+        await redis.aclose()
+
+
+async def test_overlapping_refreshes_wait_instead_of_deadlocking(
+    outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
+    clock: ManualClock,
+) -> None:
+    """Batches over the same shipments in opposite orders, many at once: none deadlocks."""
+    ids = [f"s-{n}" for n in range(40)]
+    for n, shipment_id in enumerate(ids):
+        answer = await outage_client.put(f"/v1/shipments/{shipment_id}", headers=admin,
+                                         json=shipment(tracking_number=f"1Z{n:06d}"))
+        assert answer.status in (200, 201)
+
+    async def derive(order: list[str]) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await shipments_db.rederive_many(conn, order, clock.now())
+            await asyncio.sleep(0.01)  # hold the locks a moment
+
+    batches = [ids if n % 2 else ids[::-1] for n in range(12)]
+    await asyncio.gather(*(derive(b) for b in batches))

@@ -4,6 +4,10 @@ The relay enqueues by this table and the worker registers its functions from it,
 name cannot drift between the two. Every job is idempotent: the relay may hand the same
 work over twice.
 
+A job first leases its items (service.store.work.lease) and renews the lease while it works:
+items another live copy of the job holds, or that are done, are skipped, and the relay hands
+an item over again only once its lease has run out.
+
 A job that finds a store unavailable or busy (service.store.transient) is put back in the
 queue for a few seconds later, with backoff, on fresh connections: a database restart delays
 work, and the work resumes within seconds of the database answering again. (Items that
@@ -12,6 +16,8 @@ fail for their own sake are quarantined inside the jobs: workers.isolation.)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -20,6 +26,7 @@ from typing import Any
 
 from arq.worker import Function, Retry, func
 
+from service.store import work as work_db
 from service.store.transient import is_outage, is_transient
 from service.store.work import WorkKind
 from workers.context import worker_context
@@ -48,6 +55,42 @@ class Job:
     @property
     def name(self) -> str:
         return self.function.__name__
+
+
+async def _renewing(app: Any, ids: list[int], job_id: str, lease_s: float) -> None:
+    """Renew the lease on `ids` every third of it until cancelled (a failed renewal is tried
+    at the next tick; a lease that lapses only means the work may be handed over again)."""
+    while True:
+        await asyncio.sleep(lease_s / 3)
+        try:
+            async with app.pool.acquire() as conn:
+                await work_db.renew(conn, ids, job_id, lease_s)
+        except Exception as exc:  # noqa: BLE001 - the job itself will meet the outage
+            log.warning("lease renewal failed: %s: %s", type(exc).__name__, exc)
+
+
+def leasing(job: BatchJob) -> BatchJob:
+    """`job` on the items it could lease, with the lease renewed while it runs."""
+
+    @functools.wraps(job)
+    async def run(ctx: dict[str, Any], items: list[tuple[int, str]]) -> Any:
+        app = worker_context(ctx)
+        job_id = str(ctx.get("job_id") or f"local:{id(items)}")
+        lease_s = app.settings.parcelcast_stale_after_s
+        async with app.pool.acquire() as conn:
+            taken = await work_db.lease(conn, [i for i, _ in items], job_id, lease_s)
+        mine = [item for item in items if item[0] in taken]
+        if not mine:
+            return 0
+        renewal = asyncio.create_task(_renewing(app, sorted(taken), job_id, lease_s))
+        try:
+            return await job(ctx, mine)
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+
+    return run
 
 
 def riding_out_outages(job: BatchJob) -> BatchJob:
@@ -79,7 +122,7 @@ JOBS: dict[WorkKind, Job] = {
     WorkKind.SEND_NOTIFICATION: Job(send_notifications, 25),
 }
 FUNCTIONS: list[Function] = [
-    func(riding_out_outages(job.function), name=job.name,  # type: ignore[arg-type]
+    func(riding_out_outages(leasing(job.function)), name=job.name,  # type: ignore[arg-type]
          max_tries=OUTAGE_TRIES)
     for job in JOBS.values()
 ]

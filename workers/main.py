@@ -175,7 +175,8 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
 def _add_background_loops(supervisor: Supervisor, settings: Settings, clock: Clock,
                           pool: asyncpg.Pool, redis: Any, metrics: WorkerMetrics) -> None:
     recover = reconnecting(pool)
-    relay = Relay(pool, redis, clock, stale_after=settings.parcelcast_stale_after_s)
+    relay = Relay(pool, redis, clock, stale_after=settings.parcelcast_stale_after_s,
+                  metrics=metrics)
     supervisor.add("relay.listen", relay.listen_forever, recover=recover)
     supervisor.add("relay.handoff", relay.handoff_forever, recover=recover)
     stalled_after = timedelta(hours=min(settings.stalled_transit_business_hours,

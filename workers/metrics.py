@@ -39,3 +39,12 @@ class WorkerMetrics:
         self.drift_alarm = Gauge("parcelcast_eta_drift_alarm",
                                  "1 while the latest drift check raises this alarm",
                                  ["alarm"], registry=self.registry)
+        self.handoffs = Counter(
+            "parcelcast_work_handoffs", "Work items handed to arq: first hand-offs, and again "
+            "because their job was gone", ["reason"], registry=self.registry)
+        self.max_handoffs = Gauge(
+            "parcelcast_work_max_handoffs", "The most hand-offs of one work item seen by this "
+            "process's relay", registry=self.registry)
+        self.still_queued = Counter(
+            "parcelcast_work_still_queued", "Long-waiting work items found still queued in "
+            "arq (not handed over again)", registry=self.registry)

@@ -11,7 +11,7 @@ import msgspec
 import orjson
 
 from service.store.shipments import COLUMNS as SHIPMENT_COLUMNS
-from service.store.shipments import UNFINISHED
+from service.store.shipments import LOCK_IN_ORDER, UNFINISHED
 
 
 class EtaRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,8 +66,13 @@ async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicte
     flushes them too. Inside a caller's transaction the caller's durability applies.
     """
     relaxed = not conn.is_in_transaction()
+    # In shipment_id order, and the shipments locked in that order before the update: two
+    # refreshes of overlapping batches wait for each other instead of deadlocking.
+    order = sorted(range(len(shipment_ids)), key=shipment_ids.__getitem__)
+    shipment_ids = [shipment_ids[i] for i in order]
+    predictions = [predictions[i] for i in order]
     await conn.execute(
-        """WITH new AS (
+        f"""WITH {LOCK_IN_ORDER}, new AS (
                INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage,
                                           eta_p10, eta_p50, eta_p90, prob_late, reasons)
                SELECT s, $2, $3, st, a, b, c, l, r::jsonb FROM unnest(
@@ -79,6 +84,7 @@ async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicte
            UPDATE shipments x SET eta_id = new.id, eta_p10 = new.eta_p10,
                                   eta_p50 = new.eta_p50, eta_p90 = new.eta_p90
            FROM new WHERE x.shipment_id = new.shipment_id
+             AND x.shipment_id IN (SELECT shipment_id FROM locked)
              -- a refresh that ran late (handed over twice) never hides a newer prediction
              AND NOT EXISTS (SELECT 1 FROM shipment_etas shown
                              WHERE shown.id = x.eta_id AND shown.predicted_at > $2)""",

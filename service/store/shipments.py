@@ -184,8 +184,15 @@ async def merge(
     return bool(row["created"])
 
 
-# The derived state of many shipments in one statement, from all of their events.
+# The derived state of many shipments in one statement, from all of their events. The rows
+# are locked first, in shipment_id order (LOCK_IN_ORDER): two statements over overlapping
+# shipments (a worker's batch, the API's ingest) then wait for each other instead of
+# deadlocking, whatever join order the planner picks for the update.
+LOCK_IN_ORDER = """
+locked AS (SELECT shipment_id FROM shipments WHERE shipment_id = ANY($1::text[])
+           ORDER BY shipment_id FOR NO KEY UPDATE)"""
 DERIVE_MANY = f"""
+WITH {LOCK_IN_ORDER}
 UPDATE shipments s SET
     status = coalesce(b.status, 'label_created'),
     status_rank = coalesce(b.status_rank, 0),
@@ -203,13 +210,14 @@ CROSS JOIN LATERAL (
     SELECT {EVENT_STATS}
     FROM tracking_events e
     WHERE e.carrier = s0.carrier AND e.tracking_number = s0.tracking_number) st
-WHERE s0.shipment_id = ANY($1::text[]) AND s.shipment_id = s0.shipment_id
+WHERE s0.shipment_id IN (SELECT shipment_id FROM locked) AND s.shipment_id = s0.shipment_id
 """
 
 
 async def rederive_many(conn: asyncpg.Connection, shipment_ids: list[str], now: datetime) -> None:
-    """Recompute the derived state of several shipments in one statement."""
-    await conn.execute(DERIVE_MANY, sorted(shipment_ids), now)
+    """Recompute the derived state of several shipments in one statement (rows locked in
+    shipment_id order)."""
+    await conn.execute(DERIVE_MANY, sorted(set(shipment_ids)), now)
 
 
 async def get(conn: asyncpg.Connection, shipment_id: str) -> Shipment | None:
