@@ -231,7 +231,19 @@ async def settled(connect: Callable[[], Awaitable[asyncpg.Connection]], timeout:
             await conn.close()
         return bool(work <= allowed_work and busy == 0)
 
-    return await until(quiet, timeout, "work settled")
+    try:
+        return await until(quiet, timeout, "work settled")
+    except AssertionError as exc:
+        conn = await connect()
+        try:  # what was left, to tell why
+            work = [dict(r) for r in await conn.fetch("SELECT * FROM work_items LIMIT 20")]
+            busy = [dict(r) for r in await conn.fetch(
+                """SELECT id, shipment_id, moment, channel, state, attempts, due_at,
+                          sending_since
+                   FROM notifications WHERE state IN ('scheduled', 'sending') LIMIT 20""")]
+        finally:
+            await conn.close()
+        raise AssertionError(f"{exc}; work items left: {work}; messages busy: {busy}") from None
 
 
 async def restarts(workers: list[WorkerProcess]) -> dict[str, float]:
