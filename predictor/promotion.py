@@ -44,16 +44,19 @@ class Rules:
 class Decision:
     act: bool
     reason: str
+    # False: not enough evidence either way yet (keep the challenger in shadow, ask later).
+    final: bool = True
 
 
-def promotion(challenger: Score, champion: Score, rules: Rules = Rules()) -> Decision:
+def promotion(challenger: Score, champion: Score, rules: Rules | None = None) -> Decision:
     """Should the challenger replace the champion? (Both scored on the same parcels.)"""
+    rules = rules or Rules()
     if challenger.mae_hours is None or champion.mae_hours is None:
-        return Decision(False, "not scored yet")
+        return Decision(False, "not scored yet", final=False)
     enough = min(challenger.parcels, champion.parcels)
     if enough < rules.min_parcels:
         return Decision(False, f"only {enough} delivered parcels scored "
-                               f"(needs {rules.min_parcels})")
+                               f"(needs {rules.min_parcels})", final=False)
     cov = challenger.coverage
     if cov is None or not rules.coverage_low <= cov <= rules.coverage_high:
         return Decision(False, f"window holds {_pct(cov)} of deliveries (needs "
@@ -67,14 +70,15 @@ def promotion(challenger: Score, champion: Score, rules: Rules = Rules()) -> Dec
 
 
 def rollback(live: Score, validation_mae_hours: float | None, has_previous: bool,
-             rules: Rules = Rules()) -> Decision:
+             rules: Rules | None = None) -> Decision:
     """Should the champion give way to the previous one? (``live``: its own served ETAs
     of recently delivered parcels.)"""
+    rules = rules or Rules()
     if live.mae_hours is None or validation_mae_hours is None or validation_mae_hours <= 0:
-        return Decision(False, "no live or validation figure")
+        return Decision(False, "no live or validation figure", final=False)
     if live.parcels < rules.min_parcels:
         return Decision(False, f"only {live.parcels} delivered parcels scored "
-                               f"(needs {rules.min_parcels})")
+                               f"(needs {rules.min_parcels})", final=False)
     ratio = live.mae_hours / validation_mae_hours
     figures = (f"live p50 MAE {live.mae_hours:.1f} h on {live.parcels} parcels is "
                f"{ratio:.2f}x its validation {validation_mae_hours:.1f} h")

@@ -20,6 +20,7 @@ from predictor.features import recent_performance, serving_rows
 from predictor.model import EtaModel, Features, late_probability
 from predictor.recent import RecentPerformance
 from service.clock import Clock
+from service.eta.reasons import stored_reasons
 from service.store import eta_models, etas, history
 from service.store.transient import retrying_contention
 from service.tracking.taxonomy import NOT_CARRIER_SCANS
@@ -96,7 +97,7 @@ def _predictions(model: EtaModel, features: Features, shipments: list[dict[str, 
         out.append(Prediction(
             stage_of(shipment_scans), p10, p50, p90,
             None if np.isnan(promised[i]) else float(late[i]),
-            [{"reason": text, "hours": hrs} for text, hrs in explained[i]]))
+            stored_reasons(explained[i])))
     return out
 
 

@@ -24,7 +24,8 @@ def test_a_challenger_within_the_margin_is_not_promoted() -> None:
 
 def test_too_few_parcels_or_no_scores_is_no_verdict() -> None:
     few = promotion(score(10.0, parcels=99), score(24.0), RULES)
-    assert not few.act and "only 99" in few.reason
+    assert not few.act and not few.final and "only 99" in few.reason
+    assert promotion(score(30.0), score(24.0), RULES).final
     assert not promotion(score(10.0), score(24.0, parcels=50), RULES).act
     assert not promotion(score(None), score(24.0), RULES).act
 
