@@ -205,3 +205,32 @@ async def test_the_scheduled_retrain_trains_in_a_process_and_runs_in_shadow(
         assert metrics.model_actions.labels("retrained")._value.get() == 2
     finally:
         await transports.aclose()
+
+
+async def test_the_shadow_is_recalibrated_with_the_champion_and_followed_by_the_runtime(
+        pool: asyncpg.Pool, clock: ManualClock, eta_model: EtaModel) -> None:
+    from workers.recalibration import recalibrate_when_due
+
+    history = simulate(800, 30, TRAINED_AT - timedelta(days=31), seed=3)
+    clock.set(TRAINED_AT)
+    challenger = EtaModel.from_bytes(eta_model.to_bytes())
+    challenger.metadata["version"] = "eta-challenger"
+    challenger.conformal = {k: v + 5.0 for k, v in challenger.conformal.items()}
+    runtime = EtaRuntime(clock, check_every=0)
+    async with pool.acquire() as conn:
+        await load_history(conn, history.orders, history.shipments, history.events,
+                           TRAINED_AT)
+        champion = await install_champion(conn, eta_model, TRAINED_AT)
+        await eta_models.register(conn, "eta-challenger", challenger.to_bytes(),
+                                  challenger.feature_names, {}, {}, None, None, TRAINED_AT)
+        await eta_models.start_shadow(conn, "eta-challenger")
+        await runtime.current(conn)
+        assert runtime.shadow is not None and runtime.shadow.conformal == challenger.conformal
+    done = await recalibrate_when_due(pool, clock, timedelta(hours=24))
+    assert done is not None and done.version == champion
+    async with pool.acquire() as conn:
+        stored = await eta_models.latest_calibration(conn, "eta-challenger")
+        assert stored is not None and stored.as_of == TRAINED_AT
+        await runtime.current(conn)
+    assert runtime.shadow is not None and runtime.shadow.conformal == stored.factors
+    assert runtime.shadow.conformal != challenger.conformal

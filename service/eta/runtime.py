@@ -122,6 +122,7 @@ class EtaRuntime:
         # refresh, its ETAs stored flagged shadow, never shown nor messaged.
         self.shadow: EtaModel | None = None
         self.shadow_version: str | None = None
+        self._shadow_calibration: int | None = None
 
     async def current(self, conn: asyncpg.Connection) -> EtaModel | None:
         """The champion, re-checked every `check_every` seconds (promotion without restart)."""
@@ -148,16 +149,24 @@ class EtaRuntime:
         return self.model
 
     async def _follow_shadow(self, conn: asyncpg.Connection) -> None:
+        """Load the shadow challenger when it changes, and apply its newest calibration."""
         version = await eta_models.shadow_version(conn)
-        if version == self.shadow_version:
+        if version != self.shadow_version:
+            model = None
+            if version is not None:
+                row = await eta_models.get(conn, version)
+                if row is not None:
+                    model = await asyncio.to_thread(EtaModel.from_bytes, row.artefact)
+                    model.booster.set_param({"nthread": 1})
+            self.shadow = model
+            self.shadow_version = version if model is not None else None
+            self._shadow_calibration = None
+        if self.shadow is None or self.shadow_version is None:
             return
-        model = None
-        if version is not None:
-            row = await eta_models.get(conn, version)
-            if row is not None:
-                model = await asyncio.to_thread(EtaModel.from_bytes, row.artefact)
-                model.booster.set_param({"nthread": 1})
-        self.shadow, self.shadow_version = model, version if model is not None else None
+        latest = await eta_models.latest_calibration(conn, self.shadow_version)
+        if latest is not None and latest.id != self._shadow_calibration:
+            self.shadow.conformal = {str(k): float(v) for k, v in latest.factors.items()}
+            self._shadow_calibration = latest.id
 
     async def _follow_calibration(self, conn: asyncpg.Connection, model: EtaModel,
                                   version: str) -> None:
