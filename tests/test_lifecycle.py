@@ -234,3 +234,32 @@ async def test_the_shadow_is_recalibrated_with_the_champion_and_followed_by_the_
         await runtime.current(conn)
     assert runtime.shadow is not None and runtime.shadow.conformal == stored.factors
     assert runtime.shadow.conformal != challenger.conformal
+
+
+async def test_the_offline_gate_scores_the_holdout_on_parcels_neither_model_saw(
+        pool: asyncpg.Pool, eta_model: EtaModel) -> None:
+    """`parcelcast train` with a champion trained three weeks ago: the new model (refitted
+    on everything) is judged by its holdout booster, on parcels labelled after the
+    champion's data and after the holdout's own training slice, and that verdict is final."""
+    from service.eta.training import train_and_register
+
+    now = datetime(2026, 10, 20, 18, 0, tzinfo=UTC)
+    history = simulate(2500, 45, now - timedelta(days=46), seed=3)
+    champion_to = now - timedelta(days=21)
+    async with pool.acquire() as conn:
+        await load_history(conn, history.orders, history.shipments, history.events, now)
+        await eta_models.register(conn, eta_model.version, eta_model.to_bytes(),
+                                  eta_model.feature_names, {}, {}, None, champion_to,
+                                  champion_to, validation_mae_hours=20.0)
+        await eta_models.promote(conn, eta_model.version, "first model", champion_to)
+        outcome = await train_and_register(conn, now, rounds=30,
+                                           rules=Rules(min_parcels=100))
+        status = (await eta_models.get(conn, outcome.version)).status  # type: ignore[union-attr]
+    data_range = outcome.report["model"]["data_range"]
+    holdout, old = outcome.comparison[outcome.version], outcome.comparison[eta_model.version]
+    gate_from = datetime.fromisoformat(holdout["from"])
+    assert gate_from > champion_to
+    assert gate_from >= datetime.fromisoformat(data_range["cutoff"])
+    assert holdout["parcels"] == old["parcels"] >= 100
+    assert outcome.status in ("champion", "candidate") and status == outcome.status
+    assert "parcels" in outcome.reason and "shadow" not in outcome.reason
