@@ -50,7 +50,14 @@ from predictor.backtest_cli import (
     config_from_args,
     load_history,
 )
-from predictor.backtest_report import HEADLINE_STAGE, score, table, write_json, write_plots
+from predictor.backtest_report import (
+    HEADLINE_STAGE,
+    score,
+    table,
+    write_html,
+    write_json,
+    write_plots,
+)
 from predictor.calibration import (
     SEGMENT_WINDOW_DAYS,
     WINDOW_DAYS,
@@ -346,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         write_json(result, args.json_out)
     if args.report:
         write_json(result, f"{args.report}/result.json")
-        write_plots(result, args.report, args.stage)
+        plots = write_plots(result, args.report,
+                            HEADLINE_STAGE if args.stage == "all" else args.stage)
+        write_html(result, args.report, plots, args.stage)
     return 0
 
 

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-start", default="2024-08-01T00:00:00+00:00")
     p.add_argument("--regime-change", nargs="?", const="default", default=None,
                    help="CARRIER:DAY:FACTOR (bare flag: ups:<days/2>:1.5)")
-    p.add_argument("--stage", default="first_scan", help="stage of the monthly table")
+    p.add_argument("--stage", default="first_scan",
+                   help="stage of the monthly table (all: one table per stage)")
     p.add_argument("--json", dest="json_out", help="write the result as JSON here")
     p.add_argument("--report", help="folder for the plots (and result.json)")
     p.add_argument("--quiet", action="store_true")

@@ -96,21 +96,15 @@ def score(methods: Mapping[str, np.ndarray], y: np.ndarray, as_of_s: np.ndarray,
 
 
 def table(result: Mapping[str, Any], stage: str = HEADLINE_STAGE) -> str:
-    """Markdown tables: per month and overall at ``stage``, then overall per stage."""
+    """Markdown tables: per month and overall at ``stage`` (``"all"``: one such table per
+    stage present), then overall per stage."""
     methods = list(result["methods"])
-    lines = [f"### {STAGE_NAMES.get(stage, stage)}: p50 MAE in days (coverage p10-p90, "
-             "share by p90 date)", "",
-             "| month | n | " + " | ".join(methods) + " |",
-             "|---|---|" + "---|" * len(methods)]
-    rows = list(result["by_month"].items()) + [("overall", result["overall"])]
-    for month, stages in rows:
-        block = stages.get(stage, {})
-        n = block.get("model", {}).get("n", 0)
-        if not n:
-            continue
-        cells = [_cell(block.get(m, {})) for m in methods]
-        lines.append(f"| {month} | {n:,} | " + " | ".join(cells) + " |")
-    lines += ["", "### overall by stage", "",
+    stages = ([s for s in STAGE_NAMES if s in result["overall"]] if stage == "all"
+              else [stage])
+    lines: list[str] = []
+    for one in stages:
+        lines += _monthly(result, one, methods) + [""]
+    lines += ["### overall by stage", "",
               "| stage | method | n | p50 MAE (d) | bias (d) | coverage | width (d) | "
               "by p50 date | by p90 date |", "|---|---|---|---|---|---|---|---|---|"]
     for st, block in result["overall"].items():
@@ -123,6 +117,66 @@ def table(result: Mapping[str, Any], stage: str = HEADLINE_STAGE) -> str:
                          f"{_f(x.get('width_days'), 2)} | {_f(x.get('by_p50_date'))} | "
                          f"{_f(x.get('by_p90_date'))} |")
     return "\n".join(lines)
+
+
+def _monthly(result: Mapping[str, Any], stage: str, methods: Sequence[str]) -> list[str]:
+    lines = [f"### {STAGE_NAMES.get(stage, stage)}: p50 MAE in days (coverage p10-p90, "
+             "share by p90 date)", "",
+             "| month | n | " + " | ".join(methods) + " |",
+             "|---|---|" + "---|" * len(methods)]
+    rows = list(result["by_month"].items()) + [("overall", result["overall"])]
+    for month, stages in rows:
+        block = stages.get(stage, {})
+        n = block.get("model", {}).get("n", 0)
+        if not n:
+            continue
+        cells = [_cell(block.get(m, {})) for m in methods]
+        lines.append(f"| {month} | {n:,} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_html(result: Mapping[str, Any], folder: str | Path, plots: Sequence[Path],
+               stage: str = "all") -> Path:
+    """``index.html`` in ``folder``: the plots, then the tables of :func:`table`."""
+    import html
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
+             "<title>Parcelcast walk-forward backtest</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+             "margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:2px 6px;"
+             "text-align:right}img{max-width:100%}</style></head><body>",
+             "<h1>Walk-forward backtest</h1>",
+             f"<p>Period {html.escape(str(result.get('period', {}).get('start')))} to "
+             f"{html.escape(str(result.get('period', {}).get('end')))}; "
+             f"{result.get('n_parcels', 0):,} parcels, {result.get('n_snapshots', 0):,} "
+             "snapshots scored. Cells: p50 MAE in days (p10-p90 coverage, share delivered "
+             "by the p90 date).</p>"]
+    parts += [f"<p><img src='{html.escape(p.name)}' alt='{html.escape(p.stem)}'></p>"
+              for p in plots]
+    in_table = False
+    for line in table(result, stage).splitlines():
+        if line.startswith("### "):
+            parts.append(f"<h2>{html.escape(line[4:])}</h2>")
+        elif line.startswith("|---"):
+            continue
+        elif line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            tag = "th" if not in_table else "td"
+            if not in_table:
+                parts.append("<table>")
+                in_table = True
+            parts.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+        elif in_table:
+            parts.append("</table>")
+            in_table = False
+    if in_table:
+        parts.append("</table>")
+    parts.append("</body></html>")
+    page = out / "index.html"
+    page.write_text("\n".join(parts), encoding="utf-8")
+    return page
 
 
 def _cell(x: Mapping[str, Any]) -> str:

@@ -13,6 +13,7 @@ import pandas as pd
 from predictor.calibration import recalibrate
 from predictor.features import recent_performance, shipment_attributes, training_snapshots
 from predictor.model import EtaModel
+from predictor.promotion import Decision, Rules, Score, promotion
 
 
 def compare_on_test(models: Mapping[str, EtaModel], shipments: pd.DataFrame,
@@ -32,7 +33,8 @@ def compare_on_test(models: Mapping[str, EtaModel], shipments: pd.DataFrame,
     out: dict[str, dict[str, Any]] = {}
     for name, model in models.items():
         if len(rows) == 0:
-            out[name] = {"rows": 0, "p50_mae_hours": None, "coverage_p10_p90": None}
+            out[name] = {"rows": 0, "parcels": 0, "p50_mae_hours": None,
+                         "coverage_p10_p90": None}
             continue
         fair = dataclasses.replace(model, conformal=dict(model.conformal),
                                    metadata=dict(model.metadata))
@@ -41,17 +43,24 @@ def compare_on_test(models: Mapping[str, EtaModel], shipments: pd.DataFrame,
         actual = y[rows]
         out[name] = {
             "rows": int(len(rows)),
+            "parcels": int(meta["shipment_id"].iloc[rows].nunique()),
             "p50_mae_hours": float(np.mean(np.abs(q[:, 1] - actual))),
             "coverage_p10_p90": float(np.mean((actual >= q[:, 0]) & (actual <= q[:, 2]))),
         }
     return out
 
 
+def as_score(result: Mapping[str, Any]) -> Score:
+    """One model's :func:`compare_on_test` figures as the promotion rules read them."""
+    return Score(parcels=int(result.get("parcels", 0)), rows=int(result.get("rows", 0)),
+                 mae_hours=result.get("p50_mae_hours"),
+                 coverage=result.get("coverage_p10_p90"))
+
+
 def challenger_wins(results: Mapping[str, Mapping[str, Any]], challenger: str,
-                    champion: str) -> bool:
-    """Lower p50 MAE on the same snapshots, without a badly miscalibrated window."""
-    new, old = results[challenger], results[champion]
-    if new["p50_mae_hours"] is None or old["p50_mae_hours"] is None:
-        return False
-    sane = new["coverage_p10_p90"] is not None and 0.65 <= new["coverage_p10_p90"] <= 0.95
-    return bool(sane and new["p50_mae_hours"] < old["p50_mae_hours"])
+                    champion: str, rules: Rules | None = None) -> Decision:
+    """:func:`predictor.promotion.promotion` on the same snapshots. Only fair when neither
+    model was trained on them (score a refitted challenger's holdout booster, on parcels
+    labelled after both models' training data)."""
+    return promotion(as_score(results[challenger]), as_score(results[champion]),
+                     rules or Rules())

@@ -123,7 +123,8 @@ def write_report(report: Mapping[str, Any], folder: str | Path) -> list[Path]:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.json"]
-    written[0].write_text(json.dumps(report, indent=2, default=str))
+    written[0].write_text(json.dumps({k: v for k, v in report.items() if k != "holdout_model"},
+                                     indent=2, default=str))
     evaluation = report.get("evaluation", report)
 
     fig, ax = plt.subplots(figsize=(5, 5))

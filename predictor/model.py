@@ -14,11 +14,10 @@ It is off by default: on the walk-forward backtest over every Olist month it cos
 from __future__ import annotations
 
 import json
-import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -35,8 +34,15 @@ QUANTILES = (0.1, 0.5, 0.9)
 # Up to this many rows the numpy tree walk predicts faster than an XGBoost call.
 WALK_MAX_ROWS = 4
 _MAGIC = b"PCETA\x01"
-_CARRIER_NAMES = {"ups": "UPS", "usps": "USPS", "fedex": "FedEx", "dhl": "DHL",
-                  "ontrac": "OnTrac", "unknown": "the carrier"}
+class Reason(NamedTuple):
+    """One reason behind a median ETA, as data: the feature it comes from (the reason code),
+    the hours it adds to the median (negative: takes off), and the row's values a sentence
+    may mention (carrier, service_level, destination_state, latest_status). Wording it is
+    the service's job (service.eta.reasons.describe)."""
+
+    feature: str
+    hours: float
+    context: dict[str, str]
 
 
 @dataclass
@@ -155,12 +161,12 @@ class EtaModel:
         return np.asarray(contrib)[:, QUANTILES.index(0.5), :-1]
 
     def explain(self, X: Features, top: int = 3, approx: bool = False,
-                encoded: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
-        """Top reasons per row as (sentence, hours added to the median ETA)."""
+                encoded: np.ndarray | None = None) -> list[list[Reason]]:
+        """Top reasons per row (:class:`Reason`), largest effect on the median first."""
         return self._reasons(X, self.contributions(X, approx=approx, encoded=encoded), top)
 
     def predict_explained(self, X: Features, top: int = 3
-                          ) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+                          ) -> tuple[np.ndarray, list[list[Reason]]]:
         """:meth:`predict` and approximate :meth:`explain` together, as a refresh needs them:
         a few rows take one numpy walk of the trees for both (no XGBoost call set-up),
         larger batches XGBoost's predictor plus the walk for the reasons."""
@@ -180,15 +186,14 @@ class EtaModel:
         margin = model_margin(kind, X) if predict and kind in MARGINS else None
         return self._paths().walk(matrix, QUANTILES.index(0.5), margin, predict=predict)
 
-    def _reasons(self, X: Features, contrib: np.ndarray, top: int
-                 ) -> list[list[tuple[str, float]]]:
-        reasons: list[list[tuple[str, float]]] = []
+    def _reasons(self, X: Features, contrib: np.ndarray, top: int) -> list[list[Reason]]:
+        reasons: list[list[Reason]] = []
         described = {name: np.asarray(X[name]) for name in _DESCRIBED if name in X}
         for i in range(_rows(X)):
-            row = {name: values[i] for name, values in described.items()}
+            row = {name: str(values[i]) for name, values in described.items()}
             order = np.argsort(-np.abs(contrib[i]))[:top]
-            reasons.append([(describe(self.feature_names[j], float(contrib[i, j]), row),
-                             round(float(contrib[i, j]), 2)) for j in order])
+            reasons.append([Reason(self.feature_names[j], round(float(contrib[i, j]), 2), row)
+                            for j in order])
         return reasons
 
     def prob_late(self, X: pd.DataFrame, promised_hours: Sequence[float] | np.ndarray
@@ -323,62 +328,3 @@ def late_probability(quantiles: np.ndarray, promised_hours: np.ndarray) -> np.nd
     above = 1.0 - 0.1 * np.exp(-np.maximum(4.0 * (h - p90) / hi_w, 0.0))
     cdf = np.where(h < p10, below, np.where(h > p90, above, cdf))
     return np.clip(1.0 - cdf, 0.0, 1.0)
-
-
-def describe(feature: str, hours: float, row: Mapping[str, Any] | pd.Series) -> str:
-    """Turn one feature contribution into a sentence a support agent can read out."""
-    slower = hours > 0
-    carrier = _CARRIER_NAMES.get(str(row.get("carrier", "unknown")), str(row.get("carrier")))
-    service = str(row.get("service_level", "unknown"))
-    product = carrier if service == "unknown" else f"{carrier} {service.title()}"
-    state = str(row.get("destination_state", "unknown"))
-    where = "this destination" if state == "unknown" else state
-    status = str(row.get("latest_status", "unknown")).replace("_", " ")
-    more, less = ("adds time", "saves time")
-    texts: dict[str, str] = {
-        "carrier": f"{product} {'runs slower' if slower else 'runs faster'} than average",
-        "service_level": f"the {service} service is {'slower' if slower else 'faster'}",
-        "lane": f"{product} {'runs slower' if slower else 'runs faster'} on this lane",
-        "destination_state": f"deliveries to {where} {more if slower else less}",
-        "latest_status": f"latest scan '{status}' {'means more' if slower else 'means less'}"
-                         " time to go",
-        "distance_km": f"{'a long' if slower else 'a short'} distance to travel",
-        "promised_lead_bdays": f"the carrier's standard for this route is "
-                               f"{'long' if slower else 'short'}",
-        "promise_remaining_bdays": f"{'several' if slower else 'few'} business days left "
-                                   "before the promised date",
-        "hours_to_promise": f"the promised date is {'still far' if slower else 'close'}",
-        "weekday": f"the day of the week {more if slower else less} (no Sunday deliveries)",
-        "local_hour": f"the time of day {more if slower else less}",
-        "holidays_next_7d": f"a public holiday this week {more if slower else less}",
-        "peak_season": f"peak season {'slows the networks' if slower else 'is not a factor'}",
-        "days_into_peak": f"{'deep into' if slower else 'early in'} the holiday peak",
-        "hours_since_label": f"time since the label was created {more if slower else less}",
-        "hours_since_handover": f"time already in transit {more if slower else less}",
-        "bdays_since_handover": f"business days already in transit "
-                                f"{more if slower else less}",
-        "n_scans": f"{'few' if slower else 'many'} scans so far",
-        "hours_since_last_scan": f"{'no' if slower else 'a recent'} scan lately",
-        "lane_transit_median_7d": f"{product} deliveries on this lane were "
-                                  f"{'slow' if slower else 'fast'} this week",
-        "lane_transit_median_14d": f"{product} deliveries on this lane were "
-                                   f"{'slow' if slower else 'fast'} in the last two weeks",
-        "lane_deliveries_14d": f"{'little' if slower else 'plenty of'} recent history on "
-                               "this lane",
-        "carrier_transit_median_7d": f"{product} has been {'slow' if slower else 'fast'} "
-                                     "this week",
-        "carrier_transit_median_14d": f"{product} has been {'slow' if slower else 'fast'} "
-                                      "in the last two weeks",
-        "state_transit_median_7d": f"deliveries to {where} were "
-                                   f"{'slow' if slower else 'fast'} this week",
-        "carrier_backlog_days": f"{product} has {'a pile-up of' if slower else 'few'} "
-                                "parcels in its network right now",
-        "lane_backlog_days": f"{'many' if slower else 'few'} parcels are stuck on this lane "
-                             "right now",
-        "carrier_estimate_hours": f"{carrier}'s own delivery estimate is "
-                                  f"{'still some way off' if slower else 'close'}",
-    }
-    text = texts.get(feature, f"{feature.replace('_', ' ')} {more if slower else less}")
-    if math.isnan(hours):
-        return text
-    return text[0].upper() + text[1:]

@@ -89,7 +89,8 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     (:class:`predictor.fitting.FitOptions`; ``params={"base_margin": True}`` still turns
     the base margin on). ``refit``: hand back a booster refitted on everything delivered
     by the last label (see the module docstring) instead of the evaluation booster.
-    Returns the model and a report dict.
+    Returns the model and a report dict (``report["holdout_model"]``: the evaluation
+    booster, fitted before the calibration slice, not for JSON).
     """
     report_progress = progress or (lambda _msg, _frac: None)
     report_progress("building snapshots", 0.0)
@@ -193,6 +194,9 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     del outcomes, raw_test, online, static_q
     rows_info = {"train": int(len(fit_rows)), "calibration": int(len(cal_rows)),
                  "test": int(len(test_rows))}
+    # Fitted before the calibration slice: what a promotion gate may score on later parcels
+    # (the refitted model has seen them; predictor.promotion).
+    holdout = model
     if refit:
         report_progress("refitting on everything known", 0.96)
         evaluated = model
@@ -227,7 +231,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                                                        "rows", "params", "calibration",
                                                        "fit_options")},
               "conformal": model.conformal, "conformal_static": static,
-              "evaluation": evaluation}
+              "evaluation": evaluation, "holdout_model": holdout}
     return model, report
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
@@ -129,12 +129,45 @@ class Settings(BaseSettings):
     drift_mae_ratio: Annotated[float, Field(gt=0)] = 1.5
     drift_coverage_drop: Annotated[float, Field(ge=0, le=1)] = 0.15
     drift_min_scored: Annotated[int, Field(ge=1)] = 50
+    # Scheduled retraining (service.eta.lifecycle): "never" (default), or "7d", "30d",
+    # "12h"... of clock time since the newest model. The new model runs in shadow until it
+    # beats the champion on the parcels delivered in the last PROMOTION_WINDOW_DAYS.
+    retrain_every: str = "never"
+    promotion_window_days: Annotated[float, Field(gt=0)] = 14.0
+    # Both models scored on at least this many delivered parcels before a verdict.
+    promotion_min_parcels: Annotated[int, Field(ge=1)] = 200
+    # The challenger's p50 MAE must be at least this much lower (relative).
+    promotion_min_gain: Annotated[float, Field(ge=0, lt=1)] = 0.02
+    # The champion's live p50 MAE past this multiple of its validation MAE: roll back.
+    rollback_ratio: Annotated[float, Field(gt=1)] = 1.5
     # A worker's health and metrics endpoint (GET /healthz, /metrics): off unless a port is
     # set; `parcelcast worker --health` asks it. A loop down longer than
     # WORKER_DOWN_AFTER_S makes the worker unhealthy.
     worker_health_host: str = "127.0.0.1"
     worker_health_port: Annotated[int, Field(ge=1, lt=65536)] | None = None
     worker_down_after_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("retrain_every")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        text = value.strip().lower()
+        if text in ("", "never", "off", "0"):
+            return "never"
+        try:
+            amount = float(text[:-1])
+        except ValueError:
+            amount = -1.0
+        if text[-1:] not in ("d", "h") or amount <= 0:
+            raise ValueError("must be never or a duration like 7d, 30d or 12h")
+        return text
+
+    def retrain_interval(self) -> timedelta | None:
+        """RETRAIN_EVERY as a duration (None: never)."""
+        if self.retrain_every == "never":
+            return None
+        amount = float(self.retrain_every[:-1])
+        return timedelta(days=amount) if self.retrain_every.endswith("d") else timedelta(
+            hours=amount)
 
     @field_validator("database_url")
     @classmethod

@@ -205,7 +205,11 @@ async def test_history_train_and_registry_commands(postgres_admin: str, redis_se
         assert recalibrated.returncode == 0 and f"{version} recalibrated" in recalibrated.stdout
         again = cli("train", "--rounds", "12", "--until", "2026-07-16")
         assert again.returncode == 0 and "p50 MAE" in again.stdout
+        # Trained a day after the champion: no delivered parcel neither has seen yet, so
+        # the new model runs in shadow (its ETAs stored, not shown) until it can be judged.
+        assert "in shadow (runs in shadow until judged" in again.stdout
         second = again.stdout.strip().splitlines()[-1].split(":")[0]
+        assert f"{second}\tshadow" in cli("models", "list").stdout
         assert cli("models", "promote", "eta-nope").returncode != 0
         assert cli("models", "promote", second).returncode == 0
         assert f"{second}\tchampion" in cli("models", "list").stdout

@@ -7,8 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from predictor.model import describe
-from service.eta.reasons import ReasonFacts, agent_reasons, duration, facts_at, feature_of
+from service.eta.reasons import ReasonFacts, agent_reasons, describe, duration, facts_at, feature_of
 
 AS_OF = datetime(2026, 11, 20, 15, tzinfo=UTC)
 ROW = {"carrier": "ups", "service_level": "ground", "destination_state": "CA",
@@ -63,3 +62,16 @@ def test_every_feature_is_recognised_from_its_sentence() -> None:
     for feature in FEATURES:
         for hours in (4.0, -4.0):
             assert feature_of(describe(feature, hours, ROW)) == feature
+
+
+def test_stored_reasons_keep_the_code_and_the_sentence() -> None:
+    from predictor.model import Reason
+    from service.eta.reasons import stored_reasons
+
+    stored = stored_reasons([Reason("carrier", 6.5, ROW), Reason("hours_to_promise", -3.2, ROW)])
+    assert stored == [
+        {"feature": "carrier", "reason": "UPS Ground runs slower than average", "hours": 6.5},
+        {"feature": "hours_to_promise", "reason": "The promised date is close", "hours": -3.2}]
+    # The agent's wording reads the code, not the sentence.
+    worded = agent_reasons(stored, _facts())
+    assert [r["feature"] for r in worded] == ["carrier", "hours_to_promise"]

@@ -31,6 +31,7 @@ from workers.monitoring import watch_forever
 from workers.recalibration import recalibrate_forever
 from workers.relay import Relay
 from workers.render import Renderer
+from workers.retraining import cron_jobs
 from workers.sending.transports import build_transports
 from workers.supervisor import MAX_DELAY, Beat, Recover, Supervisor
 from workers.sweeps import sweep_forever
@@ -50,6 +51,7 @@ def build_worker(settings: Settings, ctx: dict[str, Any], *, burst: bool = False
     rs.conn_retries = 1
     return Worker(
         functions=FUNCTIONS,
+        cron_jobs=cron_jobs(settings) or None,
         redis_settings=rs,
         queue_name=settings.parcelcast_queue_name,
         ctx=ctx,

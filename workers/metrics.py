@@ -14,6 +14,10 @@ class WorkerMetrics:
         self.quarantined = Counter(
             "parcelcast_work_quarantined", "Work items set aside after failing on their own",
             ["kind"], registry=self.registry)
+        self.model_actions = Counter(
+            "parcelcast_model_lifecycle",
+            "Model lifecycle decisions: retrained, promoted, dropped (a shadow that lost), "
+            "rolled_back (a champion that degraded live)", ["action"], registry=self.registry)
         self.job_retries = Counter(
             "parcelcast_job_retries", "Jobs put back because a store was unavailable or busy",
             ["job"], registry=self.registry)

@@ -50,6 +50,14 @@ async def recalibrate_champion(conn: asyncpg.Connection, now: datetime) -> Recal
         factors, info = await asyncio.get_running_loop().run_in_executor(
             process, _recalibrated, row.artefact, shipments, events, now)
     stored = await eta_models.store_calibration(conn, row.version, now, factors, info, now)
+    shadow = await eta_models.shadow(conn)
+    if shadow is not None:
+        # The challenger in shadow follows the recent errors too: it is judged on the ETAs
+        # it would have shown, calibrated as the champion's are.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as process:
+            s_factors, s_info = await asyncio.get_running_loop().run_in_executor(
+                process, _recalibrated, shadow.artefact, shipments, events, now)
+        await eta_models.store_calibration(conn, shadow.version, now, s_factors, s_info, now)
     return Recalibration(row.version, now, factors, stored)
 
 

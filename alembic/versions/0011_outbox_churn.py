@@ -22,7 +22,7 @@ from alembic import op
 from service.store.migrations import statements
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -26,8 +26,9 @@ from service.cli.common import (
 @click.option("--report", "report_path", type=click.Path(file_okay=False), default=None,
               help="Also write the evaluation (JSON + PNG plots) to this folder.")
 def train(rounds: int | None, until: Any, report_path: str | None) -> None:
-    """Train an ETA model on the history in the database, register it, and promote it if
-    it beats the champion on the same evaluation data."""
+    """Train an ETA model on the history in the database and register it: the first model
+    is promoted; later ones are promoted if their holdout booster beats the champion on
+    parcels neither was trained on, else run in shadow until judged on delivered parcels."""
     from service.eta.training import train_and_register
 
     until = instant(until, "--until")
@@ -54,14 +55,23 @@ def train(rounds: int | None, until: Any, report_path: str | None) -> None:
 
         write_report(outcome.report, report_path)
         click.echo(f"evaluation written to {report_path}", err=True)
+    own = (outcome.report.get("evaluation") or {}).get("overall", {}).get("model", {})
+    if own.get("mae_hours") is not None:
+        click.echo(f"evaluation (out of sample): p50 MAE {own['mae_hours'] / 24:.2f} days "
+                   f"({own['mae_hours']:.1f} h), p10-p90 coverage "
+                   f"{own['coverage_p10_p90']:.0%} on {own['n']} test snapshots")
     for name, result in outcome.comparison.items():
         mae = result["p50_mae_hours"]
         cov = result["coverage_p10_p90"]
-        click.echo(f"{name}: p50 MAE {mae / 24:.2f} days ({mae:.1f} h), p10-p90 coverage "
-                   f"{cov:.0%} on {result['rows']} test snapshots" if mae is not None
-                   else f"{name}: no test snapshots")
-    click.echo(f"{outcome.version}: {'promoted' if outcome.promoted else 'not promoted'} "
-               f"({outcome.reason})")
+        who = "holdout of the new model" if name == outcome.version else "champion"
+        click.echo(f"{name} ({who}): p50 MAE {mae / 24:.2f} days ({mae:.1f} h), p10-p90 "
+                   f"coverage {cov:.0%} on {result['parcels']} parcels labelled from "
+                   f"{result['from'][:16]}" if mae is not None
+                   else f"{name} ({who}): no delivered parcel labelled after both "
+                        "models' training data")
+    verdict = {"champion": "promoted", "shadow": "in shadow"}.get(outcome.status,
+                                                                  "not promoted")
+    click.echo(f"{outcome.version}: {verdict} ({outcome.reason})")
 
 
 @main.group()

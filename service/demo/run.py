@@ -335,9 +335,9 @@ async def build_summary(conn: asyncpg.Connection, stack: Stack, counts: replay.R
                      "events_sent": counts.events_sent, "accepted": counts.accepted,
                      "duplicates": counts.duplicates, "rejected": counts.rejected,
                      "http_errors": dict(counts.errors)},
-        "etas": await conn.fetchval("SELECT count(*) FROM shipment_etas"),
+        "etas": await conn.fetchval("SELECT count(*) FROM shipment_etas WHERE NOT shadow"),
         "shipments_with_eta": await conn.fetchval(
-            "SELECT count(DISTINCT shipment_id) FROM shipment_etas"),
+            "SELECT count(DISTINCT shipment_id) FROM shipment_etas WHERE NOT shadow"),
         "accuracy": await summary.accuracy(conn, t0, end, past_s),
         "against_carrier": await summary.against_carrier(conn, t0, end),
         "delays": await summary.delays(conn),

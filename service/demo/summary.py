@@ -51,6 +51,7 @@ async def accuracy(conn: asyncpg.Connection, since: datetime, until: datetime,
                   coalesce(o.timezone, 'UTC') AS tz
            FROM shipments s
            JOIN LATERAL (SELECT * FROM shipment_etas x WHERE x.shipment_id = s.shipment_id
+                           AND NOT x.shadow
                          ORDER BY predicted_at, id LIMIT 1) e ON true
            LEFT JOIN orders o ON o.order_id = s.order_id
            WHERE s.delivered_at >= $1 AND s.delivered_at < $2
@@ -152,7 +153,7 @@ async def against_carrier(conn: asyncpg.Connection, since: datetime, until: date
                   e.eta_p50, e.eta_p90, coalesce(o.timezone, 'UTC') AS tz
            FROM shipments s
            JOIN LATERAL (SELECT * FROM shipment_etas x WHERE x.shipment_id = s.shipment_id
-                           AND x.predicted_at >= s.carrier_estimate_as_of
+                           AND x.predicted_at >= s.carrier_estimate_as_of AND NOT x.shadow
                          ORDER BY predicted_at, id LIMIT 1) e ON true
            LEFT JOIN orders o ON o.order_id = s.order_id
            WHERE s.delivered_at >= $1 AND s.delivered_at < $2

@@ -6,13 +6,15 @@ fact beside the effect never reads oddly, whichever way the model weighed it (th
 the predictor builds by the sign alone said "A recent scan lately" for a parcel last scanned
 eight days ago, and "The promised date is close" ten days after it passed).
 
-The predictor stores each reason as English text and hours. Until it stores the feature name
-too (`EtaModel.predict_explained` returning (feature, hours) pairs), `feature_of` recognises
-which feature a stored sentence came from.
+The predictor gives each reason as data (:class:`predictor.model.Reason`: the feature, the
+hours it adds, the row's values); the words are here. A stored reason is {"feature",
+"reason" (:func:`describe`'s sentence), "hours"}; for ETAs stored before the feature was
+kept, `feature_of` recognises which feature a sentence came from.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,12 +24,80 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from predictor.features import FEATURES
-from predictor.model import describe
+from predictor.model import Reason
 from service.store.shipments import Shipment, TimelineEvent
 from service.tracking.taxonomy import CARRIERS, NOT_CARRIER_SCANS
 from service.zones import customer_zone
 
 NEGLIGIBLE_HOURS = 0.5
+_CARRIER_NAMES = {"ups": "UPS", "usps": "USPS", "fedex": "FedEx", "dhl": "DHL",
+                  "ontrac": "OnTrac", "unknown": "the carrier"}
+
+
+def describe(feature: str, hours: float, row: Mapping[str, Any]) -> str:
+    """One reason (a feature's contribution, see :class:`predictor.model.Reason`) as the
+    short sentence stored with the ETA and shown by the API."""
+    slower = hours > 0
+    carrier = _CARRIER_NAMES.get(str(row.get("carrier", "unknown")), str(row.get("carrier")))
+    service = str(row.get("service_level", "unknown"))
+    product = carrier if service == "unknown" else f"{carrier} {service.title()}"
+    state = str(row.get("destination_state", "unknown"))
+    where = "this destination" if state == "unknown" else state
+    status = str(row.get("latest_status", "unknown")).replace("_", " ")
+    more, less = ("adds time", "saves time")
+    texts: dict[str, str] = {
+        "carrier": f"{product} {'runs slower' if slower else 'runs faster'} than average",
+        "service_level": f"the {service} service is {'slower' if slower else 'faster'}",
+        "lane": f"{product} {'runs slower' if slower else 'runs faster'} on this lane",
+        "destination_state": f"deliveries to {where} {more if slower else less}",
+        "latest_status": f"latest scan '{status}' {'means more' if slower else 'means less'}"
+                         " time to go",
+        "distance_km": f"{'a long' if slower else 'a short'} distance to travel",
+        "promised_lead_bdays": f"the carrier's standard for this route is "
+                               f"{'long' if slower else 'short'}",
+        "promise_remaining_bdays": f"{'several' if slower else 'few'} business days left "
+                                   "before the promised date",
+        "hours_to_promise": f"the promised date is {'still far' if slower else 'close'}",
+        "weekday": f"the day of the week {more if slower else less} (no Sunday deliveries)",
+        "local_hour": f"the time of day {more if slower else less}",
+        "holidays_next_7d": f"a public holiday this week {more if slower else less}",
+        "peak_season": f"peak season {'slows the networks' if slower else 'is not a factor'}",
+        "days_into_peak": f"{'deep into' if slower else 'early in'} the holiday peak",
+        "hours_since_label": f"time since the label was created {more if slower else less}",
+        "hours_since_handover": f"time already in transit {more if slower else less}",
+        "bdays_since_handover": f"business days already in transit "
+                                f"{more if slower else less}",
+        "n_scans": f"{'few' if slower else 'many'} scans so far",
+        "hours_since_last_scan": f"{'no' if slower else 'a recent'} scan lately",
+        "lane_transit_median_7d": f"{product} deliveries on this lane were "
+                                  f"{'slow' if slower else 'fast'} this week",
+        "lane_transit_median_14d": f"{product} deliveries on this lane were "
+                                   f"{'slow' if slower else 'fast'} in the last two weeks",
+        "lane_deliveries_14d": f"{'little' if slower else 'plenty of'} recent history on "
+                               "this lane",
+        "carrier_transit_median_7d": f"{product} has been {'slow' if slower else 'fast'} "
+                                     "this week",
+        "carrier_transit_median_14d": f"{product} has been {'slow' if slower else 'fast'} "
+                                      "in the last two weeks",
+        "state_transit_median_7d": f"deliveries to {where} were "
+                                   f"{'slow' if slower else 'fast'} this week",
+        "carrier_backlog_days": f"{product} has {'a pile-up of' if slower else 'few'} "
+                                "parcels in its network right now",
+        "lane_backlog_days": f"{'many' if slower else 'few'} parcels are stuck on this lane "
+                             "right now",
+        "carrier_estimate_hours": f"{carrier}'s own delivery estimate is "
+                                  f"{'still some way off' if slower else 'close'}",
+    }
+    text = texts.get(feature, f"{feature.replace('_', ' ')} {more if slower else less}")
+    if math.isnan(hours):
+        return text
+    return text[0].upper() + text[1:]
+
+
+def stored_reasons(reasons: Sequence[Reason]) -> list[dict[str, Any]]:
+    """A prediction's reasons as stored with its ETA (and shown by the API)."""
+    return [{"feature": r.feature, "reason": describe(r.feature, r.hours, r.context),
+             "hours": r.hours} for r in reasons]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from predictor.features import recent_performance, serving_rows
 from predictor.model import EtaModel, Features, late_probability
 from predictor.recent import RecentPerformance
 from service.clock import Clock
+from service.eta.reasons import stored_reasons
 from service.store import eta_models, etas, history
 from service.store.transient import retrying_contention
 from service.tracking.taxonomy import NOT_CARRIER_SCANS
@@ -96,7 +97,7 @@ def _predictions(model: EtaModel, features: Features, shipments: list[dict[str, 
         out.append(Prediction(
             stage_of(shipment_scans), p10, p50, p90,
             None if np.isnan(promised[i]) else float(late[i]),
-            [{"reason": text, "hours": hrs} for text, hrs in explained[i]]))
+            stored_reasons(explained[i])))
     return out
 
 
@@ -117,6 +118,11 @@ class EtaRuntime:
         self._recent_as_of: datetime | None = None
         self._lock = asyncio.Lock()
         self._calibration: tuple[str, int | None] | None = None
+        # A challenger in shadow (service.eta.lifecycle): scored beside the champion on every
+        # refresh, its ETAs stored flagged shadow, never shown nor messaged.
+        self.shadow: EtaModel | None = None
+        self.shadow_version: str | None = None
+        self._shadow_calibration: int | None = None
 
     async def current(self, conn: asyncpg.Connection) -> EtaModel | None:
         """The champion, re-checked every `check_every` seconds (promotion without restart)."""
@@ -138,8 +144,29 @@ class EtaRuntime:
                         self.model, self.version = None, None
                     if self.model is not None and self.version is not None:
                         await self._follow_calibration(conn, self.model, self.version)
+                    await self._follow_shadow(conn)
                     self._checked = time.monotonic()
         return self.model
+
+    async def _follow_shadow(self, conn: asyncpg.Connection) -> None:
+        """Load the shadow challenger when it changes, and apply its newest calibration."""
+        version = await eta_models.shadow_version(conn)
+        if version != self.shadow_version:
+            model = None
+            if version is not None:
+                row = await eta_models.get(conn, version)
+                if row is not None:
+                    model = await asyncio.to_thread(EtaModel.from_bytes, row.artefact)
+                    model.booster.set_param({"nthread": 1})
+            self.shadow = model
+            self.shadow_version = version if model is not None else None
+            self._shadow_calibration = None
+        if self.shadow is None or self.shadow_version is None:
+            return
+        latest = await eta_models.latest_calibration(conn, self.shadow_version)
+        if latest is not None and latest.id != self._shadow_calibration:
+            self.shadow.conformal = {str(k): float(v) for k, v in latest.factors.items()}
+            self._shadow_calibration = latest.id
 
     async def _follow_calibration(self, conn: asyncpg.Connection, model: EtaModel,
                                   version: str) -> None:
@@ -187,6 +214,16 @@ class EtaRuntime:
                          key=lambda pair: pair[0])
         await retrying_contention(lambda: etas.store_many(
             conn, [i for i, _ in ordered], now, model.version, [p for _, p in ordered]))
+        shadow = self.shadow
+        if shadow is not None and shadow.version != model.version:
+            # Same inputs, same instant: the challenger's answer, stored for scoring only.
+            shadowed = await asyncio.to_thread(predict_many, shadow, rows, scans, now, recent,
+                                               self.default_zone)
+            paired = sorted(zip((r["shipment_id"] for r in rows), shadowed, strict=True),
+                            key=lambda pair: pair[0])
+            await retrying_contention(lambda: etas.store_many(
+                conn, [i for i, _ in paired], now, shadow.version, [p for _, p in paired],
+                shadow=True))
         return dict(ordered)
 
 

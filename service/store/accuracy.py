@@ -82,16 +82,16 @@ _AGGREGATES = """count(*) AS scored, avg(abs_error_days) AS mae_days,
     avg(inside_window::int) AS coverage, avg(on_time_shown::int) AS on_time_shown,
     avg(error_days) AS bias_days"""
 
-# The ETAs to score for one delivered shipment ($1), predicted before its delivery: the
-# first shown, the first shown at each stage, and the one in force when each notification
-# but the delivery's own went out. Dates are the customer's ($2: their time zone).
+# The ETAs to score for one delivered shipment ($1), shown before its delivery (a shadow
+# model's are never shown): the first shown, the first shown at each stage, and the one in
+# force when each notification but the delivery's own went out. Dates are the customer's ($2: their time zone).
 SCORE = """
 WITH s AS (
     SELECT shipment_id, carrier, service_level, delivered_at FROM shipments
     WHERE shipment_id = $1 AND status = 'delivered' AND delivered_at IS NOT NULL),
 e AS (
     SELECT e.* FROM shipment_etas e JOIN s USING (shipment_id)
-    WHERE e.predicted_at <= s.delivered_at),
+    WHERE e.predicted_at <= s.delivered_at AND NOT e.shadow),  -- shown ones only
 picked AS (
     (SELECT id, 'first' AS kind FROM e ORDER BY predicted_at, id LIMIT 1)
     UNION ALL

@@ -23,6 +23,8 @@ class ModelRecord(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     created_at: datetime
     promoted_at: datetime | None
+    # Out-of-sample p50 MAE at training (what its live accuracy is held against).
+    validation_mae_hours: float | None = None
 
 
 class ModelSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,12 +55,14 @@ SUMMARY_COLUMNS = ", ".join(ModelSummary.__struct_fields__)
 async def register(conn: asyncpg.Connection, version: str, artefact: bytes,
                    feature_names: Sequence[str], params: dict[str, Any],
                    metrics: dict[str, Any], data_from: datetime | None,
-                   data_to: datetime | None, now: datetime) -> None:
+                   data_to: datetime | None, now: datetime, *,
+                   validation_mae_hours: float | None = None) -> None:
     await conn.execute(
         """INSERT INTO eta_models (version, artefact, feature_names, params, metrics, data_from,
-                                   data_to, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        version, artefact, list(feature_names), params, metrics, data_from, data_to, now)
+                                   data_to, created_at, validation_mae_hours)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+        version, artefact, list(feature_names), params, metrics, data_from, data_to, now,
+        validation_mae_hours)
 
 
 async def champion(conn: asyncpg.Connection) -> ModelRecord | None:
@@ -78,8 +82,10 @@ async def get(conn: asyncpg.Connection, version: str) -> ModelRecord | None:
     return ModelRecord(**row) if row else None
 
 
-async def promote(conn: asyncpg.Connection, version: str, reason: str, now: datetime) -> bool:
-    """Make `version` the champion (the old one retires); False if there is no such model."""
+async def promote(conn: asyncpg.Connection, version: str, reason: str, now: datetime, *,
+                  previous_becomes: str = "retired") -> bool:
+    """Make `version` the champion (the old one retires, or becomes `previous_becomes`:
+    'rolled_back'); False if there is no such model."""
     async with conn.transaction():
         if await conn.fetchval("SELECT 1 FROM eta_models WHERE version = $1 FOR UPDATE",
                                version) is None:
@@ -89,7 +95,7 @@ async def promote(conn: asyncpg.Connection, version: str, reason: str, now: date
         if previous == version:
             return True
         await conn.execute(
-            "UPDATE eta_models SET status = 'retired' WHERE status = 'champion'")
+            "UPDATE eta_models SET status = $1 WHERE status = 'champion'", previous_becomes)
         await conn.execute(
             "UPDATE eta_models SET status = 'champion', promoted_at = $2 WHERE version = $1",
             version, now)
@@ -130,3 +136,38 @@ async def latest_calibration(conn: asyncpg.Connection, version: str) -> Calibrat
         """SELECT id, as_of, factors, info FROM eta_calibrations WHERE model_version = $1
            ORDER BY as_of DESC, id DESC LIMIT 1""", version)
     return Calibration(**row) if row else None
+
+
+async def shadow(conn: asyncpg.Connection) -> ModelRecord | None:
+    """The challenger running in shadow (its ETAs stored, never shown), if any."""
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM eta_models WHERE status = 'shadow'")
+    return ModelRecord(**row) if row else None
+
+
+async def shadow_version(conn: asyncpg.Connection) -> str | None:
+    version: str | None = await conn.fetchval(
+        "SELECT version FROM eta_models WHERE status = 'shadow'")
+    return version
+
+
+async def start_shadow(conn: asyncpg.Connection, version: str) -> None:
+    """Run `version` in shadow; a challenger already there retires (one at a time)."""
+    async with conn.transaction():
+        await conn.execute(
+            "UPDATE eta_models SET status = 'retired' WHERE status = 'shadow' AND version <> $1",
+            version)
+        await conn.execute(
+            "UPDATE eta_models SET status = 'shadow' WHERE version = $1 AND status = 'candidate'",
+            version)
+
+
+async def end_shadow(conn: asyncpg.Connection, version: str) -> None:
+    await conn.execute(
+        "UPDATE eta_models SET status = 'retired' WHERE version = $1 AND status = 'shadow'",
+        version)
+
+
+async def newest_created_at(conn: asyncpg.Connection) -> datetime | None:
+    """When the newest model was registered (a scheduled retrain is due `every` after)."""
+    at: datetime | None = await conn.fetchval("SELECT max(created_at) FROM eta_models")
+    return at

@@ -35,10 +35,11 @@ COLUMNS = ", ".join(EtaRecord.__struct_fields__)
 async def first_and_latest(conn: asyncpg.Connection, shipment_id: str
                            ) -> tuple[EtaRecord | None, EtaRecord | None]:
     rows = await conn.fetch(
-        f"""(SELECT {COLUMNS}, 'first' AS which FROM shipment_etas WHERE shipment_id = $1
-             ORDER BY predicted_at, id LIMIT 1)
+        f"""(SELECT {COLUMNS}, 'first' AS which FROM shipment_etas
+             WHERE shipment_id = $1 AND NOT shadow ORDER BY predicted_at, id LIMIT 1)
             UNION ALL
-            (SELECT {COLUMNS}, 'latest' FROM shipment_etas WHERE shipment_id = $1
+            (SELECT {COLUMNS}, 'latest' FROM shipment_etas
+             WHERE shipment_id = $1 AND NOT shadow
              ORDER BY predicted_at DESC, id DESC LIMIT 1)""", shipment_id)
     found = {r["which"]: EtaRecord(**{k: r[k] for k in EtaRecord.__struct_fields__})
              for r in rows}
@@ -47,17 +48,19 @@ async def first_and_latest(conn: asyncpg.Connection, shipment_id: str
 
 async def history(conn: asyncpg.Connection, shipment_id: str, limit: int = 500
                   ) -> list[EtaRecord]:
-    """Every ETA predicted for a shipment, oldest first (up to `limit`)."""
+    """Every ETA shown for a shipment, oldest first (up to `limit`; no shadow ETA)."""
     rows = await conn.fetch(
-        f"""SELECT {COLUMNS} FROM shipment_etas WHERE shipment_id = $1
+        f"""SELECT {COLUMNS} FROM shipment_etas WHERE shipment_id = $1 AND NOT shadow
             ORDER BY predicted_at, id LIMIT $2""", shipment_id, limit)
     return [EtaRecord(**r) for r in rows]
 
 
 async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicted_at: datetime,
-                     model_version: str, predictions: Sequence[Any]) -> None:
+                     model_version: str, predictions: Sequence[Any], *,
+                     shadow: bool = False) -> None:
     """Append one ETA per shipment and point each shipment at it, unless it already shows a
-    newer one (one statement, one round trip).
+    newer one (one statement, one round trip). A ``shadow`` ETA (a challenger's) is only
+    appended: no shipment points at it, nothing shows it or sends a message from it.
 
     Run on its own (autocommit), the statement commits without waiting for the WAL flush
     (``synchronous_commit`` off for its own transaction only): an ETA is derived data,
@@ -74,8 +77,9 @@ async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicte
     await conn.execute(
         f"""WITH {LOCK_IN_ORDER}, new AS (
                INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage,
-                                          eta_p10, eta_p50, eta_p90, prob_late, reasons)
-               SELECT s, $2, $3, st, a, b, c, l, r::jsonb FROM unnest(
+                                          eta_p10, eta_p50, eta_p90, prob_late, reasons,
+                                          shadow)
+               SELECT s, $2, $3, st, a, b, c, l, r::jsonb, $11 FROM unnest(
                    $1::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
                    $7::timestamptz[], $8::real[], $9::text[]) AS t(s, st, a, b, c, l, r),
                    (SELECT CASE WHEN $10 THEN set_config('synchronous_commit', 'off', true)
@@ -83,7 +87,7 @@ async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicte
                RETURNING id, shipment_id, eta_p10, eta_p50, eta_p90)
            UPDATE shipments x SET eta_id = new.id, eta_p10 = new.eta_p10,
                                   eta_p50 = new.eta_p50, eta_p90 = new.eta_p90
-           FROM new WHERE x.shipment_id = new.shipment_id
+           FROM new WHERE x.shipment_id = new.shipment_id AND NOT $11
              AND x.shipment_id IN (SELECT shipment_id FROM locked)
              -- a refresh that ran late (handed over twice) never hides a newer prediction
              AND NOT EXISTS (SELECT 1 FROM shipment_etas shown
@@ -91,7 +95,7 @@ async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicte
         shipment_ids, predicted_at, model_version, [p.stage for p in predictions],
         [p.p10 for p in predictions], [p.p50 for p in predictions],
         [p.p90 for p in predictions], [p.prob_late for p in predictions],
-        [orjson.dumps(p.reasons).decode() for p in predictions], relaxed)
+        [orjson.dumps(p.reasons).decode() for p in predictions], relaxed, shadow)
 
 
 async def unfinished_with_scans(conn: asyncpg.Connection, shipment_ids: list[str],
@@ -117,3 +121,49 @@ async def unfinished_with_scans(conn: asyncpg.Connection, shipment_ids: list[str
         out.append((row, [{"status": st, "occurred_at": t}
                           for st, t in zip(statuses, times, strict=True)]))
     return out
+
+
+class ModelScore(msgspec.Struct, frozen=True, kw_only=True):
+    """One model's served ETAs scored against deliveries (see :func:`scores`)."""
+
+    model_version: str
+    parcels: int
+    rows: int
+    mae_hours: float | None
+    coverage: float | None
+
+
+async def scores(conn: asyncpg.Connection, versions: Sequence[str], since: datetime,
+                 until: datetime, *, common: bool = True) -> dict[str, ModelScore]:
+    """Each model's ETAs (shown or shadow) for the parcels delivered in ``[since, until)``,
+    predicted before the delivery: parcels, ETAs, mean |p50 - delivery| in hours and the
+    share of deliveries inside [p10, p90]. ``common``: only parcels that every model in
+    ``versions`` gave an ETA for, and only instants at or after the latest first ETA of any
+    of them (the same parcels, the same stretch of their journey, for a fair comparison)."""
+    rows = await conn.fetch(
+        """WITH delivered AS (
+               SELECT shipment_id, delivered_at FROM shipments
+               WHERE delivered_at >= $2 AND delivered_at < $3),
+           served AS (
+               SELECT x.model_version, x.shipment_id, x.predicted_at, x.eta_p10, x.eta_p50,
+                      x.eta_p90, d.delivered_at
+               FROM shipment_etas x JOIN delivered d USING (shipment_id)
+               WHERE x.model_version = ANY($1::text[]) AND x.predicted_at < d.delivered_at),
+           span AS (
+               SELECT shipment_id, max(first_at) AS from_at, count(*) AS models FROM (
+                   SELECT shipment_id, model_version, min(predicted_at) AS first_at
+                   FROM served GROUP BY shipment_id, model_version) f
+               GROUP BY shipment_id)
+           SELECT v.model_version, count(DISTINCT v.shipment_id) AS parcels,
+                  count(*) AS rows,
+                  avg(abs(extract(epoch FROM v.delivered_at - v.eta_p50)) / 3600.0)
+                      AS mae_hours,
+                  avg(CASE WHEN v.delivered_at BETWEEN v.eta_p10 AND v.eta_p90
+                      THEN 1.0 ELSE 0.0 END) AS coverage
+           FROM served v JOIN span p USING (shipment_id)
+           WHERE NOT $4 OR (p.models = cardinality($1::text[]) AND v.predicted_at >= p.from_at)
+           GROUP BY v.model_version""", list(versions), since, until, common)
+    return {r["model_version"]: ModelScore(
+        model_version=r["model_version"], parcels=int(r["parcels"]), rows=int(r["rows"]),
+        mae_hours=None if r["mae_hours"] is None else float(r["mae_hours"]),
+        coverage=None if r["coverage"] is None else float(r["coverage"])) for r in rows}

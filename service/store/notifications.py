@@ -179,11 +179,12 @@ LEFT JOIN LATERAL (
     ORDER BY occurred_at DESC, id DESC LIMIT 1) e ON true
 LEFT JOIN LATERAL (
     SELECT x.eta_p10, x.eta_p90 FROM shipment_etas x
-    WHERE x.shipment_id = c.shipment_id
+    WHERE x.shipment_id = c.shipment_id AND NOT x.shadow
       AND x.predicted_at <= coalesce(
           (SELECT max(m.sent_at) FROM notifications m
            WHERE m.shipment_id = c.shipment_id AND m.state = 'sent'),
-          (SELECT min(f.predicted_at) FROM shipment_etas f WHERE f.shipment_id = c.shipment_id))
+          (SELECT min(f.predicted_at) FROM shipment_etas f
+           WHERE f.shipment_id = c.shipment_id AND NOT f.shadow))
     ORDER BY x.predicted_at DESC, x.id DESC LIMIT 1) p ON true
 """
 

@@ -52,22 +52,25 @@ def test_round_trip_predicts_identically(trained: tuple[EtaModel, dict[str, Any]
         EtaModel.from_bytes(b"not a model")
 
 
-def test_explain_gives_worded_reasons(trained: tuple[EtaModel, dict[str, Any]],
-                                      history: SimulatedHistory) -> None:
+def test_explain_gives_reason_codes_not_words(trained: tuple[EtaModel, dict[str, Any]],
+                                              history: SimulatedHistory) -> None:
+    """The predictor says which feature moved the median and by how much, with the row's
+    values a sentence may name; the wording is the service's (service.eta.reasons)."""
     model, _ = trained
     X, _, _ = training_snapshots(history.shipments.head(5), history.events,
                                  recent=recent_performance(history.shipments))
     reasons = model.explain(X.head(3), top=3)
     assert len(reasons) == 3
-    for row in reasons:
+    for row, carrier in zip(reasons, X["carrier"].head(3), strict=True):
         assert len(row) == 3
-        for text, hours in row:
-            assert isinstance(text, str) and " " in text and "_" not in text
-            assert isinstance(hours, float)
+        for reason in row:
+            assert reason.feature in model.feature_names
+            assert isinstance(reason.hours, float)
+            assert reason.context["carrier"] == str(carrier)
     # The reasons are the largest contributions, largest first.
     contrib = model.contributions(X.head(3))
     top = np.sort(np.abs(contrib[0]))[::-1][:3]
-    assert [abs(h) for _, h in reasons[0]] == pytest.approx(np.round(top, 2), abs=0.011)
+    assert [abs(r.hours) for r in reasons[0]] == pytest.approx(np.round(top, 2), abs=0.011)
 
 
 def test_fast_attributions_equal_xgboosts_approx_contribs(

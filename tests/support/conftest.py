@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from predictor.model import describe
 from service.clock import ManualClock
+from service.eta.reasons import describe
 from service.eta.runtime import Prediction
 from service.store import etas
 from tests.builders import event, order, shipment
