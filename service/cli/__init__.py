@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.cli import (  # noqa: F401 - importing a module registers its commands
+    carriers,
     demo,
     history,
     keys,
