@@ -83,10 +83,27 @@ def from_carrier(carrier: str, code: str) -> Mapped:
     return _mapped(lookup(carrier, code), code) or Mapped("unknown", "", code)
 
 
+def _sharpened(found: Mapped, carrier: str, code: str | None) -> Mapped:
+    """`found` with the carrier's own code's substatus when that code means the same status."""
+    if found.substatus:
+        return found
+    row = lookup(carrier, code)
+    if row is not None and row.status == found.status and row.substatus:
+        return found._replace(substatus=row.substatus)
+    return found
+
+
 def from_easypost(carrier: str, status: str | None, status_detail: str | None,
                   carrier_code: str | None) -> Mapped:
     """An EasyPost tracking detail: its status_detail when it is sharper than its status (and
-    agrees), else its status, else the carrier's own code."""
+    agrees), else its status, else the carrier's own code (whose substatus sharpens the
+    others' when it agrees)."""
+    return _sharpened(_from_easypost(carrier, status, status_detail, carrier_code), carrier,
+                      carrier_code)
+
+
+def _from_easypost(carrier: str, status: str | None, status_detail: str | None,
+                   carrier_code: str | None) -> Mapped:
     given = "/".join(p for p in (status, status_detail) if p) or None
     top = lookup("easypost", status)
     detail = lookup("easypost", status_detail) if status_detail != "unknown" else None
@@ -108,7 +125,7 @@ def from_aftership(carrier: str, tag: str | None, subtag: str | None,
     for code in (subtag, tag):
         found = _mapped(lookup("aftership", code), code)
         if found is not None:
-            return found
+            return _sharpened(found, carrier, raw_tag)
     if raw_tag:
         return from_carrier(carrier, raw_tag)
     return Mapped("unknown", "", subtag or tag or "unknown")

@@ -210,3 +210,17 @@ def test_easypost_documented_empty_carrier_code_and_unknown_status() -> None:
     assert isinstance(update, easypost.TrackerUpdate)
     row = update.batch(None).events[3]
     assert (row.status, row.raw_code) == ("unknown", "unknown/unknown")
+
+
+def test_an_aggregators_status_takes_the_carriers_substatus_when_they_agree() -> None:
+    from service.tracking.carrier_codes import from_aftership, from_easypost
+
+    assert from_easypost("ups", "delivered", None, "KB") == (
+        "delivered", "signature_obtained", "delivered")
+    assert from_easypost("ups", "in_transit", "arrived_at_pickup_location", "ZP") == (
+        "available_for_pickup", "access_point", "in_transit/arrived_at_pickup_location")
+    assert from_easypost("usps", "unknown", None, "ZZ9") == ("unknown", "", "ZZ9")
+    assert from_easypost("usps", "error", None, None).status == "unknown"
+    assert from_aftership("ups", "Delivered", "Delivered_001", "KB") == (
+        "delivered", "signature_obtained", "Delivered_001")
+    assert from_aftership("ups", "Exception", None, "KB").substatus == ""  # they disagree
