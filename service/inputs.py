@@ -23,6 +23,7 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -34,7 +35,7 @@ from service.limits import (
     check_instant,
     near,
 )
-from service.tracking.carrier_codes import NO_CARRIER, normalize_carrier
+from service.tracking.carrier_codes import NO_CARRIER, carrier_for, normalize_carrier
 from service.tracking.numbers import normalized_tracking_number
 from service.tracking.taxonomy import CARRIERS, SERVICE_LEVELS
 
@@ -189,6 +190,16 @@ class ShipmentIn(_In):
     # After label_created_at, which its check reads.
     promised_delivery_date: Annotated[
         Day | None, Field(description="within 3 years of label_created_at")] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _carrier_from_number(cls, data: Any) -> Any:
+        # No carrier named: the tracking number's shape may name it (UPS 1Z…, USPS 9…).
+        if isinstance(data, dict) and isinstance(data.get("tracking_number"), str) and (
+                data.get("carrier") is None or (isinstance(data.get("carrier"), str)
+                                                and not data["carrier"].strip())):
+            return {**data, "carrier": carrier_for(None, data["tracking_number"])}
+        return data
 
     @field_validator("service_level")
     @classmethod

@@ -27,7 +27,7 @@ from service.errors import FieldError
 from service.inputs import Location, OrderIn, ShipmentIn, TrackingEventIn
 from service.limits import OutOfRange, check_day, near
 from service.store.events import EventRow
-from service.tracking.carrier_codes import NO_CARRIER, Mapped, is_other, normalize_carrier
+from service.tracking.carrier_codes import NO_CARRIER, Mapped, carrier_for, is_other
 from service.tracking.ingest import event_problems, to_row
 
 
@@ -138,10 +138,12 @@ def shape_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     return errors
 
 
-def known_carrier(name: str | None, where: str, notes: list[str] | None = None) -> str:
+def known_carrier(name: str | None, where: str, notes: list[str] | None = None,
+                  tracking_number: str | None = None) -> str:
     """Our slug for any courier a sender names: a known one in any spelling, else
-    `other:<slug>` (tracked all the same); `notes` says when it is not one we know."""
-    slug = normalize_carrier(name)
+    `other:<slug>` (tracked all the same; when none is named, the carrier the tracking number's
+    shape names); `notes` says when it is not one we know."""
+    slug = carrier_for(name, tracking_number)
     if notes is not None and is_other(slug):
         said = "no carrier named" if slug == NO_CARRIER else f"carrier {name!r} is not one we know"
         notes.append(f"{where}: {said}; tracked as {slug}")

@@ -203,7 +203,7 @@ def map_fulfillment(fulfillment: Fulfillment, where: str, batch: WebhookBatch) -
     if not numbers:
         return  # nothing trackable yet; a later fulfillments/update brings the number
     carrier = known_carrier(fulfillment.tracking_company, _at(where, "tracking_company"),
-                            batch.notes)
+                            batch.notes, numbers[0])
     urls = fulfillment.tracking_urls or ([fulfillment.tracking_url] if fulfillment.tracking_url else [])
     origin = fulfillment.origin_address or Address()
     destination = fulfillment.destination or Address()

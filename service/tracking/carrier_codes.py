@@ -59,6 +59,24 @@ def normalize_carrier(name: str | None) -> str:
     return f"{OTHER_PREFIX}{slug or 'unknown'}"
 
 
+# Tracking number shapes that name their carrier unambiguously (checked after normalizing).
+_NUMBER_SHAPES: Final = ((re.compile(r"^1Z[0-9A-Z]{16}$"), "ups"),
+                         (re.compile(r"^9[1-5][0-9]{18,24}$"), "usps"))
+
+
+def carrier_for(name: str | None, tracking_number: str | None) -> str:
+    """normalize_carrier, except that a sender naming no carrier (null, "", "Other") gets the
+    carrier its tracking number's shape names (UPS 1Z…, USPS 9[1-5]… of 20-26 digits), so its
+    scans from a tracker that does name the carrier meet it."""
+    slug = normalize_carrier(name)
+    if slug in (NO_CARRIER, "other:other") and tracking_number:
+        number = "".join(tracking_number.split()).replace("-", "").upper()
+        for shape, carrier in _NUMBER_SHAPES:
+            if shape.match(number):
+                return carrier
+    return slug
+
+
 def is_other(carrier: str) -> bool:
     return carrier.startswith(OTHER_PREFIX)
 

@@ -224,3 +224,12 @@ def test_an_aggregators_status_takes_the_carriers_substatus_when_they_agree() ->
     assert from_aftership("ups", "Delivered", "Delivered_001", "KB") == (
         "delivered", "signature_obtained", "Delivered_001")
     assert from_aftership("ups", "Exception", None, "KB").substatus == ""  # they disagree
+
+
+def test_a_tracking_numbers_shape_names_the_carrier_only_when_none_is_named() -> None:
+    from service.tracking.carrier_codes import carrier_for
+
+    assert carrier_for(None, "1z999aa10123456784") == "ups"
+    assert carrier_for("Other", "9400 1108 9882 5022 5794 93") == "usps"
+    assert carrier_for("", "12345") == "other:unknown"
+    assert carrier_for("FedEx", "1Z999AA10123456784") == "fedex"  # what the sender says wins
