@@ -131,7 +131,9 @@ async def _ingest_once(
     )
     touched = records[0]["touched"] if records else 0
     accepted = {bytes(r["dedupe_key"]) for r in records}
-    unknown = [r for r in rows if r.status == "unknown" and r.dedupe_key in accepted]
+    # Only a code we could not read counts (an event sent as plain "unknown" has none).
+    unknown = [r for r in rows if r.status == "unknown" and r.raw_code
+               and r.dedupe_key in accepted]
     if unknown:
         await count_unknown(conn, unknown, received_at)
     return IngestResult(accepted, int(touched))

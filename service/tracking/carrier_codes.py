@@ -15,6 +15,7 @@ tracker's state instead of an event.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
 from service.tracking import carrier_tables
@@ -44,6 +45,7 @@ def carrier_slug(name: str | None) -> str | None:
     return carrier_tables.carrier_slug(name)
 
 
+@lru_cache(maxsize=4096)  # the hot path: every event names its carrier
 def normalize_carrier(name: str | None) -> str:
     """Our slug for any carrier a sender names: a known one (aliases, case and punctuation do
     not matter: "U.P.S.", "Fedex Ground"), else `other:<slug>` of the text, else NO_CARRIER."""
