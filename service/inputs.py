@@ -23,6 +23,7 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -34,6 +35,8 @@ from service.limits import (
     check_instant,
     near,
 )
+from service.tracking.carrier_codes import NO_CARRIER, carrier_for, normalize_carrier
+from service.tracking.numbers import normalized_tracking_number
 from service.tracking.taxonomy import CARRIERS, SERVICE_LEVELS
 
 # Our ids (order, shipment) and tracking numbers, in bodies, paths and queries.
@@ -53,6 +56,17 @@ def _known_carrier(value: str) -> str:
     if slug not in CARRIERS:
         raise ValueError(f"unknown carrier {value!r}; known carriers: {', '.join(sorted(CARRIERS))}")
     return slug
+
+
+def _any_carrier(value: object) -> str:
+    # Any carrier a sender names is kept: ours when known, else `other:<slug>` of the text.
+    if value is None:
+        return NO_CARRIER
+    if not isinstance(value, str):
+        raise ValueError("must be a string naming the carrier")
+    if len(value) > 200:
+        raise ValueError("at most 200 characters")
+    return normalize_carrier(value)
 
 
 def _e164(value: str) -> str:
@@ -108,6 +122,16 @@ Day = Annotated[date, BeforeValidator(_iso_string), AfterValidator(check_day),
                 _Documented(pattern=DATE_PATTERN, description="between 1970 and 2099")]
 Carrier = Annotated[str, AfterValidator(_known_carrier),
                     _Documented(enum=sorted(CARRIERS), description="case-insensitive")]
+AnyCarrier = Annotated[str, BeforeValidator(_any_carrier), _Documented(
+    description="any carrier name or slug; known ones (" + ", ".join(sorted(CARRIERS))
+    + ") are recognized in any case and spelling (\"U.P.S.\", \"Fedex Ground\"), others are "
+    "kept as other:<slug>")]
+def _tracking_number(value: object) -> object:
+    # Matched normalized everywhere (case, spaces and dashes do not matter): stored so too.
+    return normalized_tracking_number(value) if isinstance(value, str) else value
+
+
+TrackingNumber = Annotated[Identifier, BeforeValidator(_tracking_number)]
 Phone = Annotated[str, AfterValidator(_e164)]
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 Locale = Annotated[str, AfterValidator(_locale)]
@@ -155,9 +179,9 @@ class ShipmentIn(_In):
     """PUT /v1/shipments/{shipment_id}: the whole shipment as the OMS knows it now."""
 
     order_id: Identifier
-    carrier: Carrier
+    carrier: AnyCarrier = NO_CARRIER
     service_level: Annotated[str, Field(json_schema_extra={"enum": list(SERVICE_LEVELS)})]
-    tracking_number: Identifier
+    tracking_number: TrackingNumber
     origin: Address = Address()
     destination: Address = Address()
     weight_grams: Annotated[StrictInt, Field(gt=0, le=1_000_000)] | None = None
@@ -166,6 +190,16 @@ class ShipmentIn(_In):
     # After label_created_at, which its check reads.
     promised_delivery_date: Annotated[
         Day | None, Field(description="within 3 years of label_created_at")] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _carrier_from_number(cls, data: Any) -> Any:
+        # No carrier named: the tracking number's shape may name it (UPS 1Z…, USPS 9…).
+        if isinstance(data, dict) and isinstance(data.get("tracking_number"), str) and (
+                data.get("carrier") is None or (isinstance(data.get("carrier"), str)
+                                                and not data["carrier"].strip())):
+            return {**data, "carrier": carrier_for(None, data["tracking_number"])}
+        return data
 
     @field_validator("service_level")
     @classmethod
@@ -199,8 +233,9 @@ class TrackingEventIn(msgspec.Struct, frozen=True):
     decoding each item straight from its raw bytes also keeps those bytes as the payload.
     """
 
-    carrier: Annotated[str, msgspec.Meta(min_length=1, max_length=40, extra_json_schema={
-        "enum": sorted(CARRIERS), "description": "case-insensitive"})]
+    carrier: Annotated[str, msgspec.Meta(min_length=1, max_length=200, extra_json_schema={
+        "description": "any carrier name or slug; known ones recognized in any spelling, "
+                       "others kept as other:<slug>"})]
     tracking_number: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
     # A taxonomy status, or the carrier's raw code (mapped, and kept raw).
     status: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]

@@ -298,3 +298,23 @@ async def test_webhooks_reprocess_completes_refused_deliveries_once(
     missing = await reprocess("--id", "999")
     assert missing.returncode == 1 and "no stored delivery with id 999" in missing.stderr
     assert "Traceback" not in missing.stderr + naive.stderr + unknown.stderr
+
+
+async def test_carriers_unknown_coverage_and_events_remap(
+    client: Any, admin: dict[str, str], database_url: str, redis_server_url: str,
+) -> None:
+    await client.put("/v1/shipments/s-1", json=shipment("o-1", "1Z0001"), headers=admin)
+    scans = [event("I", "2026-11-03T08:00:00Z"),
+             event("Q7", "2026-11-03T12:00:00Z", description="Held: weird reason")]
+    assert (await client.post("/v1/tracking-events", json=scans, headers=admin)).status == 202
+    env = _env(DATABASE_URL=database_url, REDIS_URL=redis_server_url)
+    listed = await asyncio.to_thread(run, "carriers", "unknown", env=env)
+    assert listed.returncode == 0, listed.stderr
+    (line,) = [x for x in listed.stdout.splitlines() if x.startswith("ups\t")]
+    assert line.split("\t")[:3] == ["ups", "Q7", "1"] and line.endswith("Held: weird reason")
+    coverage = await asyncio.to_thread(run, "carriers", "coverage", env=env)
+    assert coverage.returncode == 0 and any(
+        x.split()[0] == "ups" for x in coverage.stdout.splitlines()[1:])
+    remapped = await asyncio.to_thread(run, "events", "remap", env=env)
+    assert remapped.returncode == 0, remapped.stderr
+    assert "changed 0 of 2 events; 0 shipments" in remapped.stdout

@@ -69,6 +69,17 @@ async def test_eta_window_after_label_and_after_each_scan(
         assert await conn.fetchval(
             "SELECT count(*) FROM shipment_etas WHERE shipment_id = 's-new'") == 2
 
+    # A carrier the model never saw (kept as other:<slug>) is scored as an unseen category.
+    await client.put("/v1/shipments/s-pigeon", headers=admin, json=shipment(
+        "o-new", "pigeon-1", carrier="Pigeon Post", label_created_at="2026-10-21T00:00:00Z",
+        promised_delivery_date="2026-10-27", origin={"postal_code": "07094", "country": "US"},
+        destination={"postal_code": "94105", "country": "US"}))
+    await drain(settings, clock, pool)
+    pigeon = await (await client.get("/v1/shipments/s-pigeon", headers=admin)).json()
+    assert (pigeon["carrier"], pigeon["carrier_name"]) == ("other:pigeon-post", "Pigeon Post")
+    assert pigeon["eta"] is not None
+    assert pigeon["eta"]["earliest"] <= pigeon["eta"]["likely"] <= pigeon["eta"]["latest"]
+
 
 async def test_checkout_quote_and_promotion_without_restart(
     trained: str, client: TestClient, admin: dict[str, str], pool: asyncpg.Pool, history: object,

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from service.store.etas import EtaRecord
 from service.store.orders import Order
 from service.store.shipments import Shipment, TimelineEvent
-from service.tracking.taxonomy import CARRIERS
+from service.tracking.carrier_codes import carrier_name
 
 
 def iso(value: datetime | date | None) -> str | None:
@@ -29,6 +29,7 @@ def event_json(row: TimelineEvent) -> dict[str, Any]:
         "occurred_at": iso(row.occurred_at),
         "received_at": iso(row.received_at),
         "event_id": row.carrier_event_id,
+        "substatus": row.substatus,
     }
 
 
@@ -65,7 +66,7 @@ def shipment_json(row: Shipment, timeline: list[TimelineEvent],
         "shipment_id": row.shipment_id,
         "order_id": row.order_id,
         "carrier": row.carrier,
-        "carrier_name": CARRIERS.get(row.carrier, row.carrier),
+        "carrier_name": carrier_name(row.carrier),
         "service_level": row.service_level,
         "tracking_number": row.tracking_number,
         "origin": {"postal_code": row.origin_postal_code, "country": row.origin_country},
@@ -77,6 +78,7 @@ def shipment_json(row: Shipment, timeline: list[TimelineEvent],
         "label_created_at": iso(row.label_created_at),
         "shipped_at": iso(row.shipped_at),
         "status": row.status,
+        "substatus": row.substatus,
         "status_at": iso(row.status_occurred_at),
         "delivered_at": iso(row.delivered_at),
         "event_count": row.event_count,

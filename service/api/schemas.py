@@ -33,6 +33,7 @@ class EventOut(BaseModel):
     occurred_at: str
     received_at: str
     event_id: str | None
+    substatus: str | None = None
 
 
 class AddressOut(BaseModel):
@@ -67,6 +68,7 @@ class ShipmentOut(BaseModel):
     label_created_at: str | None
     shipped_at: str | None
     status: str
+    substatus: str | None = None
     status_at: str | None
     delivered_at: str | None
     event_count: int

@@ -17,8 +17,8 @@ from service.store.support_actions import SupportAction
 from service.support.case import ShipmentCase
 from service.support.eta_history import Cause
 from service.support.messages_log import resend_of, state_and_why
-from service.tracking.carrier_tables import lookup
-from service.tracking.taxonomy import CARRIERS, TERMINAL
+from service.tracking.carrier_codes import carrier_name
+from service.tracking.taxonomy import TERMINAL
 
 
 def customer_json(order: Order | None) -> dict[str, Any] | None:
@@ -31,7 +31,7 @@ def customer_json(order: Order | None) -> dict[str, Any] | None:
 def hit_json(hit: SearchHit) -> dict[str, Any]:
     return {
         "shipment_id": hit.shipment_id, "order_id": hit.order_id, "carrier": hit.carrier,
-        "carrier_name": CARRIERS.get(hit.carrier, hit.carrier),
+        "carrier_name": carrier_name(hit.carrier),
         "tracking_number": hit.tracking_number,
         "status": "lost" if hit.lost_at and hit.status not in TERMINAL else hit.status,
         "created_at": iso(hit.created_at),
@@ -62,10 +62,7 @@ def _cause_json(cause: Cause) -> dict[str, Any]:
 
 
 def timeline_json(carrier: str, event: TimelineEvent) -> dict[str, Any]:
-    row = lookup(carrier, event.raw_code) if event.raw_code else None
-    same = row is not None and row.status == event.status
-    return {**event_json(event), "id": event.id,
-            "substatus": (row.substatus or None) if same and row is not None else None}
+    return {**event_json(event), "id": event.id}
 
 
 def notification_json(n: Notification, now: datetime) -> dict[str, Any]:
@@ -87,8 +84,9 @@ def case_json(case: ShipmentCase, settings: Settings) -> dict[str, Any]:
     current = case.current
     return {
         "shipment_id": s.shipment_id, "order_id": s.order_id, "carrier": s.carrier,
-        "carrier_name": CARRIERS.get(s.carrier, s.carrier), "service_level": s.service_level,
+        "carrier_name": carrier_name(s.carrier), "service_level": s.service_level,
         "tracking_number": s.tracking_number, "status": "lost" if s.lost else s.status,
+        "substatus": None if s.lost else s.substatus,
         "status_at": iso(s.status_occurred_at), "label_created_at": iso(s.label_created_at),
         "delivered_at": iso(s.delivered_at), "lost_at": iso(s.lost_at),
         "promised_delivery_date": iso(s.promised_delivery_date),
@@ -101,6 +99,9 @@ def case_json(case: ShipmentCase, settings: Settings) -> dict[str, Any]:
         "timeline": [timeline_json(s.carrier, e) for e in case.timeline],
         "raw_timeline": [{"id": e.id, "received_at": iso(e.received_at),
                           "payload": case.payloads.get(e.id)} for e in case.timeline],
+        "trackers": [{"source": t.source, "state": t.state, "detail": t.detail,
+                      "message": t.message, "stated_at": iso(t.stated_at),
+                      "updated_at": iso(t.updated_at)} for t in case.trackers],
         "eta_first": window_json(case.first, zone) if case.first else None,
         "eta_current": window_json(current, zone) if current else None,
         "probability_late": current.prob_late if current else None,

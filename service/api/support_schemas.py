@@ -137,6 +137,18 @@ class TimelineEventOut(EventOut):
     substatus: str | None
 
 
+class TrackerStateOut(BaseModel):
+    """An aggregator's state of its tracker (EasyPost `error`, AfterShip `Expired`): about the
+    tracking, not the parcel; never shown to the customer."""
+
+    source: str
+    state: str
+    detail: str | None
+    message: str | None
+    stated_at: str | None
+    updated_at: str
+
+
 class SupportShipmentOut(BaseModel):
     shipment_id: str
     order_id: str
@@ -145,6 +157,7 @@ class SupportShipmentOut(BaseModel):
     service_level: str
     tracking_number: str
     status: str
+    substatus: str | None = None
     status_at: str | None
     label_created_at: str | None
     delivered_at: str | None
@@ -156,6 +169,7 @@ class SupportShipmentOut(BaseModel):
     timezone: str
     timeline: list[TimelineEventOut]
     raw_timeline: list[RawEventOut]
+    trackers: list[TrackerStateOut] = []
     eta_first: WindowOut | None
     eta_current: WindowOut | None
     probability_late: float | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from service.cli import (  # noqa: F401 - importing a module registers its commands
     backtest,
+    carriers,
     demo,
     history,
     keys,

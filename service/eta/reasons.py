@@ -26,7 +26,8 @@ from zoneinfo import ZoneInfo
 from predictor.features import FEATURES
 from predictor.model import Reason
 from service.store.shipments import Shipment, TimelineEvent
-from service.tracking.taxonomy import CARRIERS, NOT_CARRIER_SCANS
+from service.tracking.carrier_codes import carrier_name as display_carrier
+from service.tracking.taxonomy import NOT_CARRIER_SCANS
 from service.zones import customer_zone
 
 NEGLIGIBLE_HOURS = 0.5
@@ -142,7 +143,7 @@ def facts_for(shipment: Shipment, timeline: Sequence[TimelineEvent], as_of: date
                                        shipment.destination_country) if p) or None
     zone = customer_zone(None, shipment.destination_postal_code, shipment.destination_country,
                          default_zone)  # the destination's: where a promise is kept
-    return facts_at(as_of, zone, CARRIERS.get(shipment.carrier, shipment.carrier),
+    return facts_at(as_of, zone, display_carrier(shipment.carrier),
                     shipment.service_level, destination, shipment.label_created_at,
                     shipment.promised_delivery_date, shipment.carrier_estimated_delivery, known)
 

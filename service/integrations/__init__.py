@@ -27,9 +27,8 @@ from service.errors import FieldError
 from service.inputs import Location, OrderIn, ShipmentIn, TrackingEventIn
 from service.limits import OutOfRange, check_day, near
 from service.store.events import EventRow
-from service.tracking.carrier_codes import carrier_slug
+from service.tracking.carrier_codes import NO_CARRIER, Mapped, carrier_for, is_other
 from service.tracking.ingest import event_problems, to_row
-from service.tracking.taxonomy import CARRIERS
 
 
 class MappingError(Exception):
@@ -86,6 +85,20 @@ class ShipmentUpdate(NamedTuple):
     carried: frozenset[str]
 
 
+@dataclass(frozen=True)
+class TrackerState:
+    """What an aggregator says about its tracker, not the parcel (EasyPost `error`, AfterShip
+    `Expired`): shown to the operator and support, never a customer-facing status."""
+
+    carrier: str
+    tracking_number: str
+    source: str
+    state: str
+    detail: str | None = None
+    message: str | None = None
+    stated_at: datetime | None = None
+
+
 @dataclass
 class WebhookBatch:
     """Everything one delivery writes, in one transaction."""
@@ -94,6 +107,7 @@ class WebhookBatch:
     shipments: list[ShipmentUpdate] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
     estimates: list[CarrierEstimate] = field(default_factory=list)
+    trackers: list[TrackerState] = field(default_factory=list)
     # Set when the delivery is understood but carries nothing we store (e.g. another topic).
     ignored: str | None = None
     # Parts of the payload understood but not stored, e.g. a checkpoint without a time.
@@ -124,14 +138,15 @@ def shape_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     return errors
 
 
-def known_carrier(name: str | None, where: str) -> str:
-    """Our slug for a sender's courier name, or MappingError naming the field."""
-    slug = carrier_slug(name)
-    if slug is None or slug not in CARRIERS:
-        raise MappingError([FieldError(
-            where, f"unknown carrier {name!r}; known carriers: {', '.join(sorted(CARRIERS))}",
-            "unknown_carrier",
-        )])
+def known_carrier(name: str | None, where: str, notes: list[str] | None = None,
+                  tracking_number: str | None = None) -> str:
+    """Our slug for any courier a sender names: a known one in any spelling, else
+    `other:<slug>` (tracked all the same; when none is named, the carrier the tracking number's
+    shape names); `notes` says when it is not one we know."""
+    slug = carrier_for(name, tracking_number)
+    if notes is not None and is_other(slug):
+        said = "no carrier named" if slug == NO_CARRIER else f"carrier {name!r} is not one we know"
+        notes.append(f"{where}: {said}; tracked as {slug}")
     return slug
 
 
@@ -154,11 +169,15 @@ def event_id(source: str, *parts: object) -> str:
     return f"{source}:{hashlib.sha256(basis).hexdigest()[:32]}"
 
 
-def event_row(where: str, payload: dict[str, Any], **fields: Any) -> EventRow:
+def event_row(where: str, payload: dict[str, Any], mapped: Mapped | None = None,
+              **fields: Any) -> EventRow:
     """Check one event like the API does (msgspec constraints) and make its stored row.
 
-    `payload` (the sender's own object, plus our notes) becomes the stored payload.
+    `payload` (the sender's own object, plus our notes) becomes the stored payload; `mapped`
+    (the adapter's reading of the sender's code) gives status, substatus and raw code.
     """
+    if mapped is not None:
+        fields.update(status=mapped.status, raw_code=mapped.raw_code)
     fields = {k: v for k, v in fields.items() if v is not None}
     if isinstance(fields.get("raw_code"), str):
         fields["raw_code"] = fields["raw_code"][:64]
@@ -174,7 +193,7 @@ def event_row(where: str, payload: dict[str, Any], **fields: Any) -> EventRow:
     problems = event_problems(event, where)
     if problems:
         raise MappingError(problems)
-    return to_row(event, orjson.dumps(payload))
+    return to_row(event, orjson.dumps(payload), mapped.substatus if mapped is not None else "")
 
 
 def estimate_problem(day: date, as_of: datetime | None) -> str | None:

@@ -27,6 +27,7 @@ from service.integrations import (
     CarrierEstimate,
     MappingError,
     Shape,
+    TrackerState,
     WebhookBatch,
     estimate_problem,
     event_id,
@@ -38,7 +39,13 @@ from service.integrations import (
 )
 from service.limits import OutOfRange
 from service.store.events import EventRow
-from service.tracking.carrier_codes import AFTERSHIP_SUBTAGS, AFTERSHIP_TAGS, lookup
+from service.tracking.carrier_codes import (
+    AFTERSHIP_ERROR_TAGS,
+    AFTERSHIP_TRACKER_STATES,
+    Mapped,
+    from_aftership,
+)
+from service.tracking.numbers import normalized_tracking_number
 from service.zones import country_code, resolve
 
 TRACKING_EVENTS = frozenset({"tracking_update", "edd_revise"})
@@ -77,9 +84,10 @@ class Checkpoint(Shape):
 class Tracking(Shape):
     id: str | None = None
     tracking_number: TrackingNumber
-    slug: str
+    slug: str | None = None
     tag: str | None = None
     subtag: str | None = None
+    subtag_message: str | None = None
     origin_country_iso3: str | None = None
     updated_at: str | None = None
     checkpoints: list[Checkpoint] = []
@@ -99,24 +107,41 @@ class TrackingUpdate:
     carrier: str
     raw: dict[str, Any]  # msg, as sent
     as_of: datetime | None = None  # the envelope's ts: when AfterShip sent this state
+    notes: tuple[str, ...] = ()
 
     @property
     def tracking_number(self) -> str:
-        return self.tracking.tracking_number.strip()
+        return normalized_tracking_number(self.tracking.tracking_number)
 
     def batch(self, origin_zone: str | None) -> WebhookBatch:
         raws = self.raw.get("checkpoints") or []
-        rows, notes = [], []
+        rows, notes = [], list(self.notes)
         for i, (cp, raw) in enumerate(zip(self.tracking.checkpoints, raws, strict=True)):
             if not (cp.checkpoint_time or "").strip():
                 notes.append(f"msg.checkpoints.{i}: no checkpoint_time; not stored as an event")
+                continue
+            if cp.tag in AFTERSHIP_ERROR_TAGS:
+                notes.append(f"msg.checkpoints.{i}: AfterShip {cp.tag!r} kept as the tracker's "
+                             "state, not as a parcel event")
                 continue
             try:
                 rows.append(self._row(i, cp, raw, origin_zone))
             except MappingError as exc:  # one bad checkpoint never refuses the others
                 notes.extend(skipped(exc))
         estimate = self._estimate(notes)
-        return WebhookBatch(events=rows, estimates=[estimate] if estimate else [], notes=notes)
+        return WebhookBatch(events=rows, estimates=[estimate] if estimate else [], notes=notes,
+                            trackers=[self._state()])
+
+    def _state(self) -> TrackerState:
+        """The tracking's own tag, kept for the operator: Expired, Pending and InfoReceived
+        (no checkpoints yet) say something about the tracker, not a parcel exception."""
+        t = self.tracking
+        state = t.tag or ("Pending" if not t.checkpoints else "unknown")
+        message = t.subtag_message
+        if message is None and state in AFTERSHIP_TRACKER_STATES and t.checkpoints:
+            message = t.checkpoints[-1].message
+        return TrackerState(self.carrier, self.tracking_number, "aftership", state[:40],
+                            t.subtag, message[:500] if message else None, self.as_of)
 
     def _row(self, index: int, cp: Checkpoint, raw: dict[str, Any], origin_zone: str | None
              ) -> EventRow:
@@ -131,30 +156,23 @@ class TrackingUpdate:
             raise MappingError([FieldError(f"{where}.checkpoint_time",
                                            "must be an ISO 8601 date or date-time",
                                            "datetime_parsing")]) from None
-        status, raw_code = self._status(cp)
+        mapped = self._status(cp)
         payload: dict[str, Any] = {"source": "aftership", "tracking_id": self.tracking.id,
                                    "checkpoint": raw}
         if when.inferred:
             payload["time"] = when.note()
         return event_row(
-            where, payload,
-            carrier=self.carrier, tracking_number=self.tracking_number, status=status,
-            raw_code=raw_code, occurred_at=when.at,
+            where, payload, mapped,
+            carrier=self.carrier, tracking_number=self.tracking_number, occurred_at=when.at,
             description=cp.message or cp.subtag_message,
             location=location(cp.city, cp.state, cp.postcode, country_code(cp.country)),
             event_id=event_id("aftership", cp.checkpoint_time, cp.tag, cp.subtag, cp.message,
                               cp.location, cp.raw_tag),
         )
 
-    def _status(self, cp: Checkpoint) -> tuple[str, str | None]:
+    def _status(self, cp: Checkpoint) -> Mapped:
         """Our status and the raw code kept: the subtag (it names its tag), else the raw tag."""
-        given = cp.subtag or cp.tag
-        mapped = AFTERSHIP_SUBTAGS.get(cp.subtag or "") or AFTERSHIP_TAGS.get(cp.tag or "")
-        if mapped:
-            return mapped, given
-        if cp.raw_tag:
-            return lookup(self.carrier, cp.raw_tag) or "unknown", cp.raw_tag
-        return "unknown", given or "unknown"
+        return from_aftership(self.carrier, cp.tag, cp.subtag, cp.raw_tag)
 
     def _estimate(self, notes: list[str]) -> CarrierEstimate | None:
         for name in ESTIMATE_FIELDS:
@@ -193,6 +211,8 @@ def parse(payload: Any) -> TrackingUpdate | str:
     if envelope.event is not None and envelope.event not in TRACKING_EVENTS:
         return envelope.event
     tracking = validate_shape(Tracking, envelope.msg, "msg")
-    carrier = known_carrier(tracking.slug, "msg.slug")
+    notes: list[str] = []
+    carrier = known_carrier(tracking.slug, "msg.slug", notes)
     as_of = datetime.fromtimestamp(envelope.ts, UTC) if envelope.ts else None
-    return TrackingUpdate(envelope.event_id, tracking, carrier, envelope.msg, as_of)
+    return TrackingUpdate(envelope.event_id, tracking, carrier, envelope.msg, as_of,
+                          tuple(notes))

@@ -21,6 +21,7 @@ from service.integrations import (
     CarrierEstimate,
     MappingError,
     Shape,
+    TrackerState,
     WebhookBatch,
     estimate_problem,
     event_id,
@@ -32,7 +33,13 @@ from service.integrations import (
 )
 from service.limits import OutOfRange, check_instant
 from service.store.events import EventRow
-from service.tracking.carrier_codes import EASYPOST_DETAILS, EASYPOST_STATUSES, lookup
+from service.tracking.carrier_codes import (
+    EASYPOST_ERROR_DETAILS,
+    EASYPOST_TRACKER_STATES,
+    Mapped,
+    from_easypost,
+)
+from service.tracking.numbers import normalized_tracking_number
 from service.zones import resolve
 
 TRACKER_EVENTS = frozenset({"tracker.created", "tracker.updated"})
@@ -63,8 +70,9 @@ class CarrierDetail(Shape):
 class Tracker(Shape):
     id: str | None = None
     tracking_code: TrackingCode
-    carrier: str
+    carrier: str | None = None
     status: str | None = None
+    status_detail: str | None = None
     est_delivery_date: str | None = None
     updated_at: str | None = None
     carrier_detail: CarrierDetail | None = None
@@ -85,23 +93,48 @@ class TrackerUpdate:
     tracker: Tracker
     carrier: str
     details: list[dict[str, Any]]  # the sender's own objects, stored as event payloads
+    notes: tuple[str, ...] = ()
 
     @property
     def tracking_number(self) -> str:
-        return self.tracker.tracking_code.strip()
+        return normalized_tracking_number(self.tracker.tracking_code)
 
     def batch(self, origin_zone: str | None) -> WebhookBatch:
         """The tracker's scans and estimate; a scan that cannot be used is left out and
         named in the notes, so one bad detail never refuses the others."""
-        rows, notes = [], []
+        rows, notes = [], list(self.notes)
+        errors: list[TrackingDetail] = []
         for i, (detail, raw) in enumerate(zip(self.tracker.tracking_details, self.details,
                                               strict=True)):
+            if _tracker_error(detail):
+                # EasyPost's own error ("invalid tracking number"): the tracker's state.
+                errors.append(detail)
+                notes.append(f"result.tracking_details.{i}: EasyPost {detail.status!r} kept as "
+                             "the tracker's state, not as a parcel event")
+                continue
             try:
                 rows.append(self._row(i, detail, raw, origin_zone))
             except MappingError as exc:
                 notes.extend(skipped(exc))
         estimate = self._estimate(notes)
-        return WebhookBatch(events=rows, estimates=[estimate] if estimate else [], notes=notes)
+        return WebhookBatch(events=rows, estimates=[estimate] if estimate else [], notes=notes,
+                            trackers=[self._state(errors)])
+
+    def _state(self, errors: list[TrackingDetail]) -> TrackerState:
+        """The tracker's own state, kept for the operator (error, failure, unknown, or the
+        parcel status EasyPost summarizes)."""
+        t = self.tracker
+        last = errors[-1] if errors else None
+        state = t.status or (last.status if last else None) or "unknown"
+        if last is not None and state not in EASYPOST_TRACKER_STATES:
+            state = last.status or "error"
+        message = (last.message or last.description) if last else None
+        if message is None and state in EASYPOST_TRACKER_STATES and t.tracking_details:
+            final = t.tracking_details[-1]
+            message = final.message or final.description
+        return TrackerState(self.carrier, self.tracking_number, "easypost", state[:40],
+                            (t.status_detail or (last.status_detail if last else None) or None),
+                            message[:500] if message else None, _instant(t.updated_at))
 
     def _row(self, index: int, detail: TrackingDetail, raw: dict[str, Any],
              origin_zone: str | None) -> EventRow:
@@ -116,32 +149,25 @@ class TrackerUpdate:
         except ValueError:
             raise MappingError([FieldError(f"{where}.datetime", "must be an ISO 8601 date-time",
                                            "datetime_parsing")]) from None
-        status, raw_code = self._status(detail)
+        mapped = self._status(detail)
         payload: dict[str, Any] = {"source": "easypost", "tracker_id": self.tracker.id,
                                    "detail": raw}
         if when.inferred:
             payload["time"] = when.note()
         return event_row(
-            where, payload,
-            carrier=self.carrier, tracking_number=self.tracking_number, status=status,
-            raw_code=raw_code, occurred_at=when.at, description=detail.message,
+            where, payload, mapped,
+            carrier=self.carrier, tracking_number=self.tracking_number,
+            occurred_at=when.at, description=detail.message,
             location=location(place.city, place.state, place.zip, place.country),
             # Details have no id; the tracker resends its whole history on every update.
             event_id=event_id("easypost", detail.datetime, detail.status, detail.status_detail,
                               detail.message, detail.carrier_code),
         )
 
-    def _status(self, detail: TrackingDetail) -> tuple[str, str | None]:
+    def _status(self, detail: TrackingDetail) -> Mapped:
         """Our status and the raw code we keep: EasyPost's words, else the carrier's code."""
-        given = "/".join(p for p in (detail.status, detail.status_detail) if p) or None
-        mapped = EASYPOST_DETAILS.get(detail.status_detail or "") or EASYPOST_STATUSES.get(
-            detail.status or "")
-        if mapped:
-            return mapped, given
-        # EasyPost said "unknown" (or something new): the carrier's raw code may still say.
-        if detail.carrier_code:
-            return lookup(self.carrier, detail.carrier_code) or "unknown", detail.carrier_code
-        return "unknown", given or "unknown"
+        return from_easypost(self.carrier, detail.status, detail.status_detail,
+                             detail.carrier_code)
 
     def _estimate(self, notes: list[str]) -> CarrierEstimate | None:
         local = self.tracker.carrier_detail.est_delivery_date_local \
@@ -163,6 +189,15 @@ class TrackerUpdate:
         return None
 
 
+def _tracker_error(detail: TrackingDetail) -> bool:
+    """EasyPost's own error rather than a carrier scan: status `error`, or a `failure` that
+    says the tracking number is invalid (as in test mode)."""
+    text = (detail.message or detail.description or "").lower()
+    return detail.status in EASYPOST_ERROR_DETAILS or (
+        detail.status == "failure" and detail.status_detail in (None, "unknown")
+        and "invalid" in text)
+
+
 def _instant(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value) if value else None
@@ -179,6 +214,7 @@ def parse(payload: Any) -> TrackerUpdate | str:
     if event.result is None:
         raise MappingError([FieldError("result", "a tracker event needs its Tracker", "missing")])
     tracker = validate_shape(Tracker, event.result, "result")
-    carrier = known_carrier(tracker.carrier, "result.carrier")
+    notes: list[str] = []
+    carrier = known_carrier(tracker.carrier, "result.carrier", notes)
     details = event.result.get("tracking_details") or []
-    return TrackerUpdate(event.id, tracker, carrier, list(details))
+    return TrackerUpdate(event.id, tracker, carrier, list(details), tuple(notes))

@@ -31,6 +31,7 @@ from service.security.webhook_secrets import Source, as_source
 from service.store import events as events_db
 from service.store import orders as orders_db
 from service.store import shipments as shipments_db
+from service.store import trackers as trackers_db
 from service.store import webhooks as webhooks_db
 from service.store.webhooks import StoredDelivery
 from service.zones import address_zone
@@ -149,6 +150,7 @@ async def apply(conn: asyncpg.Connection, batch: WebhookBatch, now: datetime, *,
     if correct_source is not None:
         corrected = await webhooks_db.correct_events(conn, batch.events, correct_source, now)
     estimates = await webhooks_db.set_estimates(conn, batch.estimates, now)
+    await trackers_db.record(conn, batch.trackers, now)
     detail: dict[str, Any] = {
         "orders": len(batch.orders), "shipments": len(batch.shipments),
         "events": {"accepted": accepted, "duplicates": len(batch.events) - accepted},

@@ -41,9 +41,11 @@ from service.integrations import (
     event_row,
     known_carrier,
     shape_errors,
+    skipped,
     validate_shape,
 )
-from service.tracking.carrier_codes import SHOPIFY_SHIPMENT_STATUSES
+from service.tracking.carrier_codes import Mapped, from_shopify
+from service.tracking.numbers import normalized_tracking_number
 from service.zones import address_zone
 
 ORDER_TOPICS = frozenset({"orders/create", "orders/updated"})
@@ -197,10 +199,11 @@ def _at(where: str, name: str) -> str:
 def map_fulfillment(fulfillment: Fulfillment, where: str, batch: WebhookBatch) -> None:
     """Add the fulfilment's shipments (one per tracking number) and status event to `batch`."""
     given: list[str | None] = list(fulfillment.tracking_numbers) or [fulfillment.tracking_number]
-    numbers = [n.strip() for n in given if n and n.strip()]
+    numbers = [normalized_tracking_number(n) for n in given if n and n.strip()]
     if not numbers:
         return  # nothing trackable yet; a later fulfillments/update brings the number
-    carrier = known_carrier(fulfillment.tracking_company, _at(where, "tracking_company"))
+    carrier = known_carrier(fulfillment.tracking_company, _at(where, "tracking_company"),
+                            batch.notes, numbers[0])
     urls = fulfillment.tracking_urls or ([fulfillment.tracking_url] if fulfillment.tracking_url else [])
     origin = fulfillment.origin_address or Address()
     destination = fulfillment.destination or Address()
@@ -223,28 +226,32 @@ def map_fulfillment(fulfillment: Fulfillment, where: str, batch: WebhookBatch) -
             batch.shipments.append(ShipmentUpdate(
                 shipment_id, ShipmentIn.model_validate(data), frozenset(stated)))
         except ValidationError as exc:
-            # Name the sender's field, not ours.
-            raise MappingError([FieldError(
+            # Name the sender's field, not ours; the rest of the delivery is stored.
+            batch.notes.extend(skipped(MappingError([FieldError(
                 _at(where, f"tracking_numbers.{index}") if e.field == "tracking_number"
                 else _at(where, e.field), e.message, e.code,
-            ) for e in shape_errors(exc)]) from None
+            ) for e in shape_errors(exc)])))
+            continue
         raw = fulfillment.shipment_status
         if fulfillment.status == "cancelled":
-            status, raw = "cancelled", "fulfillment_cancelled"
+            mapped = Mapped("cancelled", "", "fulfillment_cancelled")
         elif raw:
-            status = SHOPIFY_SHIPMENT_STATUSES.get(raw, "unknown")
+            mapped = from_shopify(raw)
         else:
             continue
         payload = {"source": "shopify", "fulfillment_id": fulfillment.id,
                    "shipment_status": fulfillment.shipment_status, "status": fulfillment.status,
                    "tracking_company": fulfillment.tracking_company,
                    "tracking_url": urls[index] if index < len(urls) else None}
-        batch.events.append(event_row(
-            where, payload, carrier=carrier, tracking_number=number, status=status,
-            raw_code=raw, occurred_at=fulfillment.updated_at or fulfillment.created_at,
-            # One event per (fulfilment, status): a resent update is the same scan.
-            event_id=f"shopify:{fulfillment.id}:{raw}",
-        ))
+        try:
+            batch.events.append(event_row(
+                where, payload, mapped, carrier=carrier, tracking_number=number,
+                occurred_at=fulfillment.updated_at or fulfillment.created_at,
+                # One event per (fulfilment, status): a resent update is the same scan.
+                event_id=f"shopify:{fulfillment.id}:{mapped.raw_code}",
+            ))
+        except MappingError as exc:
+            batch.notes.extend(skipped(exc))
 
 
 def parse(topic: str | None, payload: Any) -> WebhookBatch:

@@ -13,8 +13,7 @@ from service.pages.dates import PageDates
 from service.store.orders import Order
 from service.store.shipments import Shipment, TimelineEvent
 from service.support.delay import Delay
-from service.tracking.carrier_tables import lookup
-from service.tracking.taxonomy import CARRIERS
+from service.tracking.carrier_codes import carrier_name as display_carrier
 
 MAX_SCANS = 25
 # The milestones a parcel passes; the fourth is "ready for pickup" for a parcel waiting at a
@@ -85,9 +84,8 @@ def _place(location: dict[str, Any] | None) -> str | None:
 
 def status_text(strings: Strings, carrier: str, event: TimelineEvent) -> str:
     """Our words for a scan (its substatus when the carrier's code gives one)."""
-    row = lookup(carrier, event.raw_code) if event.raw_code else None
-    if row is not None and row.status == event.status and row.substatus:
-        key = f"substatus.{row.substatus}"
+    if event.substatus:
+        key = f"substatus.{event.substatus}"
         if strings.has(key):
             return strings(key)
     return strings(f"status.{event.status}")
@@ -110,7 +108,7 @@ def _late(strings: Strings, dates: PageDates, shipment: Shipment, delay: Delay,
     if not delay.late or delay.promised is None:
         return None
     promised = dates.day(delay.promised)
-    carrier = CARRIERS.get(shipment.carrier, shipment.carrier)
+    carrier = display_carrier(shipment.carrier)
     window = None
     if shipment.eta_p10 and shipment.eta_p90 and shipment.eta_p90 >= now:
         window = dates.window(max(shipment.eta_p10, now), shipment.eta_p90)
@@ -127,7 +125,7 @@ def tracking_page(*, shipment: Shipment, order: Order | None, timeline: Sequence
                   siblings: Sequence[Shipment], delay: Delay, now: datetime, shop: str,
                   strings: Strings, dates: PageDates, link: Callable[[str], str],
                   preferences_url: str | None) -> TrackingPage:
-    carrier = CARRIERS.get(shipment.carrier, shipment.carrier)
+    carrier = display_carrier(shipment.carrier)
     known = [e for e in timeline if e.status != "unknown"]
     best = next((e for e in reversed(known) if e.status == shipment.status), None)
     detail = status_text(strings, shipment.carrier, best) if best else None

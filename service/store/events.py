@@ -30,6 +30,7 @@ class EventRow:
     location: str | None  # JSON text
     occurred_at: datetime
     payload: str  # JSON text
+    substatus: str | None = None  # finer meaning from the carrier tables
 
 
 # One round trip, one implicit transaction. Duplicates (in the table or within the
@@ -43,29 +44,31 @@ INGEST = f"""
 WITH input AS (
     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::smallint[], $7::text[], $8::text[], $9::text[],
-                         $10::timestamptz[], $11::text[])
+                         $10::timestamptz[], $11::text[], $15::text[])
         AS t(dedupe_key, carrier, tracking_number, carrier_event_id, status, status_rank,
-             raw_code, description, location, occurred_at, payload)
+             raw_code, description, location, occurred_at, payload, substatus)
 ), inserted AS (
     INSERT INTO tracking_events (dedupe_key, carrier, tracking_number, carrier_event_id,
                                  status, status_rank, raw_code, description, location,
-                                 occurred_at, received_at, payload)
+                                 occurred_at, received_at, payload, substatus)
     SELECT dedupe_key, carrier, tracking_number, carrier_event_id, status, status_rank,
-           raw_code, description, location::jsonb, occurred_at, $12, payload::jsonb
+           raw_code, description, location::jsonb, occurred_at, $12, payload::jsonb,
+           substatus
     FROM input
     ON CONFLICT (dedupe_key) DO NOTHING
-    RETURNING id, dedupe_key, carrier, tracking_number, status, status_rank, occurred_at
+    RETURNING id, dedupe_key, carrier, tracking_number, status, status_rank, occurred_at,
+              substatus
 ), per_shipment AS (
     SELECT carrier, tracking_number, {EVENT_STATS}
     FROM inserted GROUP BY carrier, tracking_number
 ), best AS (
     SELECT DISTINCT ON (carrier, tracking_number) carrier, tracking_number, status,
-           status_rank, occurred_at
+           status_rank, occurred_at, substatus
     FROM inserted WHERE status <> 'unknown'
     ORDER BY carrier, tracking_number, {BEST_EVENT_ORDER}
 ), moved AS (
     SELECT p.*, b.status AS best_status, b.status_rank AS best_rank,
-           b.occurred_at AS best_at
+           b.occurred_at AS best_at, b.substatus AS best_substatus
     FROM per_shipment p LEFT JOIN best b USING (carrier, tracking_number)
 ), touched AS (
     UPDATE shipments s SET
@@ -75,6 +78,7 @@ WITH input AS (
         status = CASE WHEN {_MOVES} THEN m.best_status ELSE s.status END,
         status_occurred_at = CASE WHEN {_MOVES} THEN m.best_at ELSE s.status_occurred_at END,
         status_rank = CASE WHEN {_MOVES} THEN m.best_rank ELSE s.status_rank END,
+        substatus = CASE WHEN {_MOVES} THEN m.best_substatus ELSE s.substatus END,
         delivered_at = CASE
             WHEN (CASE WHEN {_MOVES} THEN m.best_status ELSE s.status END) <> 'delivered'
                 THEN NULL
@@ -123,7 +127,35 @@ async def _ingest_once(
         [r.status for r in rows], [r.status_rank for r in rows], [r.raw_code for r in rows],
         [r.description for r in rows], [r.location for r in rows],
         [r.occurred_at for r in rows], [r.payload for r in rows],
-        received_at, REFRESH_SHIPMENT, CHANNEL,
+        received_at, REFRESH_SHIPMENT, CHANNEL, [r.substatus for r in rows],
     )
     touched = records[0]["touched"] if records else 0
-    return IngestResult({bytes(r["dedupe_key"]) for r in records}, int(touched))
+    accepted = {bytes(r["dedupe_key"]) for r in records}
+    # Only a code we could not read counts (an event sent as plain "unknown" has none).
+    unknown = [r for r in rows if r.status == "unknown" and r.raw_code
+               and r.dedupe_key in accepted]
+    if unknown:
+        await count_unknown(conn, unknown, received_at)
+    return IngestResult(accepted, int(touched))
+
+
+# Codes no table maps, counted per carrier and code for `parcelcast carriers unknown`.
+COUNT_UNKNOWN = """
+INSERT INTO carrier_unknown_codes AS u (carrier, code, events, first_seen_at, last_seen_at,
+                                        sample_description)
+SELECT carrier, code, count(*), $4, $4, max(description)
+FROM unnest($1::text[], $2::text[], $3::text[]) AS t(carrier, code, description)
+GROUP BY carrier, code
+ON CONFLICT (carrier, code) DO UPDATE SET
+    events = u.events + EXCLUDED.events,
+    last_seen_at = greatest(u.last_seen_at, EXCLUDED.last_seen_at),
+    sample_description = coalesce(EXCLUDED.sample_description, u.sample_description)
+"""
+
+
+async def count_unknown(conn: asyncpg.Connection, rows: Sequence[EventRow], seen_at: datetime
+                        ) -> None:
+    """Count newly stored events whose code no table maps (never a status change)."""
+    await conn.execute(COUNT_UNKNOWN, [r.carrier for r in rows],
+                       [(r.raw_code or "")[:64] for r in rows],
+                       [(r.description or "")[:300] or None for r in rows], seen_at)

@@ -11,6 +11,7 @@ import msgspec
 
 from service.inputs import ShipmentIn
 from service.store import work
+from service.tracking.numbers import normalized_tracking_number
 from service.tracking.taxonomy import NOT_CARRIER_SCANS, TERMINAL, sql_list
 
 
@@ -50,6 +51,7 @@ class Shipment(msgspec.Struct, frozen=True, kw_only=True):
     carrier_estimate_source: str | None
     carrier_estimate_as_of: datetime | None
     lost_at: datetime | None = None  # declared lost by an agent (service.support.actions)
+    substatus: str | None = None  # the status event's finer meaning (carrier tables)
 
     @property
     def finished(self) -> bool:
@@ -72,6 +74,7 @@ class TimelineEvent(msgspec.Struct, frozen=True, kw_only=True):
     location: dict[str, str] | None
     occurred_at: datetime
     received_at: datetime
+    substatus: str | None = None
 
 
 COLUMNS = ", ".join(Shipment.__struct_fields__)
@@ -197,12 +200,13 @@ UPDATE shipments s SET
     status = coalesce(b.status, 'label_created'),
     status_rank = coalesce(b.status_rank, 0),
     status_occurred_at = b.occurred_at,
+    substatus = b.substatus,
     delivered_at = CASE WHEN b.status = 'delivered' THEN st.delivered_at END,
     event_count = st.n, last_event_at = st.last_at, first_scan_at = st.first_scan_at,
     derived_at = $2
 FROM shipments s0
 LEFT JOIN LATERAL (
-    SELECT status, status_rank, occurred_at FROM tracking_events e
+    SELECT status, status_rank, occurred_at, substatus FROM tracking_events e
     WHERE e.carrier = s0.carrier AND e.tracking_number = s0.tracking_number
       AND e.status <> 'unknown'
     ORDER BY {BEST_EVENT_ORDER} LIMIT 1) b ON true
@@ -245,6 +249,9 @@ async def find(
     conn: asyncpg.Connection, *, tracking_number: str | None = None, order_id: str | None = None,
     limit: int = 100,
 ) -> list[Shipment]:
+    """Shipments by tracking number (matched normalized, as stored) and/or order."""
+    if tracking_number is not None:
+        tracking_number = normalized_tracking_number(tracking_number)
     rows = await conn.fetch(
         f"""SELECT {COLUMNS} FROM shipments
             WHERE ($1::text IS NULL OR tracking_number = $1)

@@ -126,15 +126,16 @@ async def origin(conn: asyncpg.Connection, carrier: str, tracking_number: str
 # changes nothing. Times, locations and descriptions stay as first stored.
 CORRECT_EVENTS = """
 WITH input AS (
-    SELECT * FROM unnest($1::bytea[], $2::text[], $3::smallint[], $4::text[])
-        AS t(dedupe_key, status, status_rank, raw_code)
+    SELECT * FROM unnest($1::bytea[], $2::text[], $3::smallint[], $4::text[], $6::text[])
+        AS t(dedupe_key, status, status_rank, raw_code, substatus)
 ), fixed AS (
     UPDATE tracking_events e
-    SET status = i.status, status_rank = i.status_rank, raw_code = i.raw_code
+    SET status = i.status, status_rank = i.status_rank, raw_code = i.raw_code,
+        substatus = i.substatus
     FROM input i
     WHERE e.dedupe_key = i.dedupe_key AND e.payload->>'source' = $5
-      AND (e.status, e.status_rank, e.raw_code) IS DISTINCT FROM
-          (i.status, i.status_rank, i.raw_code)
+      AND (e.status, e.status_rank, e.raw_code, e.substatus) IS DISTINCT FROM
+          (i.status, i.status_rank, i.raw_code, i.substatus)
     RETURNING e.carrier, e.tracking_number
 )
 SELECT (SELECT count(*) FROM fixed) AS corrected,
@@ -155,7 +156,8 @@ async def correct_events(conn: asyncpg.Connection, rows: Sequence[EventRow], sou
         return 0
     record = await conn.fetchrow(
         CORRECT_EVENTS, [r.dedupe_key for r in unique], [r.status for r in unique],
-        [r.status_rank for r in unique], [r.raw_code for r in unique], source)
+        [r.status_rank for r in unique], [r.raw_code for r in unique], source,
+        [r.substatus for r in unique])
     shipment_ids = list(record["shipment_ids"])
     if shipment_ids:
         await shipments.rederive_many(conn, shipment_ids, now)

@@ -15,11 +15,13 @@ from service.settings import Settings
 from service.store import etas, notifications, support_actions
 from service.store import orders as orders_db
 from service.store import shipments as shipments_db
+from service.store import trackers as trackers_db
 from service.store.etas import EtaRecord
 from service.store.notifications import Notification
 from service.store.orders import Order
 from service.store.shipments import Shipment, TimelineEvent
 from service.store.support_actions import Mute
+from service.store.trackers import StoredTrackerState
 from service.support.delay import Delay, assess
 from service.support.eta_history import Cause, causes
 from service.zones import customer_zone
@@ -31,6 +33,7 @@ class ShipmentCase:
     order: Order | None
     timeline: list[TimelineEvent]
     payloads: dict[int, dict[str, Any]]
+    trackers: list[StoredTrackerState]
     etas: list[EtaRecord]  # oldest first: [0] is the first shown, [-1] the current one
     causes: list[Cause]
     notifications: list[Notification]
@@ -59,6 +62,7 @@ async def load_case(conn: asyncpg.Connection, shipment: Shipment, settings: Sett
     order = await orders_db.get(conn, shipment.order_id)
     timeline = await shipments_db.timeline(conn, shipment.carrier, shipment.tracking_number)
     payloads = await shipments_db.raw_payloads(conn, shipment.carrier, shipment.tracking_number)
+    trackers = await trackers_db.for_tracking(conn, shipment.carrier, shipment.tracking_number)
     history = await etas.history(conn, shipment.shipment_id)
     sent = await notifications.for_shipment(conn, shipment.shipment_id)
     mute = await support_actions.mute_of(conn, shipment.order_id)
@@ -66,7 +70,8 @@ async def load_case(conn: asyncpg.Connection, shipment: Shipment, settings: Sett
                          shipment.destination_country, settings.shop_timezone)
     prob_late = history[-1].prob_late if history else None
     return ShipmentCase(
-        shipment=shipment, order=order, timeline=timeline, payloads=payloads, etas=history,
+        shipment=shipment, order=order, timeline=timeline, payloads=payloads, trackers=trackers,
+        etas=history,
         causes=causes(history, timeline, shipment.updated_at), notifications=sent, mute=mute,
         zone=zone, delay=assess(shipment, timeline, prob_late, zone, now, settings),
         # Issued now: the link an agent hands over lives as long as any tracking link.

@@ -1,133 +1,208 @@
-"""What carriers and tracking aggregators call statuses and themselves, mapped to our taxonomy.
+"""The one normalizer: what carriers, aggregators and platforms call statuses and themselves,
+mapped to our taxonomy from the data tables in carriers/ (service.tracking.carrier_tables).
 
-Pure tables and two lookups; no imports from the rest of the service, so taxonomy.py can
-use it without a cycle. Every value is a taxonomy status (tests check that). Anything not
-here maps to "unknown" and is kept raw by the caller, so a missing entry loses nothing:
-it only shows up in `parcelcast_unknown_status_events_total{carrier}` until it is added.
+No imports from the rest of the service, so taxonomy.py can use it without a cycle. A code
+not in the tables maps to "unknown" (which never changes a shipment's status) and is kept
+raw, so a missing row loses nothing: it is counted per carrier and code
+(`parcelcast carriers unknown`) until a row is added and `parcelcast events remap` re-derives
+what was stored.
+
+Aggregator-level states (a tracker that errored, expired or has nothing yet) are not parcel
+news: `tracker_state_*` say when a tracker is in one, and the adapters store it as the
+tracker's state instead of an event.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final
+from functools import lru_cache
+from typing import Any, Final, NamedTuple
 
-# Carrier raw codes: the status/event codes each carrier's own tracking API returns.
-RAW_CODES: Final[dict[str, dict[str, str]]] = {
-    # UPS Tracking API activity status types, and common activity codes.
-    "ups": {
-        "M": "label_created", "MV": "cancelled", "P": "in_transit", "I": "in_transit",
-        "O": "out_for_delivery", "D": "delivered", "X": "exception", "RS": "returned_to_sender",
-        "DO": "in_transit", "DD": "delivery_attempted", "W": "available_for_pickup",
-        "NA": "unknown", "OR": "in_transit", "AR": "in_transit", "DP": "in_transit",
-        "OT": "out_for_delivery", "KB": "available_for_pickup", "FS": "delivered",
-        "ZP": "delivered", "RD": "exception", "UR": "exception",
-    },
-    # USPS Tracking event codes.
-    "usps": {
-        "GX": "label_created", "MA": "label_created", "OA": "in_transit", "10": "in_transit",
-        "03": "in_transit", "07": "in_transit", "OF": "out_for_delivery",
-        "01": "delivered", "02": "delivery_attempted", "04": "exception", "05": "exception",
-        "09": "returned_to_sender", "21": "exception", "53": "available_for_pickup",
-        "06": "in_transit", "08": "exception", "11": "exception", "14": "in_transit",
-        "16": "available_for_pickup", "17": "delivered", "22": "exception", "23": "exception",
-        "24": "exception", "25": "exception", "26": "exception", "27": "exception",
-        "28": "exception", "29": "returned_to_sender", "30": "exception", "31": "returned_to_sender",
-        "43": "in_transit", "44": "cancelled", "51": "exception", "52": "delivery_attempted",
-        "55": "delivery_attempted", "56": "delivery_attempted", "57": "exception",
-        "59": "out_for_delivery", "80": "in_transit", "81": "in_transit", "82": "in_transit",
-        "A1": "in_transit", "L1": "in_transit", "T1": "in_transit", "U1": "in_transit",
-        "SF": "in_transit", "PC": "in_transit", "RB": "available_for_pickup",
-    },
-    # FedEx Track API scan event codes.
-    "fedex": {
-        "OC": "label_created", "PU": "in_transit", "IT": "in_transit", "AR": "in_transit",
-        "DP": "in_transit", "OD": "out_for_delivery", "DL": "delivered", "DE": "exception",
-        "SE": "exception", "CA": "cancelled", "RS": "returned_to_sender",
-        "HL": "available_for_pickup", "DY": "exception", "IN": "label_created",
-        "PX": "in_transit", "AA": "in_transit", "AC": "in_transit", "AF": "in_transit",
-        "AP": "in_transit", "AX": "in_transit", "CC": "in_transit", "CP": "in_transit",
-        "CD": "exception", "CH": "in_transit", "EA": "in_transit", "ED": "out_for_delivery",
-        "EO": "in_transit", "FD": "in_transit", "LO": "in_transit", "OF": "in_transit",
-        "OX": "in_transit", "PD": "exception", "PF": "in_transit", "PL": "in_transit",
-        "SF": "in_transit", "TR": "in_transit", "DD": "exception", "HP": "available_for_pickup",
-        "RC": "exception", "DR": "in_transit",
-    },
-    # DHL Shipment Tracking (unified) statusCode values and DHL Express checkpoint codes.
-    "dhl": {
-        "pre-transit": "label_created", "transit": "in_transit", "delivered": "delivered",
-        "failure": "exception", "PU": "in_transit", "WC": "out_for_delivery", "OK": "delivered",
-        "NH": "delivery_attempted", "RT": "returned_to_sender", "SA": "label_created",
-        "PL": "in_transit", "DF": "in_transit", "AF": "in_transit", "AR": "in_transit",
-        "CR": "in_transit", "IC": "in_transit", "SM": "in_transit", "TP": "in_transit",
-        "CA": "delivery_attempted", "CC": "available_for_pickup", "OH": "exception",
-        "MS": "exception", "BA": "exception", "CD": "exception", "RD": "exception",
-        "HP": "exception", "TD": "exception", "DD": "delivered",
-    },
-}
-# DHL eCommerce speaks the unified DHL status codes too.
-RAW_CODES["dhl_ecommerce"] = {k: v for k, v in RAW_CODES["dhl"].items() if k.islower()}
+from service.tracking import carrier_tables
+from service.tracking.carrier_tables import CodeRow
 
-# Tracking aggregators and platforms: their own normalized vocabularies.
-AFTERSHIP_TAGS: Final[dict[str, str]] = {
-    "Pending": "label_created", "InfoReceived": "label_created", "InTransit": "in_transit",
-    "OutForDelivery": "out_for_delivery", "AttemptFail": "delivery_attempted",
-    "Delivered": "delivered", "AvailableForPickup": "available_for_pickup",
-    "Exception": "exception", "Expired": "exception",
-}
-# Sub-statuses whose meaning is sharper than their tag's.
-AFTERSHIP_SUBTAGS: Final[dict[str, str]] = {
-    "Exception_011": "returned_to_sender",  # returned to sender
-    "Exception_012": "cancelled",  # shipment cancelled
-    "Delivered_003": "delivered",  # picked up by the customer at a pickup point
-}
-EASYPOST_STATUSES: Final[dict[str, str]] = {
-    "pre_transit": "label_created", "in_transit": "in_transit",
-    "out_for_delivery": "out_for_delivery", "delivered": "delivered",
-    "available_for_pickup": "available_for_pickup", "return_to_sender": "returned_to_sender",
-    "failure": "exception", "cancelled": "cancelled", "error": "exception",
-}
-EASYPOST_DETAILS: Final[dict[str, str]] = {
-    "attempted_delivery": "delivery_attempted", "delivery_attempted": "delivery_attempted",
-    "arrived_at_pickup_location": "available_for_pickup",
-}
-SHOPIFY_SHIPMENT_STATUSES: Final[dict[str, str]] = {
-    "label_printed": "label_created", "label_purchased": "label_created",
-    "confirmed": "label_created", "carrier_picked_up": "in_transit", "in_transit": "in_transit",
-    "out_for_delivery": "out_for_delivery", "attempted_delivery": "delivery_attempted",
-    "ready_for_pickup": "available_for_pickup", "picked_up": "delivered",
-    "delivered": "delivered", "failure": "exception", "delayed": "exception",
-}
-
-# Courier names and slugs as Shopify (tracking_company), AfterShip (slug) and EasyPost
-# (carrier) spell them, compared after lower-casing and dropping everything but a-z0-9.
-COURIER_ALIASES: Final[dict[str, str]] = {
-    "ups": "ups", "unitedparcelservice": "ups", "upsmailinnovations": "ups",
-    "usps": "usps", "unitedstatespostalservice": "usps", "uspsreturns": "usps",
-    "fedex": "fedex", "fedexground": "fedex", "fedexexpress": "fedex", "fedexsmartpost": "fedex",
-    "dhl": "dhl", "dhlexpress": "dhl", "dhlexpressusa": "dhl",
-    "dhlecommerce": "dhl_ecommerce", "dhlecs": "dhl_ecommerce", "dhlglobalmail": "dhl_ecommerce",
-    "dhlecommerceus": "dhl_ecommerce", "dhlecommercesolutions": "dhl_ecommerce",
-    "ontrac": "ontrac", "lasership": "lasership",
-    "amazon": "amazon", "amazonlogistics": "amazon", "amazonshipping": "amazon",
-    "amazonlogisticsus": "amazon", "amazonmws": "amazon",
-    "canadapost": "canada_post", "royalmail": "royal_mail",
-    "dpd": "dpd", "dpduk": "dpd", "dpdde": "dpd", "gls": "gls", "glsus": "gls", "postnl": "postnl",
-    "correios": "correios", "brazilcorreios": "correios",
-    "australiapost": "australia_post", "auspost": "australia_post",
-}
-_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+OTHER_PREFIX: Final = "other:"
+# A shipment whose sender named no carrier at all.
+NO_CARRIER: Final = "other:unknown"
+_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
 
 
-def lookup(carrier: str, code: str) -> str | None:
-    """Our status for one carrier's raw code, or None when the code is not known."""
-    codes = RAW_CODES.get(carrier)
-    if not codes:
-        return None
-    return codes.get(code) or codes.get(code.upper()) or codes.get(code.lower())
+class Mapped(NamedTuple):
+    """Our status for a sender's code, its finer substatus ("" when none) and the raw code kept."""
+
+    status: str
+    substatus: str
+    raw_code: str | None
+
+
+def lookup(table: str, code: str | None) -> CodeRow | None:
+    """The row for a code in a carrier's (or aggregator's) table, or None when not listed."""
+    return carrier_tables.lookup(table, code) if code else None
 
 
 def carrier_slug(name: str | None) -> str | None:
     """Our carrier slug for a courier name or slug a sender uses, or None when unknown."""
-    if not name:
+    return carrier_tables.carrier_slug(name)
+
+
+@lru_cache(maxsize=4096)  # the hot path: every event names its carrier
+def normalize_carrier(name: str | None) -> str:
+    """Our slug for any carrier a sender names: a known one (aliases, case and punctuation do
+    not matter: "U.P.S.", "Fedex Ground"), else `other:<slug>` of the text, else NO_CARRIER."""
+    if name is None or not name.strip():
+        return NO_CARRIER
+    text = name.strip()
+    if text.lower().startswith(OTHER_PREFIX):
+        text = text[len(OTHER_PREFIX):]
+    known = carrier_slug(text)
+    if known is not None:
+        return known
+    slug = _SLUG_JUNK.sub("-", text.lower()).strip("-")[:32].strip("-")
+    return f"{OTHER_PREFIX}{slug or 'unknown'}"
+
+
+# Tracking number shapes that name their carrier unambiguously (checked after normalizing).
+_NUMBER_SHAPES: Final = ((re.compile(r"^1Z[0-9A-Z]{16}$"), "ups"),
+                         (re.compile(r"^9[1-5][0-9]{18,24}$"), "usps"))
+
+
+def carrier_for(name: str | None, tracking_number: str | None) -> str:
+    """normalize_carrier, except that a sender naming no carrier (null, "", "Other") gets the
+    carrier its tracking number's shape names (UPS 1Z…, USPS 9[1-5]… of 20-26 digits), so its
+    scans from a tracker that does name the carrier meet it."""
+    slug = normalize_carrier(name)
+    if slug in (NO_CARRIER, "other:other") and tracking_number:
+        number = "".join(tracking_number.split()).replace("-", "").upper()
+        for shape, carrier in _NUMBER_SHAPES:
+            if shape.match(number):
+                return carrier
+    return slug
+
+
+def is_other(carrier: str) -> bool:
+    return carrier.startswith(OTHER_PREFIX)
+
+
+def carrier_name(carrier: str) -> str:
+    """How a carrier is shown: our name for a known one, the sender's words for another."""
+    known = carrier_tables.load_carriers().get(carrier)
+    if known is not None:
+        return known.name
+    if is_other(carrier):
+        rest = carrier[len(OTHER_PREFIX):]
+        return "Carrier" if rest == "unknown" else rest.replace("-", " ").title()
+    return carrier
+
+
+def _mapped(row: CodeRow | None, raw: str | None) -> Mapped | None:
+    return Mapped(row.status, row.substatus, raw) if row is not None else None
+
+
+def from_carrier(carrier: str, code: str) -> Mapped:
+    """A carrier's own raw code (unknown when the carrier or the code is not listed)."""
+    return _mapped(lookup(carrier, code), code) or Mapped("unknown", "", code)
+
+
+def _sharpened(found: Mapped, carrier: str, code: str | None) -> Mapped:
+    """`found` with the carrier's own code's substatus when that code means the same status."""
+    if found.substatus:
+        return found
+    row = lookup(carrier, code)
+    if row is not None and row.status == found.status and row.substatus:
+        return found._replace(substatus=row.substatus)
+    return found
+
+
+def from_easypost(carrier: str, status: str | None, status_detail: str | None,
+                  carrier_code: str | None) -> Mapped:
+    """An EasyPost tracking detail: its status_detail when it is sharper than its status (and
+    agrees), else its status, else the carrier's own code (whose substatus sharpens the
+    others' when it agrees)."""
+    return _sharpened(_from_easypost(carrier, status, status_detail, carrier_code), carrier,
+                      carrier_code)
+
+
+def _from_easypost(carrier: str, status: str | None, status_detail: str | None,
+                   carrier_code: str | None) -> Mapped:
+    given = "/".join(p for p in (status, status_detail) if p) or None
+    top = lookup("easypost", status)
+    detail = lookup("easypost", status_detail) if status_detail != "unknown" else None
+    if detail is not None and detail.status != "unknown" and (
+            top is None or top.status in ("unknown", detail.status)
+            or detail.status in ("delivery_attempted", "available_for_pickup")):
+        return Mapped(detail.status, detail.substatus, given)
+    if top is not None and top.status != "unknown":
+        return Mapped(top.status, top.substatus, given)
+    # EasyPost said "unknown" (or something new): the carrier's raw code may still say.
+    if carrier_code:
+        return from_carrier(carrier, carrier_code)
+    return Mapped("unknown", "", given or "unknown")
+
+
+def from_aftership(carrier: str, tag: str | None, subtag: str | None,
+                   raw_tag: str | None) -> Mapped:
+    """An AfterShip checkpoint: the subtag (it names its tag), else the tag, else the raw tag."""
+    for code in (subtag, tag):
+        found = _mapped(lookup("aftership", code), code)
+        if found is not None:
+            return _sharpened(found, carrier, raw_tag)
+    if raw_tag:
+        return from_carrier(carrier, raw_tag)
+    return Mapped("unknown", "", subtag or tag or "unknown")
+
+
+def from_shopify(shipment_status: str) -> Mapped:
+    """A Shopify fulfilment's shipment_status (or a fulfillment event's status)."""
+    return _mapped(lookup("shopify", shipment_status.lower()), shipment_status) or Mapped(
+        "unknown", "", shipment_status)
+
+
+def from_status(carrier: str, status: str, raw_code: str | None, statuses: tuple[str, ...]
+                ) -> Mapped:
+    """The API's event: a taxonomy status (its substatus from the raw code, when the code
+    agrees), or the carrier's raw code."""
+    if status in statuses:
+        row = lookup(carrier, raw_code)
+        substatus = row.substatus if row is not None and row.status == status else ""
+        return Mapped(status, substatus, raw_code)
+    found = from_carrier(carrier, status)
+    return found._replace(raw_code=raw_code or status)
+
+
+# Aggregator states that say something about the tracker, not the parcel.
+EASYPOST_TRACKER_STATES: Final = frozenset({"error", "failure", "unknown"})
+AFTERSHIP_TRACKER_STATES: Final = frozenset({"Expired", "Pending", "InfoReceived"})
+# EasyPost details that are EasyPost's own error, not a carrier scan.
+EASYPOST_ERROR_DETAILS: Final = frozenset({"error"})
+AFTERSHIP_ERROR_TAGS: Final = frozenset({"Expired"})
+
+
+def remap(carrier: str, raw_code: str | None, payload: dict[str, Any] | None,
+          statuses: tuple[str, ...]) -> Mapped | None:
+    """A stored event's status from today's tables, or None when it cannot be re-derived
+    (its stored status stands). `payload` is the stored payload (its `source` says which
+    sender's words to read)."""
+    payload = payload if isinstance(payload, dict) else {}
+    source = payload.get("source")
+    if source == "support":  # our own event (marked delivered by an agent)
         return None
-    return COURIER_ALIASES.get(_NOT_ALNUM.sub("", name.lower()))
+    if source == "easypost" and isinstance(payload.get("detail"), dict):
+        d = payload["detail"]
+        return from_easypost(carrier, _s(d.get("status")), _s(d.get("status_detail")),
+                             _s(d.get("carrier_code")))
+    if source == "aftership" and isinstance(payload.get("checkpoint"), dict):
+        c = payload["checkpoint"]
+        return from_aftership(carrier, _s(c.get("tag")), _s(c.get("subtag")), _s(c.get("raw_tag")))
+    if source == "shopify":
+        if payload.get("status") == "cancelled" or not raw_code:
+            return None
+        return from_shopify(raw_code)
+    status = payload.get("status")
+    if isinstance(status, str) and status:
+        given = payload.get("raw_code")
+        return from_status(carrier, status, given if isinstance(given, str) else None, statuses)
+    return None
+
+
+def _s(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -14,7 +14,9 @@ from service.errors import FieldError
 from service.inputs import TrackingEventIn
 from service.limits import OutOfRange, check_day, check_instant, json_problems, near, raw_json_suspect
 from service.store.events import EventRow
-from service.tracking.taxonomy import CARRIERS, normalize_status, status_rank
+from service.tracking.carrier_codes import normalize_carrier
+from service.tracking.numbers import normalized_tracking_number
+from service.tracking.taxonomy import normalize_status, status_rank
 
 _encode = msgspec.json.Encoder()
 _decode_event = msgspec.json.Decoder(TrackingEventIn)
@@ -22,7 +24,9 @@ _decode_items = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def dedupe_key(event: TrackingEventIn, location_json: bytes) -> bytes:
-    """The carrier's event id when it sends one; else a hash of what makes the scan unique."""
+    """The carrier's event id when it sends one; else a hash of what makes the scan unique.
+
+    The event's tracking number is already normalized (see to_row)."""
     if event.event_id:
         basis = f"id\x1f{event.carrier}\x1f{event.tracking_number}\x1f{event.event_id}"
     else:
@@ -81,16 +85,7 @@ def parse_event(raw: bytes | msgspec.Raw, prefix: str = ""
     problems = event_problems(event, prefix)
     if problems:
         return None, problems
-    carrier = event.carrier.lower()
-    if carrier not in CARRIERS:
-        return None, [FieldError(
-            ".".join(p for p in (prefix, "carrier") if p),
-            f"unknown carrier {event.carrier!r}; known carriers: {', '.join(sorted(CARRIERS))}",
-            "unknown_carrier",
-        )]
-    if carrier != event.carrier:
-        event = msgspec.structs.replace(event, carrier=carrier)
-    return event, []
+    return normalized(event), []
 
 
 def split_items(body: bytes) -> list[msgspec.Raw] | None:
@@ -101,8 +96,21 @@ def split_items(body: bytes) -> list[msgspec.Raw] | None:
         return None
 
 
-def to_row(event: TrackingEventIn, raw: bytes) -> EventRow:
-    status, raw_code = normalize_status(event.carrier, event.status)
+def normalized(event: TrackingEventIn) -> TrackingEventIn:
+    """The event with our carrier slug (any carrier: known, else `other:<slug>`) and its
+    tracking number as matched everywhere (case, spaces and dashes do not matter)."""
+    carrier = normalize_carrier(event.carrier)
+    number = normalized_tracking_number(event.tracking_number)
+    if carrier != event.carrier or number != event.tracking_number:
+        event = msgspec.structs.replace(event, carrier=carrier, tracking_number=number)
+    return event
+
+
+def to_row(event: TrackingEventIn, raw: bytes, substatus: str = "") -> EventRow:
+    """The stored row; `substatus` is the sender's finer status when its adapter mapped it."""
+    event = normalized(event)
+    mapped = normalize_status(event.carrier, event.status, event.raw_code)
+    status = mapped.status
     location = _encode.encode(event.location) if event.location else b""
     return EventRow(
         dedupe_key=dedupe_key(event, location),
@@ -110,8 +118,9 @@ def to_row(event: TrackingEventIn, raw: bytes) -> EventRow:
         tracking_number=event.tracking_number,
         carrier_event_id=event.event_id,
         status=status,
+        substatus=substatus or mapped.substatus or None,
         status_rank=status_rank(status),
-        raw_code=event.raw_code or raw_code,
+        raw_code=mapped.raw_code,
         description=event.description,
         location=location.decode() if location else None,
         occurred_at=event.occurred_at.astimezone(UTC),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from service.tracking.carrier_codes import RAW_CODES, lookup  # noqa: F401  (RAW_CODES lives there now)
+from service.tracking.carrier_codes import Mapped, from_status
+from service.tracking.carrier_tables import load_carriers
 
 STATUSES: Final = (
     "label_created",
@@ -40,30 +41,14 @@ def status_rank(status: str) -> int:
     return 2 if status in TERMINAL else 1
 
 
-CARRIERS: Final[dict[str, str]] = {
-    "ups": "UPS",
-    "usps": "USPS",
-    "fedex": "FedEx",
-    "dhl": "DHL Express",
-    "dhl_ecommerce": "DHL eCommerce",
-    "ontrac": "OnTrac",
-    "lasership": "LaserShip",
-    "amazon": "Amazon Logistics",
-    "canada_post": "Canada Post",
-    "royal_mail": "Royal Mail",
-    "dpd": "DPD",
-    "gls": "GLS",
-    "postnl": "PostNL",
-    "correios": "Correios",
-    "australia_post": "Australia Post",
-}
+# Our known carriers (slug -> name), from carriers/carriers.csv. A carrier we do not list is
+# kept as `other:<slug>` (service.tracking.carrier_codes.normalize_carrier).
+CARRIERS: Final[dict[str, str]] = {slug: c.name for slug, c in load_carriers().items()}
 
 SERVICE_LEVELS: Final = ("economy", "ground", "express", "overnight")
 
 
-def normalize_status(carrier: str, status: str) -> tuple[str, str | None]:
-    """Our status for a taxonomy value or a carrier's raw code, and the raw code if one was given."""
-    if status in STATUSES:
-        return status, None
-    mapped = lookup(carrier, status)
-    return (mapped or "unknown"), status
+def normalize_status(carrier: str, status: str, raw_code: str | None = None) -> Mapped:
+    """Our status, substatus and the raw code kept, for a taxonomy value or a carrier's raw
+    code (service.tracking.carrier_codes is the one home of the mapping)."""
+    return from_status(carrier, status, raw_code, STATUSES)

@@ -18,17 +18,8 @@ from service.security.webhook_signatures import (
     shopify_signature,
     shopify_valid,
 )
-from service.tracking.carrier_codes import (
-    AFTERSHIP_SUBTAGS,
-    AFTERSHIP_TAGS,
-    COURIER_ALIASES,
-    EASYPOST_DETAILS,
-    EASYPOST_STATUSES,
-    RAW_CODES,
-    SHOPIFY_SHIPMENT_STATUSES,
-    carrier_slug,
-)
-from service.tracking.taxonomy import CARRIERS, STATUSES, normalize_status
+from service.tracking.carrier_codes import carrier_slug, normalize_carrier
+from service.tracking.taxonomy import normalize_status
 from service.zones import resolve
 from tests.integrations.conftest import FIXTURES, SECRETS
 
@@ -37,18 +28,21 @@ def load(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
 
 
-def test_every_mapping_lands_in_the_taxonomy_and_every_alias_on_a_known_carrier() -> None:
-    tables = [*RAW_CODES.values(), AFTERSHIP_TAGS, AFTERSHIP_SUBTAGS, EASYPOST_STATUSES,
-              EASYPOST_DETAILS, SHOPIFY_SHIPMENT_STATUSES]
-    assert {status for table in tables for status in table.values()} <= set(STATUSES)
-    assert set(COURIER_ALIASES.values()) <= set(CARRIERS)
+def test_carrier_names_and_codes_go_through_the_tables() -> None:
     assert [carrier_slug(n) for n in ("UPS", "FedEx", "USPS", "DHL Express", "DHLExpress",
                                       "dhl", "canada-post", "Royal Mail", "Nope Express")] == [
         "ups", "fedex", "usps", "dhl", "dhl", "dhl", "canada_post", "royal_mail", None]
-    # taxonomy goes through the new table; unknown codes stay unknown and raw.
-    assert normalize_status("fedex", "OD") == ("out_for_delivery", "OD")
-    assert normalize_status("usps", "16") == ("available_for_pickup", "16")
-    assert normalize_status("ups", "QQ") == ("unknown", "QQ")
+    assert [normalize_carrier(n) for n in ("U.P.S.", "Fedex Ground", "DHL Express", None, "",
+                                           "Other", "Bob's Couriers Ltd.")] == [
+        "ups", "fedex", "dhl", "other:unknown", "other:unknown", "other:other",
+        "other:bob-s-couriers-ltd"]
+    # taxonomy goes through the tables; unknown codes stay unknown and raw.
+    assert normalize_status("fedex", "OD") == ("out_for_delivery", "", "OD")
+    assert normalize_status("usps", "16") == ("available_for_pickup", "post_office", "16")
+    assert normalize_status("ups", "QQ") == ("unknown", "", "QQ")
+    # Sub-statuses are kept, and a parcel waiting at an access point is not delivered.
+    assert normalize_status("ups", "KB") == ("delivered", "signature_obtained", "KB")
+    assert normalize_status("ups", "ZP") == ("available_for_pickup", "access_point", "ZP")
 
 
 def test_signatures_good_bad_missing() -> None:
@@ -128,12 +122,15 @@ def test_shopify_fulfillment_maps_shipment_and_status_event() -> None:
     assert shopify.parse("products/create", {}).ignored
 
 
-def test_easypost_unknown_carrier_and_missing_fields_name_the_field() -> None:
+def test_easypost_unknown_carrier_is_tracked_and_missing_fields_name_the_field() -> None:
     event = load("easypost/tracker_created.json")
     event["result"]["carrier"] = "Pigeon Post"
-    with pytest.raises(MappingError) as caught:
-        easypost.parse(event)
-    assert caught.value.errors[0].field == "result.carrier"
+    update = easypost.parse(event)
+    assert isinstance(update, easypost.TrackerUpdate)
+    assert update.carrier == "other:pigeon-post"
+    batch = update.batch(None)
+    assert {row.carrier for row in batch.events} == {"other:pigeon-post"}
+    assert any("'Pigeon Post' is not one we know" in note for note in batch.notes)
     del event["result"]["tracking_code"]
     with pytest.raises(MappingError) as caught:
         easypost.parse(event)
@@ -213,3 +210,26 @@ def test_easypost_documented_empty_carrier_code_and_unknown_status() -> None:
     assert isinstance(update, easypost.TrackerUpdate)
     row = update.batch(None).events[3]
     assert (row.status, row.raw_code) == ("unknown", "unknown/unknown")
+
+
+def test_an_aggregators_status_takes_the_carriers_substatus_when_they_agree() -> None:
+    from service.tracking.carrier_codes import from_aftership, from_easypost
+
+    assert from_easypost("ups", "delivered", None, "KB") == (
+        "delivered", "signature_obtained", "delivered")
+    assert from_easypost("ups", "in_transit", "arrived_at_pickup_location", "ZP") == (
+        "available_for_pickup", "access_point", "in_transit/arrived_at_pickup_location")
+    assert from_easypost("usps", "unknown", None, "ZZ9") == ("unknown", "", "ZZ9")
+    assert from_easypost("usps", "error", None, None).status == "unknown"
+    assert from_aftership("ups", "Delivered", "Delivered_001", "KB") == (
+        "delivered", "signature_obtained", "Delivered_001")
+    assert from_aftership("ups", "Exception", None, "KB").substatus == ""  # they disagree
+
+
+def test_a_tracking_numbers_shape_names_the_carrier_only_when_none_is_named() -> None:
+    from service.tracking.carrier_codes import carrier_for
+
+    assert carrier_for(None, "1z999aa10123456784") == "ups"
+    assert carrier_for("Other", "9400 1108 9882 5022 5794 93") == "usps"
+    assert carrier_for("", "12345") == "other:unknown"
+    assert carrier_for("FedEx", "1Z999AA10123456784") == "fedex"  # what the sender says wins

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from service.clock import ManualClock
 from service.integrations import pipeline
-from service.tracking.carrier_codes import RAW_CODES
+from service.tracking.carrier_tables import CodeRow, load_codes
 from tests.builders import shipment
 from tests.integrations.conftest import Post, fixture
 
@@ -48,7 +48,8 @@ async def test_a_code_learned_later_corrects_the_stored_event(
     assert held["status"] == "unknown"
 
     # The map learns USPS's ZZ9 (in the code, as a release would).
-    monkeypatch.setitem(RAW_CODES["usps"], "ZZ9", "exception")
+    monkeypatch.setitem(load_codes()["usps"], "ZZ9", CodeRow(
+        "exception", "held", "exception", "held", "test"))
     async with pool.acquire() as conn:
         await conn.execute("DELETE FROM work_items")
     report = await _reprocess(pool, clock, source="easypost")
@@ -141,7 +142,7 @@ async def test_only_the_selected_deliveries_are_reprocessed(
     for name in TRACKERS:
         assert (await post("easypost", fixture(f"easypost/{name}.json"))).status == 200
     broken = json.loads(fixture("aftership/tracking_update_in_transit.json"))
-    broken["msg"]["slug"] = "pigeon-post"
+    del broken["msg"]["tracking_number"]
     assert (await post("aftership", json.dumps(broken).encode())).status == 422
     async with pool.acquire() as conn:
         ids = [r["id"] for r in await conn.fetch("SELECT id FROM webhook_deliveries ORDER BY id")]
@@ -150,7 +151,7 @@ async def test_only_the_selected_deliveries_are_reprocessed(
     assert (await _reprocess(pool, clock, since=clock.now())).deliveries == 0
     still = await _reprocess(pool, clock, source="aftership")
     assert [(f.id, f.source) for f in still.failed] == [(ids[3], "aftership")]
-    assert still.failed[0].error.startswith("msg.slug: unknown carrier 'pigeon-post'")
+    assert still.failed[0].error.startswith("msg.tracking_number:")
 
 
 async def _estimate(pool: asyncpg.Pool, shipment_id: str) -> tuple[str, str] | None:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from service.security.links import tracking_url, unsubscribe_url
 from service.settings import Settings
 from service.store.notifications import ClaimedSend
-from service.tracking.taxonomy import CARRIERS
+from service.tracking.carrier_codes import carrier_name as display_carrier
 from service.zones import customer_zone
 from workers.render.context import Item, MessageContext
 
@@ -35,7 +35,7 @@ def render_context(settings: Settings, claim: ClaimedSend) -> MessageContext:
     return MessageContext(
         order_id=n.order_id,
         shop_name=settings.shop_name,
-        carrier_name=CARRIERS.get(carrier, carrier),
+        carrier_name=display_carrier(carrier),
         tracking_number=claim.tracking_number or "",
         # Issued when the notification was planned: a resend carries the same links.
         tracking_url=tracking_url(base, secret, n.shipment_id, n.created_at),
