@@ -76,6 +76,7 @@ class OrderUpdate(NamedTuple):
     order_id: str
     order: OrderIn
     carried: frozenset[str]
+    updated_at: datetime | None = None  # the sender's version time: an older one changes nothing
 
 
 class ShipmentUpdate(NamedTuple):
@@ -84,6 +85,7 @@ class ShipmentUpdate(NamedTuple):
     shipment_id: str
     shipment: ShipmentIn
     carried: frozenset[str]
+    updated_at: datetime | None = None  # see OrderUpdate
 
 
 @dataclass
@@ -154,10 +156,12 @@ def event_id(source: str, *parts: object) -> str:
     return f"{source}:{hashlib.sha256(basis).hexdigest()[:32]}"
 
 
-def event_row(where: str, payload: dict[str, Any], **fields: Any) -> EventRow:
+def event_row(where: str, payload: dict[str, Any], time_basis: str = "offset",
+              **fields: Any) -> EventRow:
     """Check one event like the API does (msgspec constraints) and make its stored row.
 
-    `payload` (the sender's own object, plus our notes) becomes the stored payload.
+    `payload` (the sender's own object, plus our notes) becomes the stored payload;
+    `time_basis` says how its time was resolved (service.zones.Resolved.basis).
     """
     fields = {k: v for k, v in fields.items() if v is not None}
     if isinstance(fields.get("raw_code"), str):
@@ -174,7 +178,7 @@ def event_row(where: str, payload: dict[str, Any], **fields: Any) -> EventRow:
     problems = event_problems(event, where)
     if problems:
         raise MappingError(problems)
-    return to_row(event, orjson.dumps(payload))
+    return to_row(event, orjson.dumps(payload), time_basis)
 
 
 def estimate_problem(day: date, as_of: datetime | None) -> str | None:

@@ -39,6 +39,7 @@ from service.integrations import (
 from service.limits import OutOfRange
 from service.store.events import EventRow
 from service.tracking.carrier_codes import AFTERSHIP_SUBTAGS, AFTERSHIP_TAGS, lookup
+from service.tracking.ingest import time_key
 from service.zones import country_code, resolve
 
 TRACKING_EVENTS = frozenset({"tracking_update", "edd_revise"})
@@ -136,14 +137,15 @@ class TrackingUpdate:
                                    "checkpoint": raw}
         if when.inferred:
             payload["time"] = when.note()
+        where_at = location(cp.city, cp.state, cp.postcode, country_code(cp.country))
         return event_row(
-            where, payload,
+            where, payload, when.basis,
             carrier=self.carrier, tracking_number=self.tracking_number, status=status,
             raw_code=raw_code, occurred_at=when.at,
-            description=cp.message or cp.subtag_message,
-            location=location(cp.city, cp.state, cp.postcode, country_code(cp.country)),
-            event_id=event_id("aftership", cp.checkpoint_time, cp.tag, cp.subtag, cp.message,
-                              cp.location, cp.raw_tag),
+            description=cp.message or cp.subtag_message, location=where_at,
+            # The time by its key: the same checkpoint with and without an offset is one.
+            event_id=event_id("aftership", time_key(when, where_at), cp.tag, cp.subtag,
+                              cp.message, cp.location, (cp.raw_tag or "").strip() or None),
         )
 
     def _status(self, cp: Checkpoint) -> tuple[str, str | None]:

@@ -33,6 +33,7 @@ from service.integrations import (
 from service.limits import OutOfRange, check_instant
 from service.store.events import EventRow
 from service.tracking.carrier_codes import EASYPOST_DETAILS, EASYPOST_STATUSES, lookup
+from service.tracking.ingest import time_key
 from service.zones import resolve
 
 TRACKER_EVENTS = frozenset({"tracker.created", "tracker.updated"})
@@ -121,14 +122,17 @@ class TrackerUpdate:
                                    "detail": raw}
         if when.inferred:
             payload["time"] = when.note()
+        where_at = location(place.city, place.state, place.zip, place.country)
         return event_row(
-            where, payload,
+            where, payload, when.basis,
             carrier=self.carrier, tracking_number=self.tracking_number, status=status,
             raw_code=raw_code, occurred_at=when.at, description=detail.message,
-            location=location(place.city, place.state, place.zip, place.country),
-            # Details have no id; the tracker resends its whole history on every update.
-            event_id=event_id("easypost", detail.datetime, detail.status, detail.status_detail,
-                              detail.message, detail.carrier_code),
+            location=where_at,
+            # Details have no id; the tracker resends its whole history on every update. The
+            # time by its key (offset or not, the same scan); a null or "" carrier_code alike.
+            event_id=event_id("easypost", time_key(when, where_at), detail.status,
+                              detail.status_detail, detail.message,
+                              (detail.carrier_code or "").strip() or None),
         )
 
     def _status(self, detail: TrackingDetail) -> tuple[str, str | None]:
@@ -139,8 +143,9 @@ class TrackerUpdate:
         if mapped:
             return mapped, given
         # EasyPost said "unknown" (or something new): the carrier's raw code may still say.
-        if detail.carrier_code:
-            return lookup(self.carrier, detail.carrier_code) or "unknown", detail.carrier_code
+        code = (detail.carrier_code or "").strip()
+        if code:
+            return lookup(self.carrier, code) or "unknown", code
         return "unknown", given or "unknown"
 
     def _estimate(self, notes: list[str]) -> CarrierEstimate | None:

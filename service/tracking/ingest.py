@@ -11,10 +11,11 @@ import msgspec
 import orjson
 
 from service.errors import FieldError
-from service.inputs import TrackingEventIn
+from service.inputs import Location, TrackingEventIn
 from service.limits import OutOfRange, check_day, check_instant, json_problems, near, raw_json_suspect
 from service.store.events import EventRow
 from service.tracking.taxonomy import CARRIERS, normalize_status, status_rank
+from service.zones import Resolved
 
 _encode = msgspec.json.Encoder()
 _decode_event = msgspec.json.Decoder(TrackingEventIn)
@@ -31,6 +32,18 @@ def dedupe_key(event: TrackingEventIn, location_json: bytes) -> bytes:
             event.occurred_at.astimezone(UTC).isoformat(), location_json.decode(),
         ))
     return hashlib.sha256(basis.encode()).digest()[:16]
+
+
+def time_key(when: Resolved, place: Location | None) -> str:
+    """What a scan's time contributes to its identity (the dedupe key of a scan its sender
+    does not number): the UTC instant when the location pins the zone, else the wall time
+    with the normalized location. So the same scan sent once with an offset and once without
+    is one scan: both read the same wall time at the same place."""
+    if when.certain or when.local is None:
+        return "utc:" + when.at.isoformat()
+    parts = (place.postal_code, place.city, place.region, place.country) if place else ()
+    where = "|".join(" ".join((p or "").lower().replace("-", " ").split()) for p in parts)
+    return f"local:{when.local.replace(tzinfo=None).isoformat()}|{where}"
 
 
 def _field_error(exc: msgspec.ValidationError, prefix: str) -> FieldError:
@@ -101,7 +114,7 @@ def split_items(body: bytes) -> list[msgspec.Raw] | None:
         return None
 
 
-def to_row(event: TrackingEventIn, raw: bytes) -> EventRow:
+def to_row(event: TrackingEventIn, raw: bytes, time_basis: str = "offset") -> EventRow:
     status, raw_code = normalize_status(event.carrier, event.status)
     location = _encode.encode(event.location) if event.location else b""
     return EventRow(
@@ -116,6 +129,7 @@ def to_row(event: TrackingEventIn, raw: bytes) -> EventRow:
         location=location.decode() if location else None,
         occurred_at=event.occurred_at.astimezone(UTC),
         payload=bytes(raw).decode(),
+        time_basis=time_basis,
     )
 
 

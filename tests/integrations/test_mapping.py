@@ -96,7 +96,7 @@ def test_naive_times_take_the_zone_of_their_location(
 
 def test_shopify_order_maps_contact_locale_timezone_and_consent() -> None:
     batch = shopify.parse("orders/create", load("shopify/orders_create.json"))
-    (order_id, order, carried), = batch.orders
+    (order_id, order, carried, _), = batch.orders
     assert order_id == "shopify-820982911946154508"
     # E-mail consent is ours, never Shopify's; everything else here Shopify stated.
     assert carried == {"placed_at", "customer.name", "customer.email", "customer.phone",
@@ -114,7 +114,7 @@ def test_shopify_order_maps_contact_locale_timezone_and_consent() -> None:
 def test_shopify_fulfillment_maps_shipment_and_status_event() -> None:
     batch = shopify.parse("fulfillments/update",
                           load("shopify/fulfillments_update_in_transit.json"))
-    (shipment_id, shipment, carried), = batch.shipments
+    (shipment_id, shipment, carried, _), = batch.shipments
     # Shopify states no service level, weight, promise or shipped time: those stay ours.
     assert carried == {"order_id", "carrier", "tracking_number", "label_created_at",
                        "origin.postal_code", "origin.country", "destination.postal_code",
@@ -190,7 +190,7 @@ def test_shopify_documented_sample_values_map_without_inventing_data() -> None:
     fulfillment = load("shopify/fulfillments_create.json")
     fulfillment.update(status="pending", shipment_status=None, service=None, location_id=None)
     batch = shopify.parse("fulfillments/create", fulfillment)
-    (_, shipment, carried), = batch.shipments
+    (_, shipment, carried, _), = batch.shipments
     assert batch.events == [] and shipment.origin.postal_code is None
     assert carried == {"order_id", "carrier", "tracking_number", "label_created_at",
                        "destination.postal_code", "destination.country"}
@@ -199,7 +199,7 @@ def test_shopify_documented_sample_values_map_without_inventing_data() -> None:
     order = load("shopify/orders_create.json")
     order["shipping_address"].update(phone="555-555-SHIP", zip="40003", province_code="KY")
     del order["customer"]["sms_marketing_consent"], order["customer"]["email_marketing_consent"]
-    (_, mapped, carried), = shopify.parse("orders/create", order).orders
+    (_, mapped, carried, _), = shopify.parse("orders/create", order).orders
     assert mapped.customer.phone is None and mapped.consent.sms is False
     assert "customer.phone" not in carried and "consent.sms" not in carried
     assert mapped.customer.timezone == "America/New_York"
