@@ -283,3 +283,25 @@ async def test_the_api_feed_is_measured_and_reported_worst_first(
     metrics = await (await hooks.get("/metrics")).text()
     assert (f'parcelcast_feed_quality_total{{carrier="ups",measure="unknown",source="{source}"}}'
             " 5.0") in metrics
+
+
+async def test_the_morning_report_from_the_command_line(
+    post: Post, pool: asyncpg.Pool, database_url: str, redis_server_url: str,
+) -> None:
+    from tests.test_cli import _env, run
+
+    bad = json.loads(fixture("easypost/tracker_created.json"))
+    bad["result"]["tracking_details"][0]["datetime"] = "2026-13-45T25:00:00"  # noted, not stored
+    for body in (fixture("easypost/tracker_created.json"), json.dumps(bad).encode()):
+        assert (await post("easypost", body)).status == 200
+    env = _env(DATABASE_URL=database_url, REDIS_URL=redis_server_url)
+    done = await asyncio.to_thread(run, "data-quality", "--since", "2026-11-01", "--json",
+                                   env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    lines = {(ln["source"], ln["carrier"]): ln for ln in report["lines"]}
+    usps = lines[("easypost", "usps")]["counts"]
+    assert (usps["accepted"], usps["duplicate"], usps["webhook_notes"]) == (2, 1, 1)
+    assert usps["estimate_before_shipment"] == 2
+    text = await asyncio.to_thread(run, "data-quality", "--since", "2026-11-01", env=env)
+    assert text.returncode == 0 and "easypost" in text.stdout and "No warnings." in text.stdout

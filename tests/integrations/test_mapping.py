@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from service.inputs import Location
 from service.integrations import MappingError, aftership, easypost, shopify
 from service.security.webhook_signatures import (
     aftership_valid,
@@ -28,6 +29,7 @@ from service.tracking.carrier_codes import (
     SHOPIFY_SHIPMENT_STATUSES,
     carrier_slug,
 )
+from service.tracking.ingest import time_key
 from service.tracking.taxonomy import CARRIERS, STATUSES, normalize_status
 from service.zones import resolve
 from tests.integrations.conftest import FIXTURES, SECRETS
@@ -84,6 +86,18 @@ def test_easypost_signature_is_hex_over_the_nfkd_normalized_secret() -> None:
     ("2026-11-03T10:00:00", {"fallback_zone": "America/New_York"}, "2026-11-03T15:00:00", "origin"),
     ("2026-11-03T10:00:00", {"country": "ES"}, "2026-11-03T10:00:00", "utc_default"),
     ("2026-11-03T10:00:00+01:00", {"postal_code": "38118"}, "2026-11-03T09:00:00", "offset"),
+    # A Canadian FSA's province, an Australian postcode's state (no ZIP to go by).
+    ("2026-11-03T10:00:00", {"postal_code": "M5V 3L9", "country": "CA"},
+     "2026-11-03T15:00:00", "postal_code"),
+    ("2026-11-03T10:00:00", {"postal_code": "6000", "country": "AU"},
+     "2026-11-03T02:00:00", "postal_code"),
+    # City + state before the state's main zone: El Paso keeps Mountain time, Texas is Central.
+    ("2026-11-03T10:00:00", {"city": "El Paso", "region": "TX"}, "2026-11-03T17:00:00",
+     "city_region"),
+    ("2026-11-03T10:00:00", {"region": "TX"}, "2026-11-03T16:00:00", "region"),
+    ("2026-11-03T10:00:00", {"city": "Vancouver", "region": "BC", "country": "CA"},
+     "2026-11-03T18:00:00", "city_region"),
+    ("2026-11-03T10:00:00", {"country": "GB"}, "2026-11-03T10:00:00", "country"),
 ])
 def test_naive_times_take_the_zone_of_their_location(
     when: str, where: dict[str, str], utc: str, basis: str
@@ -92,6 +106,26 @@ def test_naive_times_take_the_zone_of_their_location(
     assert resolved.at == datetime.fromisoformat(utc).replace(tzinfo=UTC)
     assert resolved.basis == basis
     assert resolved.inferred is (basis != "offset")
+
+
+@pytest.mark.parametrize(("naive", "aware", "where", "certain"), [
+    ("2026-11-03T04:12:00", "2026-11-03T10:12:00Z", {"postal_code": "38118"}, True),
+    ("2026-11-03T09:30:00", "2026-11-03T09:30:00-08:00", {"region": "WA", "country": "US"},
+     False),
+    ("2026-11-03T09:30:00", "2026-11-03T17:30:00Z", {"region": "WA", "country": "US"}, False),
+    ("2026-11-03T22:05:00", "2026-11-03T22:05:00-05:00", {}, False),
+])
+def test_one_scan_with_and_without_offset_has_one_time_key(
+    naive: str, aware: str, where: dict[str, str], certain: bool
+) -> None:
+    place = Location(city=where.get("city"), region=where.get("region"),
+                     postal_code=where.get("postal_code"), country=where.get("country"))
+    first, second = resolve(naive, **where), resolve(aware, **where)
+    assert time_key(first, place) == time_key(second, place)
+    assert time_key(first, place).startswith("utc:" if certain else "local:")
+    # A different wall time or place is a different scan.
+    other = resolve(naive[:11] + "23:59:00", **where)
+    assert time_key(other, place) != time_key(first, place)
 
 
 def test_shopify_order_maps_contact_locale_timezone_and_consent() -> None:
