@@ -12,6 +12,9 @@ version stored; an older version delivered late changes nothing.
 
 `feed_quality`: counters per (day, source, carrier, measure), upserted once per batch.
 
+Data: stored EasyPost/AfterShip events are re-keyed to the identity the adapters now give a
+scan (service.integrations.rekey), so the next tracker update does not store them again.
+
 Revision ID: 0008
 Revises: 0006
 Create Date: 2026-11-27
@@ -55,6 +58,17 @@ SCHEMA = """
 def upgrade() -> None:
     for statement in statements(SCHEMA):
         op.execute(statement)
+    _rekey()
+
+
+def _rekey() -> None:
+    """Run service.integrations.rekey on the migration's own asyncpg connection."""
+    from sqlalchemy.util import await_only
+
+    from service.integrations.rekey import rekey
+
+    raw = op.get_bind().connection.driver_connection  # asyncpg.Connection
+    await_only(rekey(raw))
 
 
 def downgrade() -> None:

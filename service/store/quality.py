@@ -33,7 +33,7 @@ MEASURES: dict[str, str] = {
                          "(service.zones: zip, postal_code, city_region, region, country, "
                          "city, origin, utc_default)",
     "late_24h": "new events received more than 24 h after they happened",
-    "after_delivery": "new events received after a delivery scan of the same parcel",
+    "after_delivery": "new events of a delivered shipment received after a delivery scan",
     "webhook_notes": "webhook deliveries stored with notes (parts not used)",
     "estimate_before_shipment": "carrier estimates received before their shipment (kept)",
 }
@@ -56,10 +56,13 @@ WITH ev AS (
     FROM ev WHERE received_at - occurred_at > interval '24 hours' GROUP BY 1, 2, 3
     UNION ALL
     SELECT (received_at AT TIME ZONE 'UTC')::date, source, carrier, 'after_delivery', count(*)
-    FROM ev WHERE EXISTS (
-        SELECT 1 FROM tracking_events d
-        WHERE d.carrier = ev.carrier AND d.tracking_number = ev.tracking_number
-          AND d.status = 'delivered' AND d.received_at < ev.received_at)
+    FROM ev
+    -- Cheap first: only parcels whose shipment is delivered now have their events looked at.
+    WHERE EXISTS (SELECT 1 FROM shipments s WHERE s.carrier = ev.carrier
+                    AND s.tracking_number = ev.tracking_number AND s.status = 'delivered')
+      AND EXISTS (SELECT 1 FROM tracking_events d
+                  WHERE d.carrier = ev.carrier AND d.tracking_number = ev.tracking_number
+                    AND d.status = 'delivered' AND d.received_at < ev.received_at)
     GROUP BY 1, 2, 3
     UNION ALL
     SELECT * FROM unnest($8::date[], $9::text[], $10::text[], $11::text[], $12::bigint[])

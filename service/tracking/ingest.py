@@ -22,15 +22,20 @@ _decode_event = msgspec.json.Decoder(TrackingEventIn)
 _decode_items = msgspec.json.Decoder(list[msgspec.Raw])
 
 
+def id_key(carrier: str, tracking_number: str, event_id: str) -> bytes:
+    """The dedupe key of an event with an id (the carrier's, or an adapter's identity)."""
+    basis = f"id\x1f{carrier}\x1f{tracking_number}\x1f{event_id}"
+    return hashlib.sha256(basis.encode()).digest()[:16]
+
+
 def dedupe_key(event: TrackingEventIn, location_json: bytes) -> bytes:
     """The carrier's event id when it sends one; else a hash of what makes the scan unique."""
     if event.event_id:
-        basis = f"id\x1f{event.carrier}\x1f{event.tracking_number}\x1f{event.event_id}"
-    else:
-        basis = "\x1f".join((
-            "scan", event.carrier, event.tracking_number, event.status,
-            event.occurred_at.astimezone(UTC).isoformat(), location_json.decode(),
-        ))
+        return id_key(event.carrier, event.tracking_number, event.event_id)
+    basis = "\x1f".join((
+        "scan", event.carrier, event.tracking_number, event.status,
+        event.occurred_at.astimezone(UTC).isoformat(), location_json.decode(),
+    ))
     return hashlib.sha256(basis.encode()).digest()[:16]
 
 

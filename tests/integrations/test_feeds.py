@@ -305,3 +305,39 @@ async def test_the_morning_report_from_the_command_line(
     assert usps["estimate_before_shipment"] == 2
     text = await asyncio.to_thread(run, "data-quality", "--since", "2026-11-01", env=env)
     assert text.returncode == 0 and "easypost" in text.stdout and "No warnings." in text.stdout
+
+
+async def test_events_stored_before_the_upgrade_are_rekeyed_and_not_stored_again(
+    post: Post, pool: asyncpg.Pool, database_url: str,
+) -> None:
+    from service.integrations import event_id
+    from alembic import command
+    from service.store.migrations import alembic_config, upgrade
+    from service.tracking.ingest import id_key
+
+    tracker = fixture("easypost/tracker_updated_in_transit.json")
+    assert (await post("easypost", tracker)).status == 200
+    # As the code before issue 12 keyed them: the raw datetime text and carrier code as sent.
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT id, carrier, tracking_number, payload FROM "
+                                "tracking_events ORDER BY id")
+        for row in rows:
+            d = row["payload"]["detail"]
+            legacy = event_id("easypost", d["datetime"], d["status"], d["status_detail"],
+                              d["message"], d["carrier_code"])
+            await conn.execute(
+                "UPDATE tracking_events SET carrier_event_id = $2, dedupe_key = $3, "
+                "time_basis = NULL WHERE id = $1",
+                row["id"], legacy, id_key(row["carrier"], row["tracking_number"], legacy))
+        stored = await conn.fetchval("SELECT count(*) FROM tracking_events")
+    await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0006")
+    await asyncio.to_thread(upgrade, database_url, "head")
+    for n in range(2):  # the next updates resend the whole history: nothing new
+        body = json.loads(tracker)
+        body["id"] = f"evt_next_{n}"
+        answer = await (await post("easypost", json.dumps(body).encode())).json()
+        assert answer["events"] == {"accepted": 0, "duplicates": stored}, answer
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tracking_events") == stored
+        assert await conn.fetchval(
+            "SELECT count(*) FROM tracking_events WHERE time_basis IS NULL") == 0
