@@ -310,8 +310,8 @@ async def test_the_morning_report_from_the_command_line(
 async def test_events_stored_before_the_upgrade_are_rekeyed_and_not_stored_again(
     post: Post, pool: asyncpg.Pool, database_url: str,
 ) -> None:
-    from service.integrations import event_id
     from alembic import command
+    from service.integrations import event_id
     from service.store.migrations import alembic_config, upgrade
     from service.tracking.ingest import id_key
 
