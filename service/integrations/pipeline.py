@@ -4,10 +4,12 @@ Shared by the webhook endpoints (a delivery as it arrives) and `parcelcast webho
 reprocess` (a delivery as it was stored), so both take exactly the same path:
 
 - `identify`: the body as JSON, and the topic and sender's event id it names;
-- `build`: the pure adapter, plus the one read a carrier time may need (the shipment's
-  origin zone, for a scan time sent without an offset and without a usable location);
+- `build`: the pure adapter, plus the reads it may need: the shipment's origin zone (for a
+  scan time sent without an offset and without a usable location), and the shipments of a
+  Shopify fulfilment (a fulfilment event names only the fulfilment);
 - `apply`: the batch's effects in the caller's transaction: orders and shipments merged
-  (only the fields the sender stated), events stored and deduped, carrier estimates kept
+  (only the fields the sender stated, and only when not older than the stored version),
+  events stored and deduped, carrier estimates kept (also before their shipment exists)
   only when not older than the stored one.
 
 No request handling and no SQL here: the SQL lives in service.store.
