@@ -266,14 +266,14 @@ def resolve(value: str, postal_code: str | None = None, country: str | None = No
 def _resolve(parsed: datetime, date_only: bool, postal_code: str | None, country: str | None,
              region: str | None, city: str | None, fallback_zone: str | None) -> Resolved:
     found = locate(parsed.replace(tzinfo=None), postal_code, country, region, city)
+    if found is None and fallback_zone:
+        found = (fallback_zone, "origin", False)
     if parsed.tzinfo is not None:
-        # The instant is given; the wall time is read in the location's zone when it has one
-        # (what a naive copy of the same scan would say), else as the sender wrote it.
+        # The instant is given; the wall time is read in the zone a naive copy of the same
+        # scan would be placed in (so both copies read alike), else as the sender wrote it.
         wall = parsed.astimezone(ZoneInfo(found[0])) if found else parsed
         return Resolved(parsed.astimezone(UTC), None, "offset", date_only,
                         bool(found and found[2]), wall.replace(tzinfo=None))
-    if found is None and fallback_zone:
-        found = (fallback_zone, "origin", False)
     if found is None:
         return Resolved(parsed.replace(tzinfo=UTC), "UTC", "utc_default", date_only, False,
                         parsed)

@@ -114,6 +114,9 @@ def test_naive_times_take_the_zone_of_their_location(
      False),
     ("2026-11-03T09:30:00", "2026-11-03T17:30:00Z", {"region": "WA", "country": "US"}, False),
     ("2026-11-03T22:05:00", "2026-11-03T22:05:00-05:00", {}, False),
+    # No location: both copies read in the shipment's origin zone, even an offset in UTC.
+    ("2026-11-03T22:05:00", "2026-11-04T03:05:00Z", {"fallback_zone": "America/New_York"},
+     False),
 ])
 def test_one_scan_with_and_without_offset_has_one_time_key(
     naive: str, aware: str, where: dict[str, str], certain: bool
