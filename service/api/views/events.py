@@ -13,7 +13,7 @@ from service.errors import FieldError, validation_failed
 from service.inputs import MAX_BATCH
 from service.integrations import CarrierEstimate
 from service.store import events as events_db
-from service.store import quality as quality_db
+from service.store.quality import QualityBatch
 from service.store import webhooks as webhooks_db
 from service.tracking.ingest import BatchOutcome, count_new, parse_event, split_items, to_row
 
@@ -79,7 +79,7 @@ async def post_tracking_events(request: web.Request) -> web.Response:
                     "tracking_event", event.occurred_at))
     now = request.app[clock_key].now()
     source = f"api:{principal(request).actor}"
-    quality = quality_db.QualityBatch()
+    quality = QualityBatch()
     if estimates:
         # Before the events: the refresh their ingestion queues must see the estimate.
         async with request.app[pool_key].acquire() as conn:
@@ -88,14 +88,13 @@ async def post_tracking_events(request: web.Request) -> web.Response:
             quality.count(now, source, carrier, "estimate_before_shipment")
     if len(rows) < COALESCE_BELOW:
         accepted_keys = await request.app[coalescer_key].ingest(rows)
-        quality.batch(source, rows, accepted_keys, now, len(rejected))
-        request.app[quality_key].add(quality)  # written with others, off this request
     else:
         async with request.app[pool_key].acquire() as conn:
             result = await events_db.ingest(conn, rows, now)
-            accepted_keys = result.accepted_keys
-            quality.batch(source, rows, accepted_keys, now, len(rejected))
-            await quality_db.record(conn, quality)
+        accepted_keys = result.accepted_keys
+    # The counters are written with other requests' about once a second, off this request.
+    quality.batch(source, rows, accepted_keys, now, len(rejected))
+    request.app[quality_key].add(quality)
     accepted, duplicates = count_new(rows, accepted_keys)
     metrics = request.app[metrics_key]
     metrics.events.labels("accepted").inc(accepted)
