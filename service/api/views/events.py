@@ -13,8 +13,8 @@ from service.errors import FieldError, validation_failed
 from service.inputs import MAX_BATCH
 from service.integrations import CarrierEstimate
 from service.store import events as events_db
-from service.store.quality import QualityBatch
 from service.store import webhooks as webhooks_db
+from service.store.quality import QualityBatch
 from service.tracking.ingest import BatchOutcome, count_new, parse_event, split_items, to_row
 
 # Requests with fewer rows than this share statements with concurrent ones.
