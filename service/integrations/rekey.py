@@ -6,10 +6,11 @@ null or "" carrier code alike. Events stored before keep working only if their k
 otherwise the next tracker update (which resends the whole history) would store every old
 scan again. Run by migration 0008; safe to run again (a row already re-keyed is unchanged).
 
-Each row's identity is rebuilt from its stored payload (the sender's own object, and the zone
-an inference used, for the origin rule). A row whose new key another row already has (the same
-scan stored twice in two formats before) keeps its old key. Rows whose payload cannot be read
-are left as they are. Also fills `time_basis` from the payload.
+Each row's identity is rebuilt from its stored payload (the sender's own object) exactly as
+the adapter will build it on the next resend: with the shipment's origin zone as it is now. A
+row whose new key another row already has (the same scan stored twice in two formats before)
+keeps its old key. Rows whose payload cannot be read are left as they are. Also fills
+`time_basis`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from service.integrations import aftership, easypost
 from service.limits import OutOfRange
 from service.tracking.ingest import id_key
+from service.zones import address_zone
 
 SELECT = """
 SELECT id, carrier, tracking_number, payload FROM tracking_events
@@ -46,11 +48,15 @@ WHERE e.id = u.id
 """
 
 
-def identity(payload: dict[str, Any]) -> tuple[str, str] | None:
+ORIGINS = """
+SELECT s.carrier, s.tracking_number, s.origin_postal_code, s.origin_country
+FROM shipments s JOIN unnest($1::text[], $2::text[]) AS i(carrier, tracking_number)
+  ON s.carrier = i.carrier AND s.tracking_number = i.tracking_number
+"""
+
+
+def identity(payload: dict[str, Any], origin: str | None) -> tuple[str, str] | None:
     """(event id, time basis) of a stored EasyPost/AfterShip event, or None if unreadable."""
-    noted = payload.get("time")
-    time: dict[str, Any] = noted if isinstance(noted, dict) else {}
-    origin = time.get("zone") if time.get("basis") == "origin" else None
     try:
         if payload.get("source") == "easypost":
             detail = easypost.TrackingDetail.model_validate(payload.get("detail"))
@@ -71,10 +77,16 @@ async def rekey(conn: asyncpg.Connection, batch: int = 2000) -> int:
         if not rows:
             return changed
         last = rows[-1]["id"]
+        parcels = sorted({(r["carrier"], r["tracking_number"]) for r in rows})
+        origins = {(o["carrier"], o["tracking_number"]):
+                   address_zone(o["origin_postal_code"], o["origin_country"])
+                   for o in await conn.fetch(ORIGINS, [p[0] for p in parcels],
+                                             [p[1] for p in parcels])}
         updates: dict[bytes, tuple[int, str, str]] = {}
         for row in rows:
             payload = row["payload"]  # text on a connection without the pool's JSON codec
-            found = identity(orjson.loads(payload) if isinstance(payload, str) else payload)
+            found = identity(orjson.loads(payload) if isinstance(payload, str) else payload,
+                             origins.get((row["carrier"], row["tracking_number"])))
             if found is None:
                 continue
             key = id_key(row["carrier"], row["tracking_number"], found[0])

@@ -308,13 +308,16 @@ async def test_the_morning_report_from_the_command_line(
 
 
 async def test_events_stored_before_the_upgrade_are_rekeyed_and_not_stored_again(
-    post: Post, pool: asyncpg.Pool, database_url: str,
+    post: Post, hooks: TestClient, admin: dict[str, str], pool: asyncpg.Pool, database_url: str,
 ) -> None:
     from alembic import command
     from service.integrations import event_id
     from service.store.migrations import alembic_config, upgrade
     from service.tracking.ingest import id_key
 
+    # The shipment leaves New York: a scan without a location is read in its zone.
+    await hooks.put("/v1/shipments/s-ep", json=shipment("o-1", TRACKING, carrier="usps"),
+                    headers=admin)
     tracker = fixture("easypost/tracker_updated_in_transit.json")
     assert (await post("easypost", tracker)).status == 200
     # As the code before issue 12 keyed them: the raw datetime text and carrier code as sent.
