@@ -146,6 +146,17 @@ class Settings(BaseSettings):
     worker_health_host: str = "127.0.0.1"
     worker_health_port: Annotated[int, Field(ge=1, lt=65536)] | None = None
     worker_down_after_s: Annotated[float, Field(gt=0)] = 30.0
+    # Feed data quality (`parcelcast data-quality`, /metrics): a rate above its threshold is a
+    # warning, once a source/carrier has at least DATA_QUALITY_MIN_EVENTS events in the window.
+    data_quality_unknown_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
+    data_quality_rejected_rate: Annotated[float, Field(ge=0, le=1)] = 0.02
+    data_quality_late_rate: Annotated[float, Field(ge=0, le=1)] = 0.10
+    data_quality_after_delivery_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
+    # Scan times placed only by the shipment's origin or assumed UTC (no usable location).
+    data_quality_guessed_time_rate: Annotated[float, Field(ge=0, le=1)] = 0.10
+    data_quality_min_events: Annotated[int, Field(ge=1)] = 20
+    # An unfinished shipment without a scan for this many days counts as a stale tracker.
+    data_quality_stale_days: Annotated[float, Field(gt=0)] = 5.0
 
     @field_validator("retrain_every")
     @classmethod

@@ -4,15 +4,25 @@ EasyPost and AfterShip pass some carriers' local times through unchanged. A loca
 only an instant once we know the zone, and we never guess silently: every resolution says
 what it was based on, and the adapters store that beside the event.
 
-Order of evidence: a US ZIP (the zipcodes package carries each ZIP's zone, else its
-state's); a country whose zones all agree at that moment; a US/Canadian/Australian state
-or province; a city that names an IANA zone; the shipment's origin; finally UTC, which is
-what EasyPost itself assumes when it has no location.
+Order of evidence (the `basis` recorded beside the event names the rule that answered):
+1. postal code: a US ZIP ("zip": the zipcodes package carries each ZIP's zone, else its
+   state's), else a Canadian or Australian postal code's province/state ("postal_code");
+2. city + region ("city_region"): a US city in its state (the zone most of the city's ZIPs
+   have), or a city naming an IANA zone of the region's country;
+3. region/state ("region"): the zone most of a US/Canadian/Australian state's people live in;
+4. country ("country"): a country whose zones all agree at that moment;
+5. a city alone that names an IANA zone ("city"); the shipment's origin ("origin"); finally
+   UTC ("utc_default"), which is what EasyPost itself assumes when it has no location.
+
+A resolution is `certain` when the location pins the zone (a US ZIP, a city whose ZIPs all
+share one zone, a country with one offset); the dedupe key uses the UTC instant then, and the
+local time and location otherwise (service.tracking.ingest.time_key).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
@@ -42,6 +52,27 @@ REGION_ZONES: dict[str, dict[str, str]] = {
         "VIC": "Australia/Melbourne", "WA": "Australia/Perth",
     },
 }
+# The province of a Canadian postal code, by its first letter (Canada Post, "Canadian
+# Addressing Guide", section "Postal code": the first letter of the forward sortation area
+# names the province or territory; X is shared by NT and NU, whose main zones differ, so it
+# is left out).
+CA_POSTAL_PROVINCES: dict[str, str] = {
+    "A": "NL", "B": "NS", "C": "PE", "E": "NB", "G": "QC", "H": "QC", "J": "QC", "K": "ON",
+    "L": "ON", "M": "ON", "N": "ON", "P": "ON", "R": "MB", "S": "SK", "T": "AB", "V": "BC",
+    "Y": "YT",
+}
+# The state of an Australian postcode, by range (Australia Post, "Postcode ranges by state",
+# as listed in its Postcode Guide; 0200-0299 and 2600-2618/2900-2920 are the ACT, 0800-0999
+# the Northern Territory). First match wins.
+AU_POSTCODE_STATES: tuple[tuple[int, int, str], ...] = (
+    (200, 299, "ACT"), (800, 999, "NT"), (2600, 2618, "ACT"), (2900, 2920, "ACT"),
+    (1000, 2999, "NSW"), (3000, 3999, "VIC"), (8000, 8999, "VIC"), (4000, 4999, "QLD"),
+    (9000, 9999, "QLD"), (5000, 5999, "SA"), (6000, 6999, "WA"), (7000, 7999, "TAS"),
+)
+# Bases whose zone the location pins down (see the module docstring).
+CERTAIN_BASES = frozenset({"zip", "city_region", "country"})
+_CA_POSTAL = re.compile(r"^([A-Z])\d[A-Z]\s*\d[A-Z]\d$")
+_AU_POSTCODE = re.compile(r"^\d{4}$")
 _ORDINARY_DAY = datetime(2026, 1, 15, 12, tzinfo=UTC)
 _ZIP5 = re.compile(r"^(\d{5})(?:-?\d{4})?$")
 
@@ -52,8 +83,11 @@ class Resolved:
 
     at: datetime
     zone: str | None
-    basis: str  # offset | zip | country | region | city | origin | utc_default
+    # offset | zip | postal_code | city_region | region | country | city | origin | utc_default
+    basis: str
     date_only: bool = False
+    certain: bool = True  # the location pins the zone (CERTAIN_BASES), or an offset was sent
+    local: datetime | None = None  # the scan's wall time (naive), in `zone` when one is known
 
     @property
     def inferred(self) -> bool:
@@ -119,28 +153,94 @@ def _country_zone(country: str, local: datetime) -> str | None:
     return str(zones[0]) if len(offsets) == 1 else None
 
 
-def location_zone(local: datetime, postal_code: str | None = None, country: str | None = None,
-                  region: str | None = None, city: str | None = None) -> tuple[str, str] | None:
-    """(zone, basis) from what a scan's location says, or None when it says too little."""
+def postal_region(postal_code: str, country: str | None) -> tuple[str, str] | None:
+    """(country, province/state) of a Canadian or Australian postal code, else None."""
+    code = postal_code.strip().upper()
+    if country in (None, "CA"):
+        match = _CA_POSTAL.match(code)
+        if match and match.group(1) in CA_POSTAL_PROVINCES:
+            return "CA", CA_POSTAL_PROVINCES[match.group(1)]
+    if country == "AU" and _AU_POSTCODE.match(code):
+        number = int(code)
+        for low, high, state in AU_POSTCODE_STATES:
+            if low <= number <= high:
+                return "AU", state
+    return None
+
+
+@lru_cache(maxsize=1)
+def _us_city_zones() -> dict[tuple[str, str], Counter[str]]:
+    """(city, state) -> how many of the city's ZIPs are in each zone."""
+    table: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for record in zipcodes.list_all():  # type: ignore[no-untyped-call]
+        zone, state = record.get("timezone"), record.get("state")
+        if zone and state and record.get("city"):
+            table[(" ".join(str(record["city"]).lower().split()), str(state))][str(zone)] += 1
+    return dict(table)
+
+
+@lru_cache(maxsize=1)
+def _zone_countries() -> dict[str, str]:
+    return {str(zone): str(country)
+            for country, zones in get_global("territory_zones").items() for zone in zones}
+
+
+@lru_cache(maxsize=4096)
+def city_region_zone(city: str, region: str, country: str | None) -> tuple[str, bool] | None:
+    """(zone, certain) of a city in its region: a US city's ZIPs (certain when they all agree),
+    else a city naming an IANA zone in the region's country."""
+    name, state = " ".join(city.lower().split()), region.strip().upper()
+    if country in (None, "US") and state in REGION_ZONES["US"]:
+        counts = _us_city_zones().get((name, state))
+        if counts:
+            return counts.most_common(1)[0][0], len(counts) == 1
+    named = _city_zones().get(name)
+    if named is None:
+        return None
+    if country is None:
+        country = next((c for c in ("US", "CA", "AU") if state in REGION_ZONES[c]), None)
+    return (named, True) if country and _zone_countries().get(named) == country else None
+
+
+def locate(local: datetime, postal_code: str | None = None, country: str | None = None,
+           region: str | None = None, city: str | None = None
+           ) -> tuple[str, str, bool] | None:
+    """(zone, basis, certain) from what a scan's location says, or None when it says too
+    little; the rules in the order of the module docstring."""
     country = country_code(country)
     if postal_code and country in (None, "US"):
         zone = zip_zone(postal_code)
         if zone:
-            return zone, "zip"
-    if country:
-        zone = _country_zone(country, local)
-        if zone:
-            return zone, "country"
+            return zone, "zip", True
+    if postal_code:
+        found = postal_region(postal_code, country)
+        if found:
+            return REGION_ZONES[found[0]][found[1]], "postal_code", False
+    if city and region:
+        pinned = city_region_zone(city, region, country)
+        if pinned:
+            return pinned[0], "city_region", pinned[1]
     if region:
         for candidate in ([country] if country else ["US", "CA", "AU"]):
             zone = REGION_ZONES.get(candidate, {}).get(region.strip().upper())
             if zone:
-                return zone, "region"
+                return zone, "region", False
+    if country:
+        zone = _country_zone(country, local)
+        if zone:
+            return zone, "country", True
     if city:
         zone = _city_zones().get(city.strip().lower())
         if zone:
-            return zone, "city"
+            return zone, "city", False
     return None
+
+
+def location_zone(local: datetime, postal_code: str | None = None, country: str | None = None,
+                  region: str | None = None, city: str | None = None) -> tuple[str, str] | None:
+    """(zone, basis) from what a scan's location says, or None when it says too little."""
+    found = locate(local, postal_code, country, region, city)
+    return (found[0], found[1]) if found else None
 
 
 def parse_carrier_time(value: str) -> tuple[datetime, bool]:
@@ -165,15 +265,21 @@ def resolve(value: str, postal_code: str | None = None, country: str | None = No
 
 def _resolve(parsed: datetime, date_only: bool, postal_code: str | None, country: str | None,
              region: str | None, city: str | None, fallback_zone: str | None) -> Resolved:
-    if parsed.tzinfo is not None:
-        return Resolved(parsed.astimezone(UTC), None, "offset", date_only)
-    found = location_zone(parsed, postal_code, country, region, city)
+    found = locate(parsed.replace(tzinfo=None), postal_code, country, region, city)
     if found is None and fallback_zone:
-        found = (fallback_zone, "origin")
+        found = (fallback_zone, "origin", False)
+    if parsed.tzinfo is not None:
+        # The instant is given; the wall time is read in the zone a naive copy of the same
+        # scan would be placed in (so both copies read alike), else as the sender wrote it.
+        wall = parsed.astimezone(ZoneInfo(found[0])) if found else parsed
+        return Resolved(parsed.astimezone(UTC), None, "offset", date_only,
+                        bool(found and found[2]), wall.replace(tzinfo=None))
     if found is None:
-        return Resolved(parsed.replace(tzinfo=UTC), "UTC", "utc_default", date_only)
-    zone, basis = found
-    return Resolved(parsed.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC), zone, basis, date_only)
+        return Resolved(parsed.replace(tzinfo=UTC), "UTC", "utc_default", date_only, False,
+                        parsed)
+    zone, basis, certain = found
+    return Resolved(parsed.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC), zone, basis,
+                    date_only, certain, parsed)
 
 
 def address_zone(postal_code: str | None, country: str | None, region: str | None = None,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
 from service.api.guard import protect
@@ -15,6 +18,7 @@ from service.api.keys import (
     key_cache_key,
     metrics_key,
     pool_key,
+    quality_key,
     redis_key,
     settings_key,
 )
@@ -27,6 +31,7 @@ from service.security.api_keys import KeyCache
 from service.settings import Settings
 from service.store.migrations import ensure_current
 from service.store.pool import create_pool as create_pg_pool
+from service.store.quality import QualityBuffer
 from service.store.redis import arq_client
 from service.tracking.coalescer import IngestCoalescer
 
@@ -43,7 +48,18 @@ async def _postgres(app: web.Application) -> AsyncIterator[None]:
             await ensure_current(conn)
         app[pool_key] = pool
         app[coalescer_key] = IngestCoalescer(pool, app[clock_key])
-        yield
+        quality = app[quality_key] = QualityBuffer(pool)
+        flusher = asyncio.create_task(quality.run())
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            try:
+                await quality.flush()
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("data-quality counters lost at shutdown: %s", exc)
     finally:
         await pool.close()
 

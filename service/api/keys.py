@@ -11,6 +11,7 @@ from service.clock import Clock
 from service.eta.runtime import EtaRuntime
 from service.security.api_keys import KeyCache
 from service.settings import Settings
+from service.store.quality import QualityBuffer
 from service.tracking.coalescer import IngestCoalescer
 
 settings_key = web.AppKey("settings", Settings)
@@ -21,3 +22,4 @@ metrics_key = web.AppKey("metrics", Metrics)
 key_cache_key = web.AppKey("key_cache", KeyCache)
 coalescer_key = web.AppKey("coalescer", IngestCoalescer)
 eta_key = web.AppKey("eta", EtaRuntime)
+quality_key = web.AppKey("quality", QualityBuffer)

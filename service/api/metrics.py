@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service.store.quality import Counted
+
+
+class FeedQuality(Collector):
+    """The feed_quality counters (summed over days) and stale trackers, as last read."""
+
+    def __init__(self) -> None:
+        self.counted: list[Counted] = []
+        self.stale: dict[str, int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        counters = CounterMetricFamily(
+            "parcelcast_feed_quality", "Feed data-quality counters by source, carrier and "
+            "measure (see `parcelcast data-quality`)", labels=["source", "carrier", "measure"])
+        for c in self.counted:
+            counters.add_metric([c.source, c.carrier, c.measure], c.count)
+        yield counters
+        stale = GaugeMetricFamily(
+            "parcelcast_stale_trackers", "Unfinished shipments without a scan for "
+            "DATA_QUALITY_STALE_DAYS", labels=["carrier"])
+        for carrier, n in self.stale.items():
+            stale.add_metric([carrier], n)
+        yield stale
 
 
 class Metrics:
@@ -29,6 +57,8 @@ class Metrics:
             "parcelcast_work_items", "Outbox work items by state", ["state"],
             registry=self.registry,
         )
+        self.feed_quality = FeedQuality()
+        self.registry.register(self.feed_quality)
         self.queue_depth = Gauge(
             "parcelcast_arq_queue_depth", "Jobs waiting in the arq queue (-1: Redis unreachable)",
             registry=self.registry,

@@ -142,13 +142,16 @@ class WebhookAnswer(BaseModel):
     estimates: int | None = None
     ignored: str | None = None
     kept_newer: int | None = None
+    estimates_kept_for_later: int | None = Field(
+        None, description="carrier estimates kept for a shipment not known yet")
     notes: list[str] | None = Field(
         None, description="parts of the delivery not stored (or stored changed), and why")
 
 
-class ShopifyDelivery(RootModel[shopify.Order | shopify.Fulfillment]):
-    """An order (orders/create, orders/updated) or a fulfilment (fulfillments/*), as the
-    X-Shopify-Topic header says; other topics are acknowledged and ignored."""
+class ShopifyDelivery(RootModel[shopify.Order | shopify.Fulfillment | shopify.FulfillmentEvent]):
+    """An order (orders/create, orders/updated), a fulfilment (fulfillments/*) or a fulfilment
+    event (fulfillment_events/create), as the X-Shopify-Topic header says; other topics are
+    acknowledged and ignored."""
 
 
 class EasyPostDelivery(easypost.Event):

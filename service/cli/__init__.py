@@ -11,6 +11,7 @@ from service.cli import (  # noqa: F401 - importing a module registers its comma
     models,
     notifications,
     processes,
+    quality,
     stores,
     webhooks,
     work,

@@ -75,6 +75,7 @@ class OrderUpdate(NamedTuple):
     order_id: str
     order: OrderIn
     carried: frozenset[str]
+    updated_at: datetime | None = None  # the sender's version time: an older one changes nothing
 
 
 class ShipmentUpdate(NamedTuple):
@@ -83,6 +84,7 @@ class ShipmentUpdate(NamedTuple):
     shipment_id: str
     shipment: ShipmentIn
     carried: frozenset[str]
+    updated_at: datetime | None = None  # see OrderUpdate
 
 
 @dataclass(frozen=True)
@@ -170,11 +172,12 @@ def event_id(source: str, *parts: object) -> str:
 
 
 def event_row(where: str, payload: dict[str, Any], mapped: Mapped | None = None,
-              **fields: Any) -> EventRow:
+              time_basis: str = "offset", **fields: Any) -> EventRow:
     """Check one event like the API does (msgspec constraints) and make its stored row.
 
     `payload` (the sender's own object, plus our notes) becomes the stored payload; `mapped`
-    (the adapter's reading of the sender's code) gives status, substatus and raw code.
+    (the adapter's reading of the sender's code) gives status, substatus and raw code;
+    `time_basis` says how its time was resolved (service.zones.Resolved.basis).
     """
     if mapped is not None:
         fields.update(status=mapped.status, raw_code=mapped.raw_code)
@@ -193,7 +196,8 @@ def event_row(where: str, payload: dict[str, Any], mapped: Mapped | None = None,
     problems = event_problems(event, where)
     if problems:
         raise MappingError(problems)
-    return to_row(event, orjson.dumps(payload), mapped.substatus if mapped is not None else "")
+    return to_row(event, orjson.dumps(payload),
+                  mapped.substatus if mapped is not None else "", time_basis)
 
 
 def estimate_problem(day: date, as_of: datetime | None) -> str | None:

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from service.errors import FieldError
+from service.inputs import Location
 from service.integrations import (
     CarrierEstimate,
     MappingError,
@@ -45,8 +46,9 @@ from service.tracking.carrier_codes import (
     Mapped,
     from_aftership,
 )
+from service.tracking.ingest import time_key
 from service.tracking.numbers import normalized_tracking_number
-from service.zones import country_code, resolve
+from service.zones import Resolved, country_code, resolve
 
 TRACKING_EVENTS = frozenset({"tracking_update", "edd_revise"})
 TrackingNumber = Annotated[str, Field(min_length=1, max_length=100,
@@ -147,8 +149,7 @@ class TrackingUpdate:
              ) -> EventRow:
         where = f"msg.checkpoints.{index}"
         try:
-            when = resolve(cp.checkpoint_time or "", cp.postcode, cp.country, cp.state,
-                           cp.city, origin_zone)
+            when, where_at = checkpoint_time(cp, origin_zone)
         except OutOfRange as exc:
             raise MappingError([FieldError(f"{where}.checkpoint_time", str(exc), "date_range")]
                                ) from None
@@ -162,12 +163,10 @@ class TrackingUpdate:
         if when.inferred:
             payload["time"] = when.note()
         return event_row(
-            where, payload, mapped,
+            where, payload, mapped, when.basis,
             carrier=self.carrier, tracking_number=self.tracking_number, occurred_at=when.at,
-            description=cp.message or cp.subtag_message,
-            location=location(cp.city, cp.state, cp.postcode, country_code(cp.country)),
-            event_id=event_id("aftership", cp.checkpoint_time, cp.tag, cp.subtag, cp.message,
-                              cp.location, cp.raw_tag),
+            description=cp.message or cp.subtag_message, location=where_at,
+            event_id=checkpoint_id(cp, when, where_at),
         )
 
     def _status(self, cp: Checkpoint) -> Mapped:
@@ -186,6 +185,21 @@ class TrackingUpdate:
                 return CarrierEstimate(self.carrier, self.tracking_number, day, label[:100],
                                        self.as_of)
         return None
+
+
+def checkpoint_time(cp: Checkpoint, origin_zone: str | None
+                    ) -> tuple[Resolved, Location | None]:
+    """The checkpoint's instant (ValueError/OutOfRange when unusable) and our Location of it."""
+    when = resolve(cp.checkpoint_time or "", cp.postcode, cp.country, cp.state, cp.city,
+                   origin_zone)
+    return when, location(cp.city, cp.state, cp.postcode, country_code(cp.country))
+
+
+def checkpoint_id(cp: Checkpoint, when: Resolved, where_at: Location | None) -> str:
+    """A checkpoint's identity, its time by its key: the same checkpoint with and without an
+    offset is one."""
+    return event_id("aftership", time_key(when, where_at), cp.tag, cp.subtag, cp.message,
+                    cp.location, (cp.raw_tag or "").strip() or None)
 
 
 def _estimate_date(value: Any) -> tuple[date | None, str | None]:

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from service.errors import FieldError
+from service.inputs import Location
 from service.integrations import (
     CarrierEstimate,
     MappingError,
@@ -39,8 +40,9 @@ from service.tracking.carrier_codes import (
     Mapped,
     from_easypost,
 )
+from service.tracking.ingest import time_key
 from service.tracking.numbers import normalized_tracking_number
-from service.zones import resolve
+from service.zones import Resolved, resolve
 
 TRACKER_EVENTS = frozenset({"tracker.created", "tracker.updated"})
 TrackingCode = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\s*[A-Za-z0-9._:\-]+\s*$")]
@@ -139,10 +141,8 @@ class TrackerUpdate:
     def _row(self, index: int, detail: TrackingDetail, raw: dict[str, Any],
              origin_zone: str | None) -> EventRow:
         where = f"result.tracking_details.{index}"
-        place = detail.tracking_location or TrackingLocation()
         try:
-            when = resolve(detail.datetime, place.zip, place.country, place.state, place.city,
-                           origin_zone)
+            when, where_at = detail_time(detail, origin_zone)
         except OutOfRange as exc:
             raise MappingError([FieldError(f"{where}.datetime", str(exc), "date_range")]
                                ) from None
@@ -155,13 +155,10 @@ class TrackerUpdate:
         if when.inferred:
             payload["time"] = when.note()
         return event_row(
-            where, payload, mapped,
+            where, payload, mapped, when.basis,
             carrier=self.carrier, tracking_number=self.tracking_number,
             occurred_at=when.at, description=detail.message,
-            location=location(place.city, place.state, place.zip, place.country),
-            # Details have no id; the tracker resends its whole history on every update.
-            event_id=event_id("easypost", detail.datetime, detail.status, detail.status_detail,
-                              detail.message, detail.carrier_code),
+            location=where_at, event_id=detail_id(detail, when, where_at),
         )
 
     def _status(self, detail: TrackingDetail) -> Mapped:
@@ -196,6 +193,23 @@ def _tracker_error(detail: TrackingDetail) -> bool:
     return detail.status in EASYPOST_ERROR_DETAILS or (
         detail.status == "failure" and detail.status_detail in (None, "unknown")
         and "invalid" in text)
+
+
+def detail_time(detail: TrackingDetail, origin_zone: str | None
+                ) -> tuple[Resolved, Location | None]:
+    """The detail's instant (ValueError/OutOfRange when unusable) and our Location of it."""
+    place = detail.tracking_location or TrackingLocation()
+    when = resolve(detail.datetime, place.zip, place.country, place.state, place.city,
+                   origin_zone)
+    return when, location(place.city, place.state, place.zip, place.country)
+
+
+def detail_id(detail: TrackingDetail, when: Resolved, where_at: Location | None) -> str:
+    """A detail's identity: details have no id, and the tracker resends its whole history on
+    every update. The time by its key (offset or not, the same scan); a null or "" carrier
+    code alike."""
+    return event_id("easypost", time_key(when, where_at), detail.status, detail.status_detail,
+                    detail.message, (detail.carrier_code or "").strip() or None)
 
 
 def _instant(value: str | None) -> datetime | None:

@@ -4,10 +4,12 @@ Shared by the webhook endpoints (a delivery as it arrives) and `parcelcast webho
 reprocess` (a delivery as it was stored), so both take exactly the same path:
 
 - `identify`: the body as JSON, and the topic and sender's event id it names;
-- `build`: the pure adapter, plus the one read a carrier time may need (the shipment's
-  origin zone, for a scan time sent without an offset and without a usable location);
+- `build`: the pure adapter, plus the reads it may need: the shipment's origin zone (for a
+  scan time sent without an offset and without a usable location), and the shipments of a
+  Shopify fulfilment (a fulfilment event names only the fulfilment);
 - `apply`: the batch's effects in the caller's transaction: orders and shipments merged
-  (only the fields the sender stated), events stored and deduped, carrier estimates kept
+  (only the fields the sender stated, and only when not older than the stored version),
+  events stored and deduped, carrier estimates kept (also before their shipment exists)
   only when not older than the stored one.
 
 No request handling and no SQL here: the SQL lives in service.store.
@@ -33,11 +35,14 @@ from service.store import orders as orders_db
 from service.store import shipments as shipments_db
 from service.store import trackers as trackers_db
 from service.store import webhooks as webhooks_db
+from service.store.quality import QualityBatch
 from service.store.webhooks import StoredDelivery
 from service.zones import address_zone
 
 # (carrier, tracking number) -> (origin postal code, origin country), or None when unknown.
 OriginLookup = Callable[[str, str], Awaitable[tuple[str | None, str | None] | None]]
+# A Shopify fulfilment id -> the (carrier, tracking number) of each of its stored shipments.
+FulfillmentLookup = Callable[[int], Awaitable[list[tuple[str, str]]]]
 
 
 @dataclass(frozen=True)
@@ -77,16 +82,21 @@ def identify(source: Source, body: bytes, topic: str | None = None,
                       event_id[:200] if isinstance(event_id, str) else None, notes)
 
 
-async def build(source: Source, delivery: Identified, origin: OriginLookup) -> WebhookBatch:
+async def build(source: Source, delivery: Identified, origin: OriginLookup,
+                fulfillment: FulfillmentLookup) -> WebhookBatch:
     """The delivery's batch through the current adapter; MappingError names what is wrong."""
-    batch = await _build(source, delivery, origin)
+    batch = await _build(source, delivery, origin, fulfillment)
     batch.notes[:0] = delivery.notes
     return batch
 
 
-async def _build(source: Source, delivery: Identified, origin: OriginLookup) -> WebhookBatch:
+async def _build(source: Source, delivery: Identified, origin: OriginLookup,
+                 fulfillment: FulfillmentLookup) -> WebhookBatch:
     if source == "shopify":
-        return shopify.parse(delivery.topic, delivery.payload)
+        mapped = shopify.parse(delivery.topic, delivery.payload)
+        if isinstance(mapped, shopify.EventUpdate):
+            return mapped.batch(await fulfillment(mapped.fulfillment_id))
+        return mapped
     parse = easypost.parse if source == "easypost" else aftership.parse
     parsed = parse(delivery.payload)
     if isinstance(parsed, str):
@@ -124,6 +134,23 @@ class Applied:
     new_events: int = 0
     duplicates: int = 0
     corrected: int = 0
+    estimates_before_shipment: list[str] = field(default_factory=list)  # their carriers
+
+
+def quality_of(source: str, batch: WebhookBatch, applied: Applied | None, now: datetime
+               ) -> QualityBatch:
+    """What a delivery adds to the data-quality counters (`applied` None: a duplicate)."""
+    quality = QualityBatch()
+    quality.batch(source, batch.events, applied.accepted_keys if applied else set(), now)
+    if applied is None:
+        return quality
+    if batch.notes:
+        carriers = {row.carrier for row in batch.events} | {e.carrier for e in batch.estimates}
+        quality.count(now, source, carriers.pop() if len(carriers) == 1 else "",
+                      "webhook_notes")
+    for carrier in applied.estimates_before_shipment:
+        quality.count(now, source, carrier, "estimate_before_shipment")
+    return quality
 
 
 async def apply(conn: asyncpg.Connection, batch: WebhookBatch, now: datetime, *,
@@ -138,11 +165,11 @@ async def apply(conn: asyncpg.Connection, batch: WebhookBatch, now: datetime, *,
     kept_newer = 0
     for update in batch.orders:
         if await orders_db.merge(conn, update.order_id, update.order, update.carried, now,
-                                 not_after) is None:
+                                 not_after, update.updated_at) is None:
             kept_newer += 1
     for ship in batch.shipments:
         if await shipments_db.merge(conn, ship.shipment_id, ship.shipment, ship.carried, now,
-                                    not_after) is None:
+                                    not_after, ship.updated_at) is None:
             kept_newer += 1
     result = await events_db.ingest(conn, batch.events, now)
     accepted = len(result.accepted_keys)
@@ -154,8 +181,10 @@ async def apply(conn: asyncpg.Connection, batch: WebhookBatch, now: datetime, *,
     detail: dict[str, Any] = {
         "orders": len(batch.orders), "shipments": len(batch.shipments),
         "events": {"accepted": accepted, "duplicates": len(batch.events) - accepted},
-        "estimates": estimates,
+        "estimates": estimates.changed,
     }
+    if estimates.before_shipment:
+        detail["estimates_kept_for_later"] = len(estimates.before_shipment)
     if corrected:
         detail["events"]["corrected"] = corrected
     if kept_newer:
@@ -166,7 +195,7 @@ async def apply(conn: asyncpg.Connection, batch: WebhookBatch, now: datetime, *,
         detail["notes"] = batch.notes[:20]
     outcome = "ignored" if batch.ignored and not batch.shipments else "processed"
     return Applied(outcome, detail, result.accepted_keys, accepted, len(batch.events) - accepted,
-                   corrected)
+                   corrected, estimates.before_shipment)
 
 
 @dataclass
@@ -231,9 +260,12 @@ async def _reprocess_one(conn: asyncpg.Connection, id_: int, now: datetime, repo
         async def origin(carrier: str, tracking_number: str) -> Any:
             return await webhooks_db.origin(conn, carrier, tracking_number)
 
+        async def fulfillment(fulfillment_id: int) -> list[tuple[str, str]]:
+            return await webhooks_db.fulfillment_shipments(conn, fulfillment_id)
+
         try:
             found = identify(source, row.body, row.topic, row.source_event_id)
-            batch = await build(source, found, origin)
+            batch = await build(source, found, origin, fulfillment)
         except (MappingError, ProblemError) as exc:
             await _still_failing(conn, row, refusal(exc), now, report)
             return

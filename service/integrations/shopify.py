@@ -6,6 +6,14 @@ from the shipping address, SMS consent from sms_marketing_consent, line items, a
 fulfilments it carries. fulfillments/create, fulfillments/update: one shipment per
 tracking number (carrier from tracking_company), plus an event for its shipment_status
 (or "cancelled" for a cancelled fulfilment), stamped with the fulfilment's updated_at.
+fulfillment_events/create: a carrier scan of a fulfilment Shopify already sent (status,
+message, happened_at, city/province/zip) as an event of each of its shipments, and its
+estimated_delivery_at as the carrier estimate (as of the event's updated_at). An event for a
+fulfilment not stored yet is noted; `webhooks reprocess` applies it once the fulfilment is.
+
+Versions: an order or fulfilment is applied only when its `updated_at` is not older than the
+version stored (Shopify does not deliver in order; an older orders/updated arriving late
+changes nothing).
 
 Dropped from structured data (kept in the delivery's raw body; tracking URLs also in the
 event payload): prices, taxes, discounts, addresses beyond ZIP/country, tracking URLs,
@@ -24,6 +32,8 @@ carrier, tracking number and label time are Shopify's. A new row takes our defau
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any
 
 import phonenumbers
@@ -33,13 +43,16 @@ from pydantic import Field, ValidationError
 from service.errors import FieldError
 from service.inputs import LOCALE_RE, OrderIn, ShipmentIn, Timestamp
 from service.integrations import (
+    CarrierEstimate,
     MappingError,
     OrderUpdate,
     Shape,
     ShipmentUpdate,
     WebhookBatch,
+    estimate_problem,
     event_row,
     known_carrier,
+    location,
     shape_errors,
     skipped,
     validate_shape,
@@ -50,6 +63,7 @@ from service.zones import address_zone
 
 ORDER_TOPICS = frozenset({"orders/create", "orders/updated"})
 FULFILLMENT_TOPICS = frozenset({"fulfillments/create", "fulfillments/update"})
+FULFILLMENT_EVENT_TOPIC = "fulfillment_events/create"
 ShopifyId = Annotated[int, Field(gt=0)]
 
 
@@ -98,6 +112,22 @@ class Fulfillment(Shape):
     origin_address: Address | None = None
 
 
+class FulfillmentEvent(Shape):
+    id: ShopifyId
+    fulfillment_id: ShopifyId
+    order_id: ShopifyId | None = None
+    status: str | None = None
+    message: str | None = None
+    happened_at: Timestamp | None = None
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
+    estimated_delivery_at: str | None = None
+    city: str | None = None
+    province: str | None = None
+    zip: str | None = None
+    country: str | None = None
+
+
 class Order(Shape):
     id: ShopifyId
     name: str | None = None
@@ -105,6 +135,7 @@ class Order(Shape):
     contact_email: str | None = None
     phone: str | None = None
     created_at: Timestamp
+    updated_at: Timestamp | None = None
     customer_locale: str | None = None
     customer: Customer | None = None
     shipping_address: Address | None = None
@@ -224,7 +255,8 @@ def map_fulfillment(fulfillment: Fulfillment, where: str, batch: WebhookBatch) -
                 ("destination.country", destination.country_code)) if value}
         try:
             batch.shipments.append(ShipmentUpdate(
-                shipment_id, ShipmentIn.model_validate(data), frozenset(stated)))
+                shipment_id, ShipmentIn.model_validate(data), frozenset(stated),
+                fulfillment.updated_at))
         except ValidationError as exc:
             # Name the sender's field, not ours; the rest of the delivery is stored.
             batch.notes.extend(skipped(MappingError([FieldError(
@@ -254,20 +286,73 @@ def map_fulfillment(fulfillment: Fulfillment, where: str, batch: WebhookBatch) -
             batch.notes.extend(skipped(exc))
 
 
-def parse(topic: str | None, payload: Any) -> WebhookBatch:
+@dataclass(frozen=True)
+class EventUpdate:
+    """A fulfilment event: needs the fulfilment's stored shipments to land anywhere."""
+
+    event: FulfillmentEvent
+    raw: dict[str, Any]
+
+    @property
+    def fulfillment_id(self) -> int:
+        return self.event.fulfillment_id
+
+    def batch(self, targets: list[tuple[str, str]]) -> WebhookBatch:
+        """The event (and estimate) for each (carrier, tracking number) of the fulfilment."""
+        event = self.event
+        if not targets:
+            return WebhookBatch(notes=[
+                f"fulfillment_id: fulfilment {event.fulfillment_id} is not stored yet; this "
+                "event is kept in the delivery (webhooks reprocess applies it once it is)"])
+        batch = WebhookBatch()
+        raw = event.status
+        mapped = from_shopify(raw) if raw else None
+        when = event.happened_at or event.created_at
+        as_of = event.updated_at or event.created_at or event.happened_at
+        day = _day(event.estimated_delivery_at)
+        why = estimate_problem(day, as_of) if day else None
+        if why:
+            batch.notes.append(f"estimated_delivery_at: {why}; not stored")
+        if mapped is None or when is None:
+            batch.notes.append("status/happened_at: missing; no event stored")
+        for carrier, number in targets:
+            if mapped is not None and when is not None:
+                batch.events.append(event_row(
+                    "", {"source": "shopify", "fulfillment_event": self.raw}, mapped,
+                    carrier=carrier, tracking_number=number,
+                    occurred_at=when, description=event.message,
+                    location=location(event.city, event.province, event.zip),
+                    event_id=f"shopify-event:{event.id}"))
+            if day and not why:
+                batch.estimates.append(CarrierEstimate(
+                    carrier, number, day, "shopify:estimated_delivery_at", as_of))
+        return batch
+
+
+def _day(value: str | None) -> date | None:
+    """The calendar day of a Shopify time as Shopify states it (its own offset)."""
+    try:
+        return date.fromisoformat(value[:10]) if value and len(value) >= 10 else None
+    except ValueError:
+        return None
+
+
+def parse(topic: str | None, payload: Any) -> WebhookBatch | EventUpdate:
     """What one Shopify delivery writes; unknown topics are acknowledged and ignored."""
     if not topic:
         raise MappingError([FieldError("X-Shopify-Topic", "header is missing", "missing")])
     batch = WebhookBatch()
     if topic in ORDER_TOPICS:
         order = validate_shape(Order, payload)
-        batch.orders.append(OrderUpdate(order_id(order.id), *map_order(order)))
+        batch.orders.append(OrderUpdate(order_id(order.id), *map_order(order), order.updated_at))
         for index, fulfillment in enumerate(order.fulfillments):
             map_fulfillment(fulfillment, f"fulfillments.{index}", batch)
     elif topic in FULFILLMENT_TOPICS:
         map_fulfillment(validate_shape(Fulfillment, payload), "", batch)
         if not batch.shipments:
             batch.ignored = "fulfillment has no tracking number yet"
+    elif topic == FULFILLMENT_EVENT_TOPIC:
+        return EventUpdate(validate_shape(FulfillmentEvent, payload), payload)
     else:
         batch.ignored = f"topic {topic!r} is not handled"
     return batch

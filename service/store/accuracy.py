@@ -84,7 +84,8 @@ _AGGREGATES = """count(*) AS scored, avg(abs_error_days) AS mae_days,
 
 # The ETAs to score for one delivered shipment ($1), shown before its delivery (a shadow
 # model's are never shown): the first shown, the first shown at each stage, and the one in
-# force when each notification but the delivery's own went out. Dates are the customer's ($2: their time zone).
+# force when each notification but the delivery's own went out. Dates are the customer's
+# ($2: their time zone).
 SCORE = """
 WITH s AS (
     SELECT shipment_id, carrier, service_level, delivered_at FROM shipments

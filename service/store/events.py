@@ -31,6 +31,7 @@ class EventRow:
     occurred_at: datetime
     payload: str  # JSON text
     substatus: str | None = None  # finer meaning from the carrier tables
+    time_basis: str | None = None  # how occurred_at was found (service.zones.Resolved.basis)
 
 
 # One round trip, one implicit transaction. Duplicates (in the table or within the
@@ -44,16 +45,16 @@ INGEST = f"""
 WITH input AS (
     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::smallint[], $7::text[], $8::text[], $9::text[],
-                         $10::timestamptz[], $11::text[], $15::text[])
+                         $10::timestamptz[], $11::text[], $15::text[], $16::text[])
         AS t(dedupe_key, carrier, tracking_number, carrier_event_id, status, status_rank,
-             raw_code, description, location, occurred_at, payload, substatus)
+             raw_code, description, location, occurred_at, payload, substatus, time_basis)
 ), inserted AS (
     INSERT INTO tracking_events (dedupe_key, carrier, tracking_number, carrier_event_id,
                                  status, status_rank, raw_code, description, location,
-                                 occurred_at, received_at, payload, substatus)
+                                 occurred_at, received_at, payload, substatus, time_basis)
     SELECT dedupe_key, carrier, tracking_number, carrier_event_id, status, status_rank,
            raw_code, description, location::jsonb, occurred_at, $12, payload::jsonb,
-           substatus
+           substatus, time_basis
     FROM input
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING id, dedupe_key, carrier, tracking_number, status, status_rank, occurred_at,
@@ -128,6 +129,7 @@ async def _ingest_once(
         [r.description for r in rows], [r.location for r in rows],
         [r.occurred_at for r in rows], [r.payload for r in rows],
         received_at, REFRESH_SHIPMENT, CHANNEL, [r.substatus for r in rows],
+        [r.time_basis for r in rows],
     )
     touched = records[0]["touched"] if records else 0
     accepted = {bytes(r["dedupe_key"]) for r in records}

@@ -54,25 +54,33 @@ MERGE_COLUMNS = {
     "customer.locale": "locale", "customer.timezone": "timezone",
     "consent.email": "email_consent", "consent.sms": "sms_consent", "items": "items",
 }
-MERGE = UPSERT.split("ON CONFLICT")[0] + "ON CONFLICT (order_id) DO UPDATE SET\n" + "".join(
+MERGE = UPSERT.split("ON CONFLICT")[0].replace(
+    "created_at, updated_at)", "created_at, updated_at, source_updated_at)").replace(
+    "$11, $11)", "$11, $11, $14)") + "ON CONFLICT (order_id) DO UPDATE SET\n" + "".join(
     f"    {column} = CASE WHEN '{column}' = ANY($12::text[]) THEN EXCLUDED.{column} "
     f"ELSE orders.{column} END,\n" for column in MERGE_COLUMNS.values()
-) + """    updated_at = EXCLUDED.updated_at
-WHERE $13::timestamptz IS NULL OR orders.updated_at <= $13::timestamptz
+) + """    updated_at = EXCLUDED.updated_at,
+    source_updated_at = greatest(orders.source_updated_at, EXCLUDED.source_updated_at)
+WHERE ($13::timestamptz IS NULL OR orders.updated_at <= $13::timestamptz)
+  -- The sender's version time ($14): an older orders/updated delivered late changes nothing.
+  AND ($14::timestamptz IS NULL OR orders.source_updated_at IS NULL
+       OR orders.source_updated_at <= $14::timestamptz)
 RETURNING (xmax = 0) AS created
 """
 
 
 async def merge(conn: asyncpg.Connection, order_id: str, order: OrderIn, carried: Iterable[str],
-                now: datetime, not_after: datetime | None = None) -> bool | None:
+                now: datetime, not_after: datetime | None = None,
+                version: datetime | None = None) -> bool | None:
     """A sender's view of an order: True when new, False when updated, None when the stored
-    row changed after `not_after` and was left as it is."""
+    row changed after `not_after`, or holds a newer `version` (the sender's updated_at), and
+    was left as it is."""
     customer = order.customer
     created: bool | None = await conn.fetchval(
         MERGE, order_id, order.placed_at, customer.name, customer.email, customer.phone,
         customer.locale, customer.timezone, order.consent.email, order.consent.sms,
         [dump(item) for item in order.items], now,
-        sorted(MERGE_COLUMNS[name] for name in carried), not_after,
+        sorted(MERGE_COLUMNS[name] for name in carried), not_after, version,
     )
     return created
 

@@ -125,11 +125,18 @@ MERGE_COLUMNS = {
     "promised_delivery_date": "promised_delivery_date", "label_created_at": "label_created_at",
     "shipped_at": "shipped_at",
 }
-MERGE = UPSERT.split("ON CONFLICT")[0] + "ON CONFLICT (shipment_id) DO UPDATE SET\n" + "".join(
+MERGE = UPSERT.split("ON CONFLICT")[0].replace(
+    "created_at, updated_at)", "created_at, updated_at, source_updated_at)").replace(
+    "$14, $14)", "$14, $14, $17)") + "ON CONFLICT (shipment_id) DO UPDATE SET\n" + "".join(
     f"    {column} = CASE WHEN '{column}' = ANY($15::text[]) THEN EXCLUDED.{column} "
     f"ELSE shipments.{column} END,\n" for column in MERGE_COLUMNS.values()
-) + """    updated_at = EXCLUDED.updated_at
-WHERE $16::timestamptz IS NULL OR shipments.updated_at <= $16::timestamptz
+) + """    updated_at = EXCLUDED.updated_at,
+    source_updated_at = greatest(shipments.source_updated_at, EXCLUDED.source_updated_at)
+WHERE ($16::timestamptz IS NULL OR shipments.updated_at <= $16::timestamptz)
+  -- The sender's own version time ($17, e.g. Shopify's updated_at): an older one delivered
+  -- late changes nothing.
+  AND ($17::timestamptz IS NULL OR shipments.source_updated_at IS NULL
+       OR shipments.source_updated_at <= $17::timestamptz)
 RETURNING (xmax = 0) AS created, carrier, tracking_number
 """
 
@@ -156,16 +163,18 @@ async def upsert(
     except asyncpg.UniqueViolationError as exc:
         raise TrackingNumberTaken(shipment.carrier, shipment.tracking_number) from exc
     await rederive_many(conn, [shipment_id], now)
+    await conn.execute(ADOPT_ESTIMATES, [shipment_id])
     await work.add(conn, work.REFRESH_SHIPMENT, [shipment_id], now)
     return created
 
 
 async def merge(
     conn: asyncpg.Connection, shipment_id: str, shipment: ShipmentIn, carried: Iterable[str],
-    now: datetime, not_after: datetime | None = None,
+    now: datetime, not_after: datetime | None = None, version: datetime | None = None,
 ) -> bool | None:
     """A sender's view of a shipment (see MERGE): True when new, False when updated, None when
-    the stored row changed after `not_after` and was left as it is.
+    the stored row changed after `not_after`, or holds a newer `version` of the sender's (its
+    updated_at), and was left as it is.
 
     Like upsert, re-derives the status and queues the refresh; runs in the caller's transaction.
     """
@@ -176,13 +185,14 @@ async def merge(
             shipment.tracking_number, shipment.origin.postal_code, shipment.origin.country,
             shipment.destination.postal_code, shipment.destination.country,
             shipment.weight_grams, shipment.promised_delivery_date,
-            shipment.label_created_at, shipment.shipped_at, now, columns, not_after,
+            shipment.label_created_at, shipment.shipped_at, now, columns, not_after, version,
         )
     except asyncpg.UniqueViolationError as exc:
         raise TrackingNumberTaken(shipment.carrier, shipment.tracking_number) from exc
     if row is None:
         return None
     await rederive_many(conn, [shipment_id], now)
+    await conn.execute(ADOPT_ESTIMATES, [shipment_id])
     await work.add(conn, work.REFRESH_SHIPMENT, [shipment_id], now)
     return bool(row["created"])
 
@@ -215,6 +225,20 @@ CROSS JOIN LATERAL (
     FROM tracking_events e
     WHERE e.carrier = s0.carrier AND e.tracking_number = s0.tracking_number) st
 WHERE s0.shipment_id IN (SELECT shipment_id FROM locked) AND s.shipment_id = s0.shipment_id
+"""
+
+
+# A tracker's estimate kept before the shipment existed (or before its tracking number
+# changed to this one) is taken by the rule of service.store.webhooks.SET_ESTIMATE.
+ADOPT_ESTIMATES = """
+UPDATE shipments s SET carrier_estimated_delivery = e.delivery_date,
+                       carrier_estimate_source = e.source, carrier_estimate_as_of = e.as_of
+FROM carrier_estimates e
+WHERE s.shipment_id = ANY($1::text[]) AND e.carrier = s.carrier
+  AND e.tracking_number = s.tracking_number
+  AND (s.carrier_estimate_as_of IS NULL OR e.as_of >= s.carrier_estimate_as_of)
+  AND (s.carrier_estimated_delivery, s.carrier_estimate_source)
+      IS DISTINCT FROM (e.delivery_date, e.source)
 """
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,15 +44,39 @@ WHERE webhook_deliveries.outcome = 'rejected'
 """
 
 # Newest estimate by the sender's own time wins; one without a time replaces only one
-# without a time, so a replayed old tracker cannot move the date back.
+# without a time, so a replayed old tracker cannot move the date back. The winner is kept per
+# tracking number whether or not the shipment exists yet (a tracker often comes first: the
+# shipment takes it when it arrives, ADOPT_ESTIMATES), and set on the shipment if it does.
 SET_ESTIMATE = """
-UPDATE shipments SET carrier_estimated_delivery = $3, carrier_estimate_source = $4,
-                     carrier_estimate_as_of = $5, updated_at = $6
-WHERE carrier = $1 AND tracking_number = $2
-  AND (carrier_estimate_as_of IS NULL OR $5::timestamptz >= carrier_estimate_as_of)
-  AND (carrier_estimated_delivery, carrier_estimate_source)
-      IS DISTINCT FROM ($3::date, $4::text)
+WITH kept AS (
+    INSERT INTO carrier_estimates (carrier, tracking_number, delivery_date, source, as_of,
+                                   received_at)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (carrier, tracking_number) DO UPDATE SET
+        delivery_date = EXCLUDED.delivery_date, source = EXCLUDED.source,
+        as_of = EXCLUDED.as_of, received_at = EXCLUDED.received_at
+    WHERE carrier_estimates.as_of IS NULL OR EXCLUDED.as_of >= carrier_estimates.as_of
+    RETURNING 1
+), moved AS (
+    UPDATE shipments SET carrier_estimated_delivery = $3, carrier_estimate_source = $4,
+                         carrier_estimate_as_of = $5, updated_at = $6
+    WHERE carrier = $1 AND tracking_number = $2
+      AND (carrier_estimate_as_of IS NULL OR $5::timestamptz >= carrier_estimate_as_of)
+      AND (carrier_estimated_delivery, carrier_estimate_source)
+          IS DISTINCT FROM ($3::date, $4::text)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM moved) AS changed,
+       EXISTS (SELECT 1 FROM shipments WHERE carrier = $1 AND tracking_number = $2) AS known
 """
+
+
+@dataclass(frozen=True)
+class EstimatesKept:
+    """What storing a batch's carrier estimates did."""
+
+    changed: int  # shipments whose estimate moved
+    before_shipment: list[str]  # carriers of estimates kept for a shipment not yet known
 
 
 class StoredDelivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,14 +125,16 @@ async def reject(
 
 
 async def set_estimates(conn: asyncpg.Connection, estimates: Sequence[CarrierEstimate],
-                        now: datetime) -> int:
-    """Store carrier estimates on their shipments; how many shipments changed."""
-    changed = 0
+                        now: datetime) -> EstimatesKept:
+    """Keep carrier estimates (newest by the sender's time) and set them on their shipments."""
+    changed, before = 0, []
     for e in estimates:
-        status = await conn.execute(SET_ESTIMATE, e.carrier, e.tracking_number, e.delivery_date,
-                                    e.source, e.as_of, now)
-        changed += int(status.rsplit(" ", 1)[1])
-    return changed
+        row = await conn.fetchrow(SET_ESTIMATE, e.carrier, e.tracking_number, e.delivery_date,
+                                  e.source, e.as_of, now)
+        changed += int(row["changed"])
+        if not row["known"]:
+            before.append(e.carrier)
+    return EstimatesKept(changed, before)
 
 
 async def origin(conn: asyncpg.Connection, carrier: str, tracking_number: str
@@ -117,6 +144,16 @@ async def origin(conn: asyncpg.Connection, carrier: str, tracking_number: str
         "SELECT origin_postal_code, origin_country FROM shipments "
         "WHERE carrier = $1 AND tracking_number = $2", carrier, tracking_number)
     return (row["origin_postal_code"], row["origin_country"]) if row else None
+
+
+async def fulfillment_shipments(conn: asyncpg.Connection, fulfillment_id: int
+                                ) -> list[tuple[str, str]]:
+    """(carrier, tracking number) of each stored shipment of a Shopify fulfilment (named
+    "shopify-<id>", and "shopify-<id>-<n>" for its further tracking numbers)."""
+    rows = await conn.fetch(
+        "SELECT carrier, tracking_number FROM shipments WHERE shipment_id = $1 "
+        "OR shipment_id LIKE $1 || '-%' ORDER BY shipment_id", f"shopify-{fulfillment_id}")
+    return [(r["carrier"], r["tracking_number"]) for r in rows]
 
 
 # Re-processing: the events a delivery produced get the normalized status the current code

@@ -11,16 +11,23 @@ import msgspec
 import orjson
 
 from service.errors import FieldError
-from service.inputs import TrackingEventIn
+from service.inputs import Location, TrackingEventIn
 from service.limits import OutOfRange, check_day, check_instant, json_problems, near, raw_json_suspect
 from service.store.events import EventRow
 from service.tracking.carrier_codes import normalize_carrier
 from service.tracking.numbers import normalized_tracking_number
 from service.tracking.taxonomy import normalize_status, status_rank
+from service.zones import Resolved
 
 _encode = msgspec.json.Encoder()
 _decode_event = msgspec.json.Decoder(TrackingEventIn)
 _decode_items = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def id_key(carrier: str, tracking_number: str, event_id: str) -> bytes:
+    """The dedupe key of an event with an id (the carrier's, or an adapter's identity)."""
+    basis = f"id\x1f{carrier}\x1f{tracking_number}\x1f{event_id}"
+    return hashlib.sha256(basis.encode()).digest()[:16]
 
 
 def dedupe_key(event: TrackingEventIn, location_json: bytes) -> bytes:
@@ -28,13 +35,24 @@ def dedupe_key(event: TrackingEventIn, location_json: bytes) -> bytes:
 
     The event's tracking number is already normalized (see to_row)."""
     if event.event_id:
-        basis = f"id\x1f{event.carrier}\x1f{event.tracking_number}\x1f{event.event_id}"
-    else:
-        basis = "\x1f".join((
-            "scan", event.carrier, event.tracking_number, event.status,
-            event.occurred_at.astimezone(UTC).isoformat(), location_json.decode(),
-        ))
+        return id_key(event.carrier, event.tracking_number, event.event_id)
+    basis = "\x1f".join((
+        "scan", event.carrier, event.tracking_number, event.status,
+        event.occurred_at.astimezone(UTC).isoformat(), location_json.decode(),
+    ))
     return hashlib.sha256(basis.encode()).digest()[:16]
+
+
+def time_key(when: Resolved, place: Location | None) -> str:
+    """What a scan's time contributes to its identity (the dedupe key of a scan its sender
+    does not number): the UTC instant when the location pins the zone, else the wall time
+    with the normalized location. So the same scan sent once with an offset and once without
+    is one scan: both read the same wall time at the same place."""
+    if when.certain or when.local is None:
+        return "utc:" + when.at.isoformat()
+    parts = (place.postal_code, place.city, place.region, place.country) if place else ()
+    where = "|".join(" ".join((p or "").lower().replace("-", " ").split()) for p in parts)
+    return f"local:{when.local.replace(tzinfo=None).isoformat()}|{where}"
 
 
 def _field_error(exc: msgspec.ValidationError, prefix: str) -> FieldError:
@@ -106,8 +124,10 @@ def normalized(event: TrackingEventIn) -> TrackingEventIn:
     return event
 
 
-def to_row(event: TrackingEventIn, raw: bytes, substatus: str = "") -> EventRow:
-    """The stored row; `substatus` is the sender's finer status when its adapter mapped it."""
+def to_row(event: TrackingEventIn, raw: bytes, substatus: str = "",
+           time_basis: str = "offset") -> EventRow:
+    """The stored row; `substatus` is the sender's finer status when its adapter mapped it,
+    `time_basis` how its time was read (service.zones.Resolved.basis)."""
     event = normalized(event)
     mapped = normalize_status(event.carrier, event.status, event.raw_code)
     status = mapped.status
@@ -125,6 +145,7 @@ def to_row(event: TrackingEventIn, raw: bytes, substatus: str = "") -> EventRow:
         location=location.decode() if location else None,
         occurred_at=event.occurred_at.astimezone(UTC),
         payload=bytes(raw).decode(),
+        time_basis=time_basis,
     )
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from service.inputs import Location
 from service.integrations import MappingError, aftership, easypost, shopify
 from service.security.webhook_signatures import (
     aftership_valid,
@@ -19,6 +20,7 @@ from service.security.webhook_signatures import (
     shopify_valid,
 )
 from service.tracking.carrier_codes import carrier_slug, normalize_carrier
+from service.tracking.ingest import time_key
 from service.tracking.taxonomy import normalize_status
 from service.zones import resolve
 from tests.integrations.conftest import FIXTURES, SECRETS
@@ -78,6 +80,18 @@ def test_easypost_signature_is_hex_over_the_nfkd_normalized_secret() -> None:
     ("2026-11-03T10:00:00", {"fallback_zone": "America/New_York"}, "2026-11-03T15:00:00", "origin"),
     ("2026-11-03T10:00:00", {"country": "ES"}, "2026-11-03T10:00:00", "utc_default"),
     ("2026-11-03T10:00:00+01:00", {"postal_code": "38118"}, "2026-11-03T09:00:00", "offset"),
+    # A Canadian FSA's province, an Australian postcode's state (no ZIP to go by).
+    ("2026-11-03T10:00:00", {"postal_code": "M5V 3L9", "country": "CA"},
+     "2026-11-03T15:00:00", "postal_code"),
+    ("2026-11-03T10:00:00", {"postal_code": "6000", "country": "AU"},
+     "2026-11-03T02:00:00", "postal_code"),
+    # City + state before the state's main zone: El Paso keeps Mountain time, Texas is Central.
+    ("2026-11-03T10:00:00", {"city": "El Paso", "region": "TX"}, "2026-11-03T17:00:00",
+     "city_region"),
+    ("2026-11-03T10:00:00", {"region": "TX"}, "2026-11-03T16:00:00", "region"),
+    ("2026-11-03T10:00:00", {"city": "Vancouver", "region": "BC", "country": "CA"},
+     "2026-11-03T18:00:00", "city_region"),
+    ("2026-11-03T10:00:00", {"country": "GB"}, "2026-11-03T10:00:00", "country"),
 ])
 def test_naive_times_take_the_zone_of_their_location(
     when: str, where: dict[str, str], utc: str, basis: str
@@ -88,9 +102,32 @@ def test_naive_times_take_the_zone_of_their_location(
     assert resolved.inferred is (basis != "offset")
 
 
+@pytest.mark.parametrize(("naive", "aware", "where", "certain"), [
+    ("2026-11-03T04:12:00", "2026-11-03T10:12:00Z", {"postal_code": "38118"}, True),
+    ("2026-11-03T09:30:00", "2026-11-03T09:30:00-08:00", {"region": "WA", "country": "US"},
+     False),
+    ("2026-11-03T09:30:00", "2026-11-03T17:30:00Z", {"region": "WA", "country": "US"}, False),
+    ("2026-11-03T22:05:00", "2026-11-03T22:05:00-05:00", {}, False),
+    # No location: both copies read in the shipment's origin zone, even an offset in UTC.
+    ("2026-11-03T22:05:00", "2026-11-04T03:05:00Z", {"fallback_zone": "America/New_York"},
+     False),
+])
+def test_one_scan_with_and_without_offset_has_one_time_key(
+    naive: str, aware: str, where: dict[str, str], certain: bool
+) -> None:
+    place = Location(city=where.get("city"), region=where.get("region"),
+                     postal_code=where.get("postal_code"), country=where.get("country"))
+    first, second = resolve(naive, **where), resolve(aware, **where)
+    assert time_key(first, place) == time_key(second, place)
+    assert time_key(first, place).startswith("utc:" if certain else "local:")
+    # A different wall time or place is a different scan.
+    other = resolve(naive[:11] + "23:59:00", **where)
+    assert time_key(other, place) != time_key(first, place)
+
+
 def test_shopify_order_maps_contact_locale_timezone_and_consent() -> None:
     batch = shopify.parse("orders/create", load("shopify/orders_create.json"))
-    (order_id, order, carried), = batch.orders
+    (order_id, order, carried, _), = batch.orders
     assert order_id == "shopify-820982911946154508"
     # E-mail consent is ours, never Shopify's; everything else here Shopify stated.
     assert carried == {"placed_at", "customer.name", "customer.email", "customer.phone",
@@ -108,7 +145,7 @@ def test_shopify_order_maps_contact_locale_timezone_and_consent() -> None:
 def test_shopify_fulfillment_maps_shipment_and_status_event() -> None:
     batch = shopify.parse("fulfillments/update",
                           load("shopify/fulfillments_update_in_transit.json"))
-    (shipment_id, shipment, carried), = batch.shipments
+    (shipment_id, shipment, carried, _), = batch.shipments
     # Shopify states no service level, weight, promise or shipped time: those stay ours.
     assert carried == {"order_id", "carrier", "tracking_number", "label_created_at",
                        "origin.postal_code", "origin.country", "destination.postal_code",
@@ -187,7 +224,7 @@ def test_shopify_documented_sample_values_map_without_inventing_data() -> None:
     fulfillment = load("shopify/fulfillments_create.json")
     fulfillment.update(status="pending", shipment_status=None, service=None, location_id=None)
     batch = shopify.parse("fulfillments/create", fulfillment)
-    (_, shipment, carried), = batch.shipments
+    (_, shipment, carried, _), = batch.shipments
     assert batch.events == [] and shipment.origin.postal_code is None
     assert carried == {"order_id", "carrier", "tracking_number", "label_created_at",
                        "destination.postal_code", "destination.country"}
@@ -196,7 +233,7 @@ def test_shopify_documented_sample_values_map_without_inventing_data() -> None:
     order = load("shopify/orders_create.json")
     order["shipping_address"].update(phone="555-555-SHIP", zip="40003", province_code="KY")
     del order["customer"]["sms_marketing_consent"], order["customer"]["email_marketing_consent"]
-    (_, mapped, carried), = shopify.parse("orders/create", order).orders
+    (_, mapped, carried, _), = shopify.parse("orders/create", order).orders
     assert mapped.customer.phone is None and mapped.consent.sms is False
     assert "customer.phone" not in carried and "consent.sms" not in carried
     assert mapped.customer.timezone == "America/New_York"

@@ -79,14 +79,15 @@ async def test_deliveries_that_failed_or_came_too_early_are_completed(
     refused = await post("shopify", fixture("shopify/fulfillments_create.json"),
                          **{"X-Shopify-Topic": "fulfillments/create", "X-Shopify-Webhook-Id": "w-1"})
     assert refused.status == 409
-    # AfterShip scans before the OMS told us of the shipment: stored, but no estimate yet.
+    # AfterShip scans before the OMS told us of the shipment: stored, and so is the estimate.
     for name in ("tracking_update_in_transit", "tracking_update_delivered"):
         assert (await post("aftership", fixture(f"aftership/{name}.json"))).status == 200
     clock.advance(timedelta(minutes=1))
     body = shipment("o-2", "111111111111", carrier="fedex")
     assert (await hooks.put("/v1/shipments/s-as", json=body, headers=admin)).status == 201
     assert (await hooks.get("/v1/shipments/s-as", headers=admin)
-            ).status == 200 and (await _estimate(pool, "s-as")) is None
+            ).status == 200 and (await _estimate(pool, "s-as")) == (
+        "2026-11-05", "aftership:courier_estimated_delivery_date")
 
     # Still refused while the number is taken: reported, kept with the latest reason.
     dry = await _reprocess(pool, clock, source="shopify")

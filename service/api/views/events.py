@@ -6,13 +6,15 @@ import msgspec
 from aiohttp import web
 
 from service.api.bodies import malformed, read_body
-from service.api.keys import clock_key, coalescer_key, metrics_key, pool_key
+from service.api.keys import clock_key, coalescer_key, metrics_key, pool_key, quality_key
+from service.api.principal import principal
 from service.api.responses import json_response
 from service.errors import FieldError, validation_failed
 from service.inputs import MAX_BATCH
 from service.integrations import CarrierEstimate
 from service.store import events as events_db
 from service.store import webhooks as webhooks_db
+from service.store.quality import QualityBatch
 from service.tracking.ingest import BatchOutcome, count_new, parse_event, split_items, to_row
 
 # Requests with fewer rows than this share statements with concurrent ones.
@@ -75,16 +77,24 @@ async def post_tracking_events(request: web.Request) -> web.Response:
                 estimates.append(CarrierEstimate(
                     event.carrier, event.tracking_number, event.estimated_delivery,
                     "tracking_event", event.occurred_at))
+    now = request.app[clock_key].now()
+    source = f"api:{principal(request).actor}"
+    quality = QualityBatch()
     if estimates:
         # Before the events: the refresh their ingestion queues must see the estimate.
         async with request.app[pool_key].acquire() as conn:
-            await webhooks_db.set_estimates(conn, estimates, request.app[clock_key].now())
+            kept = await webhooks_db.set_estimates(conn, estimates, now)
+        for carrier in kept.before_shipment:
+            quality.count(now, source, carrier, "estimate_before_shipment")
     if len(rows) < COALESCE_BELOW:
         accepted_keys = await request.app[coalescer_key].ingest(rows)
     else:
         async with request.app[pool_key].acquire() as conn:
-            result = await events_db.ingest(conn, rows, request.app[clock_key].now())
+            result = await events_db.ingest(conn, rows, now)
         accepted_keys = result.accepted_keys
+    # The counters are written with other requests' about once a second, off this request.
+    quality.batch(source, rows, accepted_keys, now, len(rejected))
+    request.app[quality_key].add(quality)
     accepted, duplicates = count_new(rows, accepted_keys)
     metrics = request.app[metrics_key]
     metrics.events.labels("accepted").inc(accepted)

@@ -8,9 +8,10 @@ import hmac
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api.keys import metrics_key, pool_key, redis_key, settings_key
+from service.api.keys import clock_key, metrics_key, pool_key, redis_key, settings_key
 from service.api.responses import json_response
 from service.errors import FieldError, ProblemError
+from service.store import quality as quality_db
 from service.store import work as work_db
 
 CHECK_TIMEOUT = 2.0
@@ -78,6 +79,9 @@ async def metrics(request: web.Request) -> web.Response:
         async with asyncio.timeout(CHECK_TIMEOUT), app[pool_key].acquire() as conn:
             for state, count in (await work_db.depth(conn)).items():
                 gauges.work_depth.labels(state).set(count)
+            gauges.feed_quality.counted = await quality_db.totals(conn)
+            gauges.feed_quality.stale = await quality_db.stale_trackers(
+                conn, app[clock_key].now(), app[settings_key].data_quality_stale_days)
     except Exception:  # noqa: BLE001 - a scrape must not fail because one source is down
         pass
     try:

@@ -24,8 +24,10 @@ from service.integrations import MappingError, WebhookBatch, pipeline
 from service.limits import scrub
 from service.security.webhook_secrets import Source, WebhookSecrets, load_webhook_secrets
 from service.security.webhook_signatures import aftership_valid, easypost_valid, shopify_valid
+from service.store import quality as quality_db
 from service.store import shipments as shipments_db
 from service.store import webhooks as webhooks_db
+from service.store.quality import QualityBatch
 
 # Optional: set by whoever builds the app (tests do); otherwise read from the environment.
 webhook_secrets_key = web.AppKey("webhook_secrets", WebhookSecrets)
@@ -95,9 +97,13 @@ async def _signed(request: web.Request, sender: Sender) -> Delivery:
 
 async def _reject(request: web.Request, delivery: Delivery, problem: ProblemError) -> ProblemError:
     """Keep the rejected delivery for re-processing, and return the problem to raise."""
-    async with request.app[pool_key].acquire() as conn:
-        await webhooks_db.reject(conn, received_at=request.app[clock_key].now(),
-                                 errors=pipeline.errors_of(problem), **delivery.record())
+    now = request.app[clock_key].now()
+    quality = QualityBatch()
+    quality.count(now, delivery.sender.source, "", "rejected")
+    async with request.app[pool_key].acquire() as conn, conn.transaction():
+        await webhooks_db.reject(conn, received_at=now, errors=pipeline.errors_of(problem),
+                                 **delivery.record())
+        await quality_db.record(conn, quality)
     return problem
 
 
@@ -110,9 +116,13 @@ async def _store(request: web.Request, delivery: Delivery, batch: WebhookBatch) 
             async with conn.transaction():
                 claimed = await webhooks_db.claim(conn, received_at=now, **delivery.record())
                 if claimed is None:
+                    await quality_db.record(
+                        conn, pipeline.quality_of(delivery.sender.source, batch, None, now))
                     return json_response({"status": "duplicate", "delivery_id": delivery.delivery_id})
                 applied = await pipeline.apply(conn, batch, now)
                 await webhooks_db.finish(conn, claimed, applied.outcome, applied.detail, now)
+                await quality_db.record(
+                    conn, pipeline.quality_of(delivery.sender.source, batch, applied, now))
         except shipments_db.TrackingNumberTaken as exc:
             raise await _reject(request, delivery, pipeline.tracking_taken(exc)) from None
     metrics = app[metrics_key]
@@ -137,11 +147,15 @@ async def _receive(request: web.Request, sender: Sender) -> web.Response:
         async with pool.acquire() as conn:
             return await webhooks_db.origin(conn, carrier, tracking_number)
 
+    async def fulfillment(fulfillment_id: int) -> list[tuple[str, str]]:
+        async with pool.acquire() as conn:
+            return await webhooks_db.fulfillment_shipments(conn, fulfillment_id)
+
     try:
         found = pipeline.identify(sender.source, delivery.body, delivery.topic,
                                   delivery.source_event_id)
         delivery.topic, delivery.source_event_id = found.topic, found.source_event_id
-        batch = await pipeline.build(sender.source, found, origin)
+        batch = await pipeline.build(sender.source, found, origin, fulfillment)
     except (MappingError, ProblemError) as exc:
         raise await _reject(request, delivery, pipeline.refusal(exc)) from None
     return await _store(request, delivery, batch)
