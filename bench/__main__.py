@@ -29,6 +29,9 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
              "--rounds", "50"]),
     "scoring": (["bench/bench_scoring.py", "--train-1m"],
                 ["bench/bench_scoring.py", "--rows", "20000"]),
+    # Peak memory of training on 1M simulated shipments, by stage (--dask: also on a cluster).
+    "training": (["-m", "bench.bench_training"],
+                 ["-m", "bench.bench_training", "--shipments", "20000", "--rounds", "20"]),
     "render": (["-m", "bench.bench_render"], ["-m", "bench.bench_render", "--messages", "600"]),
     "notify": (["-m", "bench.bench_notify"], ["-m", "bench.bench_notify", "--messages", "600"]),
     "pages": (["-m", "bench.bench_pages"],

@@ -95,16 +95,25 @@ def fit_booster(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
         model.metadata["base_margin"] = options.base_margin
     if options.correction:
         model.metadata["correction"] = CORRECTION
-    matrix = encode_rows(model, X, rows)
-    margin = (None if options.base_margin is None else model_margin(
-        options.base_margin,
-        {c: X[c].to_numpy()[rows] for c in MARGIN_COLUMNS[options.base_margin]}))
     merged = dict(params)
     merged["quantile_alpha"] = np.asarray(merged["quantile_alpha"], dtype=float)
-    dtrain = xgb.QuantileDMatrix(matrix, label=y[rows], weight=weights, base_margin=margin,
-                                 feature_names=names, feature_types=feature_types(names),
-                                 enable_categorical=True, max_bin=merged.get("max_bin", 256))
-    del matrix, margin
+    max_bin = merged.get("max_bin", 256)
+    if len(rows) > ENCODE_CHUNK:
+        # Memory: XGBoost reads the rows chunk by chunk (twice: sketch, then bins), so no
+        # float32 copy of every training row is ever held beside its binned matrix.
+        dtrain: xgb.DMatrix = xgb.QuantileDMatrix(
+            RowChunks(model, X, y, rows, weights, options.base_margin, ENCODE_CHUNK),
+            enable_categorical=True, max_bin=max_bin)
+    else:
+        matrix = encode_rows(model, X, rows)
+        margin = (None if options.base_margin is None else model_margin(
+            options.base_margin,
+            {c: X[c].to_numpy()[rows] for c in MARGIN_COLUMNS[options.base_margin]}))
+        dtrain = xgb.QuantileDMatrix(matrix, label=y[rows], weight=weights,
+                                     base_margin=margin, feature_names=names,
+                                     feature_types=feature_types(names),
+                                     enable_categorical=True, max_bin=max_bin)
+        del matrix, margin
     callbacks = [_ProgressCallback(progress, rounds)] if progress is not None else None
     model.booster = xgb.train(merged, dtrain, rounds, callbacks=callbacks)
     return model
@@ -133,6 +142,37 @@ def encode_rows(model: EtaModel, X: pd.DataFrame, rows: np.ndarray) -> np.ndarra
     for lo in range(0, len(rows), ENCODE_CHUNK):
         out[lo:lo + ENCODE_CHUNK] = model.encode(X.iloc[rows[lo:lo + ENCODE_CHUNK]])
     return out
+
+
+class RowChunks(xgb.DataIter):
+    """``X.iloc[rows]`` for XGBoost ENCODE_CHUNK rows at a time, encoded as ``model`` does
+    (label, weight and base margin alongside): a :class:`xgboost.QuantileDMatrix` built from
+    it never needs the whole float32 matrix at once."""
+
+    def __init__(self, model: EtaModel, X: pd.DataFrame, y: np.ndarray, rows: np.ndarray,
+                 weights: np.ndarray | None, margin: str | None,
+                 chunk: int = ENCODE_CHUNK) -> None:
+        self._model, self._X, self._y, self._rows = model, X, y, rows
+        self._weights, self._margin, self._chunk, self._lo = weights, margin, chunk, 0
+        super().__init__(release_data=True)
+
+    def next(self, input_data: Callable[..., Any]) -> bool:
+        if self._lo >= len(self._rows):
+            return False
+        lo, hi = self._lo, self._lo + self._chunk
+        sel = self._rows[lo:hi]
+        part = self._X.iloc[sel]
+        names = self._model.feature_names
+        input_data(data=self._model.encode(part), label=self._y[sel],
+                   weight=None if self._weights is None else self._weights[lo:hi],
+                   base_margin=None if self._margin is None else model_margin(
+                       self._margin, {c: part[c].to_numpy() for c in MARGIN_COLUMNS[self._margin]}),
+                   feature_names=names, feature_types=feature_types(names))
+        self._lo = hi
+        return True
+
+    def reset(self) -> None:
+        self._lo = 0
 
 
 def raw_rows(model: EtaModel, X: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:

@@ -25,7 +25,12 @@ from service.cli.common import (
                    "time with an offset (default: now).")
 @click.option("--report", "report_path", type=click.Path(file_okay=False), default=None,
               help="Also write the evaluation (JSON + PNG plots) to this folder.")
-def train(rounds: int | None, until: Any, report_path: str | None) -> None:
+@click.option("--dask-scheduler", "dask_scheduler", default=None, metavar="ADDRESS",
+              help="Fit on this Dask cluster (e.g. tcp://10.0.0.5:8786) with XGBoost's "
+                   "distributed training, reading the history one partition at a time "
+                   "(needs the 'dask' extra; see docs/operations.md).")
+def train(rounds: int | None, until: Any, report_path: str | None,
+          dask_scheduler: str | None) -> None:
     """Train an ETA model on the history in the database and register it: the first model
     is promoted; later ones are promoted if their holdout booster beats the champion on
     parcels neither was trained on, else run in shadow until judged on delivered parcels."""
@@ -42,7 +47,8 @@ def train(rounds: int | None, until: Any, report_path: str | None) -> None:
 
     async def run_training(conn: Any) -> Any:
         return await train_and_register(conn, settings.clock().now(), until=until,
-                                        rounds=rounds, progress=progress)
+                                        rounds=rounds, progress=progress,
+                                        dask_scheduler=dask_scheduler)
 
     try:
         outcome = run(lambda: with_db(settings, run_training))
@@ -50,7 +56,10 @@ def train(rounds: int | None, until: Any, report_path: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     finally:
         bar.close()
-    if report_path:
+    if report_path and dask_scheduler is not None:
+        click.echo("no evaluation to write: training on a cluster fits no out-of-sample "
+                   "booster (the comparison below is its evaluation)", err=True)
+    elif report_path:
         from predictor.evaluate import write_report
 
         write_report(outcome.report, report_path)

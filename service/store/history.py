@@ -175,6 +175,13 @@ async def training_frames(conn: asyncpg.Connection, until: datetime | None = Non
                           since: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Shipments labelled before `until` and their events, as the predictor expects them;
     with `since`, only those labelled or delivered since then (and those still out)."""
+    return (await training_shipments(conn, until, since),
+            await training_events(conn, until, since))
+
+
+async def training_shipments(conn: asyncpg.Connection, until: datetime | None = None,
+                             since: datetime | None = None) -> pd.DataFrame:
+    """The shipments of :func:`training_frames` (one row each, no events)."""
     until = until or datetime.max.replace(tzinfo=UTC)
     since = since or datetime.min.replace(tzinfo=UTC)
     shipments = await conn.fetch(
@@ -192,6 +199,19 @@ async def training_frames(conn: asyncpg.Connection, until: datetime | None = Non
            FROM shipments WHERE label_created_at < $1
              AND (label_created_at >= $2 OR delivered_at IS NULL OR delivered_at >= $2)""",
         until, since)
+    return _frame(shipments, ("label_created_at", "shipped_at", "delivered_at",
+                              "carrier_estimate_as_of"))
+
+
+async def training_events(conn: asyncpg.Connection, until: datetime | None = None,
+                          since: datetime | None = None, *,
+                          labelled: tuple[datetime, datetime] | None = None) -> pd.DataFrame:
+    """The events of :func:`training_frames`; with ``labelled`` = (from, to), only those of
+    shipments labelled in that half-open range (training on a cluster reads the history
+    one such partition at a time)."""
+    until = until or datetime.max.replace(tzinfo=UTC)
+    since = since or datetime.min.replace(tzinfo=UTC)
+    low, high = labelled or (datetime.min.replace(tzinfo=UTC), until)
     events = await conn.fetch(
         """SELECT e.carrier, e.tracking_number, e.carrier_event_id AS event_id, e.status,
                   e.occurred_at, e.description, e.location->>'city' AS location_city,
@@ -200,17 +220,18 @@ async def training_frames(conn: asyncpg.Connection, until: datetime | None = Non
                   e.location->>'country' AS location_country
            FROM tracking_events e JOIN shipments s USING (carrier, tracking_number)
            WHERE s.label_created_at < $1 AND e.occurred_at < $1
+             AND s.label_created_at >= $3 AND s.label_created_at < $4
              AND (s.label_created_at >= $2 OR s.delivered_at IS NULL OR s.delivered_at >= $2)""",
-        until, since)
-    s = pd.DataFrame([dict(r) for r in shipments])
-    e = pd.DataFrame([dict(r) for r in events])
-    for frame, columns in ((s, ("label_created_at", "shipped_at", "delivered_at",
-                                "carrier_estimate_as_of")),
-                           (e, ("occurred_at",))):
-        for column in columns:
-            if column in frame:
-                frame[column] = pd.to_datetime(frame[column], utc=True)
-    return s, e
+        until, since, low, high)
+    return _frame(events, ("occurred_at",))
+
+
+def _frame(rows: list[asyncpg.Record], times: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame([dict(r) for r in rows])
+    for column in times:
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
 
 
 RECENT_COLUMNS = ["shipment_id", "carrier", "service_level", "tracking_number",
