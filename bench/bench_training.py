@@ -111,8 +111,10 @@ def dask_child(path: str, rounds: int, partitions: int) -> None:
         source = FramePartitions(shipments, events, partitions)
         del shipments, events
         t = time.perf_counter()
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        local: Any = LocalCluster  # untyped
+        connect: Any = Client
+        with local(n_workers=2, threads_per_worker=1, processes=True,
+                   dashboard_address=None) as cluster, connect(cluster) as client:
             _, report = train_model_dask(source, client, num_boost_round=rounds,
                                          progress=sampler.progress)
             workers = client.run(_peak_gb)

@@ -45,6 +45,7 @@ import pandas as pd
 import xgboost as xgb
 
 from predictor.calibration import CORRECTION, WINDOW_DAYS, recalibrate
+from predictor.drift import reference_histograms
 from predictor.features import (
     CATEGORICAL,
     FEATURES,
@@ -219,6 +220,14 @@ def train_model_dask(source: HistoryPartitions, client: Any, *,
     window_events = pd.concat([w[1] for w in windows], ignore_index=True)
     del windows
     recalibrate(model, window_shipments, window_events, last.floor("us").to_pydatetime())
+    # The live drift check's reference (predictor.drift): the training set's most recent
+    # weeks, the part of it held here (the rest stays on the cluster).
+    window_attrs = shipment_attributes(window_shipments)
+    X_window, _, _ = training_snapshots(
+        window_shipments, window_events,
+        recent=recent_performance(window_shipments, window_attrs), censor_at=last.timestamp())
+    drift_reference = reference_histograms(X_window)
+    del X_window, window_attrs
     stamp = pd.Timestamp(trained_at) if trained_at is not None else last
     digest = hashlib.sha256(model.booster.save_raw("ubj")).hexdigest()[:8]
     model.metadata = model.metadata | {
@@ -232,6 +241,7 @@ def train_model_dask(source: HistoryPartitions, client: Any, *,
                    for k, v in merged.items()} | {"num_boost_round": rounds},
         "metrics": {},
         "categorical": list(CATEGORICAL),
+        "drift_reference": drift_reference,
     }
     model.metadata.setdefault("calibration", None)
     report_progress("done", 1.0)

@@ -56,9 +56,9 @@ def train(rounds: int | None, until: Any, report_path: str | None,
         raise click.ClickException(str(exc)) from None
     finally:
         bar.close()
-    if report_path and dask_scheduler is not None:
-        click.echo("no evaluation to write: training on a cluster fits no out-of-sample "
-                   "booster (the comparison below is its evaluation)", err=True)
+    if dask_scheduler is not None:
+        click.echo("no out-of-sample evaluation: training on a cluster fits no holdout "
+                   "booster; a later model is judged in shadow on delivered parcels")
     elif report_path:
         from predictor.evaluate import write_report
 
