@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -13,11 +13,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.api.app import create_app
 from service.clock import ManualClock
+from service.eta.runtime import Prediction
 from service.settings import Settings
+from service.store import etas, work
+from service.store import notifications as notifications_db
 from service.store import shipments as shipments_db
-from service.store import work
 from service.store.redis import arq_client
-from tests.builders import event, shipment
+from tests.builders import event, order, shipment
 from tests.servers import OwnRedis, start_worker, stop_worker, worker_env
 from workers.main import run_worker
 from workers.relay import Relay
@@ -199,6 +201,74 @@ async def test_a_lease_keeps_work_with_its_worker_until_it_lapses(
             assert await work.lease(conn, [item_id], "job-b", 1.0) == {item_id}
     finally:
         await redis.aclose()
+
+
+async def test_a_send_whose_hand_off_never_committed_is_not_lost(
+    outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
+    settings: Settings, clock: ManualClock, own_redis: OwnRedis,
+) -> None:
+    """A relay that put a send in arq and died before recording the hand-off leaves its item
+    `pending`, and the job runs all the same. A message not due yet by the job's clock (a
+    later schedule, or a worker whose clock is behind the one that planned it) is queued for
+    then, not retired with the item."""
+    await outage_client.put("/v1/orders/o-1", json=order(), headers=admin)
+    await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+    due = clock.now() + timedelta(hours=1)
+    planned = notifications_db.NewNotification("s-1", "o-1", "shipped", "k", "email",
+                                                "c@example.com", "en", due)
+    async with pool.acquire() as conn, conn.transaction():
+        [nid] = await notifications_db.schedule(conn, [planned], clock.now())
+        item_id = await conn.fetchval(
+            "SELECT id FROM work_items WHERE kind = $1 AND subject_id = $2",
+            work.SEND_NOTIFICATION, str(nid))
+    redis = arq_client(own_redis.url, settings.parcelcast_queue_name)
+    try:  # the relay's enqueue reached arq; its transaction never committed
+        await redis.enqueue_job("send_notifications", [(item_id, str(nid))],
+                                _job_id="handed-off-by-a-relay-that-died")
+    finally:
+        await redis.aclose()
+    own = settings.model_copy(update={"redis_url": own_redis.url})
+    await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), 30)
+    async with pool.acquire() as conn:
+        left = await conn.fetch("SELECT state, run_after FROM work_items WHERE kind = $1",
+                                work.SEND_NOTIFICATION)
+        state = await conn.fetchval("SELECT state FROM notifications WHERE id = $1", nid)
+    assert state == "scheduled"
+    assert [(r["state"], r["run_after"]) for r in left] == [("pending", due)]
+
+
+async def test_a_refresh_that_ran_late_never_hides_a_newer_eta(
+    outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
+) -> None:
+    """Two refreshes of one shipment at once (one handed over again after its worker died):
+    the one that scored an older view of the shipment waits for the other's lock, and once
+    it has the lock the newer ETA it finds stays shown."""
+    await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+    older_at = datetime(2026, 11, 3, 20, tzinfo=UTC)
+    day = datetime(2026, 11, 6, 15, tzinfo=UTC)
+
+    def guess(stage: str) -> Prediction:
+        return Prediction(stage, day, day + timedelta(days=1), day + timedelta(days=2), 0.1, [])
+
+    async with pool.acquire() as newer, pool.acquire() as late:
+        transaction = newer.transaction()
+        await transaction.start()
+        await etas.store_many(newer, ["s-1"], older_at + timedelta(seconds=2), "m-1",
+                              [guess("first_scan")])  # holds the shipment until it commits
+        stale = asyncio.create_task(etas.store_many(late, ["s-1"], older_at, "m-1",
+                                                    [guess("label")]))
+        pid = late.get_server_pid()
+        deadline = asyncio.get_running_loop().time() + 30
+        while await newer.fetchval(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid) != "Lock":
+            assert asyncio.get_running_loop().time() < deadline, "never waited for the lock"
+            await asyncio.sleep(0.05)
+        await transaction.commit()
+        await asyncio.wait_for(stale, 30)
+        shown = await late.fetchval(
+            """SELECT e.stage FROM shipments s JOIN shipment_etas e ON e.id = s.eta_id
+               WHERE s.shipment_id = 's-1'""")
+    assert shown == "first_scan"
 
 
 async def test_overlapping_refreshes_wait_instead_of_deadlocking(

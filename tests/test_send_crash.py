@@ -52,7 +52,10 @@ async def test_worker_killed_between_send_and_record(
         twilio.state.delay = 3
     else:
         smtp.state.delay = 3
-    worker = start_worker(worker_env(settings, clock), tmp_path / "worker.log")
+    # Every worker of a deployment runs with the same settings: a job leases its work for
+    # PARCELCAST_STALE_AFTER_S, so the lease the killed worker leaves lapses after 0.5 s.
+    env = worker_env(settings, clock, PARCELCAST_STALE_AFTER_S="0.5", SEND_LEASE_S="0.5")
+    worker = start_worker(env, tmp_path / "worker.log")
 
     async def provider_has_it() -> bool:
         return bool(twilio.state.messages if channel == "sms" else smtp.state.messages)
@@ -67,7 +70,6 @@ async def test_worker_killed_between_send_and_record(
     twilio.state.delay = smtp.state.delay = 0
     # A new worker whose relay re-hands unfinished work after 0.5 s, and whose sends treat
     # a claim older than 0.5 s as abandoned.
-    env = worker_env(settings, clock, PARCELCAST_STALE_AFTER_S="0.5", SEND_LEASE_S="0.5")
     worker = start_worker(env, tmp_path / "worker2.log")
 
     async def recorded() -> bool:

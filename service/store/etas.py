@@ -59,21 +59,39 @@ async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicte
                      model_version: str, predictions: Sequence[Any], *,
                      shadow: bool = False) -> None:
     """Append one ETA per shipment and point each shipment at it, unless it already shows a
-    newer one (one statement, one round trip). A ``shadow`` ETA (a challenger's) is only
-    appended: no shipment points at it, nothing shows it or sends a message from it.
+    newer one. A ``shadow`` ETA (a challenger's) is only appended: no shipment points at it,
+    nothing shows it or sends a message from it.
 
-    Run on its own (autocommit), the statement commits without waiting for the WAL flush
+    The shipments are locked first, in a statement of their own: the check for a newer ETA
+    then reads a snapshot taken once any refresh it waited for has committed. (In one
+    statement the snapshot predates the wait, so a newer ETA committed meanwhile would be
+    invisible to the check, and a refresh that ran late would hide it.)
+
+    Run on its own (autocommit), the transaction commits without waiting for the WAL flush
     (``synchronous_commit`` off for its own transaction only): an ETA is derived data,
     recomputed at the shipment's next event or sweep, so a database crash may lose the last
     fraction of a second of them but never corrupts anything, and any later durable commit
     flushes them too. Inside a caller's transaction the caller's durability applies.
     """
-    relaxed = not conn.is_in_transaction()
+    if not conn.is_in_transaction():
+        async with conn.transaction():
+            await _store_many(conn, shipment_ids, predicted_at, model_version, predictions,
+                              relaxed=True, shadow=shadow)
+    else:
+        await _store_many(conn, shipment_ids, predicted_at, model_version, predictions,
+                          relaxed=False, shadow=shadow)
+
+
+async def _store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicted_at: datetime,
+                      model_version: str, predictions: Sequence[Any], *, relaxed: bool,
+                      shadow: bool) -> None:
     # In shipment_id order, and the shipments locked in that order before the update: two
     # refreshes of overlapping batches wait for each other instead of deadlocking.
     order = sorted(range(len(shipment_ids)), key=shipment_ids.__getitem__)
     shipment_ids = [shipment_ids[i] for i in order]
     predictions = [predictions[i] for i in order]
+    if not shadow:  # a shadow ETA points no shipment at it: nothing to lock
+        await conn.execute(f"WITH {LOCK_IN_ORDER} SELECT count(*) FROM locked", shipment_ids)
     await conn.execute(
         f"""WITH {LOCK_IN_ORDER}, new AS (
                INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage,

@@ -149,13 +149,16 @@ async def _not_claimed(conn: Any, work_item_id: int, nid: int, notification_id: 
                        now: Any) -> str:
     async with conn.transaction():
         current = await notifications_db.get(conn, nid)
+        if current is None or current.state != "sending":
+            # Retired before anything is queued again: this item may itself still be
+            # `pending` (the relay that handed it over died before committing), and a new
+            # send queued first would be merged into it, then deleted with it.
+            await work_db.finish(conn, work_item_id)
         if current is not None and current.state == "scheduled":
             # Not due yet (a newer schedule moved it): queue it for then.
             await work_db.add(conn, notifications_db.SEND_NOTIFICATION, [notification_id],
                               now, run_after=current.due_at)
-        if current is None or current.state != "sending":
-            await work_db.finish(conn, work_item_id)
-        # else another worker holds a live lease; the relay hands this item over again.
+        # `sending`: another worker holds a live lease; the relay hands this item over again.
     return "skipped"
 
 
