@@ -237,6 +237,38 @@ async def test_a_send_whose_hand_off_never_committed_is_not_lost(
     assert [(r["state"], r["run_after"]) for r in left] == [("pending", due)]
 
 
+async def test_a_refresh_whose_hand_off_never_committed_leaves_its_item_to_the_relay(
+    outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
+    settings: Settings, clock: ManualClock, own_redis: OwnRedis,
+) -> None:
+    """A refresh job that arq runs although the relay that queued it died before recording
+    the hand-off does not take the still-pending item (a scan merged into it meanwhile
+    would be retired with a job that started before it): the relay hands it over again and
+    that refresh runs."""
+    await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+    async with pool.acquire() as conn:
+        item_id = await conn.fetchval(
+            "SELECT id FROM work_items WHERE kind = $1 AND subject_id = 's-1'",
+            work.REFRESH_SHIPMENT)
+    redis = arq_client(own_redis.url, settings.parcelcast_queue_name)
+    own = settings.model_copy(update={"redis_url": own_redis.url})
+    try:  # the relay's enqueue reached arq; its transaction never committed
+        await redis.enqueue_job("refresh_shipments", [(item_id, "s-1")],
+                                _job_id="refresh-handed-off-by-a-relay-that-died")
+        await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), 30)
+        async with pool.acquire() as conn:
+            left = await conn.fetch("SELECT id, state, leased_by FROM work_items")
+        assert [(r["id"], r["state"], r["leased_by"]) for r in left] == [
+            (item_id, "pending", None)]
+        relay = Relay(pool, redis, clock, stale_after=settings.parcelcast_stale_after_s)
+        assert await relay.handoff_once() == 1
+        await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), 30)
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM work_items") == 0
+    finally:
+        await redis.aclose()
+
+
 async def test_a_refresh_that_ran_late_never_hides_a_newer_eta(
     outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
 ) -> None:

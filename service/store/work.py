@@ -138,21 +138,28 @@ async def mark_enqueued(conn: asyncpg.Connection, items: Sequence[WorkItem],
 
 async def lease(conn: asyncpg.Connection, item_ids: Sequence[int], job_id: str,
                 lease_s: float) -> set[int]:
-    """Take the items for job `job_id` for `lease_s` seconds: those not leased by a live
-    other job (a copy of a job that was handed over again, or already done, gets nothing).
-    The ids taken.
+    """Take the items for job `job_id` for `lease_s` seconds: those handed over and not
+    leased by a live other job (a copy of a job that was handed over again, or already done,
+    gets nothing). The ids taken.
 
-    No condition on `state`: a job can start before the relay's hand-off commits, and a
-    row's state as of this statement's snapshot would still be `pending`; the lock waits for
-    that commit, and the conditions here are checked again on the committed row."""
+    A job can start before the relay's hand-off commits: the row's state as of this
+    statement's snapshot is still `pending`, so `state` is not a condition (the row would be
+    skipped without waiting); the lock waits for that commit, and the SET and RETURNING
+    expressions are computed on the committed row. An item still `pending` once that is
+    settled (the relay died before its hand-off committed) is not taken: the relay hands it
+    over again, so a change merged into it meanwhile (one pending item per subject) is not
+    retired with a job that started before it."""
     rows = await conn.fetch(
-        """UPDATE work_items SET leased_by = $2,
-                  leased_until = clock_timestamp() + make_interval(secs => $3)
+        """UPDATE work_items SET
+                  leased_by = CASE WHEN state = 'enqueued' THEN $2 ELSE leased_by END,
+                  leased_until = CASE WHEN state = 'enqueued'
+                                      THEN clock_timestamp() + make_interval(secs => $3)
+                                      ELSE leased_until END
            WHERE id = ANY($1::bigint[])
              AND (leased_by IS NULL OR leased_by = $2 OR leased_until < clock_timestamp())
-           RETURNING id""",
+           RETURNING id, state = 'enqueued' AS taken""",
         sorted(item_ids), job_id, lease_s)
-    return {r["id"] for r in rows}
+    return {r["id"] for r in rows if r["taken"]}
 
 
 async def renew(conn: asyncpg.Connection, item_ids: Sequence[int], job_id: str,
