@@ -1,11 +1,11 @@
 """Follow the README literally, as a new user would, from a fresh clone.
 
-    python3 .ci/readme_walkthrough.py [--skip-tests] [--keep]
+    python3 .ci/readme_walkthrough.py [--demo-and-api] [--keep]
 
 1. `git clone` this repository (its committed HEAD) into a temporary folder;
 2. run the commands of the README's first code block there, exactly as printed
-   (`./run demo`, `./run tests`; --skip-tests leaves out the tests when the caller has just
-   run them, as .ci/run does);
+   (`./run demo`, `./run tests`; --demo-and-api leaves out the test command when the caller
+   runs it itself, as .ci/run does);
 3. run the code blocks of its "Try the API" section, as printed, in one bash session (so
    `export`s and `$!` carry from block to block);
 4. check what they printed: the demo's stage lines, no library log noise, no duplicate
@@ -178,8 +178,9 @@ def end_leftovers(clone: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-tests", action="store_true",
-                        help="leave out `./run tests` (the caller has just run them)")
+    parser.add_argument("--demo-and-api", action="store_true",
+                        help="only the demo and the API steps: the caller runs the README's "
+                             "test command itself")
     parser.add_argument("--keep", action="store_true", help="keep the clone afterwards")
     args = parser.parse_args()
 
@@ -200,8 +201,8 @@ def main() -> None:
             if not command:
                 continue
             if command.startswith("./run tests"):
-                if args.skip_tests:
-                    print(f"\n=== {command}: skipped (--skip-tests)", flush=True)
+                if args.demo_and_api:
+                    print(f"\n=== {command}: run by the caller (--demo-and-api)", flush=True)
                     continue
                 steps.append(run(command, line, clone, LIMITS["tests"]))
             elif command.startswith("./run demo"):
