@@ -31,6 +31,7 @@ from predictor.model import EtaModel
 from service.clock import Clock
 from service.settings import Settings
 from service.store import accuracy, eta_models, history
+from workers.exclusive import when_champion_due
 from workers.metrics import WorkerMetrics
 from workers.supervisor import Beat
 
@@ -86,21 +87,12 @@ async def check_drift_when_due(pool: asyncpg.Pool, clock: Clock, settings: Setti
                                ) -> accuracy.DriftCheck | None:
     """One worker at a time (advisory lock): check when the champion's newest check is
     older than ``drift_check_every_hours`` of clock time."""
-    every = timedelta(hours=settings.drift_check_every_hours)
-    async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", DRIFT_LOCK):
-            return None
-        try:
-            now = clock.now()
-            version = await eta_models.champion_version(conn)
-            if version is None:
-                return None
-            latest = await accuracy.latest_drift(conn, version)
-            if latest is not None and now - latest.as_of < every:
-                return None
-            return await check_drift(conn, settings, now)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", DRIFT_LOCK)
+    async def check(conn: asyncpg.Connection, now: datetime) -> accuracy.DriftCheck | None:
+        return await check_drift(conn, settings, now)
+
+    return await when_champion_due(pool, clock, DRIFT_LOCK,
+                                   timedelta(hours=settings.drift_check_every_hours),
+                                   accuracy.latest_drift, check)
 
 
 async def publish(pool: asyncpg.Pool, clock: Clock, settings: Settings,

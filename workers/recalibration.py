@@ -19,6 +19,7 @@ from predictor.calibration import WINDOW_DAYS, recalibrate
 from predictor.model import EtaModel
 from service.clock import Clock
 from service.store import eta_models, history
+from workers.exclusive import when_champion_due
 from workers.supervisor import Beat
 
 log = logging.getLogger(__name__)
@@ -73,20 +74,8 @@ async def recalibrate_when_due(pool: asyncpg.Pool, clock: Clock, every: timedelt
                                ) -> Recalibration | None:
     """One worker at a time (advisory lock): recalibrate when the champion's newest
     calibration is older than `every` of clock time."""
-    async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RECALIBRATE_LOCK):
-            return None
-        try:
-            now = clock.now()
-            version = await eta_models.champion_version(conn)
-            if version is None:
-                return None
-            latest = await eta_models.latest_calibration(conn, version)
-            if latest is not None and now - latest.as_of < every:
-                return None
-            return await recalibrate_champion(conn, now)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", RECALIBRATE_LOCK)
+    return await when_champion_due(pool, clock, RECALIBRATE_LOCK, every,
+                                   eta_models.latest_calibration, recalibrate_champion)
 
 
 async def recalibrate_forever(pool: asyncpg.Pool, clock: Clock, every: timedelta,

@@ -17,6 +17,7 @@ from service.eta.lifecycle import retrain_due, review, rules_from
 from service.eta.training import train_and_register
 from service.settings import Settings
 from workers.context import worker_context
+from workers.exclusive import one_worker
 
 log = logging.getLogger(__name__)
 LIFECYCLE_LOCK = 0x5245_5452  # arbitrary, fixed advisory-lock key
@@ -32,34 +33,31 @@ async def model_lifecycle(ctx: dict[str, Any]) -> dict[str, Any]:
         return {"skipped": "RETRAIN_EVERY is never"}
     rules = rules_from(wc.settings)
     done: dict[str, Any] = {}
-    async with wc.pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LIFECYCLE_LOCK):
+    async with one_worker(wc.pool, LIFECYCLE_LOCK) as conn:
+        if conn is None:
             return {"skipped": "another worker holds the lifecycle lock"}
-        try:
-            now = wc.clock.now()
-            actions = await review(conn, now, rules,
-                                   timedelta(days=wc.settings.promotion_window_days))
-            for action in actions:
-                if wc.metrics is not None:
-                    wc.metrics.model_actions.labels(action.kind).inc()
-            done["actions"] = [(a.kind, a.version, a.reason) for a in actions]
-            if await retrain_due(conn, now, every):
-                try:
-                    outcome = await train_and_register(conn, now, rules=rules,
-                                                       in_process=True)
-                except ValueError as exc:
-                    log.warning("scheduled retraining skipped: %s", exc)
-                    return done | {"retrain": str(exc)}
-                log.info("retrained %s: %s (%s)", outcome.version, outcome.status,
-                         outcome.reason)
-                if wc.metrics is not None:
-                    wc.metrics.model_actions.labels("retrained").inc()
-                    if outcome.promoted:
-                        wc.metrics.model_actions.labels("promoted").inc()
-                done["retrain"] = {"version": outcome.version, "status": outcome.status,
-                                   "reason": outcome.reason}
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", LIFECYCLE_LOCK)
+        now = wc.clock.now()
+        actions = await review(conn, now, rules,
+                               timedelta(days=wc.settings.promotion_window_days))
+        for action in actions:
+            if wc.metrics is not None:
+                wc.metrics.model_actions.labels(action.kind).inc()
+        done["actions"] = [(a.kind, a.version, a.reason) for a in actions]
+        if await retrain_due(conn, now, every):
+            try:
+                outcome = await train_and_register(conn, now, rules=rules,
+                                                   in_process=True)
+            except ValueError as exc:
+                log.warning("scheduled retraining skipped: %s", exc)
+                return done | {"retrain": str(exc)}
+            log.info("retrained %s: %s (%s)", outcome.version, outcome.status,
+                     outcome.reason)
+            if wc.metrics is not None:
+                wc.metrics.model_actions.labels("retrained").inc()
+                if outcome.promoted:
+                    wc.metrics.model_actions.labels("promoted").inc()
+            done["retrain"] = {"version": outcome.version, "status": outcome.status,
+                               "reason": outcome.reason}
     return done
 
 

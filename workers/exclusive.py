@@ -1,0 +1,54 @@
+"""Background work that one worker at a time does (a session advisory lock per kind of work),
+and the "when the champion's newest result is older than a period" rule two of them share."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
+
+import asyncpg
+
+from service.clock import Clock
+from service.store import eta_models
+
+T = TypeVar("T")
+
+
+class Dated(Protocol):
+    @property
+    def as_of(self) -> datetime: ...
+
+
+@asynccontextmanager
+async def one_worker(pool: asyncpg.Pool, key: int) -> AsyncIterator[asyncpg.Connection | None]:
+    """A connection holding advisory lock `key` for the block, or None when another worker
+    holds it (then the work is theirs)."""
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            yield None
+            return
+        try:
+            yield conn
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+async def when_champion_due(
+        pool: asyncpg.Pool, clock: Clock, key: int, every: timedelta,
+        latest: Callable[[asyncpg.Connection, str], Awaitable[Dated | None]],
+        act: Callable[[asyncpg.Connection, datetime], Awaitable[T | None]]) -> T | None:
+    """One worker at a time: `act` when there is a champion and its newest `latest` result
+    is older than `every` of clock time (or missing); else None."""
+    async with one_worker(pool, key) as conn:
+        if conn is None:
+            return None
+        now = clock.now()
+        version = await eta_models.champion_version(conn)
+        if version is None:
+            return None
+        newest = await latest(conn, version)
+        if newest is not None and now - newest.as_of < every:
+            return None
+        return await act(conn, now)
