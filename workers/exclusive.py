@@ -32,7 +32,13 @@ async def one_worker(pool: asyncpg.Pool, key: int) -> AsyncIterator[asyncpg.Conn
         try:
             yield conn
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            except BaseException:
+                # Not unlocked (cancelled, connection lost): the session, and with it the
+                # lock, must not go back to the pool (which keeps sessions as they are).
+                conn.terminate()
+                raise
 
 
 async def when_champion_due(
