@@ -18,6 +18,7 @@ from arq.worker import Worker
 
 from service.clock import Clock
 from service.eta.runtime import EtaRuntime
+from service.memory import give_back_forever
 from service.settings import Settings
 from service.store.migrations import ensure_current
 from service.store.pool import create_pool
@@ -156,6 +157,7 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
             _add_background_loops(supervisor, settings, clock, pool, relay_redis, metrics)
         arq = ArqLoop(settings, ctx)
         supervisor.add(ARQ, arq.run)
+        supervisor.add("memory", give_back_forever)
         supervisor.start()
         if settings.worker_health_port is not None:
             endpoint = await health.serve(supervisor, metrics.registry,

@@ -27,6 +27,7 @@ from service.api.middlewares import errors_middleware, metrics_middleware
 from service.api.routes import ROUTES
 from service.clock import Clock
 from service.eta.runtime import EtaRuntime
+from service.memory import give_back_forever
 from service.security.api_keys import KeyCache
 from service.settings import Settings
 from service.store.migrations import ensure_current
@@ -76,6 +77,15 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
+async def _memory(app: web.Application) -> AsyncIterator[None]:
+    """Freed memory handed back to the system every half minute (service/memory.py)."""
+    trimming = asyncio.create_task(give_back_forever())
+    yield
+    trimming.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await trimming
+
+
 def create_app(settings: Settings, clock: Clock) -> web.Application:
     """Build the app; resources open when it starts. Needs resolved store URLs."""
     app = web.Application(
@@ -87,7 +97,7 @@ def create_app(settings: Settings, clock: Clock) -> web.Application:
     app[metrics_key] = Metrics()
     app[key_cache_key] = KeyCache()
     app[eta_key] = EtaRuntime(clock)
-    app.cleanup_ctx.extend([_postgres, _redis])
+    app.cleanup_ctx.extend([_postgres, _redis, _memory])
     for route in ROUTES:
         handler = protect(route.handler, route.scope) if route.scope else route.handler
         app.router.add_route(route.method, route.path, handler, name=None)

@@ -34,7 +34,9 @@ def serve(host: str, port: int) -> None:
     from aiohttp import web
 
     from service.api.app import create_app
+    from service.memory import limit_arenas
 
+    limit_arenas()  # before any thread starts (service/memory.py)
     settings = resolved(cli_settings())
     app = create_app(settings, settings.clock())
     from service.store.migrations import SchemaBehind
@@ -74,11 +76,13 @@ def worker(burst: bool, health: bool, port: int | None) -> None:
     """Run the relay and an arq worker."""
     import signal
 
+    from service.memory import limit_arenas
     from workers.main import run_worker
 
     if health:
         _worker_health(port)
         return
+    limit_arenas()  # before any thread starts (service/memory.py)
     settings = resolved(cli_settings())
 
     async def work() -> None:
