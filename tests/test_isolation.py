@@ -156,3 +156,49 @@ async def test_a_poison_notification_is_quarantined_and_the_others_sent(
     failing = await _failing(pool)
     assert sorted(f.kind for f in failing) == ["send_notification"] * 2
     assert len(twilio.state.messages) == 3 and len(smtp.state.messages) == 3
+
+
+async def test_a_notification_that_cannot_be_claimed_is_quarantined_and_the_others_sent(
+    aiohttp_client, admin: dict[str, str], pool: asyncpg.Pool, settings: Settings,  # type: ignore[no-untyped-def]
+    clock: ManualClock, twilio: TwilioStandin, smtp: SmtpStandin,
+) -> None:
+    """A batch's sends are claimed in one statement; when that fails for something other than
+    an outage, each is claimed on its own, and only the one that fails is set aside."""
+    from service.api.app import create_app
+
+    settings = wired(settings, twilio, smtp)
+    clock.set(NOON_LA)
+    api = await aiohttp_client(create_app(settings, clock))
+    for i in range(4):
+        await api.put(f"/v1/orders/o-{i}", headers=admin, json=order(customer={
+            "email": f"c{i}@example.com", "phone": f"+1415555{i:04d}",
+            "timezone": "America/Los_Angeles"}))
+        await api.put(f"/v1/shipments/s-{i}", headers=admin,
+                      json=shipment(f"o-{i}", f"1ZQ{i:04d}"))
+    await api.post("/v1/tracking-events", headers=admin, json=[
+        event("delivered", "2026-11-03T19:00:00Z", tracking_number=f"1ZQ{i:04d}")
+        for i in range(4)])
+    async with pool.acquire() as conn:
+        # A failure nobody foresaw, in the database, when s-1's SMS is taken for sending.
+        await conn.execute("""
+            CREATE FUNCTION poison_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.state = 'sending' AND NEW.shipment_id = 's-1' AND NEW.channel = 'sms'
+                THEN RAISE EXCEPTION 'unforeseen'; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER poison_claim BEFORE UPDATE ON notifications
+                FOR EACH ROW EXECUTE FUNCTION poison_claim();""")
+    try:
+        await drain(settings, clock, pool)
+    finally:
+        async with pool.acquire() as conn:
+            await conn.execute("DROP TRIGGER poison_claim ON notifications; "
+                               "DROP FUNCTION poison_claim()")
+    async with pool.acquire() as conn:
+        states = {(r["shipment_id"], r["channel"]): r["state"] for r in await conn.fetch(
+            "SELECT shipment_id, channel, state FROM notifications")}
+    assert states == {**{(f"s-{i}", ch): "sent" for i in range(4) for ch in ("email", "sms")},
+                      ("s-1", "sms"): "scheduled"}
+    assert [f.kind for f in await _failing(pool)] == ["send_notification"]
+    assert len(twilio.state.messages) == 3 and len(smtp.state.messages) == 4

@@ -146,7 +146,8 @@ WITH claimed AS (
         state = 'sending', attempts = n.attempts + 1, updated_at = $2,
         sending_since = clock_timestamp()
     FROM (SELECT id, state AS previous, sending_since AS previous_since, uncertain_since
-          FROM notifications WHERE id = $1) AS b
+          FROM notifications WHERE id = ANY($1::bigint[])
+          ORDER BY id FOR UPDATE) AS b  -- locked in id order: two claims never deadlock
     WHERE n.id = b.id AND n.due_at <= $2 AND (
           n.state = 'scheduled'
        OR (n.state = 'sending' AND n.sending_since < clock_timestamp() - $3::interval))
@@ -194,12 +195,19 @@ async def claim_for_send(conn: asyncpg.Connection, notification_id: int, now: da
     """Take a due notification for sending (or one whose sender vanished: `sending` for longer
     than `lease`, real time) together with its order, shipment, opt-out and latest scan;
     `interrupted` and `ask_since` say whether (and since when) to ask the provider first."""
-    row = await conn.fetchrow(CLAIM_FOR_SEND, notification_id, now, lease)
-    if row is None:
-        return None
-    fields = dict(row)
-    notification = Notification(**{k: fields.pop(k) for k in Notification.__struct_fields__})
-    return ClaimedSend(notification=notification, **fields)
+    return (await claim_many_for_send(conn, [notification_id], now, lease)).get(notification_id)
+
+
+async def claim_many_for_send(conn: asyncpg.Connection, notification_ids: Sequence[int],
+                              now: datetime, lease: timedelta) -> dict[int, ClaimedSend]:
+    """:func:`claim_for_send` for several notifications in one statement: the ones taken,
+    by id (a notification not due, or held by a live sender, is absent)."""
+    claimed: dict[int, ClaimedSend] = {}
+    for row in await conn.fetch(CLAIM_FOR_SEND, list(notification_ids), now, lease):
+        fields = dict(row)
+        notification = Notification(**{k: fields.pop(k) for k in Notification.__struct_fields__})
+        claimed[notification.id] = ClaimedSend(notification=notification, **fields)
+    return claimed
 
 
 async def record_sent(conn: asyncpg.Connection, notification_id: int, work_item_id: int,

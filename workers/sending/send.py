@@ -30,6 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as day_time
 from typing import Any
@@ -72,23 +73,30 @@ def backoff(attempt: int, retry_after: float | None) -> timedelta:
     return timedelta(seconds=max(jittered, retry_after or 0))
 
 
-async def send_notification(ctx: dict[str, Any], work_item_id: int, notification_id: str) -> str:
+async def send_notification(ctx: dict[str, Any], work_item_id: int, notification_id: str,
+                            claimed: Claimed | None = None) -> str:
+    """Claim, send and record one notification. `claimed`: the claim already made for a
+    batch (:func:`send_notifications`), with its time."""
     app = worker_context(ctx)
     settings = app.settings
     nid = int(notification_id)
-    now = app.clock.now()
-    lease = timedelta(seconds=settings.send_lease_s)
-    claimed_at = time.monotonic()
-    async with app.pool.acquire() as conn:
-        claim = await notifications_db.claim_for_send(conn, nid, now, lease)
-        if claim is None:
+    if claimed is None:
+        now = app.clock.now()
+        claimed_at = time.monotonic()
+        async with app.pool.acquire() as conn:
+            claim = await notifications_db.claim_for_send(
+                conn, nid, now, timedelta(seconds=settings.send_lease_s))
+    else:
+        claim, now, claimed_at = claimed.claims.get(nid), claimed.now, claimed.at
+    if claim is None:
+        async with app.pool.acquire() as conn:
             return await _not_claimed(conn, work_item_id, nid, notification_id, now)
-        reason = _refusal(claim, settings, now)
-        if reason is not None:
-            async with conn.transaction():
-                await notifications_db.mark(conn, nid, "suppressed", reason, now)
-                await work_db.finish(conn, work_item_id)
-            return "suppressed"
+    reason = _refusal(claim, settings, now)
+    if reason is not None:
+        async with app.pool.acquire() as conn, conn.transaction():
+            await notifications_db.mark(conn, nid, "suppressed", reason, now)
+            await work_db.finish(conn, work_item_id)
+        return "suppressed"
     transports = app.transports
     body: str | None = None
     try:
@@ -168,7 +176,9 @@ async def send_notifications(ctx: dict[str, Any], items: list[tuple[int, str]]) 
     own is quarantined; a store outage fails the job, to be run again (sends already
     recorded are skipped then)."""
     app = worker_context(ctx)
-    outcomes = await asyncio.gather(*(send_notification(ctx, work_item_id, notification_id)
+    claimed = await _claim_batch(app, items)
+    outcomes = await asyncio.gather(*(send_notification(ctx, work_item_id, notification_id,
+                                                        claimed)
                                       for work_item_id, notification_id in items),
                                     return_exceptions=True)
     results: list[str] = []
@@ -191,6 +201,36 @@ async def send_notifications(ctx: dict[str, Any], items: list[tuple[int, str]]) 
                                                in zip(items, results, strict=True)
                                                if result != "quarantined"])
     return results
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A batch's claims (by notification id; a notification not taken is absent), made in
+    one statement at `now` (clock time) and `at` (monotonic, for the recording's patience)."""
+
+    claims: dict[int, ClaimedSend]
+    now: datetime
+    at: float
+
+
+async def _claim_batch(app: WorkerContext, items: list[tuple[int, str]]) -> Claimed | None:
+    """The batch's claims in one statement, or None when that fails for another reason than
+    an outage: then each send claims on its own, so one notification that cannot be claimed
+    is quarantined alone."""
+    now = app.clock.now()
+    at = time.monotonic()
+    ids = [int(notification_id) for _, notification_id in items]
+    try:
+        async with app.pool.acquire() as conn:
+            claims = await notifications_db.claim_many_for_send(
+                conn, ids, now, timedelta(seconds=app.settings.send_lease_s))
+    except Exception as exc:
+        if is_transient(exc):
+            raise  # the job is run again
+        log.warning("claiming %d sends together failed (%s); claiming one by one",
+                    len(ids), exc)
+        return None
+    return Claimed(claims, now, at)
 
 
 def _refusal(claim: ClaimedSend, settings: Settings, now: datetime) -> str | None:
