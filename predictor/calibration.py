@@ -148,7 +148,8 @@ class Outcomes:
 
     def factors(self, at_s: float, window_days: float = WINDOW_DAYS,
                 previous: Mapping[str, float] | None = None,
-                segment_window_days: float | None = SEGMENT_WINDOW_DAYS) -> dict[str, float]:
+                segment_window_days: float | None = SEGMENT_WINDOW_DAYS,
+                levels: tuple[float, float, float] = LEVELS) -> dict[str, float]:
         """Calibration factors as known at ``at_s`` (epoch s) from the cohort of the last
         ``window_days`` (see the module docstring). ``previous`` fills what the cohort
         cannot estimate (else 0: the raw quantile). With segments, the per-segment
@@ -169,7 +170,7 @@ class Outcomes:
             vals = []
             for j, name in enumerate(_NAMES):
                 v = km_quantiles(log_y[mask] - np.log(raw[mask, j] + C_HOURS), known[mask],
-                                 (LEVELS[j],))[0] if mask.any() else np.nan
+                                 (levels[j],))[0] if mask.any() else np.nan
                 if np.isnan(v):
                     v = prev.get(name + suffix, fallback[j])
                 out[name + suffix] = float(v)
@@ -190,7 +191,7 @@ class Outcomes:
             residual = (log_y[recent, None] - np.log(raw[recent] + C_HOURS)
                         - group_factors(int(recent.sum()), group[recent], out))
             out |= fit_segment_factors(residual, known[recent], self.segment[lo:hi][recent],
-                                       prev, LEVELS, km_quantiles)
+                                       prev, levels, km_quantiles)
         return out
 
 
@@ -262,4 +263,4 @@ def calibration_info(at_s: float, window_days: float) -> dict[str, object]:
     """What ``metadata["calibration"]`` records about the factors in force."""
     as_of = pd.Timestamp(round(at_s * 1e6), unit="us", tz="UTC")
     return {"method": "cohort_kaplan_meier_log", "as_of": as_of.isoformat(),
-            "window_days": window_days, "c_hours": C_HOURS}
+            "window_days": window_days, "c_hours": C_HOURS, "levels": list(LEVELS)}
