@@ -64,7 +64,7 @@ MIN_EVENTS = 200
 # 0.5 / 0.9, predictor.model.QUANTILES): its raw quantiles are only what the factors
 # scale. Chosen on the walk-forward backtest (docs/model-card.md, "Calibration levels"):
 # at (0.1, 0.5, 0.9) Olist's window at handover held 77.3 % and 89.7 % of parcels were
-# delivered by its p90 date; at these levels XX.
+# delivered by its p90 date; at these levels 78.1 % and 92.3 % (every 30 days: 78.5 %, 92.6 %).
 LEVELS = (0.125, 0.5, 0.93)
 GROUPS = (0, 1, 2)
 _NAMES = ("log_q10", "log_q50", "log_q90")
