@@ -59,6 +59,7 @@ from predictor.backtest_report import (
     write_plots,
 )
 from predictor.calibration import (
+    LEVELS,
     SEGMENT_WINDOW_DAYS,
     WINDOW_DAYS,
     Outcomes,
@@ -86,6 +87,7 @@ class BacktestConfig:
     recalibrate_every_days: float = 1.0
     window_days: float = WINDOW_DAYS
     segment_window_days: float | None = SEGMENT_WINDOW_DAYS
+    levels: tuple[float, float, float] = LEVELS  # calibration levels of p10 / p50 / p90
     rounds: int = DEFAULT_ROUNDS  # production's: the backtest replays what is deployed
     # Over predictor.train.DEFAULT_PARAMS.
     params: Mapping[str, Any] = field(default_factory=lambda: {"nthread": BACKTEST_NTHREAD})
@@ -98,7 +100,8 @@ class BacktestConfig:
         return {"retrain_every_days": self.retrain_every_days,
                 "recalibrate_every_days": self.recalibrate_every_days,
                 "window_days": self.window_days,
-                "segment_window_days": self.segment_window_days, "rounds": self.rounds,
+                "segment_window_days": self.segment_window_days,
+                "levels": list(self.levels), "rounds": self.rounds,
                 "params": dict(self.params), "options": self.options.describe(),
                 "start": None if self.start is None else str(self.start),
                 "end": None if self.end is None else str(self.end)}
@@ -262,7 +265,8 @@ def replay(prep: Prepared, config: BacktestConfig, progress: Progress | None = N
         first_factors: dict[str, float] | None = None
         for s in np.unique(slot):
             state = outcomes.factors(t_k + s * step, config.window_days, previous=state,
-                                     segment_window_days=config.segment_window_days)
+                                     segment_window_days=config.segment_window_days,
+                                     levels=config.levels)
             first_factors = first_factors or dict(state)
             rows = np.flatnonzero(slot == s)
             idx = serve[rows]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from predictor.calibration import WINDOW_DAYS
+from predictor.calibration import LEVELS, WINDOW_DAYS
 from predictor.features import FEATURES
 from predictor.fitting import FitOptions
 
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain-every", default="7d", help="7d | 30d | never")
     p.add_argument("--recalibrate-every", default="1d")
     p.add_argument("--window-days", type=float, default=WINDOW_DAYS)
+    p.add_argument("--levels", type=_levels, default=LEVELS, metavar="LO,MID,HI",
+                   help="calibration levels of the p10 / p50 / p90 errors "
+                        "(default: predictor.calibration.LEVELS)")
     p.add_argument("--rounds", type=int, default=None,
                    help="boosting rounds (default: production's, predictor.train)")
     p.add_argument("--learning-rate", type=float, default=None)
@@ -139,12 +142,20 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
         retrain_every_days=parse_every(args.retrain_every),
         recalibrate_every_days=parse_every(args.recalibrate_every) or 1.0,
         window_days=args.window_days,
+        levels=args.levels,
         **({} if args.rounds is None else {"rounds": args.rounds}),
         params={"nthread": args.nthread, **_params(args.param),
                 **({} if args.learning_rate is None else {"learning_rate": args.learning_rate})},
         options=options,
         start=None if args.start is None else _utc(args.start),
         end=None if args.end is None else _utc(args.end))
+
+
+def _levels(text: str) -> tuple[float, float, float]:
+    parts = [float(x) for x in text.split(",")]
+    if len(parts) != 3 or not all(0.0 < x < 1.0 for x in parts) or sorted(parts) != parts:
+        raise argparse.ArgumentTypeError("three increasing levels in (0, 1), e.g. 0.12,0.5,0.92")
+    return (parts[0], parts[1], parts[2])
 
 
 def _utc(text: str) -> datetime:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from predictor.calibration import (
     C_HOURS,
+    LEVELS,
     Outcomes,
     apply_factors,
     is_adaptive,
@@ -92,7 +93,8 @@ def test_online_quantiles_use_only_what_was_known_each_day() -> None:
 def test_factors_follow_a_slowdown_sooner_than_recent_deliveries_do() -> None:
     calm, slow = _pool(40_000), _pool(40_000, slow_from=30 * DAY)
     at = 40 * DAY  # ten days into the slowdown: most slow long-horizon parcels still out
-    f_calm, f_slow = calm.factors(at, 21), slow.factors(at, 21)
+    plain = (0.1, 0.5, 0.9)  # the raw quantiles' own levels: a calm world needs no factor
+    f_calm, f_slow = calm.factors(at, 21, levels=plain), slow.factors(at, 21, levels=plain)
     assert abs(f_calm["log_q50"]) < 0.02 and abs(f_calm["log_q90"]) < 0.02
     assert f_slow["log_q50"] > 0.07 and f_slow["log_q90"] > 0.12
     # The errors of parcels delivered in the same window only show half of it yet.
@@ -101,6 +103,22 @@ def test_factors_follow_a_slowdown_sooner_than_recent_deliveries_do() -> None:
     ratio = np.log((y[:, None] + C_HOURS) / (slow.raw[recent] + C_HOURS))
     assert np.quantile(ratio[:, 1], 0.5) < f_slow["log_q50"] - 0.04
     assert np.quantile(ratio[:, 2], 0.9) < f_slow["log_q90"] - 0.08
+
+
+def test_calibrated_window_keeps_the_promise_on_each_side() -> None:
+    """About 80 % of parcels inside the window and at least 92 % by its late end: the
+    calibrated ends reach the targeted miss rate on each side, whatever the booster's
+    own quantiles say (here: right for the 10 % / 90 % points, too narrow)."""
+    pool = _pool(40_000)
+    at = 50 * DAY  # the cohort: the last 28 days, parcels still in flight censored
+    factors = pool.factors(at)
+    fresh = _pool(40_000, seed=7)  # later parcels from the same world
+    y = (fresh.delivered_s - fresh.snapshot_s) / 3600
+    q = apply_factors(fresh.raw, fresh.group, factors)
+    below, above = float(np.mean(y < q[:, 0])), float(np.mean(y > q[:, 2]))
+    assert abs(below - LEVELS[0]) < 0.01 and abs(above - (1 - LEVELS[2])) < 0.01
+    assert float(np.mean(y <= q[:, 2])) >= 0.915  # delivered by the window's late end
+    assert 0.78 <= 1 - below - above <= 0.82  # inside the window
 
 
 def test_trained_model_carries_adaptive_factors_through_bytes(
@@ -137,6 +155,7 @@ def test_recalibrate_ignores_what_happened_after_as_of(
     fb = recalibrate(b, known, known_ev, as_of)
     assert fa == fb and a.conformal == fa
     assert a.metadata["calibration"]["as_of"] == pd.Timestamp(as_of).isoformat()
+    assert a.metadata["calibration"]["levels"] == list(LEVELS)  # the service's daily job
     assert model.conformal != fa  # the original is untouched
 
 
