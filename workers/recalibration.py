@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 # The cohort window, plus the 14 days the recent-performance features look back.
 LOOKBACK = timedelta(days=WINDOW_DAYS + 14)
 RECALIBRATE_LOCK = 0x4341_4C42  # arbitrary, fixed advisory-lock key
+BACKGROUND_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,9 @@ async def recalibrate_champion(conn: asyncpg.Connection, now: datetime, *,
     if shipments.empty:
         return None
     # Seconds of CPU: in a process of its own, so the worker's jobs and event loop (which
-    # a thread would starve of the GIL) keep their pace.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as process:
+    # a thread would starve of the GIL) keep their pace; at a lower priority, so that on a
+    # busy machine the ETA refreshes come first (background_process).
+    with background_process() as process:
         factors, info = await asyncio.get_running_loop().run_in_executor(
             process, _recalibrated, row.artefact, shipments, events, now)
     created = clock.now() if clock is not None else now
@@ -64,12 +67,18 @@ async def recalibrate_champion(conn: asyncpg.Connection, now: datetime, *,
     if shadow is not None:
         # The challenger in shadow follows the recent errors too: it is judged on the ETAs
         # it would have shown, calibrated as the champion's are.
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as process:
+        with background_process() as process:
             s_factors, s_info = await asyncio.get_running_loop().run_in_executor(
                 process, _recalibrated, shadow.artefact, shipments, events, now)
         await eta_models.store_calibration(conn, shadow.version, now, s_factors, s_info,
                                            created)
     return Recalibration(row.version, now, factors, stored)
+
+
+def background_process() -> ProcessPoolExecutor:
+    """One spawned process for background CPU work, niced by BACKGROUND_NICENESS."""
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=os.nice, initargs=(BACKGROUND_NICENESS,))
 
 
 def _recalibrated(artefact: bytes, shipments: pd.DataFrame, events: pd.DataFrame,
