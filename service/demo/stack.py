@@ -73,7 +73,7 @@ class Stack:
             "SWEEP_INTERVAL_S": "2", "PARCELCAST_STALE_AFTER_S": "20",
             "SMS_PER_SECOND": "200", "EMAIL_PER_SECOND": "400",
             # The window is recalibrated as in production, at each day's start on the demo's
-            # clock (workers.recalibration): a clock day passes every ~18 real seconds.
+            # clock (workers.recalibration): a clock day passes every 12 real seconds.
             "RECALIBRATE_EVERY_HOURS": "24",
         }
 
