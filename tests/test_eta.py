@@ -151,8 +151,9 @@ async def test_batch_refresh_scores_like_one_at_a_time(
 async def test_the_window_is_recalibrated_daily_and_picked_up_without_restart(
     trained: str, pool: asyncpg.Pool, clock: ManualClock,
 ) -> None:
-    """A worker recalibrates the champion once a clock day (one at a time); the runtime
-    applies the stored factors at its next check; the artefact never changes."""
+    """A worker recalibrates the champion once a clock day (one at a time), as of the day's
+    start; the runtime applies the stored factors at its next check; the artefact never
+    changes."""
     from service.eta.runtime import EtaRuntime
     from workers.recalibration import recalibrate_when_due
 
@@ -160,15 +161,91 @@ async def test_the_window_is_recalibrated_daily_and_picked_up_without_restart(
     async with pool.acquire() as conn:
         assert await runtime.current(conn) is not None
         artefact = (await eta_models.get(conn, trained)).artefact  # type: ignore[union-attr]
+    # The model comes calibrated as of its last label: nothing is due before the next day.
+    assert await recalibrate_when_due(pool, clock, timedelta(hours=24)) is None
+    clock.advance(timedelta(hours=7))
     done = await recalibrate_when_due(pool, clock, timedelta(hours=24))
     assert done is not None and done.stored and done.version == trained
+    assert done.as_of == datetime(2026, 10, 21, tzinfo=UTC)
     assert any(k.startswith("log_") for k in done.factors)
+    clock.advance(timedelta(hours=21))  # 23:00: the same day
     assert await recalibrate_when_due(pool, clock, timedelta(hours=24)) is None  # not due
-    clock.advance(timedelta(hours=25))
+    clock.advance(timedelta(hours=2))
     later = await recalibrate_when_due(pool, clock, timedelta(hours=24))
-    assert later is not None and later.as_of == clock.now()
+    assert later is not None and later.as_of == datetime(2026, 10, 22, tzinfo=UTC)
     async with pool.acquire() as conn:
         model = await runtime.current(conn)
         assert model is not None and model.conformal == later.factors
         assert (await eta_models.get(conn, trained)).artefact == artefact  # type: ignore[union-attr]
         assert await conn.fetchval("SELECT count(*) FROM eta_calibrations") == 2
+
+
+async def test_a_worker_on_an_injected_clock_recalibrates_at_the_days_start_for_the_next_refresh(
+    trained: str, client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
+    settings: Settings, clock: ManualClock,
+) -> None:
+    """A running worker on an injected clock (the demo's runs 7,200 times faster than real
+    time) recalibrates the champion once its clock passes a day's start, as of that start,
+    and the next refresh it runs serves the new window instead of the one in force."""
+    import asyncio
+
+    from predictor.features import recent_performance
+    from predictor.model import EtaModel
+    from service.eta.runtime import RECENT_WINDOW, predict_many, refresh_inputs
+    from service.store import history as history_db
+    from workers.main import run_worker
+    from workers.recalibration import recalibrate_when_due
+
+    async with pool.acquire() as conn:
+        record = await eta_models.get(conn, trained)
+        assert record is not None
+        # In force since 18:00: a window far too wide (p90 factors e times too large).
+        wide = {k: v + 1.0 if k.startswith("log_q90") else v
+                for k, v in EtaModel.from_bytes(record.artefact).conformal.items()}
+        await eta_models.store_calibration(conn, trained, NOW, wide, {}, NOW)
+    assert await recalibrate_when_due(pool, clock, timedelta(hours=24)) is None  # same day
+    midnight = datetime(2026, 10, 21, tzinfo=UTC)
+    clock.set(midnight + timedelta(hours=2))
+    own = settings.model_copy(update={"sweep_interval_s": 0.2, "recalibrate_every_hours": 24,
+                                      "drift_check_every_hours": 0})
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(own, clock, stop=stop))
+
+    async def eventually(query: str, *args: object) -> asyncpg.Record:
+        for _ in range(600):
+            async with pool.acquire() as conn:
+                row = await conn.fetchrow(query, *args)
+            if row is not None or worker.done():
+                break
+            await asyncio.sleep(0.1)
+        assert row is not None, worker
+        return row
+
+    try:
+        stored = await eventually(
+            "SELECT as_of, factors FROM eta_calibrations WHERE model_version = $1 AND as_of > $2",
+            trained, NOW)
+        assert stored["as_of"] == midnight
+        await client.put("/v1/orders/o-cal", json=order(), headers=admin)
+        await client.put("/v1/shipments/s-cal", headers=admin, json=shipment(
+            "o-cal", "1ZCAL", label_created_at="2026-10-21T01:30:00Z",
+            promised_delivery_date="2026-10-26",
+            origin={"postal_code": "07094", "country": "US"},
+            destination={"postal_code": "94105", "country": "US"}))
+        eta = await eventually(
+            "SELECT eta_p90, predicted_at FROM shipment_etas WHERE shipment_id = 's-cal'")
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 60)
+    now = clock.now()
+    async with pool.acquire() as conn:
+        rows, scans = await refresh_inputs(conn, ["s-cal"], now)
+        recent = recent_performance(history_db.deliveries_frame(
+            await history_db.recent_deliveries(conn, now - RECENT_WINDOW, now)))
+    windows = {}
+    for name, factors in (("new", stored["factors"]), ("in force before", wide)):
+        model = EtaModel.from_bytes(record.artefact)
+        model.conformal = {k: float(v) for k, v in factors.items()}
+        windows[name] = predict_many(model, rows, scans, now, recent)[0].p90
+    assert abs((eta["eta_p90"] - windows["new"]).total_seconds()) < 60
+    assert windows["in force before"] - windows["new"] > timedelta(hours=12)

@@ -230,7 +230,8 @@ async def test_the_shadow_is_recalibrated_with_the_champion_and_followed_by_the_
     assert done is not None and done.version == champion
     async with pool.acquire() as conn:
         stored = await eta_models.latest_calibration(conn, "eta-challenger")
-        assert stored is not None and stored.as_of == TRAINED_AT
+        # As of the start of the clock's day (workers.recalibration).
+        assert stored is not None and stored.as_of == TRAINED_AT.replace(hour=0)
         await runtime.current(conn)
     assert runtime.shadow is not None and runtime.shadow.conformal == stored.factors
     assert runtime.shadow.conformal != challenger.conformal

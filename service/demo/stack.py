@@ -72,9 +72,9 @@ class Stack:
             # Real seconds: sweeps often, hand lost work over quickly.
             "SWEEP_INTERVAL_S": "2", "PARCELCAST_STALE_AFTER_S": "20",
             "SMS_PER_SECOND": "200", "EMAIL_PER_SECOND": "400",
-            # A clock day passes every ~18 real seconds here: recalibrating the window each
-            # day would keep a core busy; the model comes calibrated as of the replay's start.
-            "RECALIBRATE_EVERY_HOURS": "0",
+            # The window is recalibrated as in production, at each day's start on the demo's
+            # clock (workers.recalibration): a clock day passes every 12 real seconds.
+            "RECALIBRATE_EVERY_HOURS": "24",
         }
 
     def log(self, name: str) -> Path:

@@ -48,6 +48,12 @@ class Calibration(msgspec.Struct, frozen=True, kw_only=True):
     info: dict[str, Any]
 
 
+class CalibratedAsOf(msgspec.Struct, frozen=True, kw_only=True):
+    """The instant a model's calibration in force was computed for."""
+
+    as_of: datetime
+
+
 COLUMNS = ", ".join(ModelRecord.__struct_fields__)
 SUMMARY_COLUMNS = ", ".join(ModelSummary.__struct_fields__)
 
@@ -136,6 +142,17 @@ async def latest_calibration(conn: asyncpg.Connection, version: str) -> Calibrat
         """SELECT id, as_of, factors, info FROM eta_calibrations WHERE model_version = $1
            ORDER BY as_of DESC, id DESC LIMIT 1""", version)
     return Calibration(**row) if row else None
+
+
+async def calibrated_as_of(conn: asyncpg.Connection, version: str) -> CalibratedAsOf | None:
+    """As of when the factors in force for `version` were computed: its newest stored
+    calibration, else the artefact's own (predictor.train calibrates it as of the last
+    label: the report's calibration.as_of, else the end of its data); None for no model."""
+    as_of = await conn.fetchval(
+        """SELECT coalesce((SELECT max(as_of) FROM eta_calibrations WHERE model_version = $1),
+                           (params -> 'calibration' ->> 'as_of')::timestamptz, data_to)
+           FROM eta_models WHERE version = $1""", version)
+    return CalibratedAsOf(as_of=as_of) if as_of is not None else None
 
 
 async def shadow(conn: asyncpg.Connection) -> ModelRecord | None:
