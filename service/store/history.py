@@ -3,6 +3,7 @@ as the frames the predictor trains on."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -199,8 +200,9 @@ async def training_shipments(conn: asyncpg.Connection, until: datetime | None = 
            FROM shipments WHERE label_created_at < $1
              AND (label_created_at >= $2 OR delivered_at IS NULL OR delivered_at >= $2)""",
         until, since)
-    return _frame(shipments, ("label_created_at", "shipped_at", "delivered_at",
-                              "carrier_estimate_as_of"))
+    # A frame of tens of thousands of rows is CPU work: off the event loop.
+    return await asyncio.to_thread(_frame, shipments, (
+        "label_created_at", "shipped_at", "delivered_at", "carrier_estimate_as_of"))
 
 
 async def training_events(conn: asyncpg.Connection, until: datetime | None = None,
@@ -223,7 +225,7 @@ async def training_events(conn: asyncpg.Connection, until: datetime | None = Non
              AND s.label_created_at >= $3 AND s.label_created_at < $4
              AND (s.label_created_at >= $2 OR s.delivered_at IS NULL OR s.delivered_at >= $2)""",
         until, since, low, high)
-    return _frame(events, ("occurred_at",))
+    return await asyncio.to_thread(_frame, events, ("occurred_at",))
 
 
 def _frame(rows: list[asyncpg.Record], times: tuple[str, ...]) -> pd.DataFrame:
