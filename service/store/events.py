@@ -34,9 +34,12 @@ class EventRow:
     time_basis: str | None = None  # how occurred_at was found (service.zones.Resolved.basis)
 
 
-# One round trip, one implicit transaction. Duplicates (in the table or within the
-# batch) are skipped by the unique dedupe key. The new events are folded into their
-# shipments' derived state with the rules of service.store.shipments (EVENT_STATS,
+# One round trip, one implicit transaction. Duplicates (stored before, or within the
+# batch) are skipped: each event's dedupe key is claimed in tracking_event_keys first (the
+# partitioned tracking_events cannot hold a unique key without its partition key, the month
+# it was stored in; migration 0013), and only the claimed ones are stored, with the id the
+# claim took; within a batch the first of a key wins, as before. The new events are folded
+# into their shipments' derived state with the rules of service.store.shipments (EVENT_STATS,
 # BEST_EVENT_ORDER): the status only moves to an event that ranks higher by (status_rank,
 # occurred_at), so arrival order never matters and a late "in transit" never un-delivers.
 # Events for tracking numbers the OMS has not sent yet are simply stored; the shipment
@@ -46,17 +49,26 @@ WITH input AS (
     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::smallint[], $7::text[], $8::text[], $9::text[],
                          $10::timestamptz[], $11::text[], $15::text[], $16::text[])
+        WITH ORDINALITY
         AS t(dedupe_key, carrier, tracking_number, carrier_event_id, status, status_rank,
-             raw_code, description, location, occurred_at, payload, substatus, time_basis)
+             raw_code, description, location, occurred_at, payload, substatus, time_basis,
+             ord)
+), firsts AS (
+    SELECT DISTINCT ON (dedupe_key) * FROM input ORDER BY dedupe_key, ord
+), claimed AS (
+    INSERT INTO tracking_event_keys (dedupe_key, event_id, received_at)
+    SELECT dedupe_key, nextval('tracking_events_id_seq'), $12
+    FROM (SELECT dedupe_key FROM firsts ORDER BY ord) f  -- ids in the batch's order
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING dedupe_key, event_id
 ), inserted AS (
-    INSERT INTO tracking_events (dedupe_key, carrier, tracking_number, carrier_event_id,
+    INSERT INTO tracking_events (id, dedupe_key, carrier, tracking_number, carrier_event_id,
                                  status, status_rank, raw_code, description, location,
                                  occurred_at, received_at, payload, substatus, time_basis)
-    SELECT dedupe_key, carrier, tracking_number, carrier_event_id, status, status_rank,
-           raw_code, description, location::jsonb, occurred_at, $12, payload::jsonb,
-           substatus, time_basis
-    FROM input
-    ON CONFLICT (dedupe_key) DO NOTHING
+    SELECT c.event_id, f.dedupe_key, carrier, tracking_number, carrier_event_id, status,
+           status_rank, raw_code, description, location::jsonb, occurred_at, $12,
+           payload::jsonb, substatus, time_basis
+    FROM firsts f JOIN claimed c ON c.dedupe_key = f.dedupe_key
     RETURNING id, dedupe_key, carrier, tracking_number, status, status_rank, occurred_at,
               substatus
 ), per_shipment AS (
