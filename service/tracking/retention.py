@@ -32,6 +32,12 @@ def add_months(month: datetime, n: int) -> datetime:
     return month.replace(year=year, month=index + 1)
 
 
+def _shifted(month: datetime, n: int) -> datetime | None:
+    """`add_months`, or None past the years a datetime holds (1-9999)."""
+    index = month.year * 12 + month.month - 1 + n
+    return add_months(month, n) if 12 <= index <= 9999 * 12 + 11 else None
+
+
 @dataclass(frozen=True)
 class Plan:
     create: list[tuple[datetime, datetime]]  # [start, end) of each month to give a partition
@@ -45,8 +51,10 @@ def plan(now: datetime, ahead: int, retention_months: int, existing: list[Partit
     and for every unexpired month the default partition holds rows of; drop the partitions
     that ended at least `retention_months` months before this month began (0: none)."""
     current = month_start(now)
-    cutoff = add_months(current, -retention_months) if retention_months > 0 else None
-    wanted = {add_months(current, k) for k in range(ahead + 1)} | set(in_default)
+    # Nothing can be older than year 1: a retention reaching past it expires nothing.
+    cutoff = _shifted(current, -retention_months) if retention_months > 0 else None
+    ahead_months = (_shifted(current, k) for k in range(ahead + 1))
+    wanted = {m for m in ahead_months if m is not None} | set(in_default)
     bounded = [(p.start, p.end, p) for p in existing if p.start is not None and p.end is not None]
     create = []
     for month in sorted(wanted):
