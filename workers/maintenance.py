@@ -27,6 +27,9 @@ async def maintain_once(pool: asyncpg.Pool, clock: Clock, settings: Settings) ->
     for dropped in report.dropped:
         log.info("maintenance: dropped %s (%d events past the retention)", dropped["name"],
                  dropped["events"])
+    for change in report.postponed:
+        log.warning("maintenance: %s postponed (the table stayed busy past the lock "
+                    "timeout); trying again in %.0f s", change, settings.maintenance_interval_s)
     if report.expired_from_default:
         log.info("maintenance: deleted %d expired events from the default partition",
                  report.expired_from_default)

@@ -44,7 +44,7 @@ def maintenance(dry_run: bool, as_json: bool, ahead: int | None,
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         click.echo(_text(report))
-    if report.skipped:
+    if report.skipped or report.postponed:
         raise SystemExit(1)
 
 
@@ -59,6 +59,9 @@ def _text(report: Report) -> str:
         lines.append(f"{would}create {c['name']}{moved}")
     for d in report.dropped:
         lines.append(f"{would}drop {d['name']} ({d['events']} events)")
+    for change in report.postponed:
+        lines.append(f"postponed: {change} (the table stayed busy past the lock timeout; "
+                     "run again)")
     if report.expired_from_default:
         lines.append(f"{would}delete {report.expired_from_default} expired events from the "
                      "default partition")

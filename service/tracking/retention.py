@@ -82,6 +82,8 @@ class Report:
     expired_from_default: int = 0
     partitions: list[str] = field(default_factory=list)  # after the run (dry run: before)
     skipped: str | None = None
+    # Changes whose lock was not had within the store's timeout (tried again next run).
+    postponed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v.isoformat() if isinstance(v, datetime) else v
@@ -119,14 +121,23 @@ async def _run(conn: asyncpg.Connection, report: Report) -> None:
                 await store.default_months(conn))
     report.cutoff = todo.cutoff
     for start, end in todo.create:
-        moved = (await store.count_between(conn, store.DEFAULT, start, end) if report.dry_run
-                 else await store.create(conn, start, end))
-        report.created.append({"name": store.partition_name(start), "start": start,
-                               "end": end, "moved_from_default": moved})
+        name = store.partition_name(start)
+        try:
+            moved = (await store.count_between(conn, store.DEFAULT, start, end)
+                     if report.dry_run else await store.create(conn, start, end))
+        except asyncpg.LockNotAvailableError:
+            report.postponed.append(f"create {name}")
+            continue
+        report.created.append({"name": name, "start": start, "end": end,
+                               "moved_from_default": moved})
     for partition in todo.drop:
         assert partition.end is not None
-        events = (await store.count_between(conn, partition.name, None, partition.end)
-                  if report.dry_run else await store.drop(conn, partition))
+        try:
+            events = (await store.count_between(conn, partition.name, None, partition.end)
+                      if report.dry_run else await store.drop(conn, partition))
+        except asyncpg.LockNotAvailableError:
+            report.postponed.append(f"drop {partition.name}")
+            continue
         report.dropped.append({"name": partition.name, "start": partition.start,
                                "end": partition.end, "events": events})
     if todo.cutoff is not None:

@@ -256,3 +256,19 @@ def test_maintenance_refuses_bad_flags_and_changes_nothing(database_url: str,
     assert done.returncode == 0, done.stderr
     assert "create tracking_events_p2031_05" in done.stdout
     assert {"tracking_events_p2031_05", "tracking_events_p2031_06"} <= set(asyncio.run(names()))
+
+
+async def test_maintenance_waits_for_a_busy_table_only_briefly_and_postpones(
+    pool: asyncpg.Pool,
+) -> None:
+    july = datetime(2025, 7, 4, tzinfo=UTC)
+    async with pool.acquire() as reader, pool.acquire() as conn:
+        async with reader.transaction():
+            # A long read of the events (a training run, say) holds the table.
+            await reader.fetchval("SELECT count(*) FROM tracking_events")
+            report = await maintain(conn, july, 0, 0)
+            assert report.postponed == ["create tracking_events_p2025_07"]
+            assert report.created == []
+        assert "tracking_events_p2025_07" not in await _names(conn)
+        assert [c["name"] for c in (await maintain(conn, july, 0, 0)).created] == [
+            "tracking_events_p2025_07"]
