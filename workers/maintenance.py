@@ -11,16 +11,23 @@ import asyncpg
 
 from service.clock import Clock
 from service.settings import Settings
+from service.store.event_partitions import MAINTENANCE_LOCK
 from service.tracking.retention import Report, maintain
+from workers.exclusive import one_worker
 from workers.supervisor import Beat
 
 log = logging.getLogger(__name__)
 
 
-async def maintain_once(pool: asyncpg.Pool, clock: Clock, settings: Settings) -> Report:
-    async with pool.acquire() as conn:
+async def maintain_once(pool: asyncpg.Pool, clock: Clock, settings: Settings) -> Report | None:
+    """One run, unless another worker (or `parcelcast maintenance`) is running one (None)."""
+    async with one_worker(pool, MAINTENANCE_LOCK) as conn:
+        if conn is None:
+            return None
         report = await maintain(conn, clock.now(), settings.event_partitions_ahead,
                                 settings.event_retention_months)
+    if report.skipped:
+        return None
     for created in report.created:
         log.info("maintenance: created %s (%d events from the default partition)",
                  created["name"], created["moved_from_default"])

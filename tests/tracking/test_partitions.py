@@ -70,6 +70,7 @@ async def test_maintenance_creates_months_ahead_and_drops_expired_ones_with_thei
     keeping = settings.model_copy(update={"event_retention_months": 3,
                                           "event_partitions_ahead": 1})
     report = await maintain_once(pool, clock, keeping)
+    assert report is not None
     assert report.cutoff == datetime(2024, 7, 1, tzinfo=UTC)
     assert [(d["name"], d["events"]) for d in report.dropped] == [
         ("tracking_events_p2024_06", 1)]
