@@ -76,6 +76,9 @@ SELECT decode(md5(i || ':' || k), 'hex'), 'ups', '1Z' || lpad(i::text, 9, '0'),
 FROM (SELECT i, timestamptz '2026-08-01' + i * interval '2 minutes' AS ts
       FROM generate_series(1, $2::int) i WHERE $1::int > 0) g CROSS JOIN generate_series(1, 4) k;
 
+INSERT INTO tracking_event_keys (dedupe_key, event_id, received_at)
+SELECT dedupe_key, id, received_at FROM tracking_events WHERE $1::int > 0 AND $2::int > 0;
+
 INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage, eta_p10, eta_p50,
                            eta_p90, prob_late, reasons)
 SELECT 's-' || i, ts + k * interval '15 hours', 'bench', 'later', ts + interval '80 hours',

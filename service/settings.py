@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     # Real seconds a claimed send may stay unrecorded before another worker reconciles it.
     send_lease_s: Annotated[float, Field(gt=0)] = 30.0
     sweep_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    # Tracking events' monthly partitions (`parcelcast maintenance`, also run by every
+    # worker's "maintenance" loop each MAINTENANCE_INTERVAL_S real seconds): partitions for
+    # this month and the EVENT_PARTITIONS_AHEAD next ones; with EVENT_RETENTION_MONTHS = N
+    # (0: keep every event), a month's events are dropped with their dedupe keys once N
+    # whole months have passed since it ended (docs/operations.md).
+    event_retention_months: Annotated[int, Field(ge=0, le=1200)] = 0
+    event_partitions_ahead: Annotated[int, Field(ge=1, le=120)] = 3
+    maintenance_interval_s: Annotated[float, Field(gt=0)] = 600.0
     # Clock hours between recalibrations of the champion's window (0: never, by hand only).
     recalibrate_every_hours: Annotated[float, Field(ge=0)] = 24.0
     # Live accuracy and drift (workers.monitoring; docs/operations.md): the worker's gauges

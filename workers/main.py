@@ -1,5 +1,5 @@
-"""`parcelcast worker`: the arq worker, the relay, the sweep, the recalibration and the
-monitoring (live accuracy, drift), each a loop
+"""`parcelcast worker`: the arq worker, the relay, the sweep, the recalibration, the
+monitoring (live accuracy, drift) and the maintenance (event partitions), each a loop
 under one supervisor (workers.supervisor), so that Redis and PostgreSQL outages delay work
 and never stop it."""
 
@@ -27,6 +27,7 @@ from service.store.transient import is_outage
 from workers import health
 from workers.context import WorkerContext
 from workers.jobs import FUNCTIONS
+from workers.maintenance import maintain_forever
 from workers.metrics import WorkerMetrics
 from workers.monitoring import watch_forever
 from workers.recalibration import recalibrate_forever
@@ -187,6 +188,10 @@ def _add_background_loops(supervisor: Supervisor, settings: Settings, clock: Clo
                                         24 * settings.stalled_label_business_days))
     supervisor.add("sweep", partial(sweep_forever, pool, clock, settings.sweep_interval_s,
                                     stalled_after), recover=recover)
+    # Tracking events' partitions ahead of time, expired ones dropped (cheap when nothing is
+    # due; a lock not had within its timeout waits for the restart).
+    supervisor.add("maintenance", partial(maintain_forever, pool, clock, settings),
+                   recover=recover, max_delay=max(MAX_DELAY, settings.sweep_interval_s))
     if settings.recalibrate_every_hours > 0:
         # Seconds of CPU in a process when it runs: a failure waits for the next check.
         supervisor.add("recalibration", partial(

@@ -8,6 +8,7 @@ from service.cli import (  # noqa: F401 - importing a module registers its comma
     demo,
     history,
     keys,
+    maintenance,
     models,
     notifications,
     processes,

@@ -11,6 +11,9 @@ the adapter will build it on the next resend: with the shipment's origin zone as
 row whose new key another row already has (the same scan stored twice in two formats before)
 keeps its old key. Rows whose payload cannot be read are left as they are. Also fills
 `time_basis`.
+
+It works on the schema of migration 0008 (the single table, its unique dedupe key); from 0013
+on the keys are claimed in `tracking_event_keys`, which this does not update.
 """
 
 from __future__ import annotations

@@ -34,13 +34,17 @@ class EventRow:
     time_basis: str | None = None  # how occurred_at was found (service.zones.Resolved.basis)
 
 
-# One round trip, one implicit transaction. Duplicates (in the table or within the
-# batch) are skipped by the unique dedupe key. The new events are folded into their
-# shipments' derived state with the rules of service.store.shipments (EVENT_STATS,
-# BEST_EVENT_ORDER): the status only moves to an event that ranks higher by (status_rank,
-# occurred_at), so arrival order never matters and a late "in transit" never un-delivers.
-# Events for tracking numbers the OMS has not sent yet are simply stored; the shipment
-# upsert derives from them later.
+# One round trip, one implicit transaction. Duplicates (stored before, or within the
+# batch) are skipped: each event's dedupe key is claimed in tracking_event_keys first (the
+# partitioned tracking_events cannot hold a unique key without its partition key, the month
+# it was stored in; migration 0013), and only the claimed ones are stored, with the id the
+# claim took; the batch holds each key once (ingest keeps the first of a key, as the
+# table's own unique key did before). The new events are folded into their shipments'
+# derived state with the rules of service.store.shipments (EVENT_STATS, BEST_EVENT_ORDER):
+# the status only moves to an event that ranks higher by (status_rank, occurred_at), so
+# arrival order never matters and a late "in transit" never un-delivers. Events for
+# tracking numbers the OMS has not sent yet are simply stored; the shipment upsert derives
+# from them later.
 INGEST = f"""
 WITH input AS (
     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[],
@@ -48,15 +52,19 @@ WITH input AS (
                          $10::timestamptz[], $11::text[], $15::text[], $16::text[])
         AS t(dedupe_key, carrier, tracking_number, carrier_event_id, status, status_rank,
              raw_code, description, location, occurred_at, payload, substatus, time_basis)
+), claimed AS (
+    INSERT INTO tracking_event_keys (dedupe_key, event_id, received_at)
+    SELECT dedupe_key, nextval('tracking_events_id_seq'), $12 FROM input
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING dedupe_key, event_id
 ), inserted AS (
-    INSERT INTO tracking_events (dedupe_key, carrier, tracking_number, carrier_event_id,
+    INSERT INTO tracking_events (id, dedupe_key, carrier, tracking_number, carrier_event_id,
                                  status, status_rank, raw_code, description, location,
                                  occurred_at, received_at, payload, substatus, time_basis)
-    SELECT dedupe_key, carrier, tracking_number, carrier_event_id, status, status_rank,
-           raw_code, description, location::jsonb, occurred_at, $12, payload::jsonb,
-           substatus, time_basis
-    FROM input
-    ON CONFLICT (dedupe_key) DO NOTHING
+    SELECT c.event_id, i.dedupe_key, carrier, tracking_number, carrier_event_id, status,
+           status_rank, raw_code, description, location::jsonb, occurred_at, $12,
+           payload::jsonb, substatus, time_basis
+    FROM input i JOIN claimed c ON c.dedupe_key = i.dedupe_key
     RETURNING id, dedupe_key, carrier, tracking_number, status, status_rank, occurred_at,
               substatus
 ), per_shipment AS (
@@ -121,15 +129,19 @@ async def ingest(
 async def _ingest_once(
     conn: asyncpg.Connection, rows: Sequence[EventRow], received_at: datetime
 ) -> IngestResult:
+    first: dict[bytes, EventRow] = {}
+    for row in rows:
+        first.setdefault(row.dedupe_key, row)
+    batch = list(first.values()) if len(first) < len(rows) else rows
     records = await conn.fetch(
         INGEST,
-        [r.dedupe_key for r in rows], [r.carrier for r in rows],
-        [r.tracking_number for r in rows], [r.carrier_event_id for r in rows],
-        [r.status for r in rows], [r.status_rank for r in rows], [r.raw_code for r in rows],
-        [r.description for r in rows], [r.location for r in rows],
-        [r.occurred_at for r in rows], [r.payload for r in rows],
-        received_at, REFRESH_SHIPMENT, CHANNEL, [r.substatus for r in rows],
-        [r.time_basis for r in rows],
+        [r.dedupe_key for r in batch], [r.carrier for r in batch],
+        [r.tracking_number for r in batch], [r.carrier_event_id for r in batch],
+        [r.status for r in batch], [r.status_rank for r in batch], [r.raw_code for r in batch],
+        [r.description for r in batch], [r.location for r in batch],
+        [r.occurred_at for r in batch], [r.payload for r in batch],
+        received_at, REFRESH_SHIPMENT, CHANNEL, [r.substatus for r in batch],
+        [r.time_basis for r in batch],
     )
     touched = records[0]["touched"] if records else 0
     accepted = {bytes(r["dedupe_key"]) for r in records}

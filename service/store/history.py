@@ -149,8 +149,17 @@ async def _load(conn: asyncpg.Connection, orders: pd.DataFrame | None, shipments
                 status_rank(str(e.status)), None, _py(e.description), location_json, occurred,
                 now, orjson.dumps(payload).decode(),
             ))
-        await conn.copy_records_to_table("tracking_events", columns=EVENT_COLUMNS,
-                                         records=records)
+        # Each event's dedupe key claimed first, with the id its row takes (a key already
+        # stored fails the load, as a duplicate always did).
+        ids = await conn.fetchval(
+            "SELECT coalesce(array_agg(nextval('tracking_events_id_seq')), '{}') "
+            "FROM generate_series(1, $1)", len(records))
+        await conn.copy_records_to_table(
+            "tracking_event_keys", columns=["dedupe_key", "event_id", "received_at"],
+            records=[(r[0], i, now) for r, i in zip(records, ids, strict=True)])
+        await conn.copy_records_to_table(
+            "tracking_events", columns=["id", *EVENT_COLUMNS],
+            records=[(i, *r) for r, i in zip(records, ids, strict=True)])
         if progress:
             progress(len(records))
     return {"orders": 0 if orders is None else len(orders), "shipments": len(s),

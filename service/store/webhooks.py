@@ -169,8 +169,8 @@ WITH input AS (
     UPDATE tracking_events e
     SET status = i.status, status_rank = i.status_rank, raw_code = i.raw_code,
         substatus = i.substatus
-    FROM input i
-    WHERE e.dedupe_key = i.dedupe_key AND e.payload->>'source' = $5
+    FROM input i JOIN tracking_event_keys k ON k.dedupe_key = i.dedupe_key
+    WHERE e.id = k.event_id AND e.received_at = k.received_at AND e.payload->>'source' = $5
       AND (e.status, e.status_rank, e.raw_code, e.substatus) IS DISTINCT FROM
           (i.status, i.status_rank, i.raw_code, i.substatus)
     RETURNING e.carrier, e.tracking_number
