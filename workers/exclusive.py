@@ -13,6 +13,7 @@ import asyncpg
 
 from service.clock import Clock
 from service.store import eta_models
+from service.store.locks import session_lock
 
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -27,20 +28,8 @@ class Dated(Protocol):
 async def one_worker(pool: asyncpg.Pool, key: int) -> AsyncIterator[asyncpg.Connection | None]:
     """A connection holding advisory lock `key` for the block, or None when another worker
     holds it (then the work is theirs)."""
-    async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
-            yield None
-            return
-        try:
-            yield conn
-        finally:
-            try:
-                await conn.execute("SELECT pg_advisory_unlock($1)", key)
-            except BaseException:
-                # Not unlocked (cancelled, connection lost): the session, and with it the
-                # lock, must not go back to the pool (which keeps sessions as they are).
-                conn.terminate()
-                raise
+    async with pool.acquire() as conn, session_lock(conn, key) as held:
+        yield conn if held else None
 
 
 def period_start(now: datetime, every: timedelta) -> datetime:

@@ -19,6 +19,7 @@ import asyncpg
 
 from service.store import event_partitions as store
 from service.store.event_partitions import Partition
+from service.store.locks import session_lock
 
 LAST_MONTH = datetime(9999, 12, 1, tzinfo=UTC)  # no month after it to bound a partition with
 
@@ -105,13 +106,11 @@ async def maintain(conn: asyncpg.Connection, now: datetime, ahead: int, retentio
     """Plan at `now` and, unless `dry_run`, carry it out; one run at a time (a session
     advisory lock: a second one returns at once with `skipped` set)."""
     report = Report(now, dry_run, ahead, retention_months)
-    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", store.MAINTENANCE_LOCK):
-        report.skipped = "another maintenance is running"
-        return report
-    try:
+    async with session_lock(conn, store.MAINTENANCE_LOCK) as held:
+        if not held:
+            report.skipped = "another maintenance is running"
+            return report
         await _run(conn, report)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", store.MAINTENANCE_LOCK)
     return report
 
 
