@@ -23,6 +23,8 @@ from service.eta.runtime import EtaRuntime, predict_many, refresh_inputs
 from service.eta.training import train_and_register
 from service.store.history import load_history
 from service.store.pool import create_pool
+from service.store.work import WorkKind
+from workers.jobs import JOBS
 
 START = datetime(2026, 8, 1, tzinfo=UTC)
 
@@ -65,10 +67,14 @@ async def run(shipments: int, refreshes: int, rounds: int) -> list[dict[str, Any
                 predict_many(model, [row], [row_scans], now, recent)
                 cpu.append((time.perf_counter() - started) * 1000)
             batch_ids = open_ids[:2000]
-            started = time.perf_counter()
-            for start in range(0, len(batch_ids), 50):
-                await runtime.refresh_many(conn, batch_ids[start:start + 50], now)
-            batch_rate = len(batch_ids) / (time.perf_counter() - started)
+            rates = {}
+            # A job's batch, and the worker's batch when the queue is deep (workers/jobs.py).
+            job = JOBS[WorkKind.REFRESH_SHIPMENT]
+            for size in (job.batch_size, job.per_job(10**6)):
+                started = time.perf_counter()
+                for start in range(0, len(batch_ids), size):
+                    await runtime.refresh_many(conn, batch_ids[start:start + size], now)
+                rates[size] = len(batch_ids) / (time.perf_counter() - started)
             # The floor scores the very same shipments: their features, already encoded.
             batch_rows, batch_scans = await refresh_inputs(conn, batch_ids, now)
         await pool.close()
@@ -82,10 +88,12 @@ async def run(shipments: int, refreshes: int, rounds: int) -> list[dict[str, Any
         {"figure": "of which features + model + reasons alone, p99 (ms)",
          "measured": f"{cpu99:.1f} (p50 {cpu50:.1f})", "floor": None, "ratio": None,
          "target": "(reported)", "met": True},
-        {"figure": "batch ETA refresh incl. DB, 50 per call (shipments/s)",
-         "measured": round(batch_rate), "floor": f"raw inplace_predict {round(floor)} rows/s",
-         "ratio": batch_rate / floor, "target": "(reported; scoring-only ratio in scoring.json)",
-         "met": True},
+        *({"figure": f"batch ETA refresh incl. DB, {size} per call (shipments/s)",
+           "measured": round(rate), "floor": f"raw inplace_predict {round(floor)} rows/s",
+           "ratio": rate / floor,
+           "target": "≥ 30% of raw" if deep else "(reported; scoring-only ratio in scoring.json)",
+           "met": rate / floor >= 0.3 if deep else True}
+          for deep, (size, rate) in enumerate(rates.items())),
     ]
 
 

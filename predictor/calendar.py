@@ -12,7 +12,7 @@ million shipments stays fast.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -129,9 +129,10 @@ def utc_to_local(utc_naive: np.ndarray, zones: np.ndarray) -> np.ndarray:
     thousand timezone conversions instead of millions.
     """
     utc = np.asarray(utc_naive).astype("datetime64[ns]")
-    if len(utc) <= _FEW:  # a refresh's handful of instants: zoneinfo directly
-        return utc + np.array([_utc_offset(u, str(z)) for u, z in zip(utc, zones, strict=True)],
-                              dtype="timedelta64[ns]")
+    if len(utc) <= _FEW:  # a refresh's or a batch's instants: cached offsets, no pandas
+        return utc + np.array([_offset_ns(ns, str(z)) for ns, z in zip(
+            utc.astype(np.int64).tolist(), zones, strict=True)],
+            dtype=np.int64).astype("timedelta64[ns]")
     hours = utc.astype("datetime64[h]")
     zone_codes, zone_names = pd.factorize(np.asarray(zones, dtype=object))
     hour_codes, hour_values = pd.factorize(hours.astype(np.int64))
@@ -148,17 +149,45 @@ def utc_to_local(utc_naive: np.ndarray, zones: np.ndarray) -> np.ndarray:
     return utc + offsets[inverse]
 
 
-_FEW = 8
+# Up to this many instants, offsets come from a cache of (zone, UTC hour) → offset, filled
+# with zoneinfo: cheaper than pandas' per-zone set-up (a refresh batch has a few distinct
+# zones and hours); beyond it, pandas converts each zone's distinct hours at once.
+_FEW = 4096
+_HOUR_NS = 3_600_000_000_000
+_NAT = int(np.iinfo(np.int64).min)  # NaT as int64
+_OFFSETS: dict[tuple[str, int], int | None] = {}
+_OFFSETS_MAX = 100_000
 
 
-def _utc_offset(utc: np.datetime64, zone: str) -> np.timedelta64:
-    """The UTC offset of ``zone`` at one naive-UTC instant (zero for NaT)."""
-    if np.isnat(utc):
-        return np.timedelta64(0, "ns")
-    seconds = int(utc.astype("datetime64[s]").astype(np.int64))
-    offset = datetime.fromtimestamp(seconds, ZoneInfo(zone)).utcoffset()
-    return np.timedelta64(int(offset.total_seconds()) if offset else 0, "s").astype(
-        "timedelta64[ns]")
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _offset_ns(utc_ns: int, zone: str) -> int:
+    """The UTC offset (ns) of ``zone`` at one naive-UTC instant in epoch ns (zero for NaT).
+    An hour with no offset change in it is looked up once; one with a change (zones whose
+    clocks change off the whole UTC hour) per instant."""
+    if utc_ns == _NAT:
+        return 0
+    hour = utc_ns // _HOUR_NS
+    key = (zone, hour)
+    offset = _OFFSETS.get(key, -1)
+    if offset == -1:
+        start, end = (_utc_offset_s(hour * 3600 + s, zone) for s in (0, 3599))
+        offset = start * 1_000_000_000 if start == end else None
+        if len(_OFFSETS) >= _OFFSETS_MAX:
+            _OFFSETS.clear()
+        _OFFSETS[key] = offset
+    if offset is None:
+        return _utc_offset_s(utc_ns // 1_000_000_000, zone) * 1_000_000_000
+    return offset
+
+
+def _utc_offset_s(seconds: int, zone: str) -> int:
+    """The UTC offset of ``zone`` at epoch ``seconds``, in whole seconds."""
+    offset = datetime.fromtimestamp(seconds, _zone(zone)).utcoffset()
+    return int(offset.total_seconds()) if offset else 0
 
 
 def holidays_within(days: np.ndarray, horizon: int, country: str = "US") -> np.ndarray:

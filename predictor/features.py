@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -237,8 +237,7 @@ def serving_rows(shipments: Sequence[Mapping[str, object]],
         raise ValueError("as_of must be timezone-aware")
     if len(shipments) != len(events):
         raise ValueError("one list of scans per shipment")
-    one = [_one_attributes(s) for s in shipments]
-    attrs = {k: np.concatenate([a[k] for a in one]) for k in one[0]} if one else {}
+    attrs = _attributes(shipments) if shipments else {}
     timed = [(i, float(_epoch_seconds(e["occurred_at"])), str(e["status"]))
              for i, evs in enumerate(events) for e in evs if e.get("occurred_at") is not None]
     scans = _scans(len(shipments), np.array([t[0] for t in timed], dtype=np.int64),
@@ -248,16 +247,32 @@ def serving_rows(shipments: Sequence[Mapping[str, object]],
                            np.full(len(shipments), as_of.timestamp()), recent)
 
 
-def _one_attributes(shipment: Mapping[str, object]) -> dict[str, np.ndarray]:
-    """:func:`shipment_attributes` of a single shipment mapping, without pandas."""
+def _attributes(shipments: Sequence[Mapping[str, object]]) -> dict[str, np.ndarray]:
+    """:func:`shipment_attributes` of shipment mappings, without pandas: each row's values
+    read in one pass, each column built once."""
+    rows = [_one_attributes(s) for s in shipments]
+    out = {k: np.array([r[k] for r in rows],
+                       dtype=float if k.endswith("_s") or k == "distance_km" else object)
+           for k in rows[0] if k not in _DAYS}
+    for key in _DAYS:
+        out[key] = np.array([np.datetime64("NaT") if (day := r[key]) is None
+                             else np.datetime64(day, "D") if type(day) is date
+                             else pd.Timestamp(day).to_datetime64() for r in rows],
+                            dtype="datetime64[D]")
+    return out
+
+
+_DAYS = ("promised_day", "estimate_day")
+
+
+def _one_attributes(shipment: Mapping[str, object]) -> dict[str, object]:
+    """One shipment mapping's attribute values (:func:`_attributes` makes the columns)."""
     lane, state, km = lane_attributes(_missing_as_none(shipment.get("origin_postal_code")),
                                        _missing_as_none(shipment.get("destination_postal_code")))
     raw_country = _missing_as_none(shipment.get("destination_country"))
     country = "US" if raw_country is None else str(raw_country)
     postal = _missing_as_none(shipment.get("destination_postal_code"))
-    promised = _missing_as_none(shipment.get("promised_delivery_date"))
-    estimate = _missing_as_none(shipment.get("carrier_estimated_delivery"))
-    values: dict[str, object] = {
+    return {
         "carrier": _one_category(shipment.get("carrier")),
         "service_level": _one_category(shipment.get("service_level")),
         "lane": lane, "destination_state": state, "distance_km": km,
@@ -269,13 +284,9 @@ def _one_attributes(shipment: Mapping[str, object]) -> dict[str, np.ndarray]:
         "estimate_s": _epoch_seconds(shipment.get("carrier_estimate_as_of")),
         "tracking_number": str(shipment.get("tracking_number")),
         "shipment_id": str(shipment.get("shipment_id")),
+        "promised_day": _missing_as_none(shipment.get("promised_delivery_date")),
+        "estimate_day": _missing_as_none(shipment.get("carrier_estimated_delivery")),
     }
-    out = {k: np.array([v], dtype=float if k.endswith("_s") or k == "distance_km" else object)
-           for k, v in values.items()}
-    for key, day in (("promised_day", promised), ("estimate_day", estimate)):
-        out[key] = np.array([np.datetime64("NaT") if day is None
-                             else pd.Timestamp(day).to_datetime64()], dtype="datetime64[D]")
-    return out
 
 
 def _as_frame(out: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -499,8 +510,13 @@ def _one_category(value: object) -> str:
     return UNKNOWN if value is None else (str(value).strip().lower() or UNKNOWN)
 
 
+_NEVER_MISSING = (str, datetime, date, int)
+
+
 def _missing_as_none(value: object) -> object:
     """None for None/NaN/NaT (what pandas treats as missing), else the value."""
+    if type(value) in _NEVER_MISSING:  # the common case, without pd.isna
+        return value
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
 

@@ -188,10 +188,12 @@ class EtaModel:
 
     def _reasons(self, X: Features, contrib: np.ndarray, top: int) -> list[list[Reason]]:
         reasons: list[list[Reason]] = []
-        described = {name: np.asarray(X[name]) for name in _DESCRIBED if name in X}
-        for i in range(_rows(X)):
-            row = {name: str(values[i]) for name, values in described.items()}
-            order = np.argsort(-np.abs(contrib[i]))[:top]
+        # Each described column as text and each row's order, once for the whole batch.
+        described = {name: [str(v) for v in np.asarray(X[name])]
+                     for name in _DESCRIBED if name in X}
+        orders = np.argsort(-np.abs(contrib), axis=1)[:, :top].tolist()
+        for i, order in enumerate(orders):
+            row = {name: values[i] for name, values in described.items()}
             reasons.append([Reason(self.feature_names[j], round(float(contrib[i, j]), 2), row)
                             for j in order])
         return reasons

@@ -176,6 +176,31 @@ async def test_a_deep_queue_is_not_handed_over_again(
     assert await _work_left(pool) == 0
 
 
+async def test_a_deep_queue_of_refreshes_goes_in_bigger_jobs(
+    pool: asyncpg.Pool, settings: Settings, clock: ManualClock, own_redis: OwnRedis,
+) -> None:
+    """A few refreshes go to arq 50 per job; a backlog in fewer, bigger jobs (one model call
+    and one write for more shipments), still in more than one job."""
+    redis = arq_client(own_redis.url, settings.parcelcast_queue_name)
+    relay = Relay(pool, redis, clock, stale_after=60)
+
+    async def jobs_for(count: int) -> list[int]:
+        async with pool.acquire() as conn:
+            await conn.execute("DELETE FROM work_items")
+            await work.add(conn, work.REFRESH_SHIPMENT,
+                           [f"s-{count}-{n}" for n in range(count)], clock.now())
+        assert await relay.handoff_once() == count
+        async with pool.acquire() as conn:
+            return [r["n"] for r in await conn.fetch(
+                "SELECT count(*) AS n FROM work_items GROUP BY job_id ORDER BY n DESC")]
+
+    try:
+        assert await jobs_for(80) == [50, 30]
+        assert await jobs_for(400) == [200, 200]
+    finally:
+        await redis.aclose()
+
+
 async def test_a_lease_keeps_work_with_its_worker_until_it_lapses(
     outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
     settings: Settings, clock: ManualClock, own_redis: OwnRedis,

@@ -51,10 +51,23 @@ class Job:
     # Items per job: big enough to amortise a model call or a job's overhead, small enough
     # to spread over workers.
     batch_size: int
+    # When the queue is deep (more items handed over at once than DEEP_SPREAD jobs of
+    # batch_size), jobs of up to this many: the per-call cost of the model and of each
+    # statement is shared by more items, and there are still DEEP_SPREAD jobs to spread.
+    deep_batch_size: int | None = None
 
     @property
     def name(self) -> str:
         return self.function.__name__
+
+    def per_job(self, waiting: int) -> int:
+        """Items per job when ``waiting`` of this kind are handed over at once."""
+        if self.deep_batch_size is None:
+            return self.batch_size
+        return max(self.batch_size, min(self.deep_batch_size, -(-waiting // DEEP_SPREAD)))
+
+
+DEEP_SPREAD = 2
 
 
 async def _renewing(app: Any, ids: list[int], job_id: str, lease_s: float) -> None:
@@ -118,7 +131,7 @@ def riding_out_outages(job: BatchJob) -> BatchJob:
 
 
 JOBS: dict[WorkKind, Job] = {
-    WorkKind.REFRESH_SHIPMENT: Job(refresh_shipments, 50),
+    WorkKind.REFRESH_SHIPMENT: Job(refresh_shipments, 50, deep_batch_size=250),
     WorkKind.SEND_NOTIFICATION: Job(send_notifications, 25),
 }
 FUNCTIONS: list[Function] = [

@@ -157,8 +157,9 @@ class Relay:
         job_ids = []
         for kind, job in JOBS.items():
             of_kind = [i for i in items if i.kind == kind]
-            for start in range(0, len(of_kind), job.batch_size):
-                batch = of_kind[start:start + job.batch_size]
+            size = job.per_job(len(of_kind))
+            for start in range(0, len(of_kind), size):
+                batch = of_kind[start:start + size]
                 job_id = f"{batch[0].job_id(queue)}:{len(batch)}"
                 jobs.append(self.redis.enqueue_job(
                     job.name, [(i.id, i.subject_id) for i in batch], _job_id=job_id))

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,13 +38,21 @@ _CARRIER_NAMES = {"ups": "UPS", "usps": "USPS", "fedex": "FedEx", "dhl": "DHL",
 def describe(feature: str, hours: float, row: Mapping[str, Any]) -> str:
     """One reason (a feature's contribution, see :class:`predictor.model.Reason`) as the
     short sentence stored with the ETA and shown by the API."""
-    slower = hours > 0
-    carrier = _CARRIER_NAMES.get(str(row.get("carrier", "unknown")), str(row.get("carrier")))
-    service = str(row.get("service_level", "unknown"))
+    return _describe(feature, hours > 0, math.isnan(hours),
+                     str(row.get("carrier", "unknown")),
+                     str(row.get("service_level", "unknown")),
+                     str(row.get("destination_state", "unknown")),
+                     str(row.get("latest_status", "unknown")))
+
+
+@lru_cache(maxsize=8192)
+def _describe(feature: str, slower: bool, unknown_hours: bool, carrier_code: str,
+              service: str, state: str, latest_status: str) -> str:
+    """:func:`describe` from the only values its words depend on (a batch repeats them)."""
+    carrier = _CARRIER_NAMES.get(carrier_code, carrier_code)
     product = carrier if service == "unknown" else f"{carrier} {service.title()}"
-    state = str(row.get("destination_state", "unknown"))
     where = "this destination" if state == "unknown" else state
-    status = str(row.get("latest_status", "unknown")).replace("_", " ")
+    status = latest_status.replace("_", " ")
     more, less = ("adds time", "saves time")
     texts: dict[str, str] = {
         "carrier": f"{product} {'runs slower' if slower else 'runs faster'} than average",
@@ -90,7 +98,7 @@ def describe(feature: str, hours: float, row: Mapping[str, Any]) -> str:
                                   f"{'still some way off' if slower else 'close'}",
     }
     text = texts.get(feature, f"{feature.replace('_', ' ')} {more if slower else less}")
-    if math.isnan(hours):
+    if unknown_hours:
         return text
     return text[0].upper() + text[1:]
 

@@ -85,10 +85,16 @@ def _predictions(model: EtaModel, features: Features, shipments: list[dict[str, 
                  scans: list[list[dict[str, Any]]], now: datetime, default_zone: str
                  ) -> list[Prediction]:
     hours, explained = model.predict_explained(features, top=3)
-    promised = np.array([
-        np.nan if (h := hours_until_end_of(s.get("promised_delivery_date"),
-                                           destination_zone(s, default_zone), now)) is None
-        else h for s in shipments])
+    ends: dict[tuple[date, str], float | None] = {}  # a batch repeats days and zones
+    promised = np.full(len(shipments), np.nan)
+    for i, s in enumerate(shipments):
+        if (day := s.get("promised_delivery_date")) is None:
+            continue
+        key = (day, destination_zone(s, default_zone))
+        if key not in ends:
+            ends[key] = hours_until_end_of(*key, now)
+        if (h := ends[key]) is not None:
+            promised[i] = h
     # The quantiles are already here: no second pass through the booster.
     late = late_probability(hours, np.nan_to_num(promised, nan=0.0))
     out = []

@@ -55,65 +55,61 @@ async def history(conn: asyncpg.Connection, shipment_id: str, limit: int = 500
     return [EtaRecord(**r) for r in rows]
 
 
+# Append the ETAs (in shipment_id order, as $1 is given) and point each shipment at its new
+# one, unless it already shows one predicted later: a refresh that ran late (handed over
+# twice) never hides a newer prediction. The shipments are locked in shipment_id order
+# first (LOCK_IN_ORDER): two refreshes of overlapping batches wait for each other instead of
+# deadlocking. One statement is enough because the check reads the updated row's own column
+# (`eta_predicted_at`): after waiting for a row's lock, PostgreSQL re-checks the WHERE clause
+# on the row's newest version (EvalPlanQual), so an ETA committed meanwhile is seen. (A check
+# through another table, e.g. a subquery on shipment_etas, would read the statement's
+# snapshot, taken before the wait, and miss it.)
+STORE = f"""
+WITH {LOCK_IN_ORDER}, new AS (
+    INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage, eta_p10,
+                               eta_p50, eta_p90, prob_late, reasons, shadow)
+    SELECT s, $2, $3, st, a, b, c, l, r::jsonb, false FROM unnest(
+        $1::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[],
+        $8::real[], $9::text[]) AS t(s, st, a, b, c, l, r),
+        (SELECT CASE WHEN $10 THEN set_config('synchronous_commit', 'off', true) END) AS relax
+    RETURNING id, shipment_id, eta_p10, eta_p50, eta_p90)
+UPDATE shipments x SET eta_id = new.id, eta_predicted_at = $2, eta_p10 = new.eta_p10,
+                       eta_p50 = new.eta_p50, eta_p90 = new.eta_p90
+FROM new WHERE x.shipment_id = new.shipment_id
+  AND x.shipment_id IN (SELECT shipment_id FROM locked)
+  AND (x.eta_predicted_at IS NULL OR x.eta_predicted_at <= $2)"""
+# A challenger's ETAs (shadow): only appended, no shipment points at them, nothing to lock.
+STORE_SHADOW = """
+INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage, eta_p10, eta_p50,
+                           eta_p90, prob_late, reasons, shadow)
+SELECT s, $2, $3, st, a, b, c, l, r::jsonb, true FROM unnest(
+    $1::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[],
+    $8::real[], $9::text[]) AS t(s, st, a, b, c, l, r),
+    (SELECT CASE WHEN $10 THEN set_config('synchronous_commit', 'off', true) END) AS relax"""
+
+
 async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicted_at: datetime,
                      model_version: str, predictions: Sequence[Any], *,
                      shadow: bool = False) -> None:
     """Append one ETA per shipment and point each shipment at it, unless it already shows a
-    newer one. A ``shadow`` ETA (a challenger's) is only appended: no shipment points at it,
-    nothing shows it or sends a message from it.
+    newer one (one statement, one round trip: :data:`STORE`). A ``shadow`` ETA (a
+    challenger's) is only appended: no shipment points at it, nothing shows it or sends a
+    message from it.
 
-    The shipments are locked first, in a statement of their own: the check for a newer ETA
-    then reads a snapshot taken once any refresh it waited for has committed. (In one
-    statement the snapshot predates the wait, so a newer ETA committed meanwhile would be
-    invisible to the check, and a refresh that ran late would hide it.)
-
-    Run on its own (autocommit), the transaction commits without waiting for the WAL flush
+    Run on its own (autocommit), the statement commits without waiting for the WAL flush
     (``synchronous_commit`` off for its own transaction only): an ETA is derived data,
     recomputed at the shipment's next event or sweep, so a database crash may lose the last
     fraction of a second of them but never corrupts anything, and any later durable commit
     flushes them too. Inside a caller's transaction the caller's durability applies.
     """
-    if not conn.is_in_transaction():
-        async with conn.transaction():
-            await _store_many(conn, shipment_ids, predicted_at, model_version, predictions,
-                              relaxed=True, shadow=shadow)
-    else:
-        await _store_many(conn, shipment_ids, predicted_at, model_version, predictions,
-                          relaxed=False, shadow=shadow)
-
-
-async def _store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicted_at: datetime,
-                      model_version: str, predictions: Sequence[Any], *, relaxed: bool,
-                      shadow: bool) -> None:
-    # In shipment_id order, and the shipments locked in that order before the update: two
-    # refreshes of overlapping batches wait for each other instead of deadlocking.
+    relaxed = not conn.is_in_transaction()
     order = sorted(range(len(shipment_ids)), key=shipment_ids.__getitem__)
-    shipment_ids = [shipment_ids[i] for i in order]
-    predictions = [predictions[i] for i in order]
-    if not shadow:  # a shadow ETA points no shipment at it: nothing to lock
-        await conn.execute(f"WITH {LOCK_IN_ORDER} SELECT count(*) FROM locked", shipment_ids)
+    ordered = [predictions[i] for i in order]
     await conn.execute(
-        f"""WITH {LOCK_IN_ORDER}, new AS (
-               INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage,
-                                          eta_p10, eta_p50, eta_p90, prob_late, reasons,
-                                          shadow)
-               SELECT s, $2, $3, st, a, b, c, l, r::jsonb, $11 FROM unnest(
-                   $1::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-                   $7::timestamptz[], $8::real[], $9::text[]) AS t(s, st, a, b, c, l, r),
-                   (SELECT CASE WHEN $10 THEN set_config('synchronous_commit', 'off', true)
-                           END) AS relax
-               RETURNING id, shipment_id, eta_p10, eta_p50, eta_p90)
-           UPDATE shipments x SET eta_id = new.id, eta_p10 = new.eta_p10,
-                                  eta_p50 = new.eta_p50, eta_p90 = new.eta_p90
-           FROM new WHERE x.shipment_id = new.shipment_id AND NOT $11
-             AND x.shipment_id IN (SELECT shipment_id FROM locked)
-             -- a refresh that ran late (handed over twice) never hides a newer prediction
-             AND NOT EXISTS (SELECT 1 FROM shipment_etas shown
-                             WHERE shown.id = x.eta_id AND shown.predicted_at > $2)""",
-        shipment_ids, predicted_at, model_version, [p.stage for p in predictions],
-        [p.p10 for p in predictions], [p.p50 for p in predictions],
-        [p.p90 for p in predictions], [p.prob_late for p in predictions],
-        [orjson.dumps(p.reasons).decode() for p in predictions], relaxed, shadow)
+        STORE_SHADOW if shadow else STORE, [shipment_ids[i] for i in order], predicted_at,
+        model_version, [p.stage for p in ordered], [p.p10 for p in ordered],
+        [p.p50 for p in ordered], [p.p90 for p in ordered], [p.prob_late for p in ordered],
+        [orjson.dumps(p.reasons).decode() for p in ordered], relaxed)
 
 
 async def unfinished_with_scans(conn: asyncpg.Connection, shipment_ids: list[str],
