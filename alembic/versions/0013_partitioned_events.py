@@ -30,7 +30,7 @@ from sqlalchemy import text
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
