@@ -145,7 +145,8 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
     try:
         async with pool.acquire() as conn:
             await ensure_current(conn)
-        ctx = WorkerContext(pool, clock, settings, Renderer(), transports, EtaRuntime(clock),
+        runtime = EtaRuntime(clock)
+        ctx = WorkerContext(pool, clock, settings, Renderer(), transports, runtime,
                             metrics).as_arq_ctx()
         if burst:
             worker = build_worker(settings, dict(ctx), burst=True)
@@ -155,7 +156,8 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
                 await _close(worker)
             return
         if relay:
-            _add_background_loops(supervisor, settings, clock, pool, relay_redis, metrics)
+            _add_background_loops(supervisor, settings, clock, pool, relay_redis, metrics,
+                                  runtime)
         arq = ArqLoop(settings, ctx)
         supervisor.add(ARQ, arq.run)
         supervisor.add("memory", give_back_forever)
@@ -178,7 +180,8 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
 
 
 def _add_background_loops(supervisor: Supervisor, settings: Settings, clock: Clock,
-                          pool: asyncpg.Pool, redis: Any, metrics: WorkerMetrics) -> None:
+                          pool: asyncpg.Pool, redis: Any, metrics: WorkerMetrics,
+                          runtime: EtaRuntime) -> None:
     recover = reconnecting(pool)
     relay = Relay(pool, redis, clock, stale_after=settings.parcelcast_stale_after_s,
                   metrics=metrics)
@@ -196,7 +199,7 @@ def _add_background_loops(supervisor: Supervisor, settings: Settings, clock: Clo
         # Seconds of CPU in a process when it runs: a failure waits for the next check.
         supervisor.add("recalibration", partial(
             recalibrate_forever, pool, clock, timedelta(hours=settings.recalibrate_every_hours),
-            settings.sweep_interval_s), recover=recover,
+            settings.sweep_interval_s, runtime.expire), recover=recover,
             max_delay=max(MAX_DELAY, settings.sweep_interval_s))
     # Live-accuracy gauges, and a drift check when due (a process of CPU when it runs).
     supervisor.add("monitoring", partial(watch_forever, pool, clock, settings, metrics),

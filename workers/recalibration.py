@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,9 +47,13 @@ class Recalibration:
 
 
 async def recalibrate_champion(conn: asyncpg.Connection, now: datetime, *,
-                               clock: Clock | None = None) -> Recalibration | None:
+                               clock: Clock | None = None,
+                               stored: Callable[[], None] | None = None
+                               ) -> Recalibration | None:
     """Recompute and store the champion's calibration as of `now` (None without a champion
-    or any history); recorded as created at `clock`'s time when given (else at `now`)."""
+    or any history); recorded as created at `clock`'s time when given (else at `now`).
+    `stored` is called as soon as the champion's is committed (this process's runtime
+    applies it at its next refresh; other processes within their check interval)."""
     row = await eta_models.champion(conn)
     if row is None:
         return None
@@ -62,7 +67,9 @@ async def recalibrate_champion(conn: asyncpg.Connection, now: datetime, *,
         factors, info = await asyncio.get_running_loop().run_in_executor(
             process, _recalibrated, row.artefact, shipments, events, now)
     created = clock.now() if clock is not None else now
-    stored = await eta_models.store_calibration(conn, row.version, now, factors, info, created)
+    kept = await eta_models.store_calibration(conn, row.version, now, factors, info, created)
+    if stored is not None:
+        stored()
     shadow = await eta_models.shadow(conn)
     if shadow is not None:
         # The challenger in shadow follows the recent errors too: it is judged on the ETAs
@@ -72,7 +79,7 @@ async def recalibrate_champion(conn: asyncpg.Connection, now: datetime, *,
                 process, _recalibrated, shadow.artefact, shipments, events, now)
         await eta_models.store_calibration(conn, shadow.version, now, s_factors, s_info,
                                            created)
-    return Recalibration(row.version, now, factors, stored)
+    return Recalibration(row.version, now, factors, kept)
 
 
 def background_process() -> ProcessPoolExecutor:
@@ -89,26 +96,27 @@ def _recalibrated(artefact: bytes, shipments: pd.DataFrame, events: pd.DataFrame
     return {str(k): float(v) for k, v in factors.items()}, info
 
 
-async def recalibrate_when_due(pool: asyncpg.Pool, clock: Clock, every: timedelta
+async def recalibrate_when_due(pool: asyncpg.Pool, clock: Clock, every: timedelta,
+                               stored: Callable[[], None] | None = None
                                ) -> Recalibration | None:
     """One worker at a time (advisory lock): once the clock passes the start of a period of
     `every` (a UTC day for 24 h) that the champion's calibration in force predates (its
     newest stored one, else its artefact's), recalibrate as of that start."""
     async def recalibrate(conn: asyncpg.Connection, as_of: datetime) -> Recalibration | None:
-        return await recalibrate_champion(conn, as_of, clock=clock)
+        return await recalibrate_champion(conn, as_of, clock=clock, stored=stored)
 
     return await when_champion_due(pool, clock, RECALIBRATE_LOCK, every,
                                    eta_models.calibrated_as_of, recalibrate, aligned=True)
 
 
 async def recalibrate_forever(pool: asyncpg.Pool, clock: Clock, every: timedelta,
-                              poll_s: float, beat: Beat) -> None:
+                              poll_s: float, stored: Callable[[], None], beat: Beat) -> None:
     """Check every `poll_s` seconds whether a recalibration is due, until cancelled
     (supervised: a store failure ends it, to be restarted)."""
     while True:
         try:
             started = time.monotonic()
-            done = await recalibrate_when_due(pool, clock, every)
+            done = await recalibrate_when_due(pool, clock, every, stored)
             if done is not None:
                 log.info("recalibrated %s as of %s in %.1f s (clock now %s)", done.version,
                          done.as_of.isoformat(), time.monotonic() - started,

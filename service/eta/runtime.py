@@ -130,6 +130,11 @@ class EtaRuntime:
         self.shadow_version: str | None = None
         self._shadow_calibration: int | None = None
 
+    def expire(self) -> None:
+        """Check the champion and its calibration again at the next use (this process just
+        stored a new calibration: apply it now, not after `check_every`)."""
+        self._checked = -float("inf")
+
     async def current(self, conn: asyncpg.Connection) -> EtaModel | None:
         """The champion, re-checked every `check_every` seconds (promotion without restart)."""
         if time.monotonic() - self._checked >= self.check_every:
