@@ -114,7 +114,7 @@ def dask_child(path: str, rounds: int, partitions: int) -> None:
         local: Any = LocalCluster  # untyped
         connect: Any = Client
         with local(n_workers=2, threads_per_worker=1, processes=True,
-                   dashboard_address=None) as cluster, connect(cluster) as client:
+                   dashboard_address=":0") as cluster, connect(cluster) as client:
             _, report = train_model_dask(source, client, num_boost_round=rounds,
                                          progress=sampler.progress)
             workers = client.run(_peak_gb)
