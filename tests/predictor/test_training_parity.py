@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from predictor.features import CATEGORICAL, NUMERIC, training_snapshots
@@ -52,6 +53,8 @@ def fingerprint() -> dict[str, Any]:
         "y": {"sum": float(y.sum()), "weighted": float((y * weight).sum())},
         "as_of_us_checksum": int(pd.DatetimeIndex(meta["as_of"]).as_unit("us").asi8.sum()),
         "rows": report["model"]["rows"],
+        # Scored on the test snapshots without the calibration (which may change on its own).
+        "lane_median": report["evaluation"]["overall"]["lane_median"],
         "categories": model.categories,
         "refit_raw": model.predict_raw(sample).round(6).tolist(),
         "holdout_raw": report["holdout_model"].predict_raw(sample).round(6).tolist(),
@@ -65,6 +68,10 @@ def test_training_gives_the_recorded_model() -> None:
     assert got["rows"] == want["rows"]
     assert got["as_of_us_checksum"] == want["as_of_us_checksum"]
     assert got["categories"] == want["categories"]
+    assert got["lane_median"].keys() == want["lane_median"].keys()
+    for k, v in want["lane_median"].items():
+        assert got["lane_median"][k] == (pytest.approx(v, rel=1e-9) if isinstance(v, float)
+                                         else v), k
     for f in NUMERIC:
         g, w = got["columns"][f], want["columns"][f]
         assert g["missing"] == w["missing"], f
