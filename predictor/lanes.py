@@ -76,9 +76,8 @@ def zip_table() -> dict[str, ZipInfo]:
 def _zip_columns() -> dict[str, np.ndarray]:
     """zipcodes' records with coordinates as fixed-width arrays (no Python objects kept).
     Read fresh: ``zipcodes.list_all()`` would cache every record in the module."""
-    native = getattr(zipcodes, "_zipcodes", None)  # the compiled reader behind list_all
-    records: list[dict[str, Any]] = (native.list_all() if hasattr(native, "list_all")
-                                     else zipcodes.list_all())  # type: ignore[no-untyped-call]
+    native: Any = getattr(zipcodes, "_zipcodes", zipcodes)  # the reader behind list_all
+    records: list[dict[str, Any]] = native.list_all()
     kept = [r for r in records if r.get("lat") and r.get("long")]
     out = {"zip": np.array([r["zip_code"] for r in kept], dtype=str),
            "city": np.array([r["city"].title() for r in kept], dtype=str),

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 
 from predictor.features import CATEGORICAL, NUMERIC, training_snapshots
 from predictor.simulator import simulate
