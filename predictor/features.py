@@ -47,7 +47,8 @@ _RECENT = (("lane_transit_median_7d", "carrier_lane", 7),
 STAGES = ("label", "first_scan", "later", "between_scans")
 HOLIDAY_COUNTRIES = frozenset({"US", "BR"})
 _HOUR_S = 3600.0
-_CHUNK = 250_000
+# Rows per chunk of snapshot features: each chunk's temporaries take ~0.5 kB a row.
+_CHUNK = 100_000
 _SHIPMENT_COLUMNS = ("shipment_id", "carrier", "service_level", "tracking_number",
                      "origin_postal_code", "origin_country", "destination_postal_code",
                      "destination_country", "promised_delivery_date", "label_created_at",
@@ -163,7 +164,7 @@ def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
         .remove_unused_categories(),
         "delivered_at": _timestamps(delivered[rows]),
     })
-    return X, y.astype(float), meta
+    return X, y.astype(float, copy=False), meta
 
 
 def _feature_table(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.ndarray,

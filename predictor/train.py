@@ -98,6 +98,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     attrs = shipment_attributes(shipments)
     recent = recent_performance(shipments, attrs)
     X, y, meta = training_snapshots(shipments, events, recent=recent, attributes=attrs)
+    attrs = attrs.drop(columns=["tracking_number"])  # (a string per shipment) joined scans
     release_memory()
     label_s = attrs["label_s"].to_numpy()
     snap_label = label_s[snapshot_rows(attrs, meta["shipment_id"])]
@@ -179,7 +180,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
         parts.append(snapshot_outcomes(model, shipments.iloc[never], events, recent=recent,
                                        censor_at=end_s))
     outcomes = Outcomes.concat(parts)
-    del parts
+    del parts, recent
     # As known at the cutoff: the whole calibration slice's cohort, then the usual window.
     initial = outcomes.factors(cut.timestamp(), (cut - cal_start).total_seconds() / 86400)
     initial = outcomes.factors(cut.timestamp(), WINDOW_DAYS, previous=initial)
