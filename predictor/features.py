@@ -49,6 +49,7 @@ HOLIDAY_COUNTRIES = frozenset({"US", "BR"})
 _HOUR_S = 3600.0
 # Rows per chunk of snapshot features: each chunk's temporaries take ~0.5 kB a row.
 _CHUNK = 100_000
+_ID_COLUMNS = ("tracking_number", "shipment_id")
 _SHIPMENT_COLUMNS = ("shipment_id", "carrier", "service_level", "tracking_number",
                      "origin_postal_code", "origin_country", "destination_postal_code",
                      "destination_country", "promised_delivery_date", "label_created_at",
@@ -79,8 +80,10 @@ def shipment_attributes(shipments: pd.DataFrame) -> pd.DataFrame:
     estimate = pd.to_datetime(s["carrier_estimated_delivery"], errors="coerce")
     out["estimate_day"] = estimate.to_numpy("datetime64[D]")
     out["estimate_s"] = _seconds(s["carrier_estimate_as_of"])
-    out["tracking_number"] = s["tracking_number"].astype(str).to_numpy()
-    out["shipment_id"] = s["shipment_id"].astype(str).to_numpy()
+    # Identifiers (not features: they join scans and name snapshots) stay pandas text,
+    # ~20 bytes a shipment, not a Python string each (~75 bytes).
+    for c in _ID_COLUMNS:
+        out[c] = s[c].astype(str).array
     return out
 
 
@@ -172,7 +175,7 @@ def _feature_table(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.n
     """:func:`_feature_frame` of many queries, chunk by chunk into preallocated columns
     (the same values as one call; chunks only bound the per-column temporaries)."""
     n = len(rows)
-    a = {c: attrs[c].to_numpy() for c in attrs.columns}
+    a = _attribute_arrays(attrs)
     keys = _recent_key_categories(a)
     numeric = {f: np.empty(n, dtype=np.float32) for f in NUMERIC}
     codes = {f: np.empty(n, dtype=np.int32) for f in CATEGORICAL}
@@ -291,8 +294,12 @@ def _as_frame(out: Mapping[str, np.ndarray]) -> pd.DataFrame:
 def _feature_frame(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.ndarray,
                    as_of: np.ndarray, recent: RecentPerformance) -> pd.DataFrame:
     """Shipment rows + as-of instants (epoch s) → feature table (training, batches)."""
-    return _as_frame(_feature_arrays({c: attrs[c].to_numpy() for c in attrs.columns}, scans,
-                                     rows, as_of, recent))
+    return _as_frame(_feature_arrays(_attribute_arrays(attrs), scans, rows, as_of, recent))
+
+
+def _attribute_arrays(attrs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The columns of :func:`shipment_attributes` the features read, as arrays."""
+    return {c: attrs[c].to_numpy() for c in attrs.columns if c not in _ID_COLUMNS}
 
 
 def _feature_arrays(a: Mapping[str, np.ndarray], scans: dict[str, np.ndarray],
