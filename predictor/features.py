@@ -47,7 +47,9 @@ _RECENT = (("lane_transit_median_7d", "carrier_lane", 7),
 STAGES = ("label", "first_scan", "later", "between_scans")
 HOLIDAY_COUNTRIES = frozenset({"US", "BR"})
 _HOUR_S = 3600.0
-_CHUNK = 250_000
+# Rows per chunk of snapshot features: each chunk's temporaries take ~0.5 kB a row.
+_CHUNK = 100_000
+_ID_COLUMNS = ("tracking_number", "shipment_id")
 _SHIPMENT_COLUMNS = ("shipment_id", "carrier", "service_level", "tracking_number",
                      "origin_postal_code", "origin_country", "destination_postal_code",
                      "destination_country", "promised_delivery_date", "label_created_at",
@@ -78,8 +80,10 @@ def shipment_attributes(shipments: pd.DataFrame) -> pd.DataFrame:
     estimate = pd.to_datetime(s["carrier_estimated_delivery"], errors="coerce")
     out["estimate_day"] = estimate.to_numpy("datetime64[D]")
     out["estimate_s"] = _seconds(s["carrier_estimate_as_of"])
-    out["tracking_number"] = s["tracking_number"].astype(str).to_numpy()
-    out["shipment_id"] = s["shipment_id"].astype(str).to_numpy()
+    # Identifiers (not features: they join scans and name snapshots) stay pandas text,
+    # ~20 bytes a shipment, not a Python string each (~75 bytes).
+    for c in _ID_COLUMNS:
+        out[c] = s[c].astype(str).array
     return out
 
 
@@ -89,7 +93,8 @@ def recent_performance(shipments: pd.DataFrame,
     a = attributes if attributes is not None else shipment_attributes(shipments)
     transit = (a["delivered_s"] - a["shipped_s"]) / _HOUR_S
     return RecentPerformance(a["delivered_s"].to_numpy(float), transit.to_numpy(float),
-                             _recent_keys(a), handover_s=a["shipped_s"].to_numpy(float))
+                             _recent_key_categories(a),
+                             handover_s=a["shipped_s"].to_numpy(float))
 
 
 def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
@@ -162,7 +167,7 @@ def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
         .remove_unused_categories(),
         "delivered_at": _timestamps(delivered[rows]),
     })
-    return X, y.astype(float), meta
+    return X, y.astype(float, copy=False), meta
 
 
 def _feature_table(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.ndarray,
@@ -170,8 +175,8 @@ def _feature_table(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.n
     """:func:`_feature_frame` of many queries, chunk by chunk into preallocated columns
     (the same values as one call; chunks only bound the per-column temporaries)."""
     n = len(rows)
-    a = {c: attrs[c].to_numpy() for c in attrs.columns}
-    keys = _recent_keys(a)
+    a = _attribute_arrays(attrs)
+    keys = _recent_key_categories(a)
     numeric = {f: np.empty(n, dtype=np.float32) for f in NUMERIC}
     codes = {f: np.empty(n, dtype=np.int32) for f in CATEGORICAL}
     chunk_categories: dict[str, list[tuple[int, int, pd.Index]]] = {f: [] for f in CATEGORICAL}
@@ -300,17 +305,23 @@ def _as_frame(out: Mapping[str, np.ndarray]) -> pd.DataFrame:
 def _feature_frame(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.ndarray,
                    as_of: np.ndarray, recent: RecentPerformance) -> pd.DataFrame:
     """Shipment rows + as-of instants (epoch s) → feature table (training, batches)."""
-    return _as_frame(_feature_arrays({c: attrs[c].to_numpy() for c in attrs.columns}, scans,
-                                     rows, as_of, recent))
+    return _as_frame(_feature_arrays(_attribute_arrays(attrs), scans, rows, as_of, recent))
+
+
+def _attribute_arrays(attrs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The columns of :func:`shipment_attributes` the features read, as arrays."""
+    return {c: attrs[c].to_numpy() for c in attrs.columns if c not in _ID_COLUMNS}
 
 
 def _feature_arrays(a: Mapping[str, np.ndarray], scans: dict[str, np.ndarray],
                     rows: np.ndarray, as_of: np.ndarray, recent: RecentPerformance, *,
-                    keys: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                    keys: Mapping[str, np.ndarray | pd.Categorical] | None = None
+                    ) -> dict[str, np.ndarray]:
     """THE feature function: shipment attribute arrays + scans + (row, as-of instant in
     epoch s) queries → one array per feature. Training, batch scoring and the one-row
     refresh all end here. ``keys``: :func:`_recent_keys` of ``a`` when the caller already
-    has them (training asks chunk after chunk of the same shipments)."""
+    has them, or :func:`_recent_key_categories` (training asks chunk after chunk of the
+    same shipments)."""
     zones = a["timezone"][rows]
     local = _to_local(as_of, zones)
     local_day = local.astype("datetime64[D]")
@@ -392,6 +403,46 @@ def _recent_keys(a: Mapping[str, np.ndarray] | pd.DataFrame) -> dict[str, np.nda
                                        np.asarray(a["service_level"]).astype(str)),
         "state": np.asarray(a["destination_state"]).astype(str),
     }
+
+
+def _recent_key_categories(a: Mapping[str, np.ndarray] | pd.DataFrame
+                           ) -> dict[str, pd.Categorical]:
+    """:func:`_recent_keys` as categoricals: the same keys, but each distinct one is made
+    once (a million shipments share a few thousand) and rows hold small integer codes
+    instead of their own copy of the text (~50 MB a family for a million rows)."""
+    carrier, service = _text_codes(a["carrier"]), _text_codes(a["service_level"])
+    return {"carrier_lane": _joined(carrier, _text_codes(a["lane"])),
+            "carrier_service": _joined(carrier, service),
+            "state": _categorical(*_text_codes(a["destination_state"]))}
+
+
+def _text_codes(values: object) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, distinct texts) of ``np.asarray(values).astype(str)``, one ``str`` per
+    distinct value."""
+    arr = np.asarray(values, dtype=object)
+    codes, uniques = pd.factorize(arr)
+    text = [str(u) for u in uniques]
+    missing = np.flatnonzero(codes < 0)
+    if len(missing):  # None and NaN are both missing to pandas, but print differently
+        extra, extra_codes = np.unique([str(v) for v in arr[missing]], return_inverse=True)
+        codes[missing] = len(text) + extra_codes
+        text += list(extra)
+    text_codes, distinct = pd.factorize(np.array(text, dtype=object))  # may print alike
+    return text_codes[codes], np.asarray(distinct, dtype=object)
+
+
+def _joined(left: tuple[np.ndarray, np.ndarray], right: tuple[np.ndarray, np.ndarray]
+            ) -> pd.Categorical:
+    """Row-wise ``left + "|" + right`` of two :func:`_text_codes`, per distinct pair."""
+    pair_codes, pairs = pd.factorize(left[0].astype(np.int64) * len(right[1]) + right[0])
+    text = np.array([f"{left[1][p // len(right[1])]}|{right[1][p % len(right[1])]}"
+                     for p in pairs], dtype=object)
+    text_codes, distinct = pd.factorize(text)
+    return _categorical(text_codes[pair_codes], np.asarray(distinct, dtype=object))
+
+
+def _categorical(codes: np.ndarray, categories: np.ndarray) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object))
 
 
 def _scan_table(attrs: pd.DataFrame, events: pd.DataFrame) -> dict[str, np.ndarray]:

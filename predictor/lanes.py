@@ -1,14 +1,17 @@
 """US ZIP geography: coordinates, timezones, distances and lane keys (offline).
 
 ``zipcodes`` ships its data inside the wheel, but each lookup scans a list; we build one
-dict on first use (~1 s) and answer every later lookup from it.
+dict on first use (~1 s) and answer every later lookup from it. The package's own list of
+records (42,789 dicts, ~140 MB) is read without being kept: only our compact table stays.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,16 +61,33 @@ class ZipInfo:
 
 @lru_cache(maxsize=1)
 def zip_table() -> dict[str, ZipInfo]:
-    """All active ZIP codes with coordinates, keyed by 5-digit code (built once)."""
-    table: dict[str, ZipInfo] = {}
-    for rec in zipcodes.list_all():  # type: ignore[no-untyped-call]
-        if not rec.get("lat") or not rec.get("long"):
-            continue
-        state = rec["state"]
-        tz = rec.get("timezone") or STATE_TIMEZONES.get(state, "America/New_York")
-        table[rec["zip_code"]] = ZipInfo(rec["zip_code"], rec["city"].title(), state,
-                                         float(rec["lat"]), float(rec["long"]), tz)
-    return table
+    """All active ZIP codes with coordinates, keyed by 5-digit code (built once).
+
+    Memory: the package's records are copied into plain arrays and dropped before the
+    table's objects are made, so those do not end up scattered among the freed records
+    (which would keep ~140 MB of the interpreter's memory pages alive for good)."""
+    columns = _zip_columns()
+    gc.collect()
+    return {z: ZipInfo(z, city, state, lat, lon, tz) for z, city, state, lat, lon, tz in zip(
+        *(columns[k].tolist() for k in ("zip", "city", "state", "lat", "lon", "tz")),
+        strict=True)}
+
+
+def _zip_columns() -> dict[str, np.ndarray]:
+    """zipcodes' records with coordinates as fixed-width arrays (no Python objects kept).
+    Read fresh: ``zipcodes.list_all()`` would cache every record in the module."""
+    native: Any = getattr(zipcodes, "_zipcodes", zipcodes)  # the reader behind list_all
+    records: list[dict[str, Any]] = native.list_all()
+    kept = [r for r in records if r.get("lat") and r.get("long")]
+    out = {"zip": np.array([r["zip_code"] for r in kept], dtype=str),
+           "city": np.array([r["city"].title() for r in kept], dtype=str),
+           "state": np.array([r["state"] for r in kept], dtype=str),
+           "lat": np.array([float(r["lat"]) for r in kept], dtype=float),
+           "lon": np.array([float(r["long"]) for r in kept], dtype=float),
+           "tz": np.array([r.get("timezone") or STATE_TIMEZONES.get(r["state"],
+                                                                     "America/New_York")
+                           for r in kept], dtype=str)}
+    return out
 
 
 def normalize_zip(postal_code: object) -> str | None:

@@ -18,6 +18,7 @@ earlier on the same day are ignored; a day of lag is the price of daily rollups.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,8 @@ _S_PER_DAY = 86_400.0
 _EDGES = np.concatenate(([0.0], np.geomspace(1.0, 3000.0, 136), [np.inf]))
 _MIDS = np.concatenate(([0.5], np.sqrt(_EDGES[1:-2] * _EDGES[2:-1]), [3000.0]))
 MIN_COUNT = 3
+# Keys of one family, one per row: strings, or a categorical of them.
+Keys: TypeAlias = Sequence[str] | np.ndarray | pd.Categorical
 # Longest supported window; queries further than this past the data see an empty window.
 MAX_WINDOW_DAYS = 366
 
@@ -36,11 +39,12 @@ class RecentPerformance:
 
     ``families`` maps a family name (e.g. ``"carrier_lane"``) to the key of every
     delivered shipment in that family (one string per delivery, aligned with
-    ``delivered_at`` and ``transit_hours``).
+    ``delivered_at`` and ``transit_hours``; a :class:`pandas.Categorical` of them is read
+    by its codes, without a string per row).
     """
 
     def __init__(self, delivered_s: np.ndarray, transit_hours: np.ndarray,
-                 families: Mapping[str, Sequence[str] | np.ndarray],
+                 families: Mapping[str, Keys],
                  handover_s: np.ndarray | None = None) -> None:
         """``delivered_s``: delivery instants as float seconds since the epoch (UTC), NaN
         when not delivered. ``handover_s`` (optional, aligned): carrier pickup instants,
@@ -56,8 +60,7 @@ class RecentPerformance:
         bins = np.clip(bins, 0, len(_MIDS) - 1)
         self._tables: dict[str, tuple[dict[str, int], np.ndarray]] = {}
         for name, keys in families.items():
-            key_arr = np.asarray(keys, dtype=object)[ok]
-            codes, uniques = pd.factorize(key_arr)
+            codes, uniques = pd.factorize(_subset(keys, ok))
             counts = np.zeros((len(uniques), self._n_days + 1, len(_MIDS)), dtype=np.int32)
             flat = (codes * (self._n_days + 1) + day[ok] + 1) * len(_MIDS) + bins[ok]
             counts += np.bincount(flat, minlength=counts.size).reshape(counts.shape).astype(
@@ -68,15 +71,15 @@ class RecentPerformance:
         self._backlog: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]] = {}
         if handover_s is not None:
             for name, keys in families.items():
-                self._backlog[name] = _backlog_table(np.asarray(keys, dtype=object),
-                                                     np.asarray(handover_s, float), when)
+                self._backlog[name] = _backlog_table(keys, np.asarray(handover_s, float),
+                                                     when)
 
     @property
     def families(self) -> tuple[str, ...]:
         """Names of the key families this object can answer for."""
         return tuple(self._tables)
 
-    def median(self, family: str, keys: Sequence[str] | np.ndarray, as_of_s: np.ndarray,
+    def median(self, family: str, keys: Keys, as_of_s: np.ndarray,
                window_days: int) -> tuple[np.ndarray, np.ndarray]:
         """(median transit hours, delivery count) per query over ``window_days`` full UTC
         days before each query's day (``as_of_s``: float epoch seconds). Median is NaN below
@@ -100,7 +103,7 @@ class RecentPerformance:
         med, count = _hist_median(hist)
         return med[inverse], count[inverse]
 
-    def quantiles(self, family: str, keys: Sequence[str] | np.ndarray, as_of_s: np.ndarray,
+    def quantiles(self, family: str, keys: Keys, as_of_s: np.ndarray,
                   window_days: int, levels: Sequence[float] = (0.1, 0.5, 0.9),
                   elapsed_hours: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(quantiles (n, levels) of transit hours, delivery count) per query over the same
@@ -129,7 +132,7 @@ class RecentPerformance:
         out[left < MIN_COUNT] = np.nan
         return out, count
 
-    def backlog_days(self, family: str, keys: Sequence[str] | np.ndarray,
+    def backlog_days(self, family: str, keys: Keys,
                      as_of_s: np.ndarray) -> np.ndarray:
         """Parcels in flight at ``as_of`` divided by the daily pickup rate of the last 28
         days: by Little's law, the network's current mean transit in days. It moves as
@@ -154,8 +157,11 @@ class RecentPerformance:
         return np.where((k >= 0) & (recent >= MIN_COUNT), out, np.nan)
 
 
-def _key_codes(index: Mapping[str, int], keys: Sequence[str] | np.ndarray) -> np.ndarray:
+def _key_codes(index: Mapping[str, int], keys: Keys) -> np.ndarray:
     """Row codes of ``keys`` in ``index`` (-1 unknown or missing), one lookup per distinct key."""
+    if isinstance(keys, pd.Categorical):
+        found = np.array([index.get(str(k), -1) for k in keys.categories], dtype=np.int64)
+        return np.append(found, -1)[keys.codes]  # code -1: missing
     values = np.asarray(keys, dtype=object)
     if len(values) <= 8:  # a refresh: factorizing costs more than it saves
         return np.array([-1 if pd.isna(k) else index.get(str(k), -1) for k in values],
@@ -170,10 +176,18 @@ _BASE_S = 946_684_800
 _IN_FLIGHT_CAP_S = 30 * 86_400
 
 
-def _backlog_table(keys: np.ndarray, handover: np.ndarray, delivered: np.ndarray
+def _subset(keys: Keys, mask: np.ndarray) -> np.ndarray | pd.Categorical:
+    """``keys[mask]``: a categorical stays one (codes, no string per row)."""
+    if isinstance(keys, pd.Categorical):
+        return keys[mask]
+    subset: np.ndarray = np.asarray(keys, dtype=object)[mask]
+    return subset
+
+
+def _backlog_table(keys: Keys, handover: np.ndarray, delivered: np.ndarray
                    ) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
     ok = np.isfinite(handover)
-    codes, uniques = pd.factorize(keys[ok])
+    codes, uniques = pd.factorize(_subset(keys, ok))
     start = np.floor(handover[ok]).astype(np.int64) - _BASE_S
     end_s = np.fmin(np.where(np.isfinite(delivered[ok]), delivered[ok], np.inf),
                     handover[ok] + _IN_FLIGHT_CAP_S)

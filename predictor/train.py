@@ -54,6 +54,7 @@ from predictor.fitting import (
     raw_rows,
     recency_weights,
 )
+from predictor.memory import release_memory
 from predictor.model import MARGIN_NAME, QUANTILES, EtaModel
 
 Progress = Callable[[str, float], None]
@@ -97,6 +98,8 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     attrs = shipment_attributes(shipments)
     recent = recent_performance(shipments, attrs)
     X, y, meta = training_snapshots(shipments, events, recent=recent, attributes=attrs)
+    attrs = attrs.drop(columns=["tracking_number"])  # (a string per shipment) joined scans
+    release_memory()
     label_s = attrs["label_s"].to_numpy()
     snap_label = label_s[snapshot_rows(attrs, meta["shipment_id"])]
     first = pd.Timestamp(np.nanmin(label_s), unit="s", tz="UTC")
@@ -124,12 +127,12 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
         legacy = merged.pop("base_margin")  # True: the Little's-law margin, as before
         opts = replace(opts, base_margin=(MARGIN_NAME if legacy is True else legacy or None))
     report_progress("encoding", 0.1)
-    # Memory: the float32 training matrix is filled chunk by chunk (no copy of the fit
-    # rows' table); only the calibration and test rows are copied out of the table, which
-    # is kept for the refit (without one it is dropped before XGBoost builds its copy).
+    # Memory (1M shipments: ~6.7M snapshots): the float32 training matrix is filled chunk
+    # by chunk (no copy of the fit rows' table, predictor.fitting); the calibration and
+    # test rows are copied out of the table only after the first fit, and the refit runs
+    # before the evaluation, so the whole table is gone before the evaluation's
+    # temporaries exist. Free memory goes back to the system between the phases.
     fit_shipments = np.unique(snapshot_rows(attrs, meta["shipment_id"].iloc[fit_rows]))
-    X_cal, y_cal = X.iloc[cal_rows].reset_index(drop=True), y[cal_rows]
-    X_test, y_test = X.iloc[test_rows].reset_index(drop=True), y[test_rows]
     meta_test = meta.iloc[test_rows].reset_index(drop=True)
     cal_s, cal_delivered = (_epoch_s(meta[c].iloc[cal_rows]) for c in ("as_of", "delivered_at"))
     # The refit learns from parcels labelled early enough (FitOptions.min_label_age_days).
@@ -141,14 +144,19 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     # The training set's main-feature histograms, for the live drift check (predictor.drift).
     drift_reference = _drift_reference(X, all_rows if refit else fit_rows,
                                        _epoch_s(meta["as_of"]), first.timestamp())
-    del meta
+    del meta, snap_label_all
     fit_weights = recency_weights(snap_label_fit, cut.timestamp(), opts.half_life_days)
+    release_memory()
     model = fit_booster(X, y, fit_rows, params=merged, rounds=rounds, options=opts,
                         weights=fit_weights, progress=report_progress)
-    if not refit:
-        del X, y
+    del fit_weights
+    release_memory()
 
     report_progress("calibrating", 0.9)
+    X_cal, y_cal = X.iloc[cal_rows].reset_index(drop=True), y[cal_rows]
+    X_test, y_test = X.iloc[test_rows].reset_index(drop=True), y[test_rows]
+    if not refit:
+        del X, y
     # Static conformal offsets on the calibration slice: kept for the report (what the
     # window would hold without adaptation).
     raw_cal = model.predict_raw(X_cal)
@@ -167,16 +175,15 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                       segment=segment_keys(X_cal) if corrected else None),
              Outcomes(test_s, raw_test, _epoch_s(meta_test["delivered_at"]), test_group,
                       segment=test_segments)]
+    del X_cal, y_cal, raw_cal, cal_s, cal_delivered
     if len(never):
         parts.append(snapshot_outcomes(model, shipments.iloc[never], events, recent=recent,
                                        censor_at=end_s))
     outcomes = Outcomes.concat(parts)
-    del X_cal, raw_cal
+    del parts, recent
     # As known at the cutoff: the whole calibration slice's cohort, then the usual window.
     initial = outcomes.factors(cut.timestamp(), (cut - cal_start).total_seconds() / 86400)
     initial = outcomes.factors(cut.timestamp(), WINDOW_DAYS, previous=initial)
-
-    report_progress("evaluating", 0.95)
     # The test period as a daily recalibration serves it: factors from what was known at
     # the start of each day (the static offsets beside it, on the same snapshots).
     online, state = online_quantiles(outcomes, test_s, raw_test, test_group, initial,
@@ -184,29 +191,38 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     online.sort(axis=1)
     model.conformal = static
     static_q = model.calibrate(raw_test, X_test["n_scans"].to_numpy())
-    baseline = LaneMedianBaseline.fit_attributes(attrs.iloc[fit_shipments])
-    evaluation = evaluate_snapshots(model, X_test, y_test, meta_test, attrs, baseline,
-                                    shipments, model_quantiles=np.clip(online, 0.0, None),
-                                    extra={"model_static_calibration": static_q})
     # The evaluation booster as it would be deployed: factors as known at its last label.
-    model.conformal = outcomes.factors(last.timestamp(), WINDOW_DAYS, previous=state)
-    model.metadata["calibration"] = calibration_info(last.timestamp(), WINDOW_DAYS)
-    del outcomes, raw_test, online, static_q
+    deployed = outcomes.factors(last.timestamp(), WINDOW_DAYS, previous=state)
+    del outcomes, raw_test, test_segments, test_group, state, initial
+    release_memory()
     rows_info = {"train": int(len(fit_rows)), "calibration": int(len(cal_rows)),
                  "test": int(len(test_rows))}
     # Fitted before the calibration slice: what a promotion gate may score on later parcels
     # (the refitted model has seen them; predictor.promotion).
     holdout = model
+    refitted: EtaModel | None = None
     if refit:
-        report_progress("refitting on everything known", 0.96)
-        evaluated = model
-        model = fit_booster(X, y, all_rows, params=merged, rounds=rounds, options=opts,
-                            weights=recency_weights(all_label, last.timestamp(),
-                                                    opts.half_life_days))
+        report_progress("refitting on everything known", 0.92)
+        refitted = fit_booster(X, y, all_rows, params=merged, rounds=rounds, options=opts,
+                               weights=recency_weights(all_label, last.timestamp(),
+                                                       opts.half_life_days))
         del X, y
+        release_memory()
+
+    report_progress("evaluating", 0.96)
+    baseline = LaneMedianBaseline.fit_attributes(attrs.iloc[fit_shipments])
+    evaluation = evaluate_snapshots(model, X_test, y_test, meta_test, attrs, baseline,
+                                    shipments, model_quantiles=np.clip(online, 0.0, None),
+                                    extra={"model_static_calibration": static_q})
+    del X_test, y_test, meta_test, online, static_q
+    model.conformal = deployed
+    model.metadata["calibration"] = calibration_info(last.timestamp(), WINDOW_DAYS)
+    if refitted is not None:
+        evaluated, model = model, refitted
         # Tails the latest cohort cannot resolve yet fall back to the evaluated factors.
         model.conformal = dict(evaluated.conformal)
         model.metadata["calibration"] = evaluated.metadata["calibration"]
+        release_memory()
         recalibrate(model, shipments, events, last.floor("us").to_pydatetime())
         rows_info["refit"] = int(len(all_rows))
     metrics = evaluation["overall"]["model"] if evaluation else {}
