@@ -16,13 +16,26 @@ import gc
 from functools import lru_cache
 from typing import Any
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
 
 def release_memory() -> None:
     """Collect garbage, then return the allocator's free pages to the system (glibc)."""
     gc.collect()
+    give_back()
+
+
+def give_back() -> bool:
+    """Return the allocator's free pages to the system; True if any were (glibc only)."""
     libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
+    return bool(libc is not None and libc.malloc_trim(0))
+
+
+def limit_arenas(arenas: int) -> bool:
+    """At most `arenas` malloc arenas for the whole process (call before threads start);
+    False where the C library has no such setting."""
+    libc = _libc()
+    return bool(libc is not None and libc.mallopt(M_ARENA_MAX, arenas))
 
 
 @lru_cache(maxsize=1)
@@ -33,6 +46,8 @@ def _libc() -> Any:
         libc = ctypes.CDLL(name)
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
         libc.malloc_trim.restype = ctypes.c_int
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.mallopt.restype = ctypes.c_int
     except (OSError, AttributeError, TypeError):
         return None
     return libc

@@ -16,48 +16,24 @@ glibc gives every thread that allocates its own arena (up to 8 per core) and ret
 memory to the system only from the top of the main heap: the feature frames and XGBoost's
 buffers built in ``asyncio.to_thread`` stay as resident memory in idle arenas. So a worker
 and the API limit malloc to two arenas at start (:func:`limit_arenas`, before any thread
-exists) and hand freed memory back every half minute (:func:`give_back_forever`).
+exists) and hand freed memory back every half minute (:func:`give_back_forever`); the
+allocator calls themselves are predictor/memory.py's, which training uses between phases.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import logging
 from collections.abc import Callable
 
-log = logging.getLogger(__name__)
+from predictor import memory
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter number
 ARENAS = 2
 GIVE_BACK_EVERY_S = 30.0
 
 
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        libc = ctypes.CDLL(name)
-    except OSError:
-        return None
-    if not hasattr(libc, "mallopt") or not hasattr(libc, "malloc_trim"):
-        return None  # not glibc (musl, macOS): their allocators behave otherwise
-    return libc
-
-
 def limit_arenas(arenas: int = ARENAS) -> bool:
-    """At most `arenas` malloc arenas for the whole process (call before threads start).
-    False where the C library has no such setting."""
-    libc = _libc()
-    return bool(libc is not None and libc.mallopt(M_ARENA_MAX, arenas))
-
-
-def give_back() -> bool:
-    """Return freed heap memory to the system; True if any was returned."""
-    libc = _libc()
-    return bool(libc is not None and libc.malloc_trim(0))
+    """At most `arenas` malloc arenas for the whole process (call before threads start)."""
+    return memory.limit_arenas(arenas)
 
 
 async def give_back_forever(beat: Callable[[], None] = lambda: None,
@@ -65,5 +41,5 @@ async def give_back_forever(beat: Callable[[], None] = lambda: None,
     """Every `every_s` seconds, in a thread (trimming a large heap takes milliseconds)."""
     while True:
         await asyncio.sleep(every_s)
-        await asyncio.to_thread(give_back)
+        await asyncio.to_thread(memory.give_back)
         beat()

@@ -8,11 +8,12 @@ import sys
 
 import pytest
 
-from service.memory import _libc
+from predictor.memory import _libc
 
 PROGRAM = """
 import json, threading
-from service.memory import give_back, limit_arenas
+from predictor.memory import give_back
+from service.memory import limit_arenas
 limited = limit_arenas()
 
 def rss_mb():
