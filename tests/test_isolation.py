@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -125,6 +126,20 @@ async def test_a_poison_shipment_is_quarantined_and_the_rest_of_its_batch_refres
             "SELECT eta_id IS NOT NULL FROM shipments WHERE shipment_id = 's-3'")
 
 
+async def _four_delivered_parcels(api: Any, admin: dict[str, str], prefix: str) -> None:
+    """Orders o-0..o-3 (e-mail and SMS consent) with shipments s-0..s-3, all delivered: each
+    owes an e-mail and an SMS."""
+    for i in range(4):
+        await api.put(f"/v1/orders/o-{i}", headers=admin, json=order(customer={
+            "email": f"c{i}@example.com", "phone": f"+1415555{i:04d}",
+            "timezone": "America/Los_Angeles"}))
+        await api.put(f"/v1/shipments/s-{i}", headers=admin,
+                      json=shipment(f"o-{i}", f"{prefix}{i:04d}"))
+    await api.post("/v1/tracking-events", headers=admin, json=[
+        event("delivered", "2026-11-03T19:00:00Z", tracking_number=f"{prefix}{i:04d}")
+        for i in range(4)])
+
+
 async def test_a_poison_notification_is_quarantined_and_the_others_sent(
     aiohttp_client, admin: dict[str, str], pool: asyncpg.Pool, settings: Settings,  # type: ignore[no-untyped-def]
     clock: ManualClock, twilio: TwilioStandin, smtp: SmtpStandin,
@@ -134,15 +149,7 @@ async def test_a_poison_notification_is_quarantined_and_the_others_sent(
     settings = wired(settings, twilio, smtp)
     clock.set(NOON_LA)
     api = await aiohttp_client(create_app(settings, clock))
-    for i in range(4):
-        await api.put(f"/v1/orders/o-{i}", headers=admin, json=order(customer={
-            "email": f"c{i}@example.com", "phone": f"+1415555{i:04d}",
-            "timezone": "America/Los_Angeles"}))
-        await api.put(f"/v1/shipments/s-{i}", headers=admin,
-                      json=shipment(f"o-{i}", f"1ZN{i:04d}"))
-    await api.post("/v1/tracking-events", headers=admin, json=[
-        event("delivered", "2026-11-03T19:00:00Z", tracking_number=f"1ZN{i:04d}")
-        for i in range(4)])
+    await _four_delivered_parcels(api, admin, "1ZN")
     async with pool.acquire() as conn:
         # Line items the API would refuse: composing this order's messages fails in a way
         # nobody foresaw (planning them does not read the items).
@@ -169,15 +176,7 @@ async def test_a_notification_that_cannot_be_claimed_is_quarantined_and_the_othe
     settings = wired(settings, twilio, smtp)
     clock.set(NOON_LA)
     api = await aiohttp_client(create_app(settings, clock))
-    for i in range(4):
-        await api.put(f"/v1/orders/o-{i}", headers=admin, json=order(customer={
-            "email": f"c{i}@example.com", "phone": f"+1415555{i:04d}",
-            "timezone": "America/Los_Angeles"}))
-        await api.put(f"/v1/shipments/s-{i}", headers=admin,
-                      json=shipment(f"o-{i}", f"1ZQ{i:04d}"))
-    await api.post("/v1/tracking-events", headers=admin, json=[
-        event("delivered", "2026-11-03T19:00:00Z", tracking_number=f"1ZQ{i:04d}")
-        for i in range(4)])
+    await _four_delivered_parcels(api, admin, "1ZQ")
     async with pool.acquire() as conn:
         # A failure nobody foresaw, in the database, when s-1's SMS is taken for sending.
         await conn.execute("""

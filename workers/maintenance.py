@@ -11,9 +11,7 @@ import asyncpg
 
 from service.clock import Clock
 from service.settings import Settings
-from service.store.event_partitions import MAINTENANCE_LOCK
 from service.tracking.retention import Report, maintain
-from workers.exclusive import one_worker
 from workers.supervisor import Beat
 
 log = logging.getLogger(__name__)
@@ -21,9 +19,7 @@ log = logging.getLogger(__name__)
 
 async def maintain_once(pool: asyncpg.Pool, clock: Clock, settings: Settings) -> Report | None:
     """One run, unless another worker (or `parcelcast maintenance`) is running one (None)."""
-    async with one_worker(pool, MAINTENANCE_LOCK) as conn:
-        if conn is None:
-            return None
+    async with pool.acquire() as conn:  # maintain() takes the maintenance's lock itself
         report = await maintain(conn, clock.now(), settings.event_partitions_ahead,
                                 settings.event_retention_months)
     if report.skipped:
