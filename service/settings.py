@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # Seconds an enqueued work item may stay unfinished before the relay hands it over again.
     parcelcast_stale_after_s: Annotated[float, Field(gt=0)] = 60.0
     parcelcast_relay: bool = True
+    # PostgreSQL connections each process may hold at most (docs/operations.md, "Past one
+    # machine"): an API process, and a worker (its 8 concurrent jobs and its loops).
+    database_pool_size: Annotated[int, Field(ge=2, le=1000)] = 10
+    worker_database_pool_size: Annotated[int, Field(ge=12, le=1000)] = 20
     parcelcast_max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
     parcelcast_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Simulated clock, shared by every process of a replay: all three or none.

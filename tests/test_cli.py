@@ -105,6 +105,7 @@ async def test_serve_refuses_a_database_that_is_behind(postgres_admin: str) -> N
     ("DATABASE_URL", "mysql://root@localhost/db"),
     ("REDIS_URL", "http://localhost:6379"),
     ("PARCELCAST_STALE_AFTER_S", "soon"),
+    ("WORKER_DATABASE_POOL_SIZE", "4"),
     ("PARCELCAST_CLOCK_START", "2026-11-02T00:00:00"),
 ])
 def test_a_malformed_setting_stops_start_up_with_one_line(name: str, value: str) -> None:

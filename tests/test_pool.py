@@ -4,10 +4,16 @@ connection did may reach the next user of it."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
+from aiohttp.test_utils import TestClient
 
+from service.api.app import create_app
+from service.clock import ManualClock
+from service.settings import Settings
 from service.store.pool import create_pool
+from tests.conftest import KeyFactory
 from workers.exclusive import one_worker
 
 KEY = 0x7465_7374  # an advisory-lock key no job uses
@@ -71,3 +77,25 @@ async def test_exclusive_work_cancelled_while_unlocking_never_keeps_the_lock(
     finally:
         await other.close()
         await pool.close()
+
+
+async def test_an_api_process_holds_no_more_connections_than_its_pool_size(
+        aiohttp_client: Any, settings: Settings, clock: ManualClock, make_key: KeyFactory,
+        database_url: str) -> None:
+    """DATABASE_POOL_SIZE bounds what one API process holds, named `parcelcast-api` in
+    pg_stat_activity, however many requests arrive at once (the connection budget of
+    docs/operations.md)."""
+    client: TestClient = await aiohttp_client(
+        create_app(settings.model_copy(update={"database_pool_size": 3}), clock))
+    headers = await make_key("shipments:read")
+    other = await asyncpg.connect(database_url)
+    try:
+        answers = await asyncio.gather(*(
+            client.get(f"/v1/shipments/missing-{i}", headers=headers) for i in range(40)))
+        assert {answer.status for answer in answers} == {404}
+        held = await other.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND application_name = 'parcelcast-api'""")
+        assert 1 <= held <= 3
+    finally:
+        await other.close()

@@ -136,7 +136,8 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
     """
     if settings.database_url is None or settings.redis_url is None:
         raise RuntimeError("store URLs must be resolved before the worker starts")
-    pool = await create_pool(settings.database_url, max_size=20)
+    pool = await create_pool(settings.database_url, max_size=settings.worker_database_pool_size,
+                             application_name="parcelcast-worker")
     relay_redis = arq_client(settings.redis_url, settings.parcelcast_queue_name)
     transports = build_transports(settings)
     metrics = WorkerMetrics()

@@ -43,7 +43,8 @@ async def _postgres(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL must be resolved before the app starts")
-    pool = await create_pg_pool(settings.database_url)
+    pool = await create_pg_pool(settings.database_url, max_size=settings.database_pool_size,
+                                application_name="parcelcast-api")
     try:
         async with pool.acquire() as conn:
             await ensure_current(conn)

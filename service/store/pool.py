@@ -59,11 +59,17 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     rolls back an open transaction and drops listeners at release whatever this does."""
 
 
-async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections speak JSON through orjson and run in UTC."""
+async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 10,
+                      application_name: str = "parcelcast") -> asyncpg.Pool:
+    """A pool whose connections speak JSON through orjson and run in UTC.
+
+    `application_name` is what `pg_stat_activity` shows for them (`parcelcast-api`,
+    `parcelcast-worker`): how an operator tells which processes hold the server's connections.
+    """
     pool = await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=max_size, init=set_codecs,
-        server_settings=SERVER_SETTINGS, reset=keep_session,
+        database_url, min_size=min(min_size, max_size), max_size=max_size, init=set_codecs,
+        server_settings={**SERVER_SETTINGS, "application_name": application_name},
+        reset=keep_session,
     )
     if pool is None:
         raise RuntimeError("asyncpg.create_pool returned no pool")
