@@ -4,10 +4,10 @@ statement fail, every request is stored on its own, and only that one gets an er
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 
 import asyncpg
+import msgspec
 
 from service.clock import ManualClock
 from service.errors import ProblemError
@@ -22,7 +22,7 @@ def _row(index: int, **changes: object) -> EventRow:
                            tracking_number=f"1ZC{index:04d}")).encode()
     parsed, errors = parse_event(raw)
     assert parsed is not None, errors
-    return dataclasses.replace(to_row(parsed, raw), **changes)  # type: ignore[arg-type]
+    return msgspec.structs.replace(to_row(parsed, raw), **changes)
 
 
 async def test_one_bad_request_in_a_merged_flush_fails_alone(

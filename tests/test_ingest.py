@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import asyncpg
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.builders import event, order, shipment
@@ -225,3 +226,32 @@ async def test_a_scan_carries_the_carriers_estimate_newest_first(
         stored = await conn.fetchval("SELECT carrier_estimated_delivery FROM shipments")
         assert stored.isoformat() == "2026-11-07"
         assert await conn.fetchval("SELECT count(*) FROM tracking_events") == 2
+
+
+async def test_a_batch_over_neighbouring_shipments_keeps_them_on_their_pages(
+    client: TestClient[web.Request, web.Application], admin: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    """Shipments created together share pages and one batch updates all of them: each page
+    has room for the new versions (migration 0015), so no row moves and no index grows."""
+    from datetime import UTC, datetime
+
+    label = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    async with pool.acquire() as conn:
+        await conn.copy_records_to_table(
+            "shipments",
+            columns=["shipment_id", "order_id", "carrier", "service_level", "tracking_number",
+                     "label_created_at", "created_at", "updated_at"],
+            records=[(f"s{n}", f"o{n}", "ups", "ground", f"BT{n:05d}", label, label, label)
+                     for n in range(300)])
+        before = dict(await conn.fetch(
+            "SELECT shipment_id, (ctid::text::point)[0] AS page FROM shipments"))
+    batch = [event("in_transit", "2026-11-03T10:00:00Z", tracking_number=f"BT{n:05d}")
+             for n in range(300)]
+    answer = await client.post("/v1/tracking-events", json=batch, headers=admin)
+    assert (await answer.json())["accepted"] == 300
+    async with pool.acquire() as conn:
+        after = dict(await conn.fetch(
+            "SELECT shipment_id, (ctid::text::point)[0] AS page FROM shipments "
+            "WHERE status = 'in_transit'"))
+    assert len(after) == 300
+    assert after == before

@@ -34,11 +34,16 @@ def serve(host: str, port: int) -> None:
     from aiohttp import web
 
     from service.api.app import create_app
-    from service.memory import limit_arenas
+    from service.memory import limit_arenas, settle_collector
 
     limit_arenas()  # before any thread starts (service/memory.py)
     settings = resolved(cli_settings())
     app = create_app(settings, settings.clock())
+
+    async def settled(_: web.Application) -> None:
+        settle_collector()  # after the app's own start-up (pool, stores)
+
+    app.on_startup.append(settled)
     from service.store.migrations import SchemaBehind
 
     # METRICS_BIND: a second, private address; /metrics answers only there.

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+import msgspec
 
 from service.store.shipments import BEST_EVENT_ORDER, EVENT_STATS
 from service.store.transient import retrying_contention
@@ -17,8 +18,10 @@ _MOVES = ("m.best_status IS NOT NULL AND (m.best_rank, m.best_at)"
           " > (s.status_rank, coalesce(s.status_occurred_at, '-infinity'))")
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(msgspec.Struct, frozen=True, gc=False):
+    """One event as stored (a Struct: built a thousand times per request, and holding only
+    scalars it needs no place in the cycle collector)."""
+
     dedupe_key: bytes
     carrier: str
     tracking_number: str

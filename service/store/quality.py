@@ -93,13 +93,16 @@ class QualityBatch:
         """A stored batch: accepted/duplicate per carrier, and its new events for the measures
         derived in SQL; `rejected` items count under carrier ''."""
         seen: set[bytes] = set()
+        per_carrier: Counter[tuple[str, str]] = Counter()
         for row in rows:
             new = row.dedupe_key in accepted_keys and row.dedupe_key not in seen
             seen.add(row.dedupe_key)
-            self.count(at, source, row.carrier, "accepted" if new else "duplicate")
+            per_carrier[(row.carrier, "accepted" if new else "duplicate")] += 1
             if new:
                 self.events.append((source, row.carrier, row.tracking_number, row.status,
                                     row.occurred_at, at, row.time_basis or "offset"))
+        for (carrier, measure), n in per_carrier.items():
+            self.count(at, source, carrier, measure, n)
         self.count(at, source, "", "rejected", rejected)
 
     def extend(self, other: QualityBatch) -> None:
