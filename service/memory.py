@@ -23,12 +23,15 @@ allocator calls themselves are predictor/memory.py's, which training uses betwee
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 
 from predictor import memory
 
 ARENAS = 2
 GIVE_BACK_EVERY_S = 30.0
+# Allocations (minus frees) between young-generation collections (CPython's default: 700).
+YOUNG_COLLECTION_EVERY = 20_000
 
 
 def limit_arenas(arenas: int = ARENAS) -> bool:
@@ -43,3 +46,18 @@ async def give_back_forever(beat: Callable[[], None] = lambda: None,
         await asyncio.sleep(every_s)
         await asyncio.to_thread(memory.give_back)
         beat()
+
+
+def settle_collector(young_every: int = YOUNG_COLLECTION_EVERY) -> None:
+    """Once start-up is done: what exists now (modules, the pool, the model) is kept out of
+    every later collection (`gc.freeze`), and the young generation is collected less often.
+
+    Measured on the API under the ingest benchmark (60 batches of 1,000 events, CPython's
+    defaults): 0.87 s in the cycle collector, 15 ms per batch; four full collections of the
+    ~180k start-up objects took 0.49 s of it, and a 1,000-event batch allocates enough for
+    two young collections that each walk the other requests' live rows. The objects frozen
+    here live as long as the process anyway; garbage in cycles is still collected."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young_every, middle, old)
