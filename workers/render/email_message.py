@@ -128,13 +128,12 @@ def _flatten(part: Message, out: list[str]) -> bool:
     """`part` appended to `out` as the stdlib's BytesGenerator writes it with WIRE_POLICY,
     for the simple shapes only (string headers, ASCII payloads already transfer-encoded, a
     multipart with its boundary set and no preamble or epilogue); False for anything else."""
-    headers = part._headers  # noqa: SLF001 - raw (name, value) pairs, as the generator reads them
-    for name, value in headers:
+    for name, value in part.raw_items():  # as stored, as the generator reads them
         if not isinstance(value, str) or (not value.isascii() and _SURROGATE.search(value)):
             return False  # what `_MimePolicy._fold` leaves to compat32
         out.append(fold(name, value))
     out.append("\r\n")
-    payload = part._payload  # noqa: SLF001
+    payload = part.get_payload()
     if isinstance(payload, str):
         if not payload.isascii() or "\r" in payload:
             return False
@@ -184,15 +183,21 @@ def _addr_spec(value: str) -> str:
 
 
 def _address(value: str | Address) -> str:
-    if isinstance(value, str) and _BARE_ADDRESS.fullmatch(value):
+    if isinstance(value, Address):
+        return _formatted(value.display_name, value.addr_spec, value)
+    if _BARE_ADDRESS.fullmatch(value):
         return value  # formataddr(parseaddr(value)) of a bare address: itself
     return _named_address(value)
 
 
 @lru_cache(maxsize=256)
-def _named_address(value: str | Address) -> str:
-    name, addr = (value.display_name, value.addr_spec) if isinstance(value, Address) \
-        else parseaddr(value)
+def _named_address(value: str) -> str:
+    """The shop's own From (the same every time): parsed once."""
+    name, addr = parseaddr(value)
+    return _formatted(name, addr, value)
+
+
+def _formatted(name: str, addr: str, value: str | Address) -> str:
     if not addr or "\n" in addr or "\r" in addr:
         raise ValueError(f"not an e-mail address: {value!r}")
     return formataddr((name, addr), charset="utf-8")

@@ -102,7 +102,9 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             auto_reload=False,  # templates ship with the code; no stat() per render
-            cache_size=2000,
+            # Unbounded: a plain dict (they are a few hundred, and ship with the code). An LRU
+            # cache moves the name to its end on every lookup, a scan of all the names.
+            cache_size=-1,
         )
         self.env.filters.update(FILTERS)
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
