@@ -164,16 +164,18 @@ async def _http(method: str, url: str) -> Any:
         return await resp.json()
 
 
-async def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
+async def _wait_ready(url: str, proc: subprocess.Popen[bytes], within: float = 10.0) -> None:
+    """Until `url` answers (a stand-in, or a worker's health endpoint)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"stand-in exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         try:
             await _http("GET", url)
             return
         except (aiohttp.ClientError, OSError):
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"stand-in at {url} did not start")
+    raise RuntimeError(f"nothing answered at {url} within {within:g}s")
 
 
 @dataclass(frozen=True)
