@@ -147,8 +147,9 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
             await ensure_current(conn)
         runtime = EtaRuntime(clock)
         renderer = Renderer()
-        await asyncio.to_thread(renderer.warm)  # every template compiled before any send
-        settle_collector()  # after everything the process builds once (service/memory.py)
+        if not burst:  # a long-running worker (a burst drains a queue: tests, one-offs)
+            await asyncio.to_thread(renderer.warm)  # every template compiled before any send
+            settle_collector()  # after everything the process builds once (service/memory.py)
         ctx = WorkerContext(pool, clock, settings, renderer, transports, runtime,
                             metrics).as_arq_ctx()
         if burst:
