@@ -21,8 +21,9 @@ from typing import Any
 
 import asyncpg
 
-from bench.bench_render import _floor, _http, standin_processes
+from bench.bench_render import _floor, _http, _wait_ready, standin_processes
 from bench.common import ScratchDatabase, markdown, write_result
+from standins.common import free_port
 from standins.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from tests.servers import redis_url
 from workers.render import Renderer
@@ -89,9 +90,17 @@ async def run(messages: int) -> list[dict[str, Any]]:
                     "PUBLIC_BASE_URL": "https://track.example", "SMS_PER_SECOND": "5000",
                     "EMAIL_PER_SECOND": "5000", "PARCELCAST_LOG_LEVEL": "WARNING",
                 }
+                health_ports = [free_port() for _ in range(2)]
                 workers = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker"],
-                                            env=worker_env) for _ in range(2)]
-                await asyncio.sleep(3)  # both workers up and idle
+                                            env={**worker_env,
+                                                 "WORKER_HEALTH_PORT": str(port)})
+                           for port in health_ports]
+                # Both workers up (started, migrations checked, templates compiled: their
+                # health endpoint answers) and idle; a fixed wait measured the start-up of a
+                # busy machine's workers as sending time.
+                for process, port in zip(workers, health_ports, strict=True):
+                    await _wait_ready(f"http://127.0.0.1:{port}/healthz", process, within=120)
+                await asyncio.sleep(1)
                 conn = await asyncpg.connect(db.url)
                 started = time.perf_counter()
                 await schedule(db.url, messages)

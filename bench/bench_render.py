@@ -35,7 +35,7 @@ from aiosmtplib import SMTP
 
 from standins.common import free_port
 from standins.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
-from workers.render.email_message import build_email
+from workers.render.email_message import build_email, wire_bytes
 from workers.render.moments import MOMENTS, SHIPPED_LOCALES
 from workers.render.render import Renderer
 from workers.render.samples import SAMPLE_NOW, sample_context
@@ -76,7 +76,7 @@ def _measure_render(renderer: Renderer, n: int) -> dict[str, float]:
         _sms(renderer, i)
     started = time.perf_counter()
     for i in range(n):
-        _email(renderer, i).as_bytes()
+        wire_bytes(_email(renderer, i))  # the bytes the senders send
     email_us = (time.perf_counter() - started) / n * 1e6
     started = time.perf_counter()
     for i in range(n):
@@ -164,16 +164,18 @@ async def _http(method: str, url: str) -> Any:
         return await resp.json()
 
 
-async def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
+async def _wait_ready(url: str, proc: subprocess.Popen[bytes], within: float = 10.0) -> None:
+    """Until `url` answers (a stand-in, or a worker's health endpoint)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"stand-in exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         try:
             await _http("GET", url)
             return
         except (aiohttp.ClientError, OSError):
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"stand-in at {url} did not start")
+    raise RuntimeError(f"nothing answered at {url} within {within:g}s")
 
 
 @dataclass(frozen=True)

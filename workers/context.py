@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -12,6 +12,7 @@ from service.eta.runtime import EtaRuntime
 from service.settings import Settings
 from workers.metrics import WorkerMetrics
 from workers.render import Renderer
+from workers.sending.recording import SentRecorder
 from workers.sending.transports import Transports
 
 KEY = "parcelcast"
@@ -26,6 +27,8 @@ class WorkerContext:
     transports: Transports
     eta: EtaRuntime | None
     metrics: WorkerMetrics | None = None
+    # Accepted sends, recorded together when they finish together (workers.sending.recording).
+    recorder: SentRecorder = field(default_factory=SentRecorder)
 
     def as_arq_ctx(self) -> dict[str, Any]:
         """The ctx dict arq passes to each job (arq adds its own keys beside ours)."""

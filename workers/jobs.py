@@ -132,7 +132,7 @@ def riding_out_outages(job: BatchJob) -> BatchJob:
 
 JOBS: dict[WorkKind, Job] = {
     WorkKind.REFRESH_SHIPMENT: Job(refresh_shipments, 50, deep_batch_size=250),
-    WorkKind.SEND_NOTIFICATION: Job(send_notifications, 25),
+    WorkKind.SEND_NOTIFICATION: Job(send_notifications, 25, deep_batch_size=100),
 }
 FUNCTIONS: list[Function] = [
     func(riding_out_outages(leasing(job.function)), name=job.name,  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from arq.worker import Worker
 
 from service.clock import Clock
 from service.eta.runtime import EtaRuntime
-from service.memory import give_back_forever
+from service.memory import give_back_forever, settle_collector
 from service.settings import Settings
 from service.store.migrations import ensure_current
 from service.store.pool import create_pool
@@ -147,7 +147,11 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
         async with pool.acquire() as conn:
             await ensure_current(conn)
         runtime = EtaRuntime(clock)
-        ctx = WorkerContext(pool, clock, settings, Renderer(), transports, runtime,
+        renderer = Renderer()
+        if not burst:  # a long-running worker (a burst drains a queue: tests, one-offs)
+            await asyncio.to_thread(renderer.warm)  # every template compiled before any send
+            settle_collector()  # after everything the process builds once (service/memory.py)
+        ctx = WorkerContext(pool, clock, settings, renderer, transports, runtime,
                             metrics).as_arq_ctx()
         if burst:
             worker = build_worker(settings, dict(ctx), burst=True)

@@ -210,16 +210,36 @@ async def claim_many_for_send(conn: asyncpg.Connection, notification_ids: Sequen
     return claimed
 
 
-async def record_sent(conn: asyncpg.Connection, notification_id: int, work_item_id: int,
-                      provider_id: str, subject: str | None, body: str, now: datetime) -> None:
-    """Sent, and its work item retired: one statement, so both or neither."""
+@dataclass(frozen=True)
+class SentRecord:
+    """A send the provider accepted, to be recorded (with its work item retired)."""
+
+    notification_id: int
+    work_item_id: int
+    provider_id: str
+    subject: str | None
+    body: str
+    sent_at: datetime
+
+
+async def record_sent(conn: asyncpg.Connection, records: Sequence[SentRecord]) -> None:
+    """Sent, and their work items retired: one statement, so all or none. Rows are taken in
+    id order (two such statements, or a lease renewal, never wait on each other in a cycle)."""
+    rows = sorted(records, key=lambda r: r.notification_id)
     await conn.execute(
-        """WITH done AS (DELETE FROM work_items WHERE id = $6)
-           UPDATE notifications SET state = 'sent', provider_id = $2, subject = $3, body = $4,
-                  sent_at = $5, updated_at = $5, sending_since = NULL, last_error = NULL,
+        """WITH r AS (
+               SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
+                                    $5::timestamptz[])
+                   AS r(id, provider_id, subject, body, sent_at)),
+           done AS (DELETE FROM work_items WHERE id = ANY($6::bigint[]))
+           UPDATE notifications n SET state = 'sent', provider_id = r.provider_id,
+                  subject = r.subject, body = r.body, sent_at = r.sent_at,
+                  updated_at = r.sent_at, sending_since = NULL, last_error = NULL,
                   uncertain_since = NULL
-           WHERE id = $1""",
-        notification_id, provider_id, subject, body, now, work_item_id)
+           FROM r WHERE n.id = r.id""",
+        [r.notification_id for r in rows], [r.provider_id for r in rows],
+        [r.subject for r in rows], [r.body for r in rows], [r.sent_at for r in rows],
+        sorted(r.work_item_id for r in rows))
 
 
 async def get(conn: asyncpg.Connection, notification_id: int) -> Notification | None:

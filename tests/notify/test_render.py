@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from jinja2.exceptions import SecurityError
+from jinja2.exceptions import SecurityError, TemplateSyntaxError
 
 from workers.render import (
     MOMENTS,
@@ -174,3 +174,15 @@ def test_sms_shrinks_gracefully_then_gives_up(renderer: Renderer) -> None:
     ctx["order_id"] = "#" + "9" * 200
     with pytest.raises(SmsTooLongError):
         strict.render_sms("shipped", "en", ctx)
+
+
+def test_a_worker_compiles_every_template_before_its_first_send(tmp_path: Path) -> None:
+    """`warm` (a worker's start) compiles them all: a template that does not compile stops
+    the start instead of the first customer's message."""
+    shipped = Renderer()
+    assert shipped.warm() == len(list(shipped.templates_dir.rglob("*.j2")))
+    broken = tmp_path / "sms" / "en"
+    broken.mkdir(parents=True)
+    (broken / "shipped.txt.j2").write_text("Hi {{ customer_name ")
+    with pytest.raises(TemplateSyntaxError):
+        Renderer(tmp_path).warm()

@@ -13,8 +13,10 @@ import pytest
 
 from service.security.links import unsubscribe_url
 from standins.smtp_server import SmtpStandin
-from workers.render.email_message import build_email, fold
-from workers.render.render import RenderedEmail
+from workers.render.email_message import WIRE_POLICY, build_email, fold, wire_bytes
+from workers.render.moments import MOMENTS, SHIPPED_LOCALES
+from workers.render.render import RenderedEmail, Renderer
+from workers.render.samples import sample_context
 from workers.senders import SmtpEmailSender
 
 NOW = datetime(2026, 3, 3, 15, 30, tzinfo=UTC)
@@ -115,3 +117,52 @@ def test_fold_round_trips(subject: str) -> None:
                for line in lines)
     value = " ".join(line.strip() for line in lines).removeprefix("Subject:").strip()
     assert str(make_header(decode_header(value))) == subject.strip()
+
+
+def test_every_template_goes_out_as_the_stdlib_would_write_it(renderer: Renderer) -> None:
+    """`wire_bytes` writes our messages itself (the generator cost more than rendering them):
+    byte for byte what `as_bytes` makes, and a mail client reads back exactly what was
+    rendered."""
+    for moment in MOMENTS:
+        for locale in SHIPPED_LOCALES:
+            ctx = sample_context(moment)
+            rendered = renderer.render_email(moment, locale, ctx)
+            message = build_email(rendered, notification_id="n42",
+                                  from_addr="Northwind Coffee Röstërei <orders@northwind.example>",
+                                  to_addr="maria@example.com",
+                                  unsubscribe_url=ctx["unsubscribe_url"], now=NOW,
+                                  message_id_domain="northwind.example")
+            raw = wire_bytes(message)
+            assert raw == message.as_bytes(policy=WIRE_POLICY), (moment, locale)
+            parsed = email.message_from_bytes(raw, policy=default_policy)
+            assert parsed["Subject"] == rendered.subject
+            assert parsed["Content-Language"] == rendered.locale_used
+            text, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
+            assert text is not None and html is not None
+            assert text.get_content().replace("\r\n", "\n") == rendered.text
+            assert html.get_content() == rendered.html
+
+
+@pytest.mark.parametrize("text", [
+    "Plain ASCII in short lines.\n",
+    "Grüße aus Köln, Ihre Bestellung ist unterwegs.\n",
+    "A very long line " * 12 + "\nand a short one\n",
+    "Windows line ends\r\nand a lone carriage return\rin carrier data\n",
+    "--=_pc_ a line that looks like a boundary\n.\nFrom the start of a line\n",
+])
+def test_text_parts_read_back_as_written(text: str) -> None:
+    rendered = RenderedEmail(subject="Hallo", html="<p>Hallo</p>", text=text, locale_used="de")
+    message = build_email(rendered, notification_id="n42", from_addr="a@x.example",
+                          to_addr="b@x.example", unsubscribe_url=UNSUBSCRIBE, now=NOW,
+                          message_id_domain="x.example")
+    raw = wire_bytes(message)
+    assert raw == message.as_bytes(policy=WIRE_POLICY)
+    body_lines = raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+    assert all(len(line) <= 78 for line in body_lines)  # RFC 5322's SHOULD
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only, as SMTP wants
+    body = email.message_from_bytes(raw, policy=default_policy).get_body(("plain",))
+    assert body is not None
+    # Line ends as the text's lines, whatever the transfer encoding (a 7bit part reads back
+    # with the wire's CRLF).
+    assert body.get_content().replace("\r\n", "\n") == text.replace("\r\n", "\n").replace(
+        "\r", "\n")

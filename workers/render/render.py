@@ -27,6 +27,7 @@ from workers.render.segments import Encoding, count_segments, smart_encode
 
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
+_RESOLVED_MAX = 4096
 _MOMENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
@@ -101,7 +102,9 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             auto_reload=False,  # templates ship with the code; no stat() per render
-            cache_size=2000,
+            # Unbounded: a plain dict (they are a few hundred, and ship with the code). An LRU
+            # cache moves the name to its end on every lookup, a scan of all the names.
+            cache_size=-1,
         )
         self.env.filters.update(FILTERS)
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
@@ -111,6 +114,9 @@ class Renderer:
             if (self.templates_dir / channel).is_dir() else []
             for channel in ("email", "sms")
         }
+        # (moment, channel, locale, suffixes) -> the template locale that serves it: the
+        # templates ship with the code, so a stat() per file per message is not needed.
+        self._resolved: dict[tuple[str, str, str | None, tuple[str, ...]], str] = {}
 
     def locales(self, channel: str) -> list[str]:
         """Locales that have a template folder for `channel`."""
@@ -128,8 +134,27 @@ class Renderer:
         ctx[FORMATTER_KEY] = LocalFormatter(date_locale, str(ctx["timezone"]))
         return ctx
 
+    def warm(self) -> int:
+        """Compile every template now (a worker calls this at start, so its first messages
+        do not pay for it); the number compiled."""
+        names = self.env.list_templates(filter_func=lambda name: name.endswith(".j2"))
+        for name in names:
+            self.env.get_template(name)
+        return len(names)
+
     def _resolve(self, moment: str, channel: str, locale: str | None,
                  suffixes: tuple[str, ...]) -> str:
+        key = (moment, channel, locale, suffixes)
+        used = self._resolved.get(key)
+        if used is None:
+            used = self._find(moment, channel, locale, suffixes)
+            if len(self._resolved) >= _RESOLVED_MAX:  # locales come from orders: bounded
+                self._resolved.clear()
+            self._resolved[key] = used
+        return used
+
+    def _find(self, moment: str, channel: str, locale: str | None,
+              suffixes: tuple[str, ...]) -> str:
         if not _MOMENT_NAME.match(moment):
             raise TemplateMissingError(moment, channel, [])
         chain = locale_chain(locale, self._locales.get(channel, []), self.default_locale)

@@ -14,9 +14,8 @@ from aiosmtplib import (
     SMTPRecipientsRefused,
     SMTPResponseException,
 )
-from aiosmtplib.email import extract_recipients, extract_sender
 
-from workers.render.email_message import wire_bytes
+from workers.render.email_message import envelope, wire_bytes
 from workers.senders.errors import PermanentSendError, SendResult, TransientSendError
 from workers.senders.ratelimit import RateLimiter
 
@@ -90,9 +89,8 @@ class SmtpEmailSender:
                     await smtp.connect()
                 # Our bytes, not aiosmtplib's flattening: its SMTP policy refolds every header
                 # and turned List-Unsubscribe into encoded words.
-                _errors, response = await smtp.sendmail(
-                    extract_sender(message) or "", extract_recipients(message),
-                    wire_bytes(message))
+                sender, recipients = envelope(message)
+                _errors, response = await smtp.sendmail(sender, recipients, wire_bytes(message))
                 keep = True
             except SMTPRecipientsRefused as exc:
                 keep = True

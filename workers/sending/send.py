@@ -40,7 +40,7 @@ from service.settings import Settings
 from service.store import failed_work
 from service.store import notifications as notifications_db
 from service.store import work as work_db
-from service.store.notifications import ClaimedSend
+from service.store.notifications import ClaimedSend, SentRecord
 from service.store.transient import is_outage, is_transient
 from workers.context import WorkerContext, worker_context
 from workers.isolation import quarantine
@@ -123,16 +123,16 @@ async def send_notification(ctx: dict[str, Any], work_item_id: int, notification
         return "failed"
     sent = result
 
-    async def record(conn: Any) -> None:
-        await notifications_db.record_sent(conn, nid, work_item_id, sent.provider_id, subject,
-                                           body, app.clock.now())
+    async def record() -> None:
+        await app.recorder.record(app.pool, SentRecord(nid, work_item_id, sent.provider_id,
+                                                       subject, body, app.clock.now()))
 
     await _patiently(app, claimed_at, record)
     return "sent"
 
 
 async def _patiently(app: WorkerContext, claimed_at: float,
-                     write: Callable[[Any], Awaitable[None]]) -> None:
+                     write: Callable[[], Awaitable[None]]) -> None:
     """Record what the provider already has. Across a database outage keep trying, while
     the claim's lease surely holds (half of it: no other worker can have taken the send over):
     a send recorded late is better than a send repeated (e-mail cannot be asked about)."""
@@ -140,8 +140,7 @@ async def _patiently(app: WorkerContext, claimed_at: float,
     failures = 0
     while True:
         try:
-            async with app.pool.acquire() as conn:
-                await write(conn)
+            await write()
             return
         except Exception as exc:
             failures += 1
