@@ -59,6 +59,7 @@ from predictor.backtest_report import (
     write_plots,
 )
 from predictor.calibration import (
+    COHORT_HALF_LIFE_DAYS,
     LEVELS,
     SEGMENT_WINDOW_DAYS,
     WINDOW_DAYS,
@@ -88,6 +89,7 @@ class BacktestConfig:
     window_days: float = WINDOW_DAYS
     segment_window_days: float | None = SEGMENT_WINDOW_DAYS
     levels: tuple[float, float, float] = LEVELS  # calibration levels of p10 / p50 / p90
+    cohort_half_life_days: float | None = COHORT_HALF_LIFE_DAYS  # None: a flat window
     rounds: int = DEFAULT_ROUNDS  # production's: the backtest replays what is deployed
     # Over predictor.train.DEFAULT_PARAMS.
     params: Mapping[str, Any] = field(default_factory=lambda: {"nthread": BACKTEST_NTHREAD})
@@ -102,6 +104,7 @@ class BacktestConfig:
                 "window_days": self.window_days,
                 "segment_window_days": self.segment_window_days,
                 "levels": list(self.levels), "rounds": self.rounds,
+                "cohort_half_life_days": self.cohort_half_life_days,
                 "params": dict(self.params), "options": self.options.describe(),
                 "start": None if self.start is None else str(self.start),
                 "end": None if self.end is None else str(self.end)}
@@ -248,7 +251,8 @@ def replay(prep: Prepared, config: BacktestConfig, progress: Progress | None = N
         if model is None:
             weights = recency_weights(prep.label_s[train], t_k, config.options.half_life_days)
             model = fit_booster(prep.X, prep.y, train, params=params, rounds=config.rounds,
-                                options=config.options, weights=weights)
+                                options=config.options, weights=weights,
+                                label_s=prep.label_s[train])
             if models is not None:
                 models[key] = model
         cohort = np.flatnonzero(cohort_ok & (prep.snap_s >= t_k - window_s)
@@ -266,7 +270,8 @@ def replay(prep: Prepared, config: BacktestConfig, progress: Progress | None = N
         for s in np.unique(slot):
             state = outcomes.factors(t_k + s * step, config.window_days, previous=state,
                                      segment_window_days=config.segment_window_days,
-                                     levels=config.levels)
+                                     levels=config.levels,
+                                     half_life_days=config.cohort_half_life_days)
             first_factors = first_factors or dict(state)
             rows = np.flatnonzero(slot == s)
             idx = serve[rows]
@@ -275,6 +280,7 @@ def replay(prep: Prepared, config: BacktestConfig, progress: Progress | None = N
             q.sort(axis=1)
             quantiles[idx] = np.clip(q, 0.0, None)
         log.append({"at": pd.Timestamp(t_k, unit="s", tz="UTC").isoformat(),
+                    "rounds": int(model.metadata.get("rounds", config.rounds)),
                     "booster": hashlib.sha256(model.booster.save_raw("ubj")).hexdigest()[:12],
                     "train_rows": int(len(train)), "train_parcels": int(n_parcels),
                     "served": int(len(serve)), "seconds": round(time.perf_counter() - tic, 2),

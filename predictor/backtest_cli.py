@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--correction", choices=("on", "off"), default=None)
     p.add_argument("--min-label-age-days", type=float, default=None,
                    help="leave parcels labelled in the last N days out of each fit")
+    p.add_argument("--validation-days", type=float, default=None,
+                   help="choose the rounds (at most --rounds) by early stopping on the "
+                        "parcels labelled in the last N days of each fit's rows")
+    p.add_argument("--cohort-half-life-days", type=float, default=None,
+                   help="recency weighting of the calibration cohort (default: "
+                        "predictor.calibration.COHORT_HALF_LIFE_DAYS)")
     p.add_argument("--drop-features", default="", help="comma-separated feature names")
     p.add_argument("--shipments", type=int, default=30_000)
     p.add_argument("--days", type=int, default=120)
@@ -135,7 +141,9 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
         correction=base.correction if args.correction is None else args.correction == "on",
         features=tuple(f for f in base.features if f not in dropped),
         min_label_age_days=(base.min_label_age_days if args.min_label_age_days is None
-                            else args.min_label_age_days))
+                            else args.min_label_age_days),
+        validation_days=(base.validation_days if args.validation_days is None
+                         else args.validation_days))
     from predictor.backtest import BacktestConfig
 
     return BacktestConfig(
@@ -143,6 +151,8 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
         recalibrate_every_days=parse_every(args.recalibrate_every) or 1.0,
         window_days=args.window_days,
         levels=args.levels,
+        **({} if args.cohort_half_life_days is None
+           else {"cohort_half_life_days": args.cohort_half_life_days}),
         **({} if args.rounds is None else {"rounds": args.rounds}),
         params={"nthread": args.nthread, **_params(args.param),
                 **({} if args.learning_rate is None else {"learning_rate": args.learning_rate})},

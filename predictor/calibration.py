@@ -56,6 +56,9 @@ WINDOW_DAYS = 28
 CORRECTION = "segment_v1"
 # The per-segment correction reads the most recent part of the cohort only (None: all).
 SEGMENT_WINDOW_DAYS: float | None = None
+# Recency weighting of the cohort: a snapshot's weight halves every N days of age (None:
+# a flat window).
+COHORT_HALF_LIFE_DAYS: float | None = None
 MIN_EVENTS = 200
 # The calibration levels: the share of the cohort's parcels the calibrated p10 / p50 / p90
 # should each leave delivered at or before it. The one home of the product's promise "about
@@ -107,14 +110,32 @@ def group_factors(n: int, group: np.ndarray | None, conformal: Mapping[str, floa
     return f
 
 
-def km_quantiles(values: np.ndarray, observed: np.ndarray, levels: tuple[float, ...]
-                 ) -> np.ndarray:
+def cohort_weights(snapshot_s: np.ndarray, at_s: float, half_life_days: float | None
+                   ) -> np.ndarray | None:
+    """Weight of each cohort snapshot at ``at_s``: halving every ``half_life_days`` of the
+    snapshot's age (None: every snapshot counts the same)."""
+    if half_life_days is None:
+        return None
+    age_days = np.maximum(at_s - np.asarray(snapshot_s, dtype=float), 0.0) / _DAY_S
+    weights: np.ndarray = np.exp2(-age_days / float(half_life_days))
+    return weights
+
+
+def km_quantiles(values: np.ndarray, observed: np.ndarray, levels: tuple[float, ...],
+                 weights: np.ndarray | None = None) -> np.ndarray:
     """Kaplan–Meier quantiles of right-censored ``values`` (``observed`` False: the true
-    value is above the one given). NaN for a level the estimate never reaches."""
+    value is above the one given). NaN for a level the estimate never reaches.
+    ``weights``: one per value (None: all 1), each event removing its weight's share of
+    the weight still at risk."""
     order = np.lexsort((~observed, values))  # at ties, events before censorings
     v, e = values[order], observed[order]
-    at_risk = len(v) - np.arange(len(v))
-    cdf = 1.0 - np.cumprod(np.where(e, 1.0 - 1.0 / at_risk, 1.0))
+    if weights is None:
+        at_risk = len(v) - np.arange(len(v))
+        cdf = 1.0 - np.cumprod(np.where(e, 1.0 - 1.0 / at_risk, 1.0))
+    else:
+        w = np.asarray(weights, dtype=float)[order]
+        at_risk_w = np.cumsum(w[::-1])[::-1]
+        cdf = 1.0 - np.cumprod(np.where(e, 1.0 - w / np.maximum(at_risk_w, 1e-300), 1.0))
     out = np.full(len(levels), np.nan)
     for j, q in enumerate(levels):
         k = int(np.searchsorted(cdf, q - 1e-12))
@@ -158,7 +179,8 @@ class Outcomes:
     def factors(self, at_s: float, window_days: float = WINDOW_DAYS,
                 previous: Mapping[str, float] | None = None,
                 segment_window_days: float | None = SEGMENT_WINDOW_DAYS,
-                levels: tuple[float, float, float] = LEVELS) -> dict[str, float]:
+                levels: tuple[float, float, float] = LEVELS,
+                half_life_days: float | None = COHORT_HALF_LIFE_DAYS) -> dict[str, float]:
         """Calibration factors as known at ``at_s`` (epoch s) from the cohort of the last
         ``window_days`` (see the module docstring). ``previous`` fills what the cohort
         cannot estimate (else 0: the raw quantile). With segments, the per-segment
@@ -172,6 +194,7 @@ class Outcomes:
         known = delivered < at_s  # NaN compares False: never delivered = censored
         hours = np.where(known, delivered - s, at_s - s) / 3600.0
         log_y = np.log(np.maximum(hours, 0.0) + C_HOURS)
+        weight = cohort_weights(s, at_s, half_life_days)
         prev = dict(previous or {})
         out: dict[str, float] = {"log_c_hours": C_HOURS}
 
@@ -179,7 +202,8 @@ class Outcomes:
             vals = []
             for j, name in enumerate(_NAMES):
                 v = km_quantiles(log_y[mask] - np.log(raw[mask, j] + C_HOURS), known[mask],
-                                 (levels[j],))[0] if mask.any() else np.nan
+                                 (levels[j],), None if weight is None else weight[mask]
+                                 )[0] if mask.any() else np.nan
                 if np.isnan(v):
                     v = prev.get(name + suffix, fallback[j])
                 out[name + suffix] = float(v)
@@ -200,7 +224,8 @@ class Outcomes:
             residual = (log_y[recent, None] - np.log(raw[recent] + C_HOURS)
                         - group_factors(int(recent.sum()), group[recent], out))
             out |= fit_segment_factors(residual, known[recent], self.segment[lo:hi][recent],
-                                       prev, levels, km_quantiles)
+                                       prev, levels, km_quantiles,
+                                       None if weight is None else weight[recent])
         return out
 
 

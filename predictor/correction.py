@@ -84,10 +84,12 @@ def segment_factors(segments: np.ndarray, conformal: Mapping[str, float]) -> np.
 
 def fit_segment_factors(residual: np.ndarray, known: np.ndarray, segments: np.ndarray,
                         previous: Mapping[str, float], levels: tuple[float, ...],
-                        km_quantiles: Callable[[np.ndarray, np.ndarray, tuple[float, ...]],
-                                               np.ndarray]) -> dict[str, float]:
+                        km_quantiles: Callable[[np.ndarray, np.ndarray, tuple[float, ...],
+                                                np.ndarray | None], np.ndarray],
+                        weights: np.ndarray | None = None) -> dict[str, float]:
     """Per-segment log factors from the cohort's residual log errors ``residual`` (n, 3),
-    right-censored where ``known`` is False, shrunk towards zero by the segment's news. A
+    right-censored where ``known`` is False (``weights``: the cohort's recency weights, None:
+    flat), shrunk towards zero by the segment's news. A
     segment (or a tail of one) with too little news keeps its previous factor, as a scan
     group does."""
     out = {k: float(v) for k, v in previous.items() if k.startswith(PREFIX)}
@@ -101,7 +103,8 @@ def fit_segment_factors(residual: np.ndarray, known: np.ndarray, segments: np.nd
             continue
         weight = k / (k + SHRINK_EVENTS)
         for j, level_name in enumerate(NAMES):
-            v = km_quantiles(residual[mask, j], known[mask], (levels[j],))[0]
+            v = km_quantiles(residual[mask, j], known[mask], (levels[j],),
+                             None if weights is None else weights[mask])[0]
             if not np.isnan(v):
                 out[f"{PREFIX}{name}|{level_name}"] = float(
                     np.clip(v * weight, -MAX_ABS_FACTOR, MAX_ABS_FACTOR))
