@@ -33,14 +33,15 @@ def _params() -> dict[str, object]:
 
 def test_early_stopping_keeps_few_rounds_on_noise_and_many_on_signal() -> None:
     options = FitOptions(validation_days=14, patience=10)
-    chosen = {}
+    chosen: dict[bool, int | None] = {}
     for signal in (False, True):
         X, y, label_s = _table(8000, signal)
         chosen[signal] = early_stopped_rounds(X, y, np.arange(len(X)), label_s,
                                               params=_params(), rounds=200, options=options)
     # Noise: nothing to learn past the first rounds; signal: far more than that, not all.
-    assert chosen[False] is not None and chosen[False] <= 20
-    assert chosen[True] is not None and 40 <= chosen[True] < 200
+    noise, signal_rounds = chosen[False], chosen[True]
+    assert noise is not None and noise <= 20
+    assert signal_rounds is not None and 40 <= signal_rounds < 200
 
 
 def test_the_fitted_booster_has_the_chosen_rounds_and_learns_from_every_row() -> None:
