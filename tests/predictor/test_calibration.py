@@ -187,11 +187,11 @@ def test_a_recency_weighted_cohort_follows_a_slowdown_sooner() -> None:
     the flat 28-day cohort; in a calm world both agree."""
     calm, slow = _pool(40_000), _pool(40_000, slow_from=30 * DAY)
     at, plain = 40 * DAY, (0.1, 0.5, 0.9)
-    flat, weighted = slow.factors(at, 28, levels=plain), slow.factors(
+    flat, weighted = slow.factors(at, 28, levels=plain, half_life_days=None), slow.factors(
         at, 28, levels=plain, half_life_days=7)
     assert weighted["log_q50"] > flat["log_q50"] + 0.03
     assert weighted["log_q90"] > flat["log_q90"] + 0.03
-    f_flat, f_weighted = calm.factors(at, 28, levels=plain), calm.factors(
+    f_flat, f_weighted = calm.factors(at, 28, levels=plain, half_life_days=None), calm.factors(
         at, 28, levels=plain, half_life_days=7)
     for k in ("log_q10", "log_q50", "log_q90"):
         assert abs(f_flat[k] - f_weighted[k]) < 0.02
