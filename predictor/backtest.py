@@ -67,7 +67,7 @@ from predictor.calibration import (
     apply_factors,
     scan_group,
 )
-from predictor.correction import segment_keys
+from predictor.correction import route_keys, segment_keys
 from predictor.features import (
     recent_performance,
     shipment_attributes,
@@ -122,7 +122,8 @@ class Prepared:
     label_s: np.ndarray
     stage: np.ndarray
     group: np.ndarray
-    segment: np.ndarray
+    segment: np.ndarray  # the correction's (route and scan group)
+    route: np.ndarray  # carrier|service or promise-lead bucket: baselines and the report
     zones: np.ndarray
     month: np.ndarray
     promised_day: np.ndarray
@@ -148,9 +149,9 @@ def prepare(shipments: pd.DataFrame, events: pd.DataFrame, *, oracle: bool = Tru
     snap_s = pd.DatetimeIndex(meta["as_of"]).as_unit("us").asi8 / 1e6
     delivered_s = attrs["delivered_s"].to_numpy(float)[rows]
     label_s = attrs["label_s"].to_numpy(float)[rows]
-    segment = segment_keys(X)
+    segment, route = segment_keys(X), route_keys(X)
     ship_segment = np.full(len(attrs), "unknown", dtype=object)
-    ship_segment[rows] = segment
+    ship_segment[rows] = route
     label_month = pd.DatetimeIndex(pd.to_datetime(label_s, unit="s", utc=True))
     month = np.asarray(label_month.strftime("%Y-%m"), dtype=object)
     estimate_day = attrs["estimate_day"].to_numpy().astype("datetime64[D]")[rows]
@@ -158,7 +159,7 @@ def prepare(shipments: pd.DataFrame, events: pd.DataFrame, *, oracle: bool = Tru
     prep = Prepared(
         shipments=shipments, X=X, y=y, snap_s=snap_s, delivered_s=delivered_s,
         label_s=label_s, stage=meta["stage"].astype(str).to_numpy(),
-        group=scan_group(X["n_scans"].to_numpy()), segment=segment,
+        group=scan_group(X["n_scans"].to_numpy()), segment=segment, route=route,
         zones=attrs["timezone"].to_numpy()[rows], month=month,
         promised_day=attrs["promised_day"].to_numpy().astype("datetime64[D]")[rows],
         estimate_day=np.where(has_estimate, estimate_day, np.datetime64("NaT")),
@@ -166,7 +167,7 @@ def prepare(shipments: pd.DataFrame, events: pd.DataFrame, *, oracle: bool = Tru
     say("baselines")
     delivered = np.flatnonzero(np.isfinite(y))
     tables = rolling_tables(attrs, ship_segment)
-    for name, q in (rolling_baselines(tables, X.iloc[delivered], segment[delivered],
+    for name, q in (rolling_baselines(tables, X.iloc[delivered], route[delivered],
                                       snap_s[delivered])
                     | date_baselines(X.iloc[delivered])).items():
         full = np.full((len(y), 3), np.nan)
@@ -305,7 +306,7 @@ def evaluate(prep: Prepared, played: Mapping[str, Any], config: BacktestConfig,
         dates["carrier_estimate"] = prep.estimate_day[scored]
     result = score({m: all_methods[m] for m in order}, prep.y[scored], prep.snap_s[scored],
                    prep.zones[scored], prep.stage[scored], prep.month[scored],
-                   prep.segment[scored], dates)
+                   prep.route[scored], dates)
     return {"methods": order, "config": config.describe(), "period": played["period"],
             "n_parcels": int(len(np.unique(prep.rows[scored]))),
             "n_snapshots": int(len(scored)), "retrains": played["retrains"], **result,

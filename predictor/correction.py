@@ -63,16 +63,21 @@ def scan_group(n_scans: np.ndarray) -> np.ndarray:
     return np.minimum(np.nan_to_num(np.asarray(n_scans, dtype=float)), 2).astype(int)
 
 
-def segment_keys(X: Mapping[str, np.ndarray] | object) -> np.ndarray:
-    """The correction segment of each row of a feature table (or one array per feature):
-    carrier|service where the carrier is known, else the promise-lead bucket; then the
-    scan group."""
+def route_keys(X: Mapping[str, np.ndarray] | object) -> np.ndarray:
+    """A parcel's route as the correction sees it, one per row of a feature table (or one
+    array per feature): carrier|service where the carrier is known, else the promise-lead
+    bucket (also the backtest's recent-median baselines' segment)."""
     carrier = _text(X["carrier"])  # type: ignore[index]
     service = _text(X["service_level"])  # type: ignore[index]
     bucket = lead_bucket(np.asarray(X["promised_lead_bdays"], dtype=float))  # type: ignore[index]
+    return np.array([f"c:{c}|{s}" if c != UNKNOWN else f"l:{b}"
+                     for c, s, b in zip(carrier, service, bucket, strict=True)], dtype=object)
+
+
+def segment_keys(X: Mapping[str, np.ndarray] | object) -> np.ndarray:
+    """The correction segment of each row: its :func:`route_keys` and its scan group."""
     group = scan_group(np.asarray(X["n_scans"], dtype=float)).tolist()  # type: ignore[index]
-    return np.array([(f"c:{c}|{s}" if c != UNKNOWN else f"l:{b}") + f"|g{g}"
-                     for c, s, b, g in zip(carrier, service, bucket, group, strict=True)],
+    return np.array([f"{r}|g{g}" for r, g in zip(route_keys(X), group, strict=True)],
                     dtype=object)
 
 

@@ -151,3 +151,18 @@ def test_main_writes_table_json_and_plots(tmp_path: Path,
     pngs = {p.name for p in (tmp_path / "plots").glob("*.png")}
     assert {"mae_by_month.png", "coverage_by_month.png", "calibration.png",
             "error_by_segment.png"} <= pngs
+
+
+def test_the_recent_median_baselines_are_per_route_not_per_correction_segment(
+        prepared: Prepared) -> None:
+    """The correction's segments carry the scan group (``c:ups|ground|g1``); the rolling
+    baselines are the recent transit of the parcel's route (carrier|service), whatever its
+    stage: at handover they are not the shop-wide median."""
+    group = np.minimum(np.nan_to_num(prepared.X["n_scans"].to_numpy(float)), 2).astype(int)
+    assert [f"{r}|g{g}" for r, g in zip(prepared.route, group, strict=True)] \
+        == prepared.segment.tolist()
+    head = (prepared.stage == "first_scan") & np.isfinite(prepared.y)
+    route = prepared.baselines["recent_median_28d"][head, 1]
+    shop = prepared.baselines["global_median_28d"][head, 1]
+    known = np.isfinite(route) & np.isfinite(shop)
+    assert known.sum() > 500 and np.mean(route[known] != shop[known]) > 0.5
