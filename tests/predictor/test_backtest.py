@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,7 @@ def prepared(history: SimulatedHistory) -> Prepared:
 
 
 @pytest.fixture(scope="module")
-def played(prepared: Prepared) -> dict:
+def played(prepared: Prepared) -> dict[str, Any]:
     return replay(prepared, CONFIG)
 
 
@@ -52,7 +53,7 @@ def _planted(history: SimulatedHistory) -> tuple[pd.DataFrame, pd.DataFrame, pd.
 
 
 def test_a_model_never_learns_from_parcels_still_in_flight_at_its_retrain_point(
-        history: SimulatedHistory, prepared: Prepared, played: dict) -> None:
+        history: SimulatedHistory, prepared: Prepared, played: dict[str, Any]) -> None:
     s, ev, planted = _planted(history)
     assert len(planted) == 150
     other = replay(prepare(s, ev, oracle=False), CONFIG)
@@ -76,7 +77,7 @@ def test_a_model_never_learns_from_parcels_still_in_flight_at_its_retrain_point(
 
 
 def test_what_was_served_before_a_delivery_does_not_depend_on_it(
-        history: SimulatedHistory, prepared: Prepared, played: dict) -> None:
+        history: SimulatedHistory, prepared: Prepared, played: dict[str, Any]) -> None:
     s, ev, planted = _planted(history)
     prep2 = prepare(s, ev, oracle=False)
     other = replay(prep2, CONFIG)
@@ -120,7 +121,8 @@ def test_rolling_baselines_only_read_deliveries_known_at_the_snapshot(
     assert a["recent_median_28d"][2, 1] + 30.0 >= fresh[2, 1]
 
 
-def test_scores_every_method_on_the_same_snapshots(prepared: Prepared, played: dict) -> None:
+def test_scores_every_method_on_the_same_snapshots(prepared: Prepared,
+                                                  played: dict[str, Any]) -> None:
     result = evaluate(prepared, played, CONFIG)
     head = result["overall"]["first_scan"]
     assert {"model", "recent_median_14d", "recent_median_28d", "global_median_28d",
