@@ -252,8 +252,7 @@ def replay(prep: Prepared, config: BacktestConfig, progress: Progress | None = N
         if model is None:
             weights = recency_weights(prep.label_s[train], t_k, config.options.half_life_days)
             model = fit_booster(prep.X, prep.y, train, params=params, rounds=config.rounds,
-                                options=config.options, weights=weights,
-                                label_s=prep.label_s[train])
+                                options=config.options, weights=weights)
             if models is not None:
                 models[key] = model
         cohort = np.flatnonzero(cohort_ok & (prep.snap_s >= t_k - window_s)
@@ -281,7 +280,6 @@ def replay(prep: Prepared, config: BacktestConfig, progress: Progress | None = N
             q.sort(axis=1)
             quantiles[idx] = np.clip(q, 0.0, None)
         log.append({"at": pd.Timestamp(t_k, unit="s", tz="UTC").isoformat(),
-                    "rounds": int(model.metadata.get("rounds", config.rounds)),
                     "booster": hashlib.sha256(model.booster.save_raw("ubj")).hexdigest()[:12],
                     "train_rows": int(len(train)), "train_parcels": int(n_parcels),
                     "served": int(len(serve)), "seconds": round(time.perf_counter() - tic, 2),

@@ -101,9 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--correction", choices=("on", "off"), default=None)
     p.add_argument("--min-label-age-days", type=float, default=None,
                    help="leave parcels labelled in the last N days out of each fit")
-    p.add_argument("--validation-days", type=float, default=None,
-                   help="choose the rounds (at most --rounds) by early stopping on the "
-                        "parcels labelled in the last N days of each fit's rows")
     p.add_argument("--cohort-half-life-days", type=_half_life, default=None,
                    help="recency weighting of the calibration cohort, 'none' for a flat "
                         "window (default: predictor.calibration.COHORT_HALF_LIFE_DAYS)")
@@ -141,9 +138,7 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
         correction=base.correction if args.correction is None else args.correction == "on",
         features=tuple(f for f in base.features if f not in dropped),
         min_label_age_days=(base.min_label_age_days if args.min_label_age_days is None
-                            else args.min_label_age_days),
-        validation_days=(base.validation_days if args.validation_days is None
-                         else args.validation_days))
+                            else args.min_label_age_days))
     from predictor.backtest import BacktestConfig
 
     return BacktestConfig(

@@ -15,9 +15,6 @@ metadata, so serving (and recalibration) apply exactly what training assumed:
   instant. Of those, only the fast ones are delivered yet: learning from them pulls the
   quantiles down, and the calibration cohort (the snapshots of the last weeks) would be
   made of parcels the booster was fitted on.
-* ``validation_days`` (off by default): the number of rounds chosen by early stopping on
-  the parcels labelled in the last N days of the rows (docs/model-card.md, step 10: it
-  changed nothing on Olist within the deployed 60 rounds).
 """
 
 from __future__ import annotations
@@ -43,8 +40,6 @@ from predictor.model import (
 
 Progress = Callable[[str, float], None]
 ENCODE_CHUNK = 250_000
-# Early stopping needs this many rows on each side of its time split.
-MIN_SPLIT_ROWS = 1_000
 _DAY_S = 86_400.0
 
 
@@ -58,19 +53,12 @@ class FitOptions:
     correction: bool = True
     features: Sequence[str] = FEATURES
     min_label_age_days: float = 14.0
-    # Capacity chosen by the data: with a value, the number of rounds (at most the fit's
-    # ``rounds``) is where the quantile loss on the parcels labelled in the last
-    # ``validation_days`` of the rows stops improving for ``patience`` rounds, fitted on
-    # the rows before them; the booster is then refitted on every row with that many.
-    validation_days: float | None = None
-    patience: int = 20
 
     def describe(self) -> dict[str, Any]:
         """JSON-safe summary (for metadata and reports)."""
         return {"base_margin": self.base_margin, "half_life_days": self.half_life_days,
                 "correction": self.correction, "features": list(self.features),
-                "min_label_age_days": self.min_label_age_days,
-                "validation_days": self.validation_days, "patience": self.patience}
+                "min_label_age_days": self.min_label_age_days}
 
     def old_enough(self, label_s: np.ndarray, at_s: float) -> np.ndarray:
         """Which rows (by their parcel's label instant) a fit at ``at_s`` may learn from."""
@@ -91,55 +79,13 @@ def recency_weights(label_s: np.ndarray, at_s: float, half_life_days: float | No
 
 def fit_booster(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
                 params: Mapping[str, Any], rounds: int, options: FitOptions = FitOptions(),
-                weights: np.ndarray | None = None, progress: Progress | None = None,
-                label_s: np.ndarray | None = None) -> EtaModel:
+                weights: np.ndarray | None = None, progress: Progress | None = None
+                ) -> EtaModel:
     """An :class:`EtaModel` (uncalibrated: empty conformal offsets) fitted on ``X.iloc[rows]``.
 
     ``params``: XGBoost parameters (``quantile_alpha`` included); ``weights``: one per row
-    of ``rows``; ``label_s``: the label instant of each row's parcel, needed for
-    ``options.validation_days`` (the rounds are then chosen by :func:`early_stopped_rounds`
-    and recorded as ``metadata["rounds"]``). The float32 matrix is filled chunk by chunk
-    without copying the rows' table."""
-    if options.validation_days is not None and label_s is not None:
-        chosen = early_stopped_rounds(X, y, rows, label_s, params=params, rounds=rounds,
-                                      options=options, weights=weights)
-        if chosen is not None:
-            rounds = chosen
-    model = _fit(X, y, rows, params=params, rounds=rounds, options=options,
-                 weights=weights, progress=progress)
-    if options.validation_days is not None:
-        model.metadata["rounds"] = rounds
-    return model
-
-
-def early_stopped_rounds(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray,
-                         label_s: np.ndarray, *, params: Mapping[str, Any], rounds: int,
-                         options: FitOptions, weights: np.ndarray | None = None
-                         ) -> int | None:
-    """The number of rounds (1 to ``rounds``) after which the quantile loss on the rows
-    labelled in the last ``options.validation_days`` stopped improving for
-    ``options.patience`` rounds, fitted on the rows labelled before them (a time-ordered
-    split: the validation parcels are the newest the fit may learn from). None when either
-    side has fewer than ``MIN_SPLIT_ROWS`` rows."""
-    if options.validation_days is None:
-        raise ValueError("early stopping needs FitOptions.validation_days")
-    label = np.asarray(label_s, dtype=float)
-    late = label >= np.nanmax(label) - options.validation_days * _DAY_S
-    if late.sum() < MIN_SPLIT_ROWS or (~late).sum() < MIN_SPLIT_ROWS:
-        return None
-    probe = _fit(X, y, rows[~late], params=params, rounds=rounds, options=options,
-                 weights=None if weights is None else weights[~late],
-                 valid_rows=rows[late],
-                 valid_weights=None if weights is None else weights[late])
-    return int(probe.booster.best_iteration) + 1
-
-
-def _fit(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *, params: Mapping[str, Any],
-         rounds: int, options: FitOptions, weights: np.ndarray | None = None,
-         progress: Progress | None = None, valid_rows: np.ndarray | None = None,
-         valid_weights: np.ndarray | None = None) -> EtaModel:
-    """:func:`fit_booster` with a fixed number of rounds (early stopping on ``valid_rows``
-    when given)."""
+    of ``rows``. The float32 matrix is filled chunk by chunk without copying the rows'
+    table."""
     names = [f for f in FEATURES if f in set(options.features)]
     model = EtaModel(booster=xgb.Booster(), feature_names=names,
                      categories=present_categories(X, rows))
@@ -169,19 +115,7 @@ def _fit(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *, params: Mapping[st
                                      enable_categorical=True, max_bin=max_bin)
         del matrix, margin
     callbacks = [_ProgressCallback(progress, rounds)] if progress is not None else None
-    if valid_rows is None:
-        model.booster = xgb.train(merged, dtrain, rounds, callbacks=callbacks)
-        return model
-    dvalid = xgb.QuantileDMatrix(
-        encode_rows(model, X, valid_rows), label=y[valid_rows], weight=valid_weights,
-        base_margin=None if options.base_margin is None else model_margin(
-            options.base_margin,
-            {c: X[c].to_numpy()[valid_rows] for c in MARGIN_COLUMNS[options.base_margin]}),
-        feature_names=names, feature_types=feature_types(names), enable_categorical=True,
-        max_bin=max_bin, ref=dtrain)
-    model.booster = xgb.train(merged, dtrain, rounds, evals=[(dvalid, "valid")],
-                              early_stopping_rounds=options.patience, verbose_eval=False,
-                              callbacks=callbacks)
+    model.booster = xgb.train(merged, dtrain, rounds, callbacks=callbacks)
     return model
 
 

@@ -148,7 +148,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     fit_weights = recency_weights(snap_label_fit, cut.timestamp(), opts.half_life_days)
     release_memory()
     model = fit_booster(X, y, fit_rows, params=merged, rounds=rounds, options=opts,
-                        weights=fit_weights, progress=report_progress, label_s=snap_label_fit)
+                        weights=fit_weights, progress=report_progress)
     del fit_weights
     release_memory()
 
@@ -205,8 +205,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
         report_progress("refitting on everything known", 0.92)
         refitted = fit_booster(X, y, all_rows, params=merged, rounds=rounds, options=opts,
                                weights=recency_weights(all_label, last.timestamp(),
-                                                       opts.half_life_days),
-                               label_s=all_label)
+                                                       opts.half_life_days))
         del X, y
         release_memory()
 
