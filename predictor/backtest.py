@@ -59,6 +59,7 @@ from predictor.backtest_report import (
     write_plots,
 )
 from predictor.calibration import (
+    COHORT_HALF_LIFE_DAYS,
     LEVELS,
     SEGMENT_WINDOW_DAYS,
     WINDOW_DAYS,
@@ -66,7 +67,7 @@ from predictor.calibration import (
     apply_factors,
     scan_group,
 )
-from predictor.correction import segment_keys
+from predictor.correction import route_keys, segment_keys
 from predictor.features import (
     recent_performance,
     shipment_attributes,
@@ -88,6 +89,7 @@ class BacktestConfig:
     window_days: float = WINDOW_DAYS
     segment_window_days: float | None = SEGMENT_WINDOW_DAYS
     levels: tuple[float, float, float] = LEVELS  # calibration levels of p10 / p50 / p90
+    cohort_half_life_days: float | None = COHORT_HALF_LIFE_DAYS  # None: a flat window
     rounds: int = DEFAULT_ROUNDS  # production's: the backtest replays what is deployed
     # Over predictor.train.DEFAULT_PARAMS.
     params: Mapping[str, Any] = field(default_factory=lambda: {"nthread": BACKTEST_NTHREAD})
@@ -102,6 +104,7 @@ class BacktestConfig:
                 "window_days": self.window_days,
                 "segment_window_days": self.segment_window_days,
                 "levels": list(self.levels), "rounds": self.rounds,
+                "cohort_half_life_days": self.cohort_half_life_days,
                 "params": dict(self.params), "options": self.options.describe(),
                 "start": None if self.start is None else str(self.start),
                 "end": None if self.end is None else str(self.end)}
@@ -119,7 +122,8 @@ class Prepared:
     label_s: np.ndarray
     stage: np.ndarray
     group: np.ndarray
-    segment: np.ndarray
+    segment: np.ndarray  # the correction's (route and scan group)
+    route: np.ndarray  # carrier|service or promise-lead bucket: baselines and the report
     zones: np.ndarray
     month: np.ndarray
     promised_day: np.ndarray
@@ -145,9 +149,9 @@ def prepare(shipments: pd.DataFrame, events: pd.DataFrame, *, oracle: bool = Tru
     snap_s = pd.DatetimeIndex(meta["as_of"]).as_unit("us").asi8 / 1e6
     delivered_s = attrs["delivered_s"].to_numpy(float)[rows]
     label_s = attrs["label_s"].to_numpy(float)[rows]
-    segment = segment_keys(X)
+    segment, route = segment_keys(X), route_keys(X)
     ship_segment = np.full(len(attrs), "unknown", dtype=object)
-    ship_segment[rows] = segment
+    ship_segment[rows] = route
     label_month = pd.DatetimeIndex(pd.to_datetime(label_s, unit="s", utc=True))
     month = np.asarray(label_month.strftime("%Y-%m"), dtype=object)
     estimate_day = attrs["estimate_day"].to_numpy().astype("datetime64[D]")[rows]
@@ -155,7 +159,7 @@ def prepare(shipments: pd.DataFrame, events: pd.DataFrame, *, oracle: bool = Tru
     prep = Prepared(
         shipments=shipments, X=X, y=y, snap_s=snap_s, delivered_s=delivered_s,
         label_s=label_s, stage=meta["stage"].astype(str).to_numpy(),
-        group=scan_group(X["n_scans"].to_numpy()), segment=segment,
+        group=scan_group(X["n_scans"].to_numpy()), segment=segment, route=route,
         zones=attrs["timezone"].to_numpy()[rows], month=month,
         promised_day=attrs["promised_day"].to_numpy().astype("datetime64[D]")[rows],
         estimate_day=np.where(has_estimate, estimate_day, np.datetime64("NaT")),
@@ -163,7 +167,7 @@ def prepare(shipments: pd.DataFrame, events: pd.DataFrame, *, oracle: bool = Tru
     say("baselines")
     delivered = np.flatnonzero(np.isfinite(y))
     tables = rolling_tables(attrs, ship_segment)
-    for name, q in (rolling_baselines(tables, X.iloc[delivered], segment[delivered],
+    for name, q in (rolling_baselines(tables, X.iloc[delivered], route[delivered],
                                       snap_s[delivered])
                     | date_baselines(X.iloc[delivered])).items():
         full = np.full((len(y), 3), np.nan)
@@ -266,7 +270,8 @@ def replay(prep: Prepared, config: BacktestConfig, progress: Progress | None = N
         for s in np.unique(slot):
             state = outcomes.factors(t_k + s * step, config.window_days, previous=state,
                                      segment_window_days=config.segment_window_days,
-                                     levels=config.levels)
+                                     levels=config.levels,
+                                     half_life_days=config.cohort_half_life_days)
             first_factors = first_factors or dict(state)
             rows = np.flatnonzero(slot == s)
             idx = serve[rows]
@@ -299,7 +304,7 @@ def evaluate(prep: Prepared, played: Mapping[str, Any], config: BacktestConfig,
         dates["carrier_estimate"] = prep.estimate_day[scored]
     result = score({m: all_methods[m] for m in order}, prep.y[scored], prep.snap_s[scored],
                    prep.zones[scored], prep.stage[scored], prep.month[scored],
-                   prep.segment[scored], dates)
+                   prep.route[scored], dates)
     return {"methods": order, "config": config.describe(), "period": played["period"],
             "n_parcels": int(len(np.unique(prep.rows[scored]))),
             "n_snapshots": int(len(scored)), "retrains": played["retrains"], **result,

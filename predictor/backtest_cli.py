@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from predictor.calibration import LEVELS, WINDOW_DAYS
+from predictor.calibration import COHORT_HALF_LIFE_DAYS, LEVELS, WINDOW_DAYS
 from predictor.features import FEATURES
 from predictor.fitting import FitOptions
 
@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--correction", choices=("on", "off"), default=None)
     p.add_argument("--min-label-age-days", type=float, default=None,
                    help="leave parcels labelled in the last N days out of each fit")
+    p.add_argument("--cohort-half-life-days", type=_half_life, default=None,
+                   help="recency weighting of the calibration cohort, 'none' for a flat "
+                        "window (default: predictor.calibration.COHORT_HALF_LIFE_DAYS)")
     p.add_argument("--drop-features", default="", help="comma-separated feature names")
     p.add_argument("--shipments", type=int, default=30_000)
     p.add_argument("--days", type=int, default=120)
@@ -143,12 +146,26 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
         recalibrate_every_days=parse_every(args.recalibrate_every) or 1.0,
         window_days=args.window_days,
         levels=args.levels,
+        cohort_half_life_days=(
+            COHORT_HALF_LIFE_DAYS if args.cohort_half_life_days is None
+            else None if args.cohort_half_life_days == "none"
+            else float(args.cohort_half_life_days)),
         **({} if args.rounds is None else {"rounds": args.rounds}),
         params={"nthread": args.nthread, **_params(args.param),
                 **({} if args.learning_rate is None else {"learning_rate": args.learning_rate})},
         options=options,
         start=None if args.start is None else _utc(args.start),
         end=None if args.end is None else _utc(args.end))
+
+
+def _half_life(text: str) -> str | float:
+    """A half-life in days, or 'none' (a flat cohort)."""
+    if text.strip().lower() in ("none", "off", "flat"):
+        return "none"
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("a half-life in days > 0, or 'none'")
+    return value
 
 
 def _levels(text: str) -> tuple[float, float, float]:

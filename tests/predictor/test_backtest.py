@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,7 @@ def prepared(history: SimulatedHistory) -> Prepared:
 
 
 @pytest.fixture(scope="module")
-def played(prepared: Prepared) -> dict:
+def played(prepared: Prepared) -> dict[str, Any]:
     return replay(prepared, CONFIG)
 
 
@@ -52,7 +53,7 @@ def _planted(history: SimulatedHistory) -> tuple[pd.DataFrame, pd.DataFrame, pd.
 
 
 def test_a_model_never_learns_from_parcels_still_in_flight_at_its_retrain_point(
-        history: SimulatedHistory, prepared: Prepared, played: dict) -> None:
+        history: SimulatedHistory, prepared: Prepared, played: dict[str, Any]) -> None:
     s, ev, planted = _planted(history)
     assert len(planted) == 150
     other = replay(prepare(s, ev, oracle=False), CONFIG)
@@ -76,7 +77,7 @@ def test_a_model_never_learns_from_parcels_still_in_flight_at_its_retrain_point(
 
 
 def test_what_was_served_before_a_delivery_does_not_depend_on_it(
-        history: SimulatedHistory, prepared: Prepared, played: dict) -> None:
+        history: SimulatedHistory, prepared: Prepared, played: dict[str, Any]) -> None:
     s, ev, planted = _planted(history)
     prep2 = prepare(s, ev, oracle=False)
     other = replay(prep2, CONFIG)
@@ -120,7 +121,8 @@ def test_rolling_baselines_only_read_deliveries_known_at_the_snapshot(
     assert a["recent_median_28d"][2, 1] + 30.0 >= fresh[2, 1]
 
 
-def test_scores_every_method_on_the_same_snapshots(prepared: Prepared, played: dict) -> None:
+def test_scores_every_method_on_the_same_snapshots(prepared: Prepared,
+                                                  played: dict[str, Any]) -> None:
     result = evaluate(prepared, played, CONFIG)
     head = result["overall"]["first_scan"]
     assert {"model", "recent_median_14d", "recent_median_28d", "global_median_28d",
@@ -151,3 +153,18 @@ def test_main_writes_table_json_and_plots(tmp_path: Path,
     pngs = {p.name for p in (tmp_path / "plots").glob("*.png")}
     assert {"mae_by_month.png", "coverage_by_month.png", "calibration.png",
             "error_by_segment.png"} <= pngs
+
+
+def test_the_recent_median_baselines_are_per_route_not_per_correction_segment(
+        prepared: Prepared) -> None:
+    """The correction's segments carry the scan group (``c:ups|ground|g1``); the rolling
+    baselines are the recent transit of the parcel's route (carrier|service), whatever its
+    stage: at handover they are not the shop-wide median."""
+    group = np.minimum(np.nan_to_num(prepared.X["n_scans"].to_numpy(float)), 2).astype(int)
+    assert [f"{r}|g{g}" for r, g in zip(prepared.route, group, strict=True)] \
+        == prepared.segment.tolist()
+    head = (prepared.stage == "first_scan") & np.isfinite(prepared.y)
+    route = prepared.baselines["recent_median_28d"][head, 1]
+    shop = prepared.baselines["global_median_28d"][head, 1]
+    known = np.isfinite(route) & np.isfinite(shop)
+    assert known.sum() > 500 and np.mean(route[known] != shop[known]) > 0.5

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from predictor.calibration import C_HOURS, CORRECTION, Outcomes, recalibrate
-from predictor.correction import PREFIX, lead_bucket, segment_keys
+from predictor.correction import PREFIX, lead_bucket, segment_factors, segment_keys
 from predictor.features import recent_performance, training_snapshots
 from predictor.model import WALK_MAX_ROWS, EtaModel
 from predictor.simulator import SimulatedHistory, simulate
@@ -43,6 +43,32 @@ def test_segment_factors_correct_the_segment_that_drifted() -> None:
     assert plain == {k: v for k, v in f.items() if not k.startswith(PREFIX)}
 
 
+def test_a_segment_is_corrected_per_scan_group() -> None:
+    """Before the handover a segment's parcels are later than the booster thinks, after it
+    earlier: one factor per segment would cancel out; per scan group each side is fixed,
+    and a calibration keyed before the split still applies to every group."""
+    rng = np.random.default_rng(3)
+    n = 30_000
+    s = np.sort(rng.uniform(0, 60 * DAY, n))
+    horizon = rng.uniform(24, 240, n)
+    group = rng.integers(0, 2, n)
+    y = horizon * np.exp(0.3 * rng.standard_normal(n)) * np.where(group == 0, 1.4, 1 / 1.4)
+    raw = horizon[:, None] * np.exp(0.3 * np.array([-1.2816, 0.0, 1.2816]))[None, :]
+    keys = segment_keys({"carrier": np.full(n, "ups", dtype=object),
+                         "service_level": np.full(n, "ground", dtype=object),
+                         "promised_lead_bdays": np.full(n, 4.0), "n_scans": group})
+    # Group factors pooled over one group only (as if every parcel had the same scans):
+    # what is left of the error is the segment's, opposite in the two groups.
+    f = Outcomes(s, raw, s + y * 3600, np.ones(n, dtype=int), segment=keys).factors(45 * DAY)
+    before, after = f[f"{PREFIX}c:ups|ground|g0|log_q50"], f[f"{PREFIX}c:ups|ground|g1|log_q50"]
+    assert before > 0.15 and after < -0.15
+    old = {f"{PREFIX}c:ups|ground|{k}": 0.25 for k in ("log_q10", "log_q50", "log_q90")}
+    served = segment_factors(np.array(["c:ups|ground|g0", "c:ups|ground|g1", "l:a|g1"]),
+                             old | {f"{PREFIX}c:ups|ground|g1|{k}": -0.1
+                                    for k in ("log_q10", "log_q50", "log_q90")})
+    np.testing.assert_allclose(served, [[0.25] * 3, [-0.1] * 3, [0.0] * 3])
+
+
 def test_segment_factors_never_read_the_future() -> None:
     pool = _pool(20_000)
     at = 40 * DAY
@@ -57,11 +83,13 @@ def test_segment_factors_never_read_the_future() -> None:
     assert changed.factors(at) == before
 
 
-def test_segments_from_carrier_or_promise_lead() -> None:
-    X = {"carrier": np.array(["ups", "unknown", None], dtype=object),
-         "service_level": np.array(["ground", "unknown", "unknown"], dtype=object),
-         "promised_lead_bdays": np.array([4.0, 12.0, np.nan])}
-    assert segment_keys(X).tolist() == ["c:ups|ground", "l:11-13", "l:none"]
+def test_segments_from_carrier_or_promise_lead_and_scan_group() -> None:
+    X = {"carrier": np.array(["ups", "unknown", None, "ups"], dtype=object),
+         "service_level": np.array(["ground", "unknown", "unknown", "ground"], dtype=object),
+         "promised_lead_bdays": np.array([4.0, 12.0, np.nan, 4.0]),
+         "n_scans": np.array([0.0, 1.0, 5.0, 2.0])}
+    assert segment_keys(X).tolist() == ["c:ups|ground|g0", "l:11-13|g1", "l:none|g2",
+                                        "c:ups|ground|g2"]
     assert lead_bucket(np.array([0.0, 2.9, 3.0, 45.0])).tolist() == ["lt3", "lt3", "3-5", "40+"]
 
 
