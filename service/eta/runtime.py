@@ -8,13 +8,14 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import numpy as np
+import pandas as pd
 
 from predictor.features import recent_performance, serving_rows
 from predictor.model import EtaModel, Features, late_probability
@@ -27,6 +28,7 @@ from service.tracking.taxonomy import NOT_CARRIER_SCANS
 from service.zones import customer_zone
 
 RECENT_WINDOW = timedelta(days=21)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,23 @@ def hours_until_end_of(day: date | None, zone: str, now: datetime) -> float | No
 
 
 def stage_of(scans: list[dict[str, Any]]) -> str:
-    carrier_scans = [s for s in scans if s["status"] not in NOT_CARRIER_SCANS]
-    if not carrier_scans:
-        return "label"
-    return "first_scan" if len(carrier_scans) == 1 else "later"
+    carrier_scans = 0
+    for s in scans:
+        if s["status"] not in NOT_CARRIER_SCANS:
+            carrier_scans += 1
+            if carrier_scans == 2:
+                return "later"
+    return "first_scan" if carrier_scans else "label"
+
+
+def _instants(now: datetime, hours: np.ndarray) -> list[list[datetime]]:
+    """``now`` + each of ``hours`` (rounded to the microsecond, as the database keeps
+    them), row by row, made in one pass for a whole batch."""
+    start = (now - _EPOCH) // timedelta(microseconds=1)
+    us = start + np.rint(np.asarray(hours, dtype=np.float64) * 3_600_000_000).astype(np.int64)
+    stamps = pd.to_datetime(us.ravel(), unit="us", utc=True).to_pydatetime()
+    width = us.shape[1]
+    return [list(stamps[i:i + width]) for i in range(0, len(stamps), width)]
 
 
 async def refresh_inputs(conn: asyncpg.Connection, shipment_ids: list[str], now: datetime
@@ -86,25 +101,26 @@ def _predictions(model: EtaModel, features: Features, shipments: list[dict[str, 
                  ) -> list[Prediction]:
     hours, explained = model.predict_explained(features, top=3)
     ends: dict[tuple[date, str], float | None] = {}  # a batch repeats days and zones
+    zones: dict[tuple[Any, Any], str] = {}  # and destinations
     promised = np.full(len(shipments), np.nan)
     for i, s in enumerate(shipments):
         if (day := s.get("promised_delivery_date")) is None:
             continue
-        key = (day, destination_zone(s, default_zone))
+        where = (s.get("destination_postal_code"), s.get("destination_country"))
+        if where not in zones:
+            zones[where] = destination_zone(s, default_zone)
+        key = (day, zones[where])
         if key not in ends:
             ends[key] = hours_until_end_of(*key, now)
         if (h := ends[key]) is not None:
             promised[i] = h
     # The quantiles are already here: no second pass through the booster.
-    late = late_probability(hours, np.nan_to_num(promised, nan=0.0))
-    out = []
-    for i, shipment_scans in enumerate(scans):
-        p10, p50, p90 = (now + timedelta(hours=float(h)) for h in hours[i])
-        out.append(Prediction(
-            stage_of(shipment_scans), p10, p50, p90,
-            None if np.isnan(promised[i]) else float(late[i]),
-            stored_reasons(explained[i])))
-    return out
+    late = late_probability(hours, np.nan_to_num(promised, nan=0.0)).tolist()
+    known = (~np.isnan(promised)).tolist()
+    return [Prediction(stage_of(shipment_scans), p10, p50, p90,
+                       float(late[i]) if known[i] else None, stored_reasons(explained[i]))
+            for i, (shipment_scans, (p10, p50, p90))
+            in enumerate(zip(scans, _instants(now, hours), strict=True))]
 
 
 class EtaRuntime:
