@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,8 +44,15 @@ class Prediction:
 
 def destination_zone(shipment: Mapping[str, Any], default: str) -> str:
     """Where a promise is kept (all of its day): the destination's zone."""
-    return customer_zone(None, shipment.get("destination_postal_code"),
+    return _address_zone(shipment.get("destination_postal_code"),
                          shipment.get("destination_country"), default)
+
+
+@lru_cache(maxsize=65_536)
+def _address_zone(postal_code: str | None, country: str | None, default: str) -> str:
+    """:func:`customer_zone` of a destination without an order's zone (shops reuse
+    destinations: each is resolved once)."""
+    return customer_zone(None, postal_code, country, default)
 
 
 def hours_until_end_of(day: date | None, zone: str, now: datetime) -> float | None:
@@ -101,15 +109,11 @@ def _predictions(model: EtaModel, features: Features, shipments: list[dict[str, 
                  ) -> list[Prediction]:
     hours, explained = model.predict_explained(features, top=3)
     ends: dict[tuple[date, str], float | None] = {}  # a batch repeats days and zones
-    zones: dict[tuple[Any, Any], str] = {}  # and destinations
     promised = np.full(len(shipments), np.nan)
     for i, s in enumerate(shipments):
         if (day := s.get("promised_delivery_date")) is None:
             continue
-        where = (s.get("destination_postal_code"), s.get("destination_country"))
-        if where not in zones:
-            zones[where] = destination_zone(s, default_zone)
-        key = (day, zones[where])
+        key = (day, destination_zone(s, default_zone))
         if key not in ends:
             ends[key] = hours_until_end_of(*key, now)
         if (h := ends[key]) is not None:
