@@ -76,8 +76,11 @@ def stage_of(scans: list[dict[str, Any]]) -> str:
 def _instants(now: datetime, hours: np.ndarray) -> list[list[datetime]]:
     """``now`` + each of ``hours`` (rounded to the microsecond, as the database keeps
     them), row by row, made in one pass for a whole batch."""
+    hours = np.asarray(hours, dtype=np.float64)
+    if not np.isfinite(hours).all():  # as timedelta(hours=nan) would
+        raise ValueError("an ETA of no finite number of hours")
     start = (now - _EPOCH) // timedelta(microseconds=1)
-    us = start + np.rint(np.asarray(hours, dtype=np.float64) * 3_600_000_000).astype(np.int64)
+    us = start + np.rint(hours * 3_600_000_000).astype(np.int64)
     stamps = pd.to_datetime(us.ravel(), unit="us", utc=True).to_pydatetime()
     width = us.shape[1]
     return [list(stamps[i:i + width]) for i in range(0, len(stamps), width)]
