@@ -168,6 +168,10 @@ def test_a_batch_of_eta_instants_is_now_plus_each_predicted_hours() -> None:
              for g, h in zip(row, hs, strict=True)]
             for row, hs in zip(got, hours, strict=True)] == [[True] * 3] * 2
     assert got[1][2] == datetime(2027, 1, 12, 2, 0, 7, 123456, tzinfo=UTC)
+    many = np.linspace(0.0, 900.0, 60).reshape(20, 3)  # a batch's many instants
+    assert [[abs((g - (now + timedelta(hours=float(h)))).total_seconds()) <= 1e-6
+             for g, h in zip(row, hs, strict=True)]
+            for row, hs in zip(_instants(now, many), many, strict=True)] == [[True] * 3] * 20
 
 
 async def test_the_window_is_recalibrated_daily_and_picked_up_without_restart(
