@@ -39,6 +39,8 @@ class TreePaths:
     tree_group: np.ndarray   # (trees,) output each tree adds to
     left: np.ndarray         # (nodes,) global id of the left child, -1 for leaves
     right: np.ndarray
+    step_left: np.ndarray    # the walk's next node: the children, a leaf itself
+    step_right: np.ndarray
     feature: np.ndarray      # split feature index
     threshold: np.ndarray    # float32 split value (numeric splits)
     default_left: np.ndarray  # bool
@@ -93,8 +95,11 @@ class TreePaths:
         category_keys = (np.sort(np.concatenate(keys)) if keys
                          else np.empty(0, dtype=np.int64))
         cat_row, cat_table = _dense_sets(category_keys, offset, max_dense_cells)
+        left, right = np.concatenate(lefts), np.concatenate(rights)
+        itself = np.arange(len(left), dtype=np.int64)
         return cls(roots=np.asarray(roots, dtype=np.int64), tree_group=groups,
-                   left=np.concatenate(lefts), right=np.concatenate(rights),
+                   left=left, right=right, step_left=np.where(left < 0, itself, left),
+                   step_right=np.where(right < 0, itself, right),
                    feature=np.concatenate(feats), threshold=np.concatenate(thresholds),
                    default_left=np.concatenate(defaults), categorical=np.concatenate(cats),
                    mean=np.concatenate(means),
@@ -115,35 +120,38 @@ class TreePaths:
         faster)."""
         X = np.asarray(X, dtype=np.float32)
         n = len(X)
-        contrib = np.zeros(n * self.n_features)
         trees = (np.arange(len(self.roots)) if predict
                  else np.flatnonzero(self.tree_group == explain_group))
-        node = np.broadcast_to(self.roots[trees], (n, len(trees))).copy()
-        row = np.broadcast_to(np.arange(n)[:, None], node.shape)
-        explained = np.broadcast_to(self.tree_group[trees] == explain_group, node.shape)
+        # Every (row, tree) pair walks at once, flat; a leaf steps to itself (its mean
+        # changes by zero), so no pair is ever dropped and no level compacts the arrays.
+        node = np.tile(self.roots[trees], n)
+        at = np.repeat(np.arange(n, dtype=np.int64) * X.shape[1], len(trees))
+        cell = np.repeat(np.arange(n, dtype=np.int64) * self.n_features, len(trees))
+        values = X.ravel()
+        weight = (None if not predict else
+                  np.tile((self.tree_group[trees] == explain_group).astype(np.float64), n))
+        contrib = np.zeros(n * self.n_features)
         for _ in range(self.depth):
-            inner = self.left[node] >= 0
-            if not inner.any():
-                break
-            r, nd = row[inner], node[inner]
-            f = self.feature[nd]
-            x = X[r, f]
+            f = self.feature[node]
+            x = values[at + f]
             missing = np.isnan(x)
-            go_left = np.where(missing, self.default_left[nd], x < self.threshold[nd])
-            cat = self.categorical[nd] & ~missing
+            go_left = np.where(missing, self.default_left[node], x < self.threshold[node])
+            cat = self.categorical[node] & ~missing
             if cat.any():
-                go_left[cat] = ~self._goes_right(nd[cat], x[cat])
-            child = np.where(go_left, self.left[nd], self.right[nd])
-            mine = explained[inner]
-            contrib += np.bincount(r[mine] * self.n_features + f[mine],
-                                   (self.mean[child] - self.mean[nd])[mine],
+                go_left[cat] = ~self._goes_right(node[cat], x[cat])
+            child = np.where(go_left, self.step_left[node], self.step_right[node])
+            delta = self.mean[child] - self.mean[node]
+            contrib += np.bincount(cell + f, delta if weight is None else delta * weight,
                                    minlength=len(contrib))
-            node[inner] = child
+            if np.array_equal(child, node):
+                break
+            node = child
         if not predict:
             return None, contrib.reshape(n, self.n_features)
         n_groups = len(self.base_score)
-        leaves = np.bincount((row * n_groups + self.tree_group[None, :]).ravel(),
-                             self.mean[node].ravel(), minlength=n * n_groups)
+        row = np.repeat(np.arange(n), len(trees))
+        leaves = np.bincount(row * n_groups + np.tile(self.tree_group[trees], n),
+                             self.mean[node], minlength=n * n_groups)
         start = (np.broadcast_to(self.base_score, (n, n_groups)) if base_margin is None
                  else np.asarray(base_margin, dtype=np.float64).reshape(n, n_groups))
         return start + leaves.reshape(n, n_groups), contrib.reshape(n, self.n_features)

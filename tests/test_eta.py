@@ -132,7 +132,7 @@ async def test_batch_refresh_scores_like_one_at_a_time(
     ships = history.shipments  # type: ignore[attr-defined]
     in_flight = ships[(ships["label_created_at"] < NOW) & (ships["delivered_at"].isna()
                                                            | (ships["delivered_at"] > NOW))]
-    ids = list(in_flight["shipment_id"].astype(str)[:5])
+    ids = list(in_flight["shipment_id"].astype(str)[:40])
     runtime = EtaRuntime(ManualClock(NOW))
     async with pool.acquire() as conn:
         await conn.execute("UPDATE shipments SET status = 'in_transit', delivered_at = NULL "
@@ -143,9 +143,35 @@ async def test_batch_refresh_scores_like_one_at_a_time(
     for shipment_id in ids:
         a, b = batch[shipment_id], single[shipment_id]
         assert b is not None
+        assert abs((a.p10 - b.p10).total_seconds()) < 1
         assert abs((a.p50 - b.p50).total_seconds()) < 1
         assert abs((a.p90 - b.p90).total_seconds()) < 1
+        assert a.stage == b.stage
+        assert (a.prob_late is None) == (b.prob_late is None)
+        assert a.prob_late is None or b.prob_late is None or abs(a.prob_late - b.prob_late) < 1e-3
         assert a.reasons == b.reasons
+    # Every window is ordered and after `now`, and the batch mixes stages.
+    assert all(NOW <= p.p10 <= p.p50 <= p.p90 for p in batch.values())
+    assert len({p.stage for p in batch.values()}) > 1
+
+
+def test_a_batch_of_eta_instants_is_now_plus_each_predicted_hours() -> None:
+    """The batch's instants (made in one pass) are what `now + timedelta(hours=h)` gives."""
+    import numpy as np
+
+    from service.eta.runtime import _instants
+
+    now = datetime(2026, 10, 20, 18, 0, 7, 123456, tzinfo=UTC)
+    hours = np.array([[0.0, 1.5, 100.123456789], [3.3333333, 47.77777, 2000.0]])
+    got = _instants(now, hours)
+    assert [[abs((g - (now + timedelta(hours=float(h)))).total_seconds()) <= 1e-6
+             for g, h in zip(row, hs, strict=True)]
+            for row, hs in zip(got, hours, strict=True)] == [[True] * 3] * 2
+    assert got[1][2] == datetime(2027, 1, 12, 2, 0, 7, 123456, tzinfo=UTC)
+    many = np.linspace(0.0, 900.0, 60).reshape(20, 3)  # a batch's many instants
+    assert [[abs((g - (now + timedelta(hours=float(h)))).total_seconds()) <= 1e-6
+             for g, h in zip(row, hs, strict=True)]
+            for row, hs in zip(_instants(now, many), many, strict=True)] == [[True] * 3] * 20
 
 
 async def test_the_window_is_recalibrated_daily_and_picked_up_without_restart(

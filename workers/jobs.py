@@ -131,7 +131,7 @@ def riding_out_outages(job: BatchJob) -> BatchJob:
 
 
 JOBS: dict[WorkKind, Job] = {
-    WorkKind.REFRESH_SHIPMENT: Job(refresh_shipments, 50, deep_batch_size=250),
+    WorkKind.REFRESH_SHIPMENT: Job(refresh_shipments, 50, deep_batch_size=500),
     WorkKind.SEND_NOTIFICATION: Job(send_notifications, 25, deep_batch_size=100),
 }
 FUNCTIONS: list[Function] = [

@@ -104,9 +104,22 @@ def _describe(feature: str, slower: bool, unknown_hours: bool, carrier_code: str
 
 
 def stored_reasons(reasons: Sequence[Reason]) -> list[dict[str, Any]]:
-    """A prediction's reasons as stored with its ETA (and shown by the API)."""
-    return [{"feature": r.feature, "reason": describe(r.feature, r.hours, r.context),
-             "hours": r.hours} for r in reasons]
+    """A prediction's reasons as stored with its ETA (and shown by the API): each
+    :func:`describe`'s sentence (a row's reasons share its values: read them once)."""
+    out = []
+    context: Mapping[str, Any] | None = None
+    values: tuple[str, str, str, str] = ("", "", "", "")
+    for r in reasons:
+        if r.context is not context:
+            context = r.context
+            values = (str(context.get("carrier", "unknown")),
+                      str(context.get("service_level", "unknown")),
+                      str(context.get("destination_state", "unknown")),
+                      str(context.get("latest_status", "unknown")))
+        out.append({"feature": r.feature,
+                    "reason": _describe(r.feature, r.hours > 0, math.isnan(r.hours), *values),
+                    "hours": r.hours})
+    return out
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,15 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import numpy as np
+import pandas as pd
 
 from predictor.features import recent_performance, serving_rows
 from predictor.model import EtaModel, Features, late_probability
@@ -27,6 +29,8 @@ from service.tracking.taxonomy import NOT_CARRIER_SCANS
 from service.zones import customer_zone
 
 RECENT_WINDOW = timedelta(days=21)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FEW_INSTANTS = 48
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,15 @@ class Prediction:
 
 def destination_zone(shipment: Mapping[str, Any], default: str) -> str:
     """Where a promise is kept (all of its day): the destination's zone."""
-    return customer_zone(None, shipment.get("destination_postal_code"),
+    return _address_zone(shipment.get("destination_postal_code"),
                          shipment.get("destination_country"), default)
+
+
+@lru_cache(maxsize=65_536)
+def _address_zone(postal_code: str | None, country: str | None, default: str) -> str:
+    """:func:`customer_zone` of a destination without an order's zone (shops reuse
+    destinations: each is resolved once)."""
+    return customer_zone(None, postal_code, country, default)
 
 
 def hours_until_end_of(day: date | None, zone: str, now: datetime) -> float | None:
@@ -54,10 +65,30 @@ def hours_until_end_of(day: date | None, zone: str, now: datetime) -> float | No
 
 
 def stage_of(scans: list[dict[str, Any]]) -> str:
-    carrier_scans = [s for s in scans if s["status"] not in NOT_CARRIER_SCANS]
-    if not carrier_scans:
-        return "label"
-    return "first_scan" if len(carrier_scans) == 1 else "later"
+    carrier_scans = 0
+    for s in scans:
+        if s["status"] not in NOT_CARRIER_SCANS:
+            carrier_scans += 1
+            if carrier_scans == 2:
+                return "later"
+    return "first_scan" if carrier_scans else "label"
+
+
+def _instants(now: datetime, hours: np.ndarray) -> list[list[datetime]]:
+    """``now`` + each of ``hours`` (rounded to the microsecond, as the database keeps
+    them), row by row, made in one pass for a whole batch."""
+    hours = np.asarray(hours, dtype=np.float64)
+    if not np.isfinite(hours).all():  # as timedelta(hours=nan) would
+        raise ValueError("an ETA of no finite number of hours")
+    start = (now - _EPOCH) // timedelta(microseconds=1)
+    us = start + np.rint(hours * 3_600_000_000).astype(np.int64)
+    # pandas makes many at C speed but costs ~50 us a call: a refresh of one shipment
+    # (three instants) takes numpy's naive datetimes instead.
+    stamps = (pd.to_datetime(us.ravel(), unit="us", utc=True).to_pydatetime()
+              if us.size > _FEW_INSTANTS else
+              [s.replace(tzinfo=UTC) for s in us.ravel().astype("datetime64[us]").astype(object)])
+    width = us.shape[1]
+    return [list(stamps[i:i + width]) for i in range(0, len(stamps), width)]
 
 
 async def refresh_inputs(conn: asyncpg.Connection, shipment_ids: list[str], now: datetime
@@ -96,15 +127,12 @@ def _predictions(model: EtaModel, features: Features, shipments: list[dict[str, 
         if (h := ends[key]) is not None:
             promised[i] = h
     # The quantiles are already here: no second pass through the booster.
-    late = late_probability(hours, np.nan_to_num(promised, nan=0.0))
-    out = []
-    for i, shipment_scans in enumerate(scans):
-        p10, p50, p90 = (now + timedelta(hours=float(h)) for h in hours[i])
-        out.append(Prediction(
-            stage_of(shipment_scans), p10, p50, p90,
-            None if np.isnan(promised[i]) else float(late[i]),
-            stored_reasons(explained[i])))
-    return out
+    late = late_probability(hours, np.nan_to_num(promised, nan=0.0)).tolist()
+    known = (~np.isnan(promised)).tolist()
+    return [Prediction(stage_of(shipment_scans), p10, p50, p90,
+                       float(late[i]) if known[i] else None, stored_reasons(explained[i]))
+            for i, (shipment_scans, (p10, p50, p90))
+            in enumerate(zip(scans, _instants(now, hours), strict=True))]
 
 
 class EtaRuntime:
