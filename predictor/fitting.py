@@ -77,6 +77,16 @@ def recency_weights(label_s: np.ndarray, at_s: float, half_life_days: float | No
     return weights
 
 
+@dataclass
+class PreparedFit:
+    """A fit's training matrix, built (:func:`prepare_fit`) but not yet boosted
+    (:func:`train_prepared`): the snapshot table it was read from can be freed in between,
+    so the table and the booster's training state are never held at once."""
+
+    model: EtaModel  # uncalibrated, no trees yet: names, categories, fit metadata
+    matrix: xgb.DMatrix
+
+
 def fit_booster(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
                 params: Mapping[str, Any], rounds: int, options: FitOptions = FitOptions(),
                 weights: np.ndarray | None = None, progress: Progress | None = None
@@ -84,8 +94,17 @@ def fit_booster(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
     """An :class:`EtaModel` (uncalibrated: empty conformal offsets) fitted on ``X.iloc[rows]``.
 
     ``params``: XGBoost parameters (``quantile_alpha`` included); ``weights``: one per row
-    of ``rows``. The float32 matrix is filled chunk by chunk without copying the rows'
-    table."""
+    of ``rows``. :func:`prepare_fit` then :func:`train_prepared`."""
+    prepared = prepare_fit(X, y, rows, params=params, options=options, weights=weights)
+    return train_prepared(prepared, params=params, rounds=rounds, progress=progress)
+
+
+def prepare_fit(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
+                params: Mapping[str, Any], options: FitOptions = FitOptions(),
+                weights: np.ndarray | None = None) -> PreparedFit:
+    """The model's encodings and the training matrix of ``X.iloc[rows]``; nothing in the
+    result refers to ``X`` or ``y``. The float32 matrix is filled chunk by chunk without
+    copying the rows' table."""
     names = [f for f in FEATURES if f in set(options.features)]
     model = EtaModel(booster=xgb.Booster(), feature_names=names,
                      categories=present_categories(X, rows))
@@ -95,9 +114,7 @@ def fit_booster(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
         model.metadata["base_margin"] = options.base_margin
     if options.correction:
         model.metadata["correction"] = CORRECTION
-    merged = dict(params)
-    merged["quantile_alpha"] = np.asarray(merged["quantile_alpha"], dtype=float)
-    max_bin = merged.get("max_bin", 256)
+    max_bin = params.get("max_bin", 256)
     if len(rows) > ENCODE_CHUNK:
         # Memory: XGBoost reads the rows chunk by chunk (twice: sketch, then bins), so no
         # float32 copy of every training row is ever held beside its binned matrix.
@@ -114,8 +131,18 @@ def fit_booster(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
                                      feature_types=feature_types(names),
                                      enable_categorical=True, max_bin=max_bin)
         del matrix, margin
+    return PreparedFit(model, dtrain)
+
+
+def train_prepared(prepared: PreparedFit, *, params: Mapping[str, Any], rounds: int,
+                   progress: Progress | None = None) -> EtaModel:
+    """Boost ``rounds`` rounds on a :func:`prepare_fit` matrix; the model it prepared,
+    with its trees."""
+    merged = dict(params)
+    merged["quantile_alpha"] = np.asarray(merged["quantile_alpha"], dtype=float)
     callbacks = [_ProgressCallback(progress, rounds)] if progress is not None else None
-    model.booster = xgb.train(merged, dtrain, rounds, callbacks=callbacks)
+    model = prepared.model
+    model.booster = xgb.train(merged, prepared.matrix, rounds, callbacks=callbacks)
     return model
 
 

@@ -50,9 +50,12 @@ from predictor.features import (
 )
 from predictor.fitting import (
     FitOptions,
+    PreparedFit,
     fit_booster,
+    prepare_fit,
     raw_rows,
     recency_weights,
+    train_prepared,
 )
 from predictor.memory import release_memory
 from predictor.model import MARGIN_NAME, QUANTILES, EtaModel
@@ -73,6 +76,12 @@ TARGET_COVERAGE = 0.8
 # Rows per chunk when encoding and scoring snapshots, shipments per chunk of the oracle.
 EVAL_CHUNK = 250_000
 ORACLE_CHUNK = 20_000
+# The columns of the calibration and test rows the calibration and the report read
+# (correction segments, scan groups, the lane-median baseline, promise and carrier
+# estimate); only these are copied out of the snapshot table.
+REPORT_COLUMNS = ("carrier", "service_level", "lane", "promised_lead_bdays", "n_scans",
+                  "hours_since_label", "hours_since_handover", "hours_to_promise",
+                  "carrier_estimate_hours")
 
 
 def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
@@ -128,10 +137,11 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
         opts = replace(opts, base_margin=(MARGIN_NAME if legacy is True else legacy or None))
     report_progress("encoding", 0.1)
     # Memory (1M shipments: ~6.7M snapshots): the float32 training matrix is filled chunk
-    # by chunk (no copy of the fit rows' table, predictor.fitting); the calibration and
-    # test rows are copied out of the table only after the first fit, and the refit runs
-    # before the evaluation, so the whole table is gone before the evaluation's
-    # temporaries exist. Free memory goes back to the system between the phases.
+    # by chunk (no copy of the fit rows' table, predictor.fitting). After the first fit,
+    # the evaluation booster scores the calibration and test rows in chunks, only the
+    # columns the report reads are copied out (REPORT_COLUMNS), and the refit's matrix is
+    # built; then the table goes, before the refit boosts and before the calibration's and
+    # evaluation's temporaries exist. Free memory goes back to the system between phases.
     fit_shipments = np.unique(snapshot_rows(attrs, meta["shipment_id"].iloc[fit_rows]))
     meta_test = meta.iloc[test_rows].reset_index(drop=True)
     cal_s, cal_delivered = (_epoch_s(meta[c].iloc[cal_rows]) for c in ("as_of", "delivered_at"))
@@ -152,18 +162,36 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     del fit_weights
     release_memory()
 
-    report_progress("calibrating", 0.9)
-    X_cal, y_cal = X.iloc[cal_rows].reset_index(drop=True), y[cal_rows]
-    X_test, y_test = X.iloc[test_rows].reset_index(drop=True), y[test_rows]
-    if not refit:
-        del X, y
+    # The evaluation booster's raw outputs on the calibration and test rows.
+    raw_cal = raw_rows(model, X, cal_rows)
+    raw_test = raw_rows(model, X, test_rows)
+    X_cal, y_cal = _report_rows(X, cal_rows), y[cal_rows]
+    X_test, y_test = _report_rows(X, test_rows), y[test_rows]
+    rows_info = {"train": int(len(fit_rows)), "calibration": int(len(cal_rows)),
+                 "test": int(len(test_rows))}
+    # Fitted before the calibration slice: what a promotion gate may score on later parcels
+    # (the refitted model has seen them; predictor.promotion).
+    holdout = model
+    refitted: EtaModel | None = None
+    prepared: PreparedFit | None = None
+    if refit:
+        report_progress("refitting on everything known", 0.9)
+        prepared = prepare_fit(X, y, all_rows, params=merged, options=opts,
+                               weights=recency_weights(all_label, last.timestamp(),
+                                                       opts.half_life_days))
+    del X, y
+    release_memory()
+    if prepared is not None:
+        refitted = train_prepared(prepared, params=merged, rounds=rounds)
+        del prepared
+        release_memory()
+
+    report_progress("calibrating", 0.92)
     # Static conformal offsets on the calibration slice: kept for the report (what the
     # window would hold without adaptation).
-    raw_cal = model.predict_raw(X_cal)
     static = conformal_offsets(raw_cal, y_cal, X_cal["n_scans"].to_numpy())
     # Adaptive calibration (predictor.calibration): every out-of-sample snapshot with what
     # became of it (calibration and test slices, and parcels never delivered, censored).
-    raw_test = raw_rows(model, X_test)
     test_s = _epoch_s(meta_test["as_of"])
     test_group = scan_group(X_test["n_scans"].to_numpy())
     end_s = float(np.nanmax(np.r_[attrs["delivered_s"].to_numpy(), label_s]))
@@ -195,19 +223,6 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     deployed = outcomes.factors(last.timestamp(), WINDOW_DAYS, previous=state)
     del outcomes, raw_test, test_segments, test_group, state, initial
     release_memory()
-    rows_info = {"train": int(len(fit_rows)), "calibration": int(len(cal_rows)),
-                 "test": int(len(test_rows))}
-    # Fitted before the calibration slice: what a promotion gate may score on later parcels
-    # (the refitted model has seen them; predictor.promotion).
-    holdout = model
-    refitted: EtaModel | None = None
-    if refit:
-        report_progress("refitting on everything known", 0.92)
-        refitted = fit_booster(X, y, all_rows, params=merged, rounds=rounds, options=opts,
-                               weights=recency_weights(all_label, last.timestamp(),
-                                                       opts.half_life_days))
-        del X, y
-        release_memory()
 
     report_progress("evaluating", 0.96)
     baseline = LaneMedianBaseline.fit_attributes(attrs.iloc[fit_shipments])
@@ -249,6 +264,11 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
               "conformal": model.conformal, "conformal_static": static,
               "evaluation": evaluation, "holdout_model": holdout}
     return model, report
+
+
+def _report_rows(X: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """The :data:`REPORT_COLUMNS` of ``X.iloc[rows]`` (only those columns are copied)."""
+    return X[[c for c in REPORT_COLUMNS if c in X.columns]].iloc[rows].reset_index(drop=True)
 
 
 def _drift_reference(X: pd.DataFrame, rows: np.ndarray, as_of_s: np.ndarray,
