@@ -24,6 +24,7 @@ import predictor.train as T
 from bench.common import rss_mb
 
 STEPS = ("shipment_attributes", "recent_performance", "training_snapshots", "fit_booster",
+         "prepare_fit", "train_prepared",
          "raw_rows", "snapshot_outcomes", "online_quantiles", "evaluate_snapshots",
          "recalibrate")
 

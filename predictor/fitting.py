@@ -37,6 +37,7 @@ from predictor.model import (
     feature_types,
     model_margin,
 )
+from predictor.spill import SpilledTable, take_rows
 
 Progress = Callable[[str, float], None]
 ENCODE_CHUNK = 250_000
@@ -99,12 +100,12 @@ def fit_booster(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
     return train_prepared(prepared, params=params, rounds=rounds, progress=progress)
 
 
-def prepare_fit(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
+def prepare_fit(X: pd.DataFrame | SpilledTable, y: np.ndarray, rows: np.ndarray, *,
                 params: Mapping[str, Any], options: FitOptions = FitOptions(),
                 weights: np.ndarray | None = None) -> PreparedFit:
     """The model's encodings and the training matrix of ``X.iloc[rows]``; nothing in the
     result refers to ``X`` or ``y``. The float32 matrix is filled chunk by chunk without
-    copying the rows' table."""
+    copying the rows' table (``X`` may wait on disk: :class:`predictor.spill.SpilledTable`)."""
     names = [f for f in FEATURES if f in set(options.features)]
     model = EtaModel(booster=xgb.Booster(), feature_names=names,
                      categories=present_categories(X, rows))
@@ -125,7 +126,8 @@ def prepare_fit(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
         matrix = encode_rows(model, X, rows)
         margin = (None if options.base_margin is None else model_margin(
             options.base_margin,
-            {c: X[c].to_numpy()[rows] for c in MARGIN_COLUMNS[options.base_margin]}))
+            {c: v.to_numpy() for c, v in take_rows(
+                X, rows, MARGIN_COLUMNS[options.base_margin]).items()}))
         dtrain = xgb.QuantileDMatrix(matrix, label=y[rows], weight=weights,
                                      base_margin=margin, feature_names=names,
                                      feature_types=feature_types(names),
@@ -146,7 +148,7 @@ def train_prepared(prepared: PreparedFit, *, params: Mapping[str, Any], rounds: 
     return model
 
 
-def present_categories(X: pd.DataFrame, rows: np.ndarray) -> dict[str, list[str]]:
+def present_categories(X: pd.DataFrame | SpilledTable, rows: np.ndarray) -> dict[str, list[str]]:
     """:func:`~predictor.model.category_codes` of ``X.iloc[rows]`` without copying those
     rows."""
     out: dict[str, list[str]] = {}
@@ -155,7 +157,7 @@ def present_categories(X: pd.DataFrame, rows: np.ndarray) -> dict[str, list[str]
             continue
         col = X[c]
         if not isinstance(col.dtype, pd.CategoricalDtype):
-            out |= category_codes(X[[c]].iloc[rows])
+            out |= category_codes(take_rows(X, rows, [c]))
             continue
         used = np.unique(col.cat.codes.to_numpy()[rows])
         names = np.append(col.cat.categories.astype(str).to_numpy(dtype=object), "nan")
@@ -163,11 +165,11 @@ def present_categories(X: pd.DataFrame, rows: np.ndarray) -> dict[str, list[str]
     return out
 
 
-def encode_rows(model: EtaModel, X: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+def encode_rows(model: EtaModel, X: pd.DataFrame | SpilledTable, rows: np.ndarray) -> np.ndarray:
     """``model.encode(X.iloc[rows])``, filled ENCODE_CHUNK rows at a time."""
     out = np.empty((len(rows), len(model.feature_names)), dtype=np.float32)
     for lo in range(0, len(rows), ENCODE_CHUNK):
-        out[lo:lo + ENCODE_CHUNK] = model.encode(X.iloc[rows[lo:lo + ENCODE_CHUNK]])
+        out[lo:lo + ENCODE_CHUNK] = model.encode(take_rows(X, rows[lo:lo + ENCODE_CHUNK]))
     return out
 
 
@@ -176,7 +178,7 @@ class RowChunks(xgb.DataIter):
     (label, weight and base margin alongside): a :class:`xgboost.QuantileDMatrix` built from
     it never needs the whole float32 matrix at once."""
 
-    def __init__(self, model: EtaModel, X: pd.DataFrame, y: np.ndarray, rows: np.ndarray,
+    def __init__(self, model: EtaModel, X: pd.DataFrame | SpilledTable, y: np.ndarray, rows: np.ndarray,
                  weights: np.ndarray | None, margin: str | None,
                  chunk: int = ENCODE_CHUNK) -> None:
         self._model, self._X, self._y, self._rows = model, X, y, rows
@@ -188,7 +190,7 @@ class RowChunks(xgb.DataIter):
             return False
         lo, hi = self._lo, self._lo + self._chunk
         sel = self._rows[lo:hi]
-        part = self._X.iloc[sel]
+        part = take_rows(self._X, sel)
         names = self._model.feature_names
         input_data(data=self._model.encode(part), label=self._y[sel],
                    weight=None if self._weights is None else self._weights[lo:hi],
@@ -202,12 +204,12 @@ class RowChunks(xgb.DataIter):
         self._lo = 0
 
 
-def raw_rows(model: EtaModel, X: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+def raw_rows(model: EtaModel, X: pd.DataFrame | SpilledTable, rows: np.ndarray | None = None) -> np.ndarray:
     """``model.predict_raw(X.iloc[rows])``, ENCODE_CHUNK rows at a time."""
     idx = np.arange(len(X)) if rows is None else rows
     out = np.empty((len(idx), 3))
     for lo in range(0, len(idx), ENCODE_CHUNK):
-        part = X.iloc[idx[lo:lo + ENCODE_CHUNK]]
+        part = take_rows(X, idx[lo:lo + ENCODE_CHUNK])
         out[lo:lo + ENCODE_CHUNK] = model.predict_raw(part)
     return out
 

@@ -21,6 +21,7 @@ strictly as of each snapshot, so no row sees a delivery from its own future.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -59,6 +60,7 @@ from predictor.fitting import (
 )
 from predictor.memory import release_memory
 from predictor.model import MARGIN_NAME, QUANTILES, EtaModel
+from predictor.spill import SpilledTable, take_rows
 
 Progress = Callable[[str, float], None]
 # Small, strongly regularised trees, chosen on the walk-forward backtest over every Olist
@@ -82,6 +84,9 @@ ORACLE_CHUNK = 20_000
 REPORT_COLUMNS = ("carrier", "service_level", "lane", "promised_lead_bdays", "n_scans",
                   "hours_since_label", "hours_since_handover", "hours_to_promise",
                   "carrier_estimate_hours")
+# Snapshot tables over this many rows wait on local disk while the boosters' matrices are
+# built and trained (predictor.spill): ~90 bytes a row that need not stay in memory.
+SPILL_ROWS = 1_000_000
 
 
 def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
@@ -89,7 +94,8 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                 progress: Progress | None = None, num_boost_round: int = DEFAULT_ROUNDS,
                 calibration_fraction: float = 0.15, max_train_rows: int | None = None,
                 trained_at: datetime | None = None, options: FitOptions | None = None,
-                refit: bool = True) -> tuple[EtaModel, dict[str, Any]]:
+                refit: bool = True, spill_rows: int | None = SPILL_ROWS
+                ) -> tuple[EtaModel, dict[str, Any]]:
     """Train an :class:`EtaModel` and evaluate it on the period after ``cutoff``.
 
     ``cutoff`` defaults to the 80th percentile of label times. ``max_train_rows``
@@ -99,7 +105,9 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     (:class:`predictor.fitting.FitOptions`; ``params={"base_margin": True}`` still turns
     the base margin on). ``refit``: hand back a booster refitted on everything delivered
     by the last label (see the module docstring) instead of the evaluation booster.
-    Returns the model and a report dict (``report["holdout_model"]``: the evaluation
+    ``spill_rows``: a snapshot table longer than this waits in a temporary folder while
+    the boosters are fitted (:class:`predictor.spill.SpilledTable`; None: never), the
+    model is the same. Returns the model and a report dict (``report["holdout_model"]``: the evaluation
     booster, fitted before the calibration slice, not for JSON).
     """
     report_progress = progress or (lambda _msg, _frac: None)
@@ -156,17 +164,21 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                                        _epoch_s(meta["as_of"]), first.timestamp())
     del meta, snap_label_all
     fit_weights = recency_weights(snap_label_fit, cut.timestamp(), opts.half_life_days)
+    spill = (tempfile.TemporaryDirectory(prefix="parcelcast-snapshots-")
+             if spill_rows is not None and len(X) > spill_rows else None)
+    table: pd.DataFrame | SpilledTable = X if spill is None else SpilledTable(X, spill.name)
+    del X
     release_memory()
-    model = fit_booster(X, y, fit_rows, params=merged, rounds=rounds, options=opts,
+    model = fit_booster(table, y, fit_rows, params=merged, rounds=rounds, options=opts,
                         weights=fit_weights, progress=report_progress)
     del fit_weights
     release_memory()
 
     # The evaluation booster's raw outputs on the calibration and test rows.
-    raw_cal = raw_rows(model, X, cal_rows)
-    raw_test = raw_rows(model, X, test_rows)
-    X_cal, y_cal = _report_rows(X, cal_rows), y[cal_rows]
-    X_test, y_test = _report_rows(X, test_rows), y[test_rows]
+    raw_cal = raw_rows(model, table, cal_rows)
+    raw_test = raw_rows(model, table, test_rows)
+    X_cal, y_cal = take_rows(table, cal_rows, REPORT_COLUMNS), y[cal_rows]
+    X_test, y_test = take_rows(table, test_rows, REPORT_COLUMNS), y[test_rows]
     rows_info = {"train": int(len(fit_rows)), "calibration": int(len(cal_rows)),
                  "test": int(len(test_rows))}
     # Fitted before the calibration slice: what a promotion gate may score on later parcels
@@ -176,10 +188,12 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     prepared: PreparedFit | None = None
     if refit:
         report_progress("refitting on everything known", 0.9)
-        prepared = prepare_fit(X, y, all_rows, params=merged, options=opts,
+        prepared = prepare_fit(table, y, all_rows, params=merged, options=opts,
                                weights=recency_weights(all_label, last.timestamp(),
                                                        opts.half_life_days))
-    del X, y
+    del table, y
+    if spill is not None:
+        spill.cleanup()
     release_memory()
     if prepared is not None:
         refitted = train_prepared(prepared, params=merged, rounds=rounds)
@@ -264,11 +278,6 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
               "conformal": model.conformal, "conformal_static": static,
               "evaluation": evaluation, "holdout_model": holdout}
     return model, report
-
-
-def _report_rows(X: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
-    """The :data:`REPORT_COLUMNS` of ``X.iloc[rows]`` (only those columns are copied)."""
-    return X[[c for c in REPORT_COLUMNS if c in X.columns]].iloc[rows].reset_index(drop=True)
 
 
 def _drift_reference(X: pd.DataFrame, rows: np.ndarray, as_of_s: np.ndarray,
