@@ -47,6 +47,7 @@ from predictor.features import (
     CATEGORICAL,
     recent_performance,
     shipment_attributes,
+    spilled_snapshots,
     training_snapshots,
 )
 from predictor.fitting import (
@@ -84,9 +85,10 @@ ORACLE_CHUNK = 20_000
 REPORT_COLUMNS = ("carrier", "service_level", "lane", "promised_lead_bdays", "n_scans",
                   "hours_since_label", "hours_since_handover", "hours_to_promise",
                   "carrier_estimate_hours")
-# Snapshot tables over this many rows wait on local disk while the boosters' matrices are
-# built and trained (predictor.spill): ~90 bytes a row that need not stay in memory.
-SPILL_ROWS = 1_000_000
+# Histories of more shipments than this keep their snapshot table's numeric columns on
+# local disk (predictor.spill): ~90 bytes a snapshot, ~6.7 snapshots a shipment, that the
+# chunked matrix building and scoring read back instead of holding.
+SPILL_SHIPMENTS = 100_000
 
 
 def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
@@ -94,7 +96,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                 progress: Progress | None = None, num_boost_round: int = DEFAULT_ROUNDS,
                 calibration_fraction: float = 0.15, max_train_rows: int | None = None,
                 trained_at: datetime | None = None, options: FitOptions | None = None,
-                refit: bool = True, spill_rows: int | None = SPILL_ROWS
+                refit: bool = True, spill_shipments: int | None = SPILL_SHIPMENTS
                 ) -> tuple[EtaModel, dict[str, Any]]:
     """Train an :class:`EtaModel` and evaluate it on the period after ``cutoff``.
 
@@ -105,16 +107,25 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     (:class:`predictor.fitting.FitOptions`; ``params={"base_margin": True}`` still turns
     the base margin on). ``refit``: hand back a booster refitted on everything delivered
     by the last label (see the module docstring) instead of the evaluation booster.
-    ``spill_rows``: a snapshot table longer than this waits in a temporary folder while
-    the boosters are fitted (:class:`predictor.spill.SpilledTable`; None: never), the
-    model is the same. Returns the model and a report dict (``report["holdout_model"]``: the evaluation
+    ``spill_shipments``: with a history of more shipments, the snapshot table's numeric
+    columns wait in a temporary folder until both boosters' matrices are built
+    (:func:`predictor.features.spilled_snapshots`; None: never); the model is the same.
+    Returns the model and a report dict (``report["holdout_model"]``: the evaluation
     booster, fitted before the calibration slice, not for JSON).
     """
     report_progress = progress or (lambda _msg, _frac: None)
     report_progress("building snapshots", 0.0)
     attrs = shipment_attributes(shipments)
     recent = recent_performance(shipments, attrs)
-    X, y, meta = training_snapshots(shipments, events, recent=recent, attributes=attrs)
+    spill = (tempfile.TemporaryDirectory(prefix="parcelcast-snapshots-")
+             if spill_shipments is not None and len(shipments) > spill_shipments else None)
+    table: pd.DataFrame | SpilledTable
+    if spill is None:
+        table, y, meta = training_snapshots(shipments, events, recent=recent,
+                                            attributes=attrs)
+    else:
+        table, y, meta = spilled_snapshots(shipments, events, spill.name, recent=recent,
+                                           attributes=attrs)
     attrs = attrs.drop(columns=["tracking_number"])  # (a string per shipment) joined scans
     release_memory()
     label_s = attrs["label_s"].to_numpy()
@@ -160,14 +171,10 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                                                           replace=False))
     all_label = label_s[snapshot_rows(attrs, meta["shipment_id"].iloc[all_rows])]
     # The training set's main-feature histograms, for the live drift check (predictor.drift).
-    drift_reference = _drift_reference(X, all_rows if refit else fit_rows,
+    drift_reference = _drift_reference(table, all_rows if refit else fit_rows,
                                        _epoch_s(meta["as_of"]), first.timestamp())
     del meta, snap_label_all
     fit_weights = recency_weights(snap_label_fit, cut.timestamp(), opts.half_life_days)
-    spill = (tempfile.TemporaryDirectory(prefix="parcelcast-snapshots-")
-             if spill_rows is not None and len(X) > spill_rows else None)
-    table: pd.DataFrame | SpilledTable = X if spill is None else SpilledTable(X, spill.name)
-    del X
     release_memory()
     model = fit_booster(table, y, fit_rows, params=merged, rounds=rounds, options=opts,
                         weights=fit_weights, progress=report_progress)
@@ -280,7 +287,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     return model, report
 
 
-def _drift_reference(X: pd.DataFrame, rows: np.ndarray, as_of_s: np.ndarray,
+def _drift_reference(X: pd.DataFrame | SpilledTable, rows: np.ndarray, as_of_s: np.ndarray,
                      first_label_s: float, max_rows: int = 200_000) -> dict[str, Any]:
     """:func:`predictor.drift.reference_histograms` of the training rows once the history
     has warmed up (:data:`predictor.drift.WARM_UP_DAYS` after the first label: before it
@@ -290,7 +297,7 @@ def _drift_reference(X: pd.DataFrame, rows: np.ndarray, as_of_s: np.ndarray,
     rows = warm if len(warm) else rows
     if len(rows) > max_rows:
         rows = np.sort(np.random.default_rng(0).choice(rows, max_rows, replace=False))
-    return reference_histograms(X.iloc[rows])
+    return reference_histograms(take_rows(X, rows))
 
 
 def conformal_offsets(raw: np.ndarray, y: np.ndarray, n_scans: np.ndarray | None = None,

@@ -20,6 +20,7 @@ from predictor.features import (
     NUMERIC,
     recent_performance,
     shipment_attributes,
+    spilled_snapshots,
     training_snapshots,
 )
 from predictor.simulator import SimulatedHistory
@@ -67,16 +68,27 @@ def test_chunked_oracle_equals_one_pass(history: SimulatedHistory,
 
 
 def test_a_spilled_table_gives_back_the_rows_it_was_given(history: SimulatedHistory,
-                                                          tmp_path: Path) -> None:
-    X, _, _ = training_snapshots(history.shipments.head(600), history.events,
-                                 recent=recent_performance(history.shipments))
-    table = SpilledTable(X, tmp_path)
+                                                          tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    s, ev = history.shipments.head(600), history.events
+    recent = recent_performance(history.shipments)
+    X, y, meta = training_snapshots(s, ev, recent=recent)
+    monkeypatch.setattr(features, "_CHUNK", 997)  # written to disk in several chunks
+    (tmp_path / "built").mkdir()
+    built, y2, meta2 = spilled_snapshots(s, ev, tmp_path / "built", recent=recent)
+    (tmp_path / "written").mkdir()
+    written = SpilledTable.write(X, tmp_path / "written")
+    assert len(X) > 3 * 997 and len(built) == len(written) == len(X)
+    assert len(list((tmp_path / "built").iterdir())) == len(NUMERIC)  # numbers on disk
+    np.testing.assert_array_equal(y, y2)
+    pd.testing.assert_frame_equal(meta, meta2)
     rows = np.sort(np.random.default_rng(1).choice(len(X), len(X) // 3, replace=False))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"{j}.npy" for j, c in enumerate(X.columns) if c in NUMERIC)  # numbers on disk
-    pd.testing.assert_frame_equal(table.take(rows), X.iloc[rows].reset_index(drop=True))
-    pd.testing.assert_frame_equal(take_rows(table, rows, ["lane", "n_scans"]),
-                                  take_rows(X, rows, ["lane", "n_scans"]))
+    for table in (built, written):
+        assert list(table.columns) == list(X.columns)
+        pd.testing.assert_frame_equal(table.take(rows), X.iloc[rows].reset_index(drop=True))
+        pd.testing.assert_frame_equal(take_rows(table, rows, ["lane", "n_scans"]),
+                                      take_rows(X, rows, ["lane", "n_scans"]))
     assert list(take_rows(X, rows, ["n_scans", "lane"]).columns) == ["lane", "n_scans"]
 
 
@@ -90,12 +102,12 @@ def test_training_with_the_table_on_disk_gives_the_same_model(
 
     def progress(stage: str, _fraction: float) -> None:
         if stage == "boosting":
-            seen.extend(str(p) for p in tmp_path.rglob("*.npy"))
+            seen.extend(str(p) for p in tmp_path.rglob("*.float32"))
 
     kwargs: dict[str, Any] = {"num_boost_round": 8, "params": {"nthread": 1}}
-    kept, kept_report = train.train_model(s, ev, spill_rows=None, **kwargs)
+    kept, kept_report = train.train_model(s, ev, spill_shipments=None, **kwargs)
     assert not seen and not list(tmp_path.iterdir())
-    spilled, spilled_report = train.train_model(s, ev, spill_rows=0, progress=progress,
+    spilled, spilled_report = train.train_model(s, ev, spill_shipments=0, progress=progress,
                                                 **kwargs)
     assert seen  # the first fit boosted while the snapshot table was on disk
     assert not list(tmp_path.iterdir())  # and the folder is gone once the fits are done
