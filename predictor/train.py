@@ -127,6 +127,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
         table, y, meta = spilled_snapshots(shipments, events, spill.name, recent=recent,
                                            attributes=attrs)
     attrs = attrs.drop(columns=["tracking_number"])  # (a string per shipment) joined scans
+    del recent  # rebuilt for the censored snapshots, after the fits (cheaper than holding)
     release_memory()
     label_s = attrs["label_s"].to_numpy()
     snap_label = label_s[snapshot_rows(attrs, meta["shipment_id"])]
@@ -226,10 +227,11 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                       segment=test_segments)]
     del X_cal, y_cal, raw_cal, cal_s, cal_delivered
     if len(never):
-        parts.append(snapshot_outcomes(model, shipments.iloc[never], events, recent=recent,
+        parts.append(snapshot_outcomes(model, shipments.iloc[never], events,
+                                       recent=recent_performance(shipments, attrs),
                                        censor_at=end_s))
     outcomes = Outcomes.concat(parts)
-    del parts, recent
+    del parts
     # As known at the cutoff: the whole calibration slice's cohort, then the usual window.
     initial = outcomes.factors(cut.timestamp(), (cut - cal_start).total_seconds() / 86400)
     initial = outcomes.factors(cut.timestamp(), WINDOW_DAYS, previous=initial)
