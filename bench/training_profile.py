@@ -23,7 +23,9 @@ import pandas as pd
 import predictor.train as T
 from bench.common import rss_mb
 
-STEPS = ("shipment_attributes", "recent_performance", "training_snapshots", "fit_booster",
+STEPS = ("shipment_attributes", "recent_performance", "training_snapshots",
+         "spilled_snapshots", "fit_booster",
+         "prepare_fit", "train_prepared",
          "raw_rows", "snapshot_outcomes", "online_quantiles", "evaluate_snapshots",
          "recalibrate")
 

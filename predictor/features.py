@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from predictor.calendar import (
 )
 from predictor.lanes import UNKNOWN, lane_attributes, lane_frame, zip_timezone
 from predictor.recent import RecentPerformance
+from predictor.spill import ColumnFiles, SpilledTable
 
 CATEGORICAL = ("carrier", "service_level", "lane", "destination_state", "latest_status")
 NUMERIC = (
@@ -120,6 +122,28 @@ def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
     category codes per categorical), so no chunk list, concatenation or per-row text
     is ever held beside the result.
     """
+    X, y, meta = _snapshots(shipments, events, recent, attributes, censor_at, None)
+    assert isinstance(X, pd.DataFrame)
+    return X, y, meta
+
+
+def spilled_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, folder: str | Path, *,
+                      recent: RecentPerformance | None = None,
+                      attributes: pd.DataFrame | None = None,
+                      ) -> tuple[SpilledTable, np.ndarray, pd.DataFrame]:
+    """:func:`training_snapshots` with the numeric feature columns written to files under
+    ``folder`` chunk by chunk as they are computed (:class:`predictor.spill.SpilledTable`):
+    the same rows and values, but the table's floats are never all in memory."""
+    X, y, meta = _snapshots(shipments, events, recent, attributes, None, Path(folder))
+    assert isinstance(X, SpilledTable)
+    return X, y, meta
+
+
+def _snapshots(shipments: pd.DataFrame, events: pd.DataFrame,
+               recent: RecentPerformance | None, attributes: pd.DataFrame | None,
+               censor_at: float | None, folder: Path | None
+               ) -> tuple[pd.DataFrame | SpilledTable, np.ndarray, pd.DataFrame]:
+    """:func:`training_snapshots`, the table in memory or (``folder``) spilled."""
     attrs = attributes if attributes is not None else shipment_attributes(shipments)
     recent = recent if recent is not None else recent_performance(shipments, attrs)
     scans = _scan_table(attrs, events)
@@ -154,7 +178,7 @@ def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
     order = np.lexsort((as_of, rows))
     rows, as_of, stage = rows[order], as_of[order], stage[order]
     del order
-    X = _feature_table(attrs, scans, rows, as_of, recent)
+    X = _feature_table(attrs, scans, rows, as_of, recent, folder)
     del scans
     y = (delivered[rows] - as_of) / _HOUR_S
     carrier_codes, carriers = pd.factorize(attrs["carrier"].to_numpy(), sort=True)
@@ -171,20 +195,26 @@ def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
 
 
 def _feature_table(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.ndarray,
-                   as_of: np.ndarray, recent: RecentPerformance) -> pd.DataFrame:
+                   as_of: np.ndarray, recent: RecentPerformance, folder: Path | None = None
+                   ) -> pd.DataFrame | SpilledTable:
     """:func:`_feature_frame` of many queries, chunk by chunk into preallocated columns
-    (the same values as one call; chunks only bound the per-column temporaries)."""
+    (the same values as one call; chunks only bound the per-column temporaries); with
+    ``folder``, the numeric columns are appended to files there instead."""
     n = len(rows)
     a = _attribute_arrays(attrs)
     keys = _recent_key_categories(a)
-    numeric = {f: np.empty(n, dtype=np.float32) for f in NUMERIC}
+    files = None if folder is None else ColumnFiles(folder, NUMERIC, np.float32)
+    numeric = {} if files is not None else {f: np.empty(n, dtype=np.float32) for f in NUMERIC}
     codes = {f: np.empty(n, dtype=np.int32) for f in CATEGORICAL}
     chunk_categories: dict[str, list[tuple[int, int, pd.Index]]] = {f: [] for f in CATEGORICAL}
     for lo in range(0, n, _CHUNK):
         hi = min(lo + _CHUNK, n)
         part = _feature_arrays(a, scans, rows[lo:hi], as_of[lo:hi], recent, keys=keys)
         for f in NUMERIC:
-            numeric[f][lo:hi] = part[f]
+            if files is not None:
+                files.append(f, part[f])
+            else:
+                numeric[f][lo:hi] = part[f]
         for f in CATEGORICAL:
             cat = pd.Categorical(part[f])
             codes[f][lo:hi] = cat.codes
@@ -198,6 +228,9 @@ def _feature_table(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.n
             lookup = np.append(union.get_indexer(cats), -1)
             codes[f][lo:hi] = lookup[codes[f][lo:hi]]
         columns[f] = pd.Categorical.from_codes(codes.pop(f), categories=union)
+    if files is not None:
+        return SpilledTable(n, FEATURES, {f: pd.Series(columns[f]) for f in CATEGORICAL},
+                            files.close())
     columns.update(numeric)
     # copy=False: the float32 arrays become the frame's columns as they are.
     return pd.DataFrame({f: columns[f] for f in FEATURES}, copy=False)

@@ -37,6 +37,7 @@ from predictor.model import (
     feature_types,
     model_margin,
 )
+from predictor.spill import SpilledTable, take_rows
 
 Progress = Callable[[str, float], None]
 ENCODE_CHUNK = 250_000
@@ -77,6 +78,16 @@ def recency_weights(label_s: np.ndarray, at_s: float, half_life_days: float | No
     return weights
 
 
+@dataclass
+class PreparedFit:
+    """A fit's training matrix, built (:func:`prepare_fit`) but not yet boosted
+    (:func:`train_prepared`): the snapshot table it was read from can be freed in between,
+    so the table and the booster's training state are never held at once."""
+
+    model: EtaModel  # uncalibrated, no trees yet: names, categories, fit metadata
+    matrix: xgb.DMatrix
+
+
 def fit_booster(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
                 params: Mapping[str, Any], rounds: int, options: FitOptions = FitOptions(),
                 weights: np.ndarray | None = None, progress: Progress | None = None
@@ -84,8 +95,17 @@ def fit_booster(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
     """An :class:`EtaModel` (uncalibrated: empty conformal offsets) fitted on ``X.iloc[rows]``.
 
     ``params``: XGBoost parameters (``quantile_alpha`` included); ``weights``: one per row
-    of ``rows``. The float32 matrix is filled chunk by chunk without copying the rows'
-    table."""
+    of ``rows``. :func:`prepare_fit` then :func:`train_prepared`."""
+    prepared = prepare_fit(X, y, rows, params=params, options=options, weights=weights)
+    return train_prepared(prepared, params=params, rounds=rounds, progress=progress)
+
+
+def prepare_fit(X: pd.DataFrame | SpilledTable, y: np.ndarray, rows: np.ndarray, *,
+                params: Mapping[str, Any], options: FitOptions = FitOptions(),
+                weights: np.ndarray | None = None) -> PreparedFit:
+    """The model's encodings and the training matrix of ``X.iloc[rows]``; nothing in the
+    result refers to ``X`` or ``y``. The float32 matrix is filled chunk by chunk without
+    copying the rows' table (``X`` may wait on disk: :class:`predictor.spill.SpilledTable`)."""
     names = [f for f in FEATURES if f in set(options.features)]
     model = EtaModel(booster=xgb.Booster(), feature_names=names,
                      categories=present_categories(X, rows))
@@ -95,9 +115,7 @@ def fit_booster(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
         model.metadata["base_margin"] = options.base_margin
     if options.correction:
         model.metadata["correction"] = CORRECTION
-    merged = dict(params)
-    merged["quantile_alpha"] = np.asarray(merged["quantile_alpha"], dtype=float)
-    max_bin = merged.get("max_bin", 256)
+    max_bin = params.get("max_bin", 256)
     if len(rows) > ENCODE_CHUNK:
         # Memory: XGBoost reads the rows chunk by chunk (twice: sketch, then bins), so no
         # float32 copy of every training row is ever held beside its binned matrix.
@@ -108,18 +126,29 @@ def fit_booster(X: pd.DataFrame, y: np.ndarray, rows: np.ndarray, *,
         matrix = encode_rows(model, X, rows)
         margin = (None if options.base_margin is None else model_margin(
             options.base_margin,
-            {c: X[c].to_numpy()[rows] for c in MARGIN_COLUMNS[options.base_margin]}))
+            {c: v.to_numpy() for c, v in take_rows(
+                X, rows, MARGIN_COLUMNS[options.base_margin]).items()}))
         dtrain = xgb.QuantileDMatrix(matrix, label=y[rows], weight=weights,
                                      base_margin=margin, feature_names=names,
                                      feature_types=feature_types(names),
                                      enable_categorical=True, max_bin=max_bin)
         del matrix, margin
+    return PreparedFit(model, dtrain)
+
+
+def train_prepared(prepared: PreparedFit, *, params: Mapping[str, Any], rounds: int,
+                   progress: Progress | None = None) -> EtaModel:
+    """Boost ``rounds`` rounds on a :func:`prepare_fit` matrix; the model it prepared,
+    with its trees."""
+    merged = dict(params)
+    merged["quantile_alpha"] = np.asarray(merged["quantile_alpha"], dtype=float)
     callbacks = [_ProgressCallback(progress, rounds)] if progress is not None else None
-    model.booster = xgb.train(merged, dtrain, rounds, callbacks=callbacks)
+    model = prepared.model
+    model.booster = xgb.train(merged, prepared.matrix, rounds, callbacks=callbacks)
     return model
 
 
-def present_categories(X: pd.DataFrame, rows: np.ndarray) -> dict[str, list[str]]:
+def present_categories(X: pd.DataFrame | SpilledTable, rows: np.ndarray) -> dict[str, list[str]]:
     """:func:`~predictor.model.category_codes` of ``X.iloc[rows]`` without copying those
     rows."""
     out: dict[str, list[str]] = {}
@@ -128,7 +157,7 @@ def present_categories(X: pd.DataFrame, rows: np.ndarray) -> dict[str, list[str]
             continue
         col = X[c]
         if not isinstance(col.dtype, pd.CategoricalDtype):
-            out |= category_codes(X[[c]].iloc[rows])
+            out |= category_codes(take_rows(X, rows, [c]))
             continue
         used = np.unique(col.cat.codes.to_numpy()[rows])
         names = np.append(col.cat.categories.astype(str).to_numpy(dtype=object), "nan")
@@ -136,11 +165,11 @@ def present_categories(X: pd.DataFrame, rows: np.ndarray) -> dict[str, list[str]
     return out
 
 
-def encode_rows(model: EtaModel, X: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+def encode_rows(model: EtaModel, X: pd.DataFrame | SpilledTable, rows: np.ndarray) -> np.ndarray:
     """``model.encode(X.iloc[rows])``, filled ENCODE_CHUNK rows at a time."""
     out = np.empty((len(rows), len(model.feature_names)), dtype=np.float32)
     for lo in range(0, len(rows), ENCODE_CHUNK):
-        out[lo:lo + ENCODE_CHUNK] = model.encode(X.iloc[rows[lo:lo + ENCODE_CHUNK]])
+        out[lo:lo + ENCODE_CHUNK] = model.encode(take_rows(X, rows[lo:lo + ENCODE_CHUNK]))
     return out
 
 
@@ -149,7 +178,7 @@ class RowChunks(xgb.DataIter):
     (label, weight and base margin alongside): a :class:`xgboost.QuantileDMatrix` built from
     it never needs the whole float32 matrix at once."""
 
-    def __init__(self, model: EtaModel, X: pd.DataFrame, y: np.ndarray, rows: np.ndarray,
+    def __init__(self, model: EtaModel, X: pd.DataFrame | SpilledTable, y: np.ndarray, rows: np.ndarray,
                  weights: np.ndarray | None, margin: str | None,
                  chunk: int = ENCODE_CHUNK) -> None:
         self._model, self._X, self._y, self._rows = model, X, y, rows
@@ -161,7 +190,7 @@ class RowChunks(xgb.DataIter):
             return False
         lo, hi = self._lo, self._lo + self._chunk
         sel = self._rows[lo:hi]
-        part = self._X.iloc[sel]
+        part = take_rows(self._X, sel)
         names = self._model.feature_names
         input_data(data=self._model.encode(part), label=self._y[sel],
                    weight=None if self._weights is None else self._weights[lo:hi],
@@ -175,12 +204,12 @@ class RowChunks(xgb.DataIter):
         self._lo = 0
 
 
-def raw_rows(model: EtaModel, X: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+def raw_rows(model: EtaModel, X: pd.DataFrame | SpilledTable, rows: np.ndarray | None = None) -> np.ndarray:
     """``model.predict_raw(X.iloc[rows])``, ENCODE_CHUNK rows at a time."""
     idx = np.arange(len(X)) if rows is None else rows
     out = np.empty((len(idx), 3))
     for lo in range(0, len(idx), ENCODE_CHUNK):
-        part = X.iloc[idx[lo:lo + ENCODE_CHUNK]]
+        part = take_rows(X, idx[lo:lo + ENCODE_CHUNK])
         out[lo:lo + ENCODE_CHUNK] = model.predict_raw(part)
     return out
 

@@ -21,6 +21,7 @@ strictly as of each snapshot, so no row sees a delivery from its own future.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -46,16 +47,21 @@ from predictor.features import (
     CATEGORICAL,
     recent_performance,
     shipment_attributes,
+    spilled_snapshots,
     training_snapshots,
 )
 from predictor.fitting import (
     FitOptions,
+    PreparedFit,
     fit_booster,
+    prepare_fit,
     raw_rows,
     recency_weights,
+    train_prepared,
 )
 from predictor.memory import release_memory
 from predictor.model import MARGIN_NAME, QUANTILES, EtaModel
+from predictor.spill import SpilledTable, take_rows
 
 Progress = Callable[[str, float], None]
 # Small, strongly regularised trees, chosen on the walk-forward backtest over every Olist
@@ -73,6 +79,16 @@ TARGET_COVERAGE = 0.8
 # Rows per chunk when encoding and scoring snapshots, shipments per chunk of the oracle.
 EVAL_CHUNK = 250_000
 ORACLE_CHUNK = 20_000
+# The columns of the calibration and test rows the calibration and the report read
+# (correction segments, scan groups, the lane-median baseline, promise and carrier
+# estimate); only these are copied out of the snapshot table.
+REPORT_COLUMNS = ("carrier", "service_level", "lane", "promised_lead_bdays", "n_scans",
+                  "hours_since_label", "hours_since_handover", "hours_to_promise",
+                  "carrier_estimate_hours")
+# Histories of more shipments than this keep their snapshot table's numeric columns on
+# local disk (predictor.spill): ~90 bytes a snapshot, ~6.7 snapshots a shipment, that the
+# chunked matrix building and scoring read back instead of holding.
+SPILL_SHIPMENTS = 100_000
 
 
 def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
@@ -80,7 +96,8 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                 progress: Progress | None = None, num_boost_round: int = DEFAULT_ROUNDS,
                 calibration_fraction: float = 0.15, max_train_rows: int | None = None,
                 trained_at: datetime | None = None, options: FitOptions | None = None,
-                refit: bool = True) -> tuple[EtaModel, dict[str, Any]]:
+                refit: bool = True, spill_shipments: int | None = SPILL_SHIPMENTS
+                ) -> tuple[EtaModel, dict[str, Any]]:
     """Train an :class:`EtaModel` and evaluate it on the period after ``cutoff``.
 
     ``cutoff`` defaults to the 80th percentile of label times. ``max_train_rows``
@@ -90,6 +107,9 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     (:class:`predictor.fitting.FitOptions`; ``params={"base_margin": True}`` still turns
     the base margin on). ``refit``: hand back a booster refitted on everything delivered
     by the last label (see the module docstring) instead of the evaluation booster.
+    ``spill_shipments``: with a history of more shipments, the snapshot table's numeric
+    columns wait in a temporary folder until both boosters' matrices are built
+    (:func:`predictor.features.spilled_snapshots`; None: never); the model is the same.
     Returns the model and a report dict (``report["holdout_model"]``: the evaluation
     booster, fitted before the calibration slice, not for JSON).
     """
@@ -97,8 +117,17 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     report_progress("building snapshots", 0.0)
     attrs = shipment_attributes(shipments)
     recent = recent_performance(shipments, attrs)
-    X, y, meta = training_snapshots(shipments, events, recent=recent, attributes=attrs)
+    spill = (tempfile.TemporaryDirectory(prefix="parcelcast-snapshots-")
+             if spill_shipments is not None and len(shipments) > spill_shipments else None)
+    table: pd.DataFrame | SpilledTable
+    if spill is None:
+        table, y, meta = training_snapshots(shipments, events, recent=recent,
+                                            attributes=attrs)
+    else:
+        table, y, meta = spilled_snapshots(shipments, events, spill.name, recent=recent,
+                                           attributes=attrs)
     attrs = attrs.drop(columns=["tracking_number"])  # (a string per shipment) joined scans
+    del recent  # rebuilt for the censored snapshots, after the fits (cheaper than holding)
     release_memory()
     label_s = attrs["label_s"].to_numpy()
     snap_label = label_s[snapshot_rows(attrs, meta["shipment_id"])]
@@ -128,10 +157,11 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
         opts = replace(opts, base_margin=(MARGIN_NAME if legacy is True else legacy or None))
     report_progress("encoding", 0.1)
     # Memory (1M shipments: ~6.7M snapshots): the float32 training matrix is filled chunk
-    # by chunk (no copy of the fit rows' table, predictor.fitting); the calibration and
-    # test rows are copied out of the table only after the first fit, and the refit runs
-    # before the evaluation, so the whole table is gone before the evaluation's
-    # temporaries exist. Free memory goes back to the system between the phases.
+    # by chunk (no copy of the fit rows' table, predictor.fitting). After the first fit,
+    # the evaluation booster scores the calibration and test rows in chunks, only the
+    # columns the report reads are copied out (REPORT_COLUMNS), and the refit's matrix is
+    # built; then the table goes, before the refit boosts and before the calibration's and
+    # evaluation's temporaries exist. Free memory goes back to the system between phases.
     fit_shipments = np.unique(snapshot_rows(attrs, meta["shipment_id"].iloc[fit_rows]))
     meta_test = meta.iloc[test_rows].reset_index(drop=True)
     cal_s, cal_delivered = (_epoch_s(meta[c].iloc[cal_rows]) for c in ("as_of", "delivered_at"))
@@ -142,28 +172,48 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                                                           replace=False))
     all_label = label_s[snapshot_rows(attrs, meta["shipment_id"].iloc[all_rows])]
     # The training set's main-feature histograms, for the live drift check (predictor.drift).
-    drift_reference = _drift_reference(X, all_rows if refit else fit_rows,
+    drift_reference = _drift_reference(table, all_rows if refit else fit_rows,
                                        _epoch_s(meta["as_of"]), first.timestamp())
     del meta, snap_label_all
     fit_weights = recency_weights(snap_label_fit, cut.timestamp(), opts.half_life_days)
     release_memory()
-    model = fit_booster(X, y, fit_rows, params=merged, rounds=rounds, options=opts,
+    model = fit_booster(table, y, fit_rows, params=merged, rounds=rounds, options=opts,
                         weights=fit_weights, progress=report_progress)
     del fit_weights
     release_memory()
 
-    report_progress("calibrating", 0.9)
-    X_cal, y_cal = X.iloc[cal_rows].reset_index(drop=True), y[cal_rows]
-    X_test, y_test = X.iloc[test_rows].reset_index(drop=True), y[test_rows]
-    if not refit:
-        del X, y
+    # The evaluation booster's raw outputs on the calibration and test rows.
+    raw_cal = raw_rows(model, table, cal_rows)
+    raw_test = raw_rows(model, table, test_rows)
+    X_cal, y_cal = take_rows(table, cal_rows, REPORT_COLUMNS), y[cal_rows]
+    X_test, y_test = take_rows(table, test_rows, REPORT_COLUMNS), y[test_rows]
+    rows_info = {"train": int(len(fit_rows)), "calibration": int(len(cal_rows)),
+                 "test": int(len(test_rows))}
+    # Fitted before the calibration slice: what a promotion gate may score on later parcels
+    # (the refitted model has seen them; predictor.promotion).
+    holdout = model
+    refitted: EtaModel | None = None
+    prepared: PreparedFit | None = None
+    if refit:
+        report_progress("refitting on everything known", 0.9)
+        prepared = prepare_fit(table, y, all_rows, params=merged, options=opts,
+                               weights=recency_weights(all_label, last.timestamp(),
+                                                       opts.half_life_days))
+    del table, y
+    if spill is not None:
+        spill.cleanup()
+    release_memory()
+    if prepared is not None:
+        refitted = train_prepared(prepared, params=merged, rounds=rounds)
+        del prepared
+        release_memory()
+
+    report_progress("calibrating", 0.92)
     # Static conformal offsets on the calibration slice: kept for the report (what the
     # window would hold without adaptation).
-    raw_cal = model.predict_raw(X_cal)
     static = conformal_offsets(raw_cal, y_cal, X_cal["n_scans"].to_numpy())
     # Adaptive calibration (predictor.calibration): every out-of-sample snapshot with what
     # became of it (calibration and test slices, and parcels never delivered, censored).
-    raw_test = raw_rows(model, X_test)
     test_s = _epoch_s(meta_test["as_of"])
     test_group = scan_group(X_test["n_scans"].to_numpy())
     end_s = float(np.nanmax(np.r_[attrs["delivered_s"].to_numpy(), label_s]))
@@ -177,10 +227,11 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                       segment=test_segments)]
     del X_cal, y_cal, raw_cal, cal_s, cal_delivered
     if len(never):
-        parts.append(snapshot_outcomes(model, shipments.iloc[never], events, recent=recent,
+        parts.append(snapshot_outcomes(model, shipments.iloc[never], events,
+                                       recent=recent_performance(shipments, attrs),
                                        censor_at=end_s))
     outcomes = Outcomes.concat(parts)
-    del parts, recent
+    del parts
     # As known at the cutoff: the whole calibration slice's cohort, then the usual window.
     initial = outcomes.factors(cut.timestamp(), (cut - cal_start).total_seconds() / 86400)
     initial = outcomes.factors(cut.timestamp(), WINDOW_DAYS, previous=initial)
@@ -195,19 +246,6 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     deployed = outcomes.factors(last.timestamp(), WINDOW_DAYS, previous=state)
     del outcomes, raw_test, test_segments, test_group, state, initial
     release_memory()
-    rows_info = {"train": int(len(fit_rows)), "calibration": int(len(cal_rows)),
-                 "test": int(len(test_rows))}
-    # Fitted before the calibration slice: what a promotion gate may score on later parcels
-    # (the refitted model has seen them; predictor.promotion).
-    holdout = model
-    refitted: EtaModel | None = None
-    if refit:
-        report_progress("refitting on everything known", 0.92)
-        refitted = fit_booster(X, y, all_rows, params=merged, rounds=rounds, options=opts,
-                               weights=recency_weights(all_label, last.timestamp(),
-                                                       opts.half_life_days))
-        del X, y
-        release_memory()
 
     report_progress("evaluating", 0.96)
     baseline = LaneMedianBaseline.fit_attributes(attrs.iloc[fit_shipments])
@@ -251,7 +289,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     return model, report
 
 
-def _drift_reference(X: pd.DataFrame, rows: np.ndarray, as_of_s: np.ndarray,
+def _drift_reference(X: pd.DataFrame | SpilledTable, rows: np.ndarray, as_of_s: np.ndarray,
                      first_label_s: float, max_rows: int = 200_000) -> dict[str, Any]:
     """:func:`predictor.drift.reference_histograms` of the training rows once the history
     has warmed up (:data:`predictor.drift.WARM_UP_DAYS` after the first label: before it
@@ -261,7 +299,7 @@ def _drift_reference(X: pd.DataFrame, rows: np.ndarray, as_of_s: np.ndarray,
     rows = warm if len(warm) else rows
     if len(rows) > max_rows:
         rows = np.sort(np.random.default_rng(0).choice(rows, max_rows, replace=False))
-    return reference_histograms(X.iloc[rows])
+    return reference_histograms(take_rows(X, rows))
 
 
 def conformal_offsets(raw: np.ndarray, y: np.ndarray, n_scans: np.ndarray | None = None,
