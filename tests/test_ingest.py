@@ -232,7 +232,7 @@ async def test_a_batch_over_neighbouring_shipments_keeps_them_on_their_pages(
     client: TestClient[web.Request, web.Application], admin: dict[str, str], pool: asyncpg.Pool
 ) -> None:
     """Shipments created together share pages and one batch updates all of them: each page
-    has room for the new versions (migration 0015), so no row moves and no index grows."""
+    has room for the new versions (migration 0014), so no row moves and no index grows."""
     from datetime import UTC, datetime
 
     label = datetime(2026, 11, 2, 9, tzinfo=UTC)

@@ -22,14 +22,14 @@ The table is even smaller after it: moved rows leave dead copies that only vacuu
 reclaims, HOT ones are pruned on their page. Only pages written from now on follow the
 setting; `VACUUM FULL shipments` (or pg_repack) rewrites the existing ones.
 
-Revision ID: 0015
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-11-27
 """
 
 from alembic import op
 
-revision = "0015"
+revision = "0014"
 down_revision = "0013"
 branch_labels = None
 depends_on = None
