@@ -19,7 +19,7 @@ from tests.builders import order
 TERMINATE_OTHERS = """
 SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()
-  AND application_name = 'parcelcast'
+  AND application_name LIKE 'parcelcast%'
 """
 
 
@@ -35,7 +35,7 @@ async def test_a_database_restart_is_503_then_service_resumes(
             for _ in range(500):
                 waiting = await conn.fetchval(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name = 'parcelcast' AND wait_event_type = 'Lock'")
+                    "AND application_name = 'parcelcast-api' AND wait_event_type = 'Lock'")
                 if waiting:
                     break
                 await asyncio.sleep(0.02)
