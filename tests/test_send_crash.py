@@ -68,6 +68,12 @@ async def test_worker_killed_between_send_and_record(
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT state FROM notifications") == "sending"
     twilio.state.delay = smtp.state.delay = 0
+    # Meanwhile the order changes in a way its message shows (here the customer's name, as
+    # an ETA moved by the next scans would): a fresh rendering would be other words, which
+    # the provider's list does not hold; the dead worker's words are the ones asked for.
+    renamed = order(consent=consent)
+    renamed["customer"] = {**renamed["customer"], "name": "Augusta King"}
+    assert (await api.put("/v1/orders/o-1", json=renamed, headers=admin)).status < 300
     # A new worker whose relay re-hands unfinished work after 0.5 s, and whose sends treat
     # a claim older than 0.5 s as abandoned.
     worker = start_worker(env, tmp_path / "worker2.log")
@@ -83,7 +89,11 @@ async def test_worker_killed_between_send_and_record(
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT attempts FROM notifications") == 2
     if channel == "sms":
-        assert len(sms_for(twilio, PHONE)) == 1 and twilio.state.duplicates == 0
+        sent = sms_for(twilio, PHONE)
+        assert len(sent) == 1 and twilio.state.duplicates == 0, sent
+        assert "Ada Lovelace" in sent[0]
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT body FROM notifications") == sent[0]
     else:
         ids = [m["message_id"] for m in smtp.state.messages]
         assert len(ids) == 2 and ids[0] == ids[1]  # re-sent, recognisably the same message

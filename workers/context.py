@@ -12,7 +12,7 @@ from service.eta.runtime import EtaRuntime
 from service.settings import Settings
 from workers.metrics import WorkerMetrics
 from workers.render import Renderer
-from workers.sending.recording import SentRecorder
+from workers.sending.recording import SentRecorder, WordsNoter
 from workers.sending.transports import Transports
 
 KEY = "parcelcast"
@@ -29,6 +29,8 @@ class WorkerContext:
     metrics: WorkerMetrics | None = None
     # Accepted sends, recorded together when they finish together (workers.sending.recording).
     recorder: SentRecorder = field(default_factory=SentRecorder)
+    # The words of SMS about to go out, noted together (a send taken over asks for them).
+    words: WordsNoter = field(default_factory=WordsNoter)
 
     def as_arq_ctx(self) -> dict[str, Any]:
         """The ctx dict arq passes to each job (arq adds its own keys beside ours)."""

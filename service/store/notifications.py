@@ -242,6 +242,28 @@ async def record_sent(conn: asyncpg.Connection, records: Sequence[SentRecord]) -
         sorted(r.work_item_id for r in rows))
 
 
+@dataclass(frozen=True)
+class SmsWords:
+    """The words of an SMS about to be handed to the provider."""
+
+    notification_id: int
+    body: str
+
+
+async def note_words(conn: asyncpg.Connection, rows: Sequence[SmsWords]) -> None:
+    """Remember the words of SMS about to go out, before they go: a send whose worker dies
+    before recording it is taken over by another, which asks the provider for these words
+    and, if they never arrived, sends these (not a fresh rendering, which may differ once
+    the ETA has moved: the provider's list is matched on the words, and the customer never
+    gets two versions). Only rows still being sent are touched."""
+    ordered = sorted(rows, key=lambda r: r.notification_id)
+    await conn.execute(
+        """UPDATE notifications n SET body = w.body
+           FROM unnest($1::bigint[], $2::text[]) AS w(id, body)
+           WHERE n.id = w.id AND n.state = 'sending'""",
+        [r.notification_id for r in ordered], [r.body for r in ordered])
+
+
 async def get(conn: asyncpg.Connection, notification_id: int) -> Notification | None:
     row = await conn.fetchrow(f"SELECT {COLUMNS} FROM notifications WHERE id = $1",
                               notification_id)

@@ -40,7 +40,7 @@ from service.settings import Settings
 from service.store import failed_work
 from service.store import notifications as notifications_db
 from service.store import work as work_db
-from service.store.notifications import ClaimedSend, SentRecord
+from service.store.notifications import ClaimedSend, SentRecord, SmsWords
 from service.store.transient import is_outage, is_transient
 from workers.context import WorkerContext, worker_context
 from workers.isolation import quarantine
@@ -107,9 +107,13 @@ async def send_notification(ctx: dict[str, Any], work_item_id: int, notification
             if result is None and _too_soon_to_tell(transports, claim):
                 raise TooSoonToTell("an earlier attempt may still reach the provider; "
                                     "asking again later")
-        if result is None:
-            result = await (transports.sms.send(message) if claim.notification.channel == "sms"
-                            else transports.email.send(message))
+        if result is None and claim.notification.channel == "sms":
+            # Noted before they go: if this worker dies before recording the send, the one
+            # that takes it over asks Twilio for these words (and sends these if need be).
+            await app.words.write(app.pool, SmsWords(nid, body))
+            result = await transports.sms.send(message)
+        elif result is None:
+            result = await transports.email.send(message)
     except TransientSendError as exc:
         return await _transient(app, work_item_id, claim, exc, body)
     except (PermanentSendError, RenderError) as exc:
@@ -262,10 +266,11 @@ def _compose(renderer: Renderer, settings: Settings, claim: ClaimedSend, now: da
     notification_id = f"n{row.id}"
     if row.channel == "sms":
         callback = f"{str(settings.public_base_url).rstrip('/')}/v1/webhooks/twilio/status"
-        if row.uncertain_since is not None and row.body:
-            # The words of an attempt that may have arrived, not a fresh rendering (the ETA
-            # may have moved since): the provider's list is matched on them, and the customer
-            # never gets two versions.
+        if claim.interrupted and row.body:
+            # The words of an attempt that may have arrived (noted before it went out, or
+            # when it got no answer), not a fresh rendering (the ETA may have moved since):
+            # the provider's list is matched on them, and the customer never gets two
+            # versions.
             text = row.body
         else:
             text = renderer.render_sms(row.moment, row.locale, context).body
