@@ -54,11 +54,6 @@ class TreePaths:
     base_score: np.ndarray   # (groups,) what the sums start from without a base margin
     n_features: int
     depth: int
-    # Each node's path from its root, as (split feature, change of the mean) per level,
-    # (nodes, depth), padded with (0, 0.0): a leaf's row is its Saabas attributions, so
-    # XGBoost's leaf indices (``pred_leaf``) give them without walking the trees again.
-    path_feature: np.ndarray
-    path_delta: np.ndarray
 
     @classmethod
     def from_booster(cls, booster: xgb.Booster, max_dense_cells: int = DENSE_CELLS
@@ -102,45 +97,17 @@ class TreePaths:
         cat_row, cat_table = _dense_sets(category_keys, offset, max_dense_cells)
         left, right = np.concatenate(lefts), np.concatenate(rights)
         itself = np.arange(len(left), dtype=np.int64)
-        feature, mean = np.concatenate(feats), np.concatenate(means)
-        path_feature, path_delta = _node_paths(np.asarray(roots, dtype=np.int64), left, right,
-                                               feature, mean, depth)
         return cls(roots=np.asarray(roots, dtype=np.int64), tree_group=groups,
                    left=left, right=right, step_left=np.where(left < 0, itself, left),
                    step_right=np.where(right < 0, itself, right),
-                   feature=feature, threshold=np.concatenate(thresholds),
+                   feature=np.concatenate(feats), threshold=np.concatenate(thresholds),
                    default_left=np.concatenate(defaults), categorical=np.concatenate(cats),
-                   mean=mean, path_feature=path_feature, path_delta=path_delta,
+                   mean=np.concatenate(means),
                    # one form of the sets is enough: the table when there is one
                    category_keys=category_keys if cat_table is None
                    else np.empty(0, dtype=np.int64), cat_row=cat_row, cat_table=cat_table,
                    base_score=np.resize(base, int(groups.max(initial=0)) + 1),
                    n_features=n_features, depth=depth)
-
-    def from_leaves(self, leaves: np.ndarray, explain_group: int,
-                    base_margin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """What :meth:`walk` gives (raw predictions, attributions of ``explain_group``) from
-        XGBoost's leaf index of every row in every tree (``pred_leaf=True``, (n, trees)),
-        with no walk: each output sums its trees' leaf values in float32 in tree order after
-        its base score (or margin), as XGBoost's predictor does (the same numbers as
-        ``inplace_predict``), and a row's attributions are the sum of its leaves' paths."""
-        n, n_groups = len(leaves), len(self.base_score)
-        node = self.roots + np.asarray(leaves, dtype=np.int64)
-        start = (np.broadcast_to(self.base_score, (n, n_groups)) if base_margin is None
-                 else np.asarray(base_margin, dtype=np.float64).reshape(n, n_groups))
-        raw = np.empty((n, n_groups))
-        for g in range(n_groups):
-            trees = np.flatnonzero(self.tree_group == g)
-            terms = np.empty((n, len(trees) + 1), dtype=np.float32)
-            terms[:, 0] = start[:, g]
-            terms[:, 1:] = self.mean[node[:, trees]]
-            raw[:, g] = np.cumsum(terms, axis=1, dtype=np.float32)[:, -1]
-        explained = node[:, self.tree_group == explain_group]
-        cell = (np.arange(n, dtype=np.int64) * self.n_features)[:, None, None]
-        contrib = np.bincount((cell + self.path_feature[explained]).ravel(),
-                              self.path_delta[explained].ravel(),
-                              minlength=n * self.n_features)
-        return raw, contrib.reshape(n, self.n_features)
 
     def walk(self, X: np.ndarray, explain_group: int, base_margin: np.ndarray | None = None,
              predict: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
@@ -218,26 +185,6 @@ def _dense_sets(keys: np.ndarray, n_nodes: int, max_cells: int
     table = np.zeros((len(nodes), width), dtype=bool)
     table[rows, categories] = True
     return cat_row, table
-
-
-def _node_paths(roots: np.ndarray, left: np.ndarray, right: np.ndarray, feature: np.ndarray,
-                mean: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """(split feature, change of the mean) at each level of every node's path from its
-    root, (nodes, depth) each, padded with (0, 0.0); level by level, all trees at once."""
-    path_feature = np.zeros((len(left), max(depth, 1)), dtype=np.int32)
-    path_delta = np.zeros((len(left), max(depth, 1)))
-    parents = roots
-    for level in range(depth):
-        parents = parents[left[parents] >= 0]
-        if not len(parents):
-            break
-        for children in (left[parents], right[parents]):
-            path_feature[children] = path_feature[parents]
-            path_delta[children] = path_delta[parents]
-            path_feature[children, level] = feature[parents]
-            path_delta[children, level] = mean[children] - mean[parents]
-        parents = np.concatenate([left[parents], right[parents]])
-    return path_feature, path_delta
 
 
 def _node_means(left: np.ndarray, right: np.ndarray, leaf_value: np.ndarray,

@@ -31,7 +31,7 @@ from predictor.features import CATEGORICAL, FEATURES
 # A feature table, or one equally long array per feature (the one-row refresh).
 Features: TypeAlias = pd.DataFrame | Mapping[str, np.ndarray]
 QUANTILES = (0.1, 0.5, 0.9)
-# Up to this many rows the numpy tree walk predicts and explains faster than an XGBoost call.
+# Up to this many rows the numpy tree walk predicts faster than an XGBoost call.
 WALK_MAX_ROWS = 4
 _MAGIC = b"PCETA\x01"
 class Reason(NamedTuple):
@@ -167,31 +167,24 @@ class EtaModel:
 
     def predict_explained(self, X: Features, top: int = 3
                           ) -> tuple[np.ndarray, list[list[Reason]]]:
-        """:meth:`predict` and approximate :meth:`explain` together, as a refresh needs them,
-        from one pass through the trees: a few rows take the numpy walk (no XGBoost call
-        set-up), larger batches XGBoost's leaf indices, which give both the predictions
-        and the attributions (:meth:`TreePaths.from_leaves`)."""
-        raw, contrib = self._walk(X, self.encode(X), predict=True)
+        """:meth:`predict` and approximate :meth:`explain` together, as a refresh needs them:
+        a few rows take one numpy walk of the trees for both (no XGBoost call set-up),
+        larger batches XGBoost's predictor plus the walk for the reasons."""
+        matrix = self.encode(X)
+        small = _rows(X) <= WALK_MAX_ROWS
+        raw, contrib = self._walk(X, matrix, predict=small)
         if raw is None:
-            raise RuntimeError("the tree walk predicted nothing")
+            raw = self.predict_raw(X, matrix)
         return (self.calibrate(raw, _n_scans(X), self.segments(X)),
                 self._reasons(X, contrib, top))
 
     def _walk(self, X: Features, matrix: np.ndarray, predict: bool = False
               ) -> tuple[np.ndarray | None, np.ndarray]:
-        """Median attributions, and with ``predict`` the raw (n, 3) predictions: for a few
-        rows from the numpy tree walk, for more from XGBoost's leaf indices (one pass of
-        its predictor instead of a numpy walk per level)."""
+        """Median attributions, and with ``predict`` the raw (n, 3) predictions, from the
+        numpy tree walk."""
         kind = self.metadata.get("base_margin")
         margin = model_margin(kind, X) if predict and kind in MARGINS else None
-        median = QUANTILES.index(0.5)
-        if len(matrix) <= WALK_MAX_ROWS:
-            return self._paths().walk(matrix, median, margin, predict=predict)
-        dm = xgb.DMatrix(matrix, feature_names=self.feature_names, nthread=1,
-                         feature_types=self._feature_types(), enable_categorical=True)
-        leaves = self.booster.predict(dm, pred_leaf=True)
-        raw, contrib = self._paths().from_leaves(leaves, median, margin)
-        return (raw if predict else None), contrib
+        return self._paths().walk(matrix, QUANTILES.index(0.5), margin, predict=predict)
 
     def _reasons(self, X: Features, contrib: np.ndarray, top: int) -> list[list[Reason]]:
         reasons: list[list[Reason]] = []

@@ -98,14 +98,6 @@ def test_fast_attributions_equal_xgboosts_approx_contribs(
     raw_dense, contrib_dense = model._paths().walk(matrix, 1)
     np.testing.assert_array_equal(contrib_keyed, contrib_dense)
     np.testing.assert_array_equal(raw_keyed, raw_dense)
-    # From XGBoost's leaf indices (a batch's refresh): the same attributions, and exactly
-    # the predictions of inplace_predict.
-    raw_leaves, contrib_leaves = model._paths().from_leaves(
-        model.booster.predict(dm, pred_leaf=True), 1)
-    np.testing.assert_allclose(contrib_leaves, expected, atol=1e-3)
-    np.testing.assert_allclose(contrib_leaves, contrib_dense, atol=1e-9)
-    np.testing.assert_array_equal(
-        raw_leaves, np.asarray(model.booster.inplace_predict(matrix)).reshape(len(X), 3))
 
 
 @pytest.mark.parametrize("margin", [False, True])
@@ -130,9 +122,8 @@ def test_the_numpy_walk_predicts_what_xgboost_predicts(
         assert reasons == model.explain(few, top=3, approx=True)
         raw, _ = model._paths().walk(model.encode(few), 1, base_margin(few) if margin else None)
         np.testing.assert_allclose(raw, model.predict_raw(few), atol=1e-3)
-    # A batch: XGBoost's leaf indices give both, the very numbers inplace_predict gives.
-    hours, reasons = model.predict_explained(X)
-    np.testing.assert_array_equal(hours, model.predict(X))
+    hours, reasons = model.predict_explained(X)  # a batch: XGBoost predicts, walk explains
+    np.testing.assert_allclose(hours, model.predict(X), atol=1e-6)
     assert reasons == model.explain(X, top=3, approx=True)
 
 
