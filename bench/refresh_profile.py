@@ -71,7 +71,7 @@ async def best(repeat: int, step: Callable[[], Awaitable[Any]]) -> float:
     return min(times)
 
 
-async def run(batch: int, repeat: int, fresh: bool, total: int) -> None:
+async def run(batch: int, repeat: int, fresh: bool, total: int, only: str | None) -> None:
     url = await prepare(fresh)
     pool = await create_pool(url, min_size=1, max_size=2)
     async with pool.acquire() as conn:
@@ -123,6 +123,8 @@ async def run(batch: int, repeat: int, fresh: bool, total: int) -> None:
             "whole refresh_many": whole,
         }
         for name, step in stages.items():
+            if only is not None and only not in name:
+                continue
             seconds = await best(repeat, step)
             print(f"{name:40s} {seconds / n * 1e6:8.1f} us/shipment")
         raw = min(_raw(model, e) for e in encoded for _ in range(repeat))
@@ -142,8 +144,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--total", type=int, default=2000)
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--only", help="only the stages whose name contains this")
     args = parser.parse_args()
-    asyncio.run(run(args.batch, args.repeat, args.fresh, args.total))
+    asyncio.run(run(args.batch, args.repeat, args.fresh, args.total, args.only))
 
 
 if __name__ == "__main__":
