@@ -52,7 +52,8 @@ _HOUR_S = 3600.0
 # Rows per chunk of snapshot features: each chunk's temporaries take ~0.5 kB a row.
 _CHUNK = 100_000
 _ID_COLUMNS = ("tracking_number", "shipment_id")
-_SHIPMENT_COLUMNS = ("shipment_id", "carrier", "service_level", "tracking_number",
+# The shipment columns the features read (all a refresh needs to fetch of a shipment).
+SHIPMENT_COLUMNS = ("shipment_id", "carrier", "service_level", "tracking_number",
                      "origin_postal_code", "origin_country", "destination_postal_code",
                      "destination_country", "promised_delivery_date", "label_created_at",
                      "shipped_at", "delivered_at", "carrier_estimated_delivery",
@@ -61,7 +62,7 @@ _SHIPMENT_COLUMNS = ("shipment_id", "carrier", "service_level", "tracking_number
 
 def shipment_attributes(shipments: pd.DataFrame) -> pd.DataFrame:
     """Static per-shipment attributes the features need (lane, zone, promise, times)."""
-    s = shipments.reindex(columns=list(_SHIPMENT_COLUMNS))
+    s = shipments.reindex(columns=list(SHIPMENT_COLUMNS))
     out = pd.DataFrame(index=pd.RangeIndex(len(s)))
     out["carrier"] = _category_text(s["carrier"])
     out["service_level"] = _category_text(s["service_level"])

@@ -18,7 +18,7 @@ import asyncpg
 import numpy as np
 import pandas as pd
 
-from predictor.features import recent_performance, serving_rows
+from predictor.features import SHIPMENT_COLUMNS, recent_performance, serving_rows
 from predictor.model import EtaModel, Features, late_probability
 from predictor.recent import RecentPerformance
 from service.clock import Clock
@@ -31,6 +31,8 @@ from service.zones import customer_zone
 RECENT_WINDOW = timedelta(days=21)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FEW_INSTANTS = 48
+# What a refresh reads of a shipment: the features' columns and the first scan (handover).
+REFRESH_FIELDS = (*SHIPMENT_COLUMNS, "first_scan_at")
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ async def refresh_inputs(conn: asyncpg.Connection, shipment_ids: list[str], now:
                          ) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
     """The unfinished shipments among `shipment_ids` as a refresh scores them (handed over at
     the first scan if the OMS never said; not delivered, by definition) and their scans."""
-    found = await etas.unfinished_with_scans(conn, shipment_ids, now)
+    found = await etas.unfinished_with_scans(conn, shipment_ids, now, REFRESH_FIELDS)
     for row, _ in found:
         if row["shipped_at"] is None:
             row["shipped_at"] = row["first_scan_at"]

@@ -10,8 +10,7 @@ import asyncpg
 import msgspec
 import orjson
 
-from service.store.shipments import COLUMNS as SHIPMENT_COLUMNS
-from service.store.shipments import LOCK_IN_ORDER, UNFINISHED
+from service.store.shipments import LOCK_IN_ORDER, UNFINISHED, Shipment
 
 
 class EtaRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,11 +112,15 @@ async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicte
 
 
 async def unfinished_with_scans(conn: asyncpg.Connection, shipment_ids: list[str],
-                                until: datetime) -> list[tuple[dict[str, Any],
-                                                               list[dict[str, Any]]]]:
-    """What a refresh scores, in one round trip: each unfinished shipment's row and its
-    scans up to `until`, oldest first."""
-    columns = ", ".join(f"s.{c}" for c in SHIPMENT_COLUMNS.split(", "))
+                                until: datetime, fields: Sequence[str]
+                                ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """What a refresh scores, in one round trip: each unfinished shipment's `fields` (only
+    what the refresh reads: decoding every column cost more than the query) and its scans
+    up to `until`, oldest first."""
+    unknown = set(fields) - set(Shipment.__struct_fields__)
+    if unknown:
+        raise ValueError(f"not shipment columns: {sorted(unknown)}")
+    columns = ", ".join(f"s.{c}" for c in fields)
     rows = await conn.fetch(
         f"""SELECT {columns}, coalesce(array_agg(e.status ORDER BY e.occurred_at, e.id)
                                 FILTER (WHERE e.id IS NOT NULL), '{{}}') AS scan_statuses,
