@@ -43,6 +43,7 @@ import aiohttp
 import asyncpg
 import numpy as np
 
+from bench import db_samples
 from bench.bench_render import _http
 from bench.bench_soak import CLOCK_START, Stack, running_stack
 from bench.common import markdown, rss_mb, write_result
@@ -278,14 +279,23 @@ async def _latencies(conn: asyncpg.Connection, driver: Driver,
     }
 
 
-async def run(minutes: float, rate: float, workers: int, log_dir: Path) -> dict[str, Any]:
+async def run(minutes: float, rate: float, workers: int, log_dir: Path,
+              db_every: float = 0.0) -> dict[str, Any]:
     load_start = os.getloadavg()
     async with running_stack("pipeline", workers, log_dir) as stack:
         rss: dict[str, list[tuple[float, float]]] = {name: [] for name in stack.processes}
         depth: list[dict[str, float]] = []
         conn = await asyncpg.connect(stack.db_url)
+        statements = db_every > 0 and await db_samples.statements_available(conn)
+        db_series: list[dict[str, Any]] = []
+        next_db = 0.0
 
         async def sample(elapsed: float) -> None:
+            nonlocal next_db
+            if db_every > 0 and elapsed >= next_db:
+                db_series.append(await db_samples.sample(
+                    conn, elapsed, driver.events_accepted, stack.processes, statements))
+                next_db += db_every
             for name, process in stack.processes.items():
                 rss[name].append((round(elapsed), round(rss_mb(process.pid), 1)))
             counts = {r["state"]: r["n"] for r in await conn.fetch(
@@ -298,6 +308,7 @@ async def run(minutes: float, rate: float, workers: int, log_dir: Path) -> dict[
         headers = {"Authorization": f"Bearer {stack.key}"}
         async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
             ran_s = await driver.run(session, minutes * 60, sample)
+        next_db = 0.0
         await sample(ran_s)
         drained_s = await _drain(stack.db_url, 600)
         await sample(ran_s + drained_s)
@@ -310,6 +321,7 @@ async def run(minutes: float, rate: float, workers: int, log_dir: Path) -> dict[
                        WHERE state NOT IN ('sent', 'superseded', 'suppressed')) AS unsent,
                       (SELECT count(*) FROM tracking_events) AS events_stored,
                       (SELECT count(*) FROM shipment_etas) AS etas"""))
+        autovacuum = await conn.fetchval("SHOW autovacuum")
         await conn.close()
         sms = await _http("GET", f"{stack.standins.twilio_url}/_stats")
         email = await _http("GET", f"{stack.standins.smtp_control}/_stats")
@@ -339,6 +351,9 @@ async def run(minutes: float, rate: float, workers: int, log_dir: Path) -> dict[
                              for name, series in rss.items()},
         "queue_depth": depth,
         "load_average": {"start": load_start, "end": os.getloadavg()},
+        **({"by_age": {"every_s": db_every, "autovacuum": autovacuum,
+                       **db_samples.age_curve(db_series)},
+            "db_samples": db_series} if db_every > 0 else {}),
     }
 
 
@@ -407,17 +422,23 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="events per second")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--logs", type=Path, default=Path("/tmp/parcelcast-pipeline"))
+    parser.add_argument("--db-every", type=float, default=0.0, metavar="SECONDS",
+                        help="also record, every SECONDS, each statement's cost "
+                             "(pg_stat_statements, if preloaded), the tables' dead rows and "
+                             "sizes and each process's CPU (result: by_age, db_samples)")
     parser.add_argument("--name", default="pipeline",
                         help="result file name (bench/results/NAME.json)")
     args = parser.parse_args()
     args.logs.mkdir(parents=True, exist_ok=True)
-    result = asyncio.run(run(args.minutes, args.rate, args.workers, args.logs))
+    result = asyncio.run(run(args.minutes, args.rate, args.workers, args.logs,
+                                 args.db_every))
     rows = rows_of(result)
     write_result(args.name, rows, {"args": {k: str(v) for k, v in vars(args).items()},
                                    "notes": notes_of(result, sys.argv[1:]),
                                    "result": result})
     print(markdown(rows))
-    print(json.dumps({k: v for k, v in result.items() if k != "queue_depth"}, indent=2,
+    print(json.dumps({k: v for k, v in result.items()
+                      if k not in ("queue_depth", "db_samples", "by_age")}, indent=2,
                      default=str))
 
 

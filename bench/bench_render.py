@@ -164,7 +164,7 @@ async def _http(method: str, url: str) -> Any:
         return await resp.json()
 
 
-async def _wait_ready(url: str, proc: subprocess.Popen[bytes], within: float = 10.0) -> None:
+async def _wait_ready(url: str, proc: subprocess.Popen[bytes], within: float = 60.0) -> None:
     """Until `url` answers (a stand-in, or a worker's health endpoint)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:

@@ -28,9 +28,9 @@ from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
-import holidays
 import zipcodes
 from babel.core import get_global
+from holidays.registry import EntityLoader
 
 from predictor.lanes import STATE_TIMEZONES
 from service.limits import TIME_RANGE_MESSAGE, OutOfRange, check_instant
@@ -310,11 +310,17 @@ def _is_zone(name: str) -> bool:
     return True
 
 
+# The countries whose public holidays we have, read from the holidays package's registry:
+# its list_supported_countries() imports every country's module to list their subdivisions
+# (280 modules, 8 MB, seconds of CPU), which the first plan in a worker paid on its event loop.
+HOLIDAY_COUNTRIES = frozenset(EntityLoader.get_country_codes())
+
+
 @lru_cache(maxsize=256)
 def calendar_country(country: str | None, default: str) -> str:
     """The country whose business days apply to a destination: its own when we have its public
     holidays, else the shop's (SHOP_COUNTRY)."""
     code = country_code(country)
-    if code and code in holidays.list_supported_countries():
+    if code and code in HOLIDAY_COUNTRIES:
         return code
     return default

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from service.settings import load_settings
 from tests.builders import stored_shipment
@@ -102,3 +105,15 @@ def test_a_date_one_day_earlier_is_not_news() -> None:
         assert r.moment is None and r.shown_date == shown
     r = revise_shown_date(shown, date(2026, 11, 5), date(2026, 11, 5), "in_transit")
     assert r.moment == Moment("eta_revised", "2026-11-05")
+
+
+def test_a_destination_country_is_looked_up_without_loading_every_holiday_calendar() -> None:
+    # The first plan in a worker decides the calendar country on its event loop: it must not
+    # import the holidays package's 280 country modules (seconds of CPU, 8 MB) to do so.
+    probe = ("import sys; from service.zones import calendar_country as c; "
+             "print(c('DE', 'US'), c('BR', 'US'), c('ZZ', 'US'), c(None, 'US'), "
+             "sum(m.startswith('holidays.countries.') for m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           check=True, cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    assert found[:4] == ["DE", "BR", "US", "US"]
+    assert int(found[4]) < 10

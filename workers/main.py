@@ -27,7 +27,7 @@ from service.store.transient import is_outage
 from workers import health
 from workers.context import WorkerContext
 from workers.jobs import FUNCTIONS
-from workers.maintenance import maintain_forever
+from workers.maintenance import maintain_forever, vacuum_forever
 from workers.metrics import WorkerMetrics
 from workers.monitoring import watch_forever
 from workers.recalibration import recalibrate_forever
@@ -200,6 +200,8 @@ def _add_background_loops(supervisor: Supervisor, settings: Settings, clock: Clo
     # due; a lock not had within its timeout waits for the restart).
     supervisor.add("maintenance", partial(maintain_forever, pool, clock, settings),
                    recover=recover, max_delay=max(MAX_DELAY, settings.sweep_interval_s))
+    # Autovacuum's work, when the server's autovacuum is off (service.store.vacuum).
+    supervisor.add("vacuum", partial(vacuum_forever, pool), recover=recover)
     if settings.recalibrate_every_hours > 0:
         # Seconds of CPU in a process when it runs: a failure waits for the next check.
         supervisor.add("recalibration", partial(
