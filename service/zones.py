@@ -30,7 +30,6 @@ from zoneinfo import ZoneInfo, available_timezones
 
 import zipcodes
 from babel.core import get_global
-from holidays.registry import EntityLoader
 
 from predictor.lanes import STATE_TIMEZONES
 from service.limits import TIME_RANGE_MESSAGE, OutOfRange, check_instant
@@ -313,7 +312,20 @@ def _is_zone(name: str) -> bool:
 # The countries whose public holidays we have, read from the holidays package's registry:
 # its list_supported_countries() imports every country's module to list their subdivisions
 # (280 modules, 8 MB, seconds of CPU), which the first plan in a worker paid on its event loop.
-HOLIDAY_COUNTRIES = frozenset(EntityLoader.get_country_codes())
+
+
+def _holiday_countries() -> frozenset[str]:
+    try:  # the registry is not documented API: a later release may move it
+        from holidays.registry import EntityLoader
+
+        return frozenset(EntityLoader.get_country_codes())
+    except (ImportError, AttributeError):
+        import holidays
+
+        return frozenset(holidays.list_supported_countries())
+
+
+HOLIDAY_COUNTRIES = _holiday_countries()
 
 
 @lru_cache(maxsize=256)
