@@ -104,11 +104,12 @@ async def accuracy(conn: asyncpg.Connection, since: datetime, until: datetime,
 async def first_windows_ended(conn: asyncpg.Connection, since: datetime, until: datetime
                               ) -> dict[str, Any]:
     """The first window shown (the history's parcels in flight got theirs as the replay
-    began), for every parcel whose window had ended by the replay's end, delivered or not (one not delivered by then missed its window late): the share
-    inside it, and, of those whose shown date (the p90's local date) had passed, the share
-    delivered on or before it. Which parcels count depends only on what was shown, not on
-    what became of them: counting only the parcels delivered by the end would leave out
-    the late ones and make the window look better than it is."""
+    began), for every parcel whose window had ended by the replay's end, delivered or not
+    (one not delivered by then missed its window late): the share inside it, and, of those
+    whose shown date (the p90's local date) had passed, the share delivered on or before it.
+    Which parcels count depends only on what was shown, not on what became of them:
+    counting only the parcels delivered by the end would leave out the late ones and make
+    the window look better than it is."""
     rows = await conn.fetch(
         """SELECT s.delivered_at, e.eta_p10, e.eta_p90, coalesce(o.timezone, 'UTC') AS tz
            FROM shipments s
@@ -116,11 +117,12 @@ async def first_windows_ended(conn: asyncpg.Connection, since: datetime, until: 
                            AND NOT x.shadow
                          ORDER BY predicted_at, id LIMIT 1) e ON true
            LEFT JOIN orders o ON o.order_id = s.order_id
-           WHERE e.eta_p90 < $2 AND s.label_created_at > $1::timestamptz - interval '30 days'""", since, until)
+           WHERE e.eta_p90 < $2
+             AND s.label_created_at > $1::timestamptz - interval '30 days'""", since, until)
     inside, by_date = [], []
     for r in rows:
-        delivered = r["delivered_at"] if r["delivered_at"] is not None and \
-            r["delivered_at"] < until else None
+        at = r["delivered_at"]
+        delivered = at if at is not None and at < until else None
         inside.append(delivered is not None and r["eta_p10"] <= delivered <= r["eta_p90"])
         zone = ZoneInfo(r["tz"])
         shown = r["eta_p90"].astimezone(zone).date()
