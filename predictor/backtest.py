@@ -59,12 +59,10 @@ from predictor.backtest_report import (
     write_plots,
 )
 from predictor.calibration import (
-    ADAPT_LEVELS,
     COHORT_HALF_LIFE_DAYS,
     LEVELS,
     SEGMENT_WINDOW_DAYS,
     WINDOW_DAYS,
-    LevelAdaptation,
     Outcomes,
     apply_factors,
     scan_group,
@@ -92,7 +90,6 @@ class BacktestConfig:
     segment_window_days: float | None = SEGMENT_WINDOW_DAYS
     levels: tuple[float, float, float] = LEVELS  # calibration levels of p10 / p50 / p90
     cohort_half_life_days: float | None = COHORT_HALF_LIFE_DAYS  # None: a flat window
-    adapt_levels: LevelAdaptation | None = ADAPT_LEVELS  # None: the levels stay put
     rounds: int = DEFAULT_ROUNDS  # production's: the backtest replays what is deployed
     # Over predictor.train.DEFAULT_PARAMS.
     params: Mapping[str, Any] = field(default_factory=lambda: {"nthread": BACKTEST_NTHREAD})
@@ -108,8 +105,6 @@ class BacktestConfig:
                 "segment_window_days": self.segment_window_days,
                 "levels": list(self.levels), "rounds": self.rounds,
                 "cohort_half_life_days": self.cohort_half_life_days,
-                "adapt_levels": (None if self.adapt_levels is None
-                                 else self.adapt_levels.describe()),
                 "params": dict(self.params), "options": self.options.describe(),
                 "start": None if self.start is None else str(self.start),
                 "end": None if self.end is None else str(self.end)}
@@ -276,8 +271,7 @@ def replay(prep: Prepared, config: BacktestConfig, progress: Progress | None = N
             state = outcomes.factors(t_k + s * step, config.window_days, previous=state,
                                      segment_window_days=config.segment_window_days,
                                      levels=config.levels,
-                                     half_life_days=config.cohort_half_life_days,
-                                     adapt=config.adapt_levels)
+                                     half_life_days=config.cohort_half_life_days)
             first_factors = first_factors or dict(state)
             rows = np.flatnonzero(slot == s)
             idx = serve[rows]

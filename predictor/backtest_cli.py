@@ -12,13 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from predictor.calibration import (
-    ADAPT_LEVELS,
-    COHORT_HALF_LIFE_DAYS,
-    LEVELS,
-    WINDOW_DAYS,
-    LevelAdaptation,
-)
+from predictor.calibration import COHORT_HALF_LIFE_DAYS, LEVELS, WINDOW_DAYS
 from predictor.features import FEATURES
 from predictor.fitting import FitOptions
 
@@ -110,10 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cohort-half-life-days", type=_half_life, default=None,
                    help="recency weighting of the calibration cohort, 'none' for a flat "
                         "window (default: predictor.calibration.COHORT_HALF_LIFE_DAYS)")
-    p.add_argument("--adapt-levels", type=_adapt, default=None, metavar="GAMMA|off",
-                   help="move each scan group's window ends toward the target coverage "
-                        "by GAMMA a day (predictor.calibration.LevelAdaptation), 'off' for "
-                        "fixed levels (default: predictor.calibration.ADAPT_LEVELS)")
     p.add_argument("--drop-features", default="", help="comma-separated feature names")
     p.add_argument("--shipments", type=int, default=30_000)
     p.add_argument("--days", type=int, default=120)
@@ -160,7 +150,6 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
             COHORT_HALF_LIFE_DAYS if args.cohort_half_life_days is None
             else None if args.cohort_half_life_days == "none"
             else float(args.cohort_half_life_days)),
-        adapt_levels=ADAPT_LEVELS if args.adapt_levels is None else args.adapt_levels or None,
         **({} if args.rounds is None else {"rounds": args.rounds}),
         params={"nthread": args.nthread, **_params(args.param),
                 **({} if args.learning_rate is None else {"learning_rate": args.learning_rate})},
@@ -177,16 +166,6 @@ def _half_life(text: str) -> str | float:
     if value <= 0:
         raise argparse.ArgumentTypeError("a half-life in days > 0, or 'none'")
     return value
-
-
-def _adapt(text: str) -> LevelAdaptation | bool:
-    """'off' (False: fixed levels) or the adaptation's gamma per day."""
-    if text.strip().lower() in ("off", "none", "fixed"):
-        return False
-    gamma = float(text)
-    if gamma <= 0:
-        raise argparse.ArgumentTypeError("a gamma > 0 per day, or 'off'")
-    return replace(ADAPT_LEVELS or LevelAdaptation(), gamma=gamma)
 
 
 def _levels(text: str) -> tuple[float, float, float]:

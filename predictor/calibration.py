@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from predictor.correction import PREFIX as SEGMENT_PREFIX
 from predictor.correction import fit_segment_factors, segment_factors, segment_keys
 from predictor.correction import scan_group as scan_group  # its home: correction
 from predictor.features import recent_performance, shipment_attributes, training_snapshots
@@ -77,44 +76,8 @@ MIN_EVENTS = 200
 # cohort of step 10, at these levels 78.5 % and 92.6 % (the simulator 81.7 %, 96.0 %).
 LEVELS = (0.12, 0.5, 0.93)
 GROUPS = (0, 1, 2)
-
-
-@dataclass(frozen=True)
-class LevelAdaptation:
-    """The window's ends follow the shop's own realised coverage (adaptive conformal
-    inference on the calibration levels, one pair per scan group).
-
-    At each recalibration, the windows the calibration in force (``previous``) gives the
-    cohort's snapshots are checked against what became of them: a window's early end is
-    *resolved* once the parcel is delivered or the end has passed (a miss when delivered
-    before it), its late end once the parcel is delivered or the end has passed without a
-    delivery (a miss then: known at the late end, not weeks later at the delivery). Over
-    the ends resolved since the last recalibration, the group's level moves by ``gamma``
-    per day times (miss rate - target), each resolved end counting for one of the group's
-    snapshots a day: more early misses than ``below`` lower the early
-    end's level, more late misses than ``above`` raise the late end's (and fewer: the
-    window narrows). ``LEVELS`` is where every group starts; the median's never moves.
-    Step 9's rejected version counted a window only once its parcel was delivered: the
-    news of a late miss then came as late as the slowest parcels (docs/model-card.md)."""
-
-    below: float = 0.12  # share of parcels delivered before the window's early end
-    above: float = 0.08  # share delivered after its late end
-    gamma: float = 0.1  # level change per day per unit of miss-rate error
-    min_cohort: int = 200  # a group with fewer snapshots in the cohort keeps its levels
-    lo_bounds: tuple[float, float] = (0.02, 0.30)
-    hi_bounds: tuple[float, float] = (0.80, 0.99)
-    max_days: float = 7.0  # at most this many days of news move the levels at once
-
-    def describe(self) -> dict[str, float]:
-        return {"below": self.below, "above": self.above, "gamma": self.gamma}
-
-
-# None: the levels stay at LEVELS.
-ADAPT_LEVELS: LevelAdaptation | None = None
 _NAMES = ("log_q10", "log_q50", "log_q90")
 _DAY_S = 86_400.0
-# In a calibration with adapted levels: the instant (epoch s) they were last moved.
-LEVELS_AS_OF = "levels_as_of_s"
 
 
 def is_adaptive(conformal: Mapping[str, float]) -> bool:
@@ -218,15 +181,13 @@ class Outcomes:
                 previous: Mapping[str, float] | None = None,
                 segment_window_days: float | None = SEGMENT_WINDOW_DAYS,
                 levels: tuple[float, float, float] = LEVELS,
-                half_life_days: float | None = COHORT_HALF_LIFE_DAYS,
-                adapt: LevelAdaptation | None = ADAPT_LEVELS) -> dict[str, float]:
+                half_life_days: float | None = COHORT_HALF_LIFE_DAYS) -> dict[str, float]:
         """Calibration factors as known at ``at_s`` (epoch s) from the cohort of the last
         ``window_days`` (see the module docstring). ``previous`` fills what the cohort
         cannot estimate (else 0: the raw quantile). With segments, the per-segment
         correction of :mod:`predictor.correction` is fitted on what the group factors
         leave of the errors, over the last ``segment_window_days`` of the cohort (None:
-        all of it). With ``adapt``, each scan group's early and late levels start from
-        ``levels`` and follow its realised coverage (:class:`LevelAdaptation`)."""
+        all of it)."""
         lo = np.searchsorted(self.snapshot_s, at_s - window_days * _DAY_S, side="left")
         hi = np.searchsorted(self.snapshot_s, at_s, side="left")  # strictly before at_s
         s, raw, group = self.snapshot_s[lo:hi], self.raw[lo:hi], self.group[lo:hi]
@@ -237,21 +198,12 @@ class Outcomes:
         weight = cohort_weights(s, at_s, half_life_days)
         prev = dict(previous or {})
         out: dict[str, float] = {"log_c_hours": C_HOURS}
-        group_levels = {g: levels for g in GROUPS}
-        if adapt is not None:
-            seg = None if self.segment is None else self.segment[lo:hi]
-            group_levels = adapted_levels(s, raw, group, seg, self.delivered_s[lo:hi], at_s,
-                                          prev, levels, adapt)
-            for g, lv in group_levels.items():
-                out[f"level_q10_{g}"], out[f"level_q90_{g}"] = lv[0], lv[2]
-            out[LEVELS_AS_OF] = float(at_s)
 
-        def fit(mask: np.ndarray, suffix: str, fallback: list[float],
-                lv: tuple[float, float, float] = levels) -> list[float]:
+        def fit(mask: np.ndarray, suffix: str, fallback: list[float]) -> list[float]:
             vals = []
             for j, name in enumerate(_NAMES):
                 v = km_quantiles(log_y[mask] - np.log(raw[mask, j] + C_HOURS), known[mask],
-                                 (lv[j],), None if weight is None else weight[mask]
+                                 (levels[j],), None if weight is None else weight[mask]
                                  )[0] if mask.any() else np.nan
                 if np.isnan(v):
                     v = prev.get(name + suffix, fallback[j])
@@ -263,7 +215,7 @@ class Outcomes:
         for g in GROUPS:
             mask = group == g
             if int(known[mask].sum()) >= MIN_EVENTS:
-                fit(mask, f"_{g}", overall, group_levels[g])
+                fit(mask, f"_{g}", overall)
             elif all(f"{k}_{g}" in prev for k in _NAMES):
                 for k in _NAMES:  # a group with too little news keeps what it had
                     out[f"{k}_{g}"] = float(prev[f"{k}_{g}"])
@@ -272,67 +224,10 @@ class Outcomes:
                       else s >= at_s - segment_window_days * _DAY_S)
             residual = (log_y[recent, None] - np.log(raw[recent] + C_HOURS)
                         - group_factors(int(recent.sum()), group[recent], out))
-            segments = self.segment[lo:hi][recent]
-            w = None if weight is None else weight[recent]
-            if adapt is None:
-                out |= fit_segment_factors(residual, known[recent], segments, prev, levels,
-                                           km_quantiles, w)
-            else:  # each group's segments at the group's own levels
-                fitted: Mapping[str, float] = prev
-                g_recent = group[recent]
-                for g in GROUPS:
-                    m = g_recent == g
-                    fitted = fit_segment_factors(residual[m], known[recent][m], segments[m],
-                                                 fitted, group_levels[g], km_quantiles,
-                                                 None if w is None else w[m])
-                out |= {k: v for k, v in fitted.items() if k.startswith(SEGMENT_PREFIX)}
+            out |= fit_segment_factors(residual, known[recent], self.segment[lo:hi][recent],
+                                       prev, levels, km_quantiles,
+                                       None if weight is None else weight[recent])
         return out
-
-
-def adapted_levels(snapshot_s: np.ndarray, raw: np.ndarray, group: np.ndarray,
-                   segments: np.ndarray | None, delivered_s: np.ndarray, at_s: float,
-                   previous: Mapping[str, float], levels: tuple[float, float, float],
-                   adapt: LevelAdaptation) -> dict[int, tuple[float, float, float]]:
-    """Each scan group's (early, median, late) levels as of ``at_s``: the previous ones
-    (``levels`` where there are none) moved by the ends of ``previous``'s windows on these
-    snapshots that were resolved since the levels were last moved (see
-    :class:`LevelAdaptation`; a delivery at or after ``at_s`` is not known yet)."""
-    current = {g: (float(previous.get(f"level_q10_{g}", levels[0])), levels[1],
-                   float(previous.get(f"level_q90_{g}", levels[2]))) for g in GROUPS}
-    if not is_adaptive(previous) or len(snapshot_s) == 0:
-        return current
-    since = max(float(previous.get(LEVELS_AS_OF, at_s - _DAY_S)),
-                at_s - adapt.max_days * _DAY_S)
-    days = (at_s - since) / _DAY_S
-    if days <= 0:
-        return current
-    q = np.sort(apply_factors(raw, group, previous, segments), axis=1)
-    q = np.clip(q, 0.0, None)
-    early, late = snapshot_s + q[:, 0] * 3600.0, snapshot_s + q[:, 2] * 3600.0
-    delivered = np.where(delivered_s < at_s, delivered_s, np.inf)  # NaN: never (yet)
-    early_at, late_at = np.minimum(delivered, early), np.minimum(delivered, late)
-    early_new = (early_at >= since) & (early_at < at_s)
-    late_new = (late_at >= since) & (late_at < at_s)
-    miss_early, miss_late = delivered < early, delivered > late
-    span_days = max((at_s - float(snapshot_s.min())) / _DAY_S, 1.0)
-    out = {}
-    for g in GROUPS:
-        lo_level, mid, hi_level = current[g]
-        m = group == g
-        if int(m.sum()) >= adapt.min_cohort:
-            # Per resolved end, scaled by the group's snapshots a day (each snapshot's end
-            # resolves once): a day's average would give a Sunday, when ends pass but no
-            # parcel is delivered, a Monday's weight.
-            per_day = m.sum() / span_days
-            lo_error = float(np.sum(miss_early[early_new & m] - adapt.below)) / per_day
-            hi_error = float(np.sum(miss_late[late_new & m] - adapt.above)) / per_day
-            step = adapt.gamma * min(days, adapt.max_days)
-            lo_level = float(np.clip(lo_level - step * np.clip(lo_error / days, -1, 1),
-                                     *adapt.lo_bounds))
-            hi_level = float(np.clip(hi_level + step * np.clip(hi_error / days, -1, 1),
-                                     *adapt.hi_bounds))
-        out[g] = (lo_level, mid, hi_level)
-    return out
 
 
 def online_quantiles(outcomes: Outcomes, snapshot_s: np.ndarray, raw: np.ndarray,
@@ -404,5 +299,4 @@ def calibration_info(at_s: float, window_days: float) -> dict[str, object]:
     as_of = pd.Timestamp(round(at_s * 1e6), unit="us", tz="UTC")
     return {"method": "cohort_kaplan_meier_log", "as_of": as_of.isoformat(),
             "window_days": window_days, "c_hours": C_HOURS, "levels": list(LEVELS),
-            "half_life_days": COHORT_HALF_LIFE_DAYS,
-            "adapt_levels": None if ADAPT_LEVELS is None else ADAPT_LEVELS.describe()}
+            "half_life_days": COHORT_HALF_LIFE_DAYS}

@@ -65,8 +65,7 @@ async def recalibrate_champion(conn: asyncpg.Connection, now: datetime, *,
     # busy machine the ETA refreshes come first (background_process).
     with background_process() as process:
         factors, info = await asyncio.get_running_loop().run_in_executor(
-            process, _recalibrated, row.artefact, shipments, events, now,
-            await _in_force(conn, row.version, now))
+            process, _recalibrated, row.artefact, shipments, events, now)
     created = clock.now() if clock is not None else now
     kept = await eta_models.store_calibration(conn, row.version, now, factors, info, created)
     if stored is not None:
@@ -77,8 +76,7 @@ async def recalibrate_champion(conn: asyncpg.Connection, now: datetime, *,
         # it would have shown, calibrated as the champion's are.
         with background_process() as process:
             s_factors, s_info = await asyncio.get_running_loop().run_in_executor(
-                process, _recalibrated, shadow.artefact, shipments, events, now,
-                await _in_force(conn, shadow.version, now))
+                process, _recalibrated, shadow.artefact, shipments, events, now)
         await eta_models.store_calibration(conn, shadow.version, now, s_factors, s_info,
                                            created)
     return Recalibration(row.version, now, factors, kept)
@@ -90,24 +88,9 @@ def background_process() -> ProcessPoolExecutor:
                                initializer=os.nice, initargs=(BACKGROUND_NICENESS,))
 
 
-async def _in_force(conn: asyncpg.Connection, version: str, now: datetime
-                    ) -> dict[str, float] | None:
-    """The model's newest stored calibration before `now` (None: its artefact's is in
-    force). The next one starts from it, as the backtest's day after day does: the levels
-    adapted so far (predictor.calibration.LevelAdaptation) and the tails the cohort cannot
-    reach yet carry over."""
-    latest = await eta_models.latest_calibration(conn, version)
-    if latest is None or latest.as_of >= now:
-        return None
-    return {str(k): float(v) for k, v in latest.factors.items()}
-
-
 def _recalibrated(artefact: bytes, shipments: pd.DataFrame, events: pd.DataFrame,
-                  now: datetime, in_force: dict[str, float] | None = None
-                  ) -> tuple[dict[str, float], dict[str, str]]:
+                  now: datetime) -> tuple[dict[str, float], dict[str, str]]:
     model = EtaModel.from_bytes(artefact)
-    if in_force is not None:
-        model.conformal = dict(in_force)
     factors = recalibrate(model, shipments, events, now)
     info = {str(k): str(v) for k, v in model.metadata.get("calibration", {}).items()}
     return {str(k): float(v) for k, v in factors.items()}, info
