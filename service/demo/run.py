@@ -367,13 +367,18 @@ def print_summary(console: Console, r: dict[str, Any], options: DemoOptions) -> 
             f"  accuracy   {a['parcels']:,} parcels delivered during the replay, judged by "
             f"the first ETA the system showed (the demo model: {r['model']['rounds']} rounds "
             f"on {r['model']['train_rows']:,} snapshots):",
-            f"             model p50 off by {a['model_mae_days']:.2f} days; "
-            f"{a['inside_window']:.0%} inside the window; "
-            f"{a['on_or_before_shown_date']:.0%} on or before the date shown",
+            f"             model p50 off by {a['model_mae_days']:.2f} days",
             f"             carrier/lane median off by {a['lane_median_mae_days']:.2f} days; "
             f"promised date off by {a['promise_mae_days']:.2f} days, "
             f"kept for {a['on_or_before_promise']:.0%}",
         ]
+    if a.get("windows_ended"):
+        lines.append(
+            f"  window     of the {a['windows_ended']:,} first windows shown that had ended by "
+            f"the replay's end (parcels delivered or not): {a['inside_window']:.0%} inside "
+            f"the window"
+            + (f"; {a['on_or_before_shown_date']:.0%} on or before the date shown (of "
+               f"{a['dates_passed']:,} whose date had passed)" if a.get("dates_passed") else ""))
     c = r.get("against_carrier", {})
     if c.get("parcels"):
         lines += [

@@ -76,6 +76,7 @@ async def accuracy(conn: asyncpg.Connection, since: datetime, until: datetime,
                           zip(actual, promised_end, strict=True)])
     on_time_promise = np.mean([d <= p for d, p in zip(local_delivery,
                                                       f["promised_delivery_date"], strict=True)])
+    window = await first_windows_ended(conn, since, until)
     by_lane, by_service = lane_median_hours(history)
     lane_pred = []
     for r in f.itertuples(index=False):
@@ -87,12 +88,50 @@ async def accuracy(conn: asyncpg.Connection, since: datetime, until: datetime,
                        zip(actual, lane_pred, strict=True)])
     return {
         "parcels": len(f), "delivered": int(delivered_total),
-        "model_mae_days": float(err.mean() / 24), "inside_window": float(inside.mean()),
-        "on_or_before_shown_date": float(on_time_shown),
+        "model_mae_days": float(err.mean() / 24),
+        # Judged on the parcels delivered during the replay only, these two flatter the
+        # window: a parcel still out at the end (most of them late for their window) is
+        # not in them. Kept for comparison; the demo shows `window`'s.
+        "inside_window_delivered_only": float(inside.mean()),
+        "on_or_before_shown_date_delivered_only": float(on_time_shown),
+        **window,
         "promise_mae_days": float(np.nanmean(promise_err) / 24),
         "on_or_before_promise": float(on_time_promise),
         "lane_median_mae_days": float(np.nanmean(lane_err) / 24),
     }
+
+
+async def first_windows_ended(conn: asyncpg.Connection, since: datetime, until: datetime
+                              ) -> dict[str, Any]:
+    """The first window shown (the history's parcels in flight got theirs as the replay
+    began), for every parcel whose window had ended by the replay's end, delivered or not
+    (one not delivered by then missed its window late): the share inside it, and, of those
+    whose shown date (the p90's local date) had passed, the share delivered on or before it.
+    Which parcels count depends only on what was shown, not on what became of them:
+    counting only the parcels delivered by the end would leave out the late ones and make
+    the window look better than it is."""
+    rows = await conn.fetch(
+        """SELECT s.delivered_at, e.eta_p10, e.eta_p90, coalesce(o.timezone, 'UTC') AS tz
+           FROM shipments s
+           JOIN LATERAL (SELECT * FROM shipment_etas x WHERE x.shipment_id = s.shipment_id
+                           AND NOT x.shadow
+                         ORDER BY predicted_at, id LIMIT 1) e ON true
+           LEFT JOIN orders o ON o.order_id = s.order_id
+           WHERE e.eta_p90 < $2
+             AND s.label_created_at > $1::timestamptz - interval '30 days'""", since, until)
+    inside, by_date = [], []
+    for r in rows:
+        at = r["delivered_at"]
+        delivered = at if at is not None and at < until else None
+        inside.append(delivered is not None and r["eta_p10"] <= delivered <= r["eta_p90"])
+        zone = ZoneInfo(r["tz"])
+        shown = r["eta_p90"].astimezone(zone).date()
+        if datetime.combine(shown + timedelta(days=1), time(0), tzinfo=zone) <= until:
+            by_date.append(delivered is not None and delivered.astimezone(zone).date() <= shown)
+    return {"windows_ended": len(inside),
+            "inside_window": float(np.mean(inside)) if inside else None,
+            "dates_passed": len(by_date),
+            "on_or_before_shown_date": float(np.mean(by_date)) if by_date else None}
 
 
 async def delays(conn: asyncpg.Connection) -> dict[str, Any]:
