@@ -33,7 +33,8 @@ MEASURES: dict[str, str] = {
                          "(service.zones: zip, postal_code, city_region, region, country, "
                          "city, origin, utc_default)",
     "late_24h": "new events received more than 24 h after they happened",
-    "after_delivery": "new events of a delivered shipment received after a delivery scan",
+    "after_delivery": "new events of a delivered shipment received after a delivery scan "
+                      "(delivered before their batch and still after it)",
     "webhook_notes": "webhook deliveries stored with notes (parts not used)",
     "estimate_before_shipment": "carrier estimates received before their shipment (kept)",
 }
