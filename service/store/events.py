@@ -98,12 +98,15 @@ WITH input AS (
                        m.delivered_at) END
     FROM moved m
     WHERE s.carrier = m.carrier AND s.tracking_number = m.tracking_number
-    -- Delivered before this batch (the subquery reads the row as the statement found it)
-    -- and still delivered: the batch's events came after a delivery scan.
+    -- Delivered before this batch and still delivered: the batch's events came after a
+    -- delivery scan. Still delivered with no delivery in the batch, or delivered earlier than
+    -- the batch's delivery, it was delivered before; else the subquery reads the row as the
+    -- statement found it (RETURNING shows the new one).
     RETURNING s.shipment_id, s.carrier, s.tracking_number,
-              CASE WHEN s.status = 'delivered' THEN EXISTS (
-                  SELECT FROM shipments o
-                  WHERE o.shipment_id = s.shipment_id AND o.status = 'delivered') END
+              CASE WHEN s.status <> 'delivered' THEN false
+                   WHEN m.delivered_at IS NULL OR s.delivered_at < m.delivered_at THEN true
+                   ELSE EXISTS (SELECT FROM shipments o WHERE o.shipment_id = s.shipment_id
+                                                          AND o.status = 'delivered') END
                   AS after_delivery
 ), queued AS (
     INSERT INTO work_items (kind, subject_id, run_after, created_at)

@@ -307,6 +307,8 @@ async def test_scans_after_a_delivery_scan_are_counted_as_after_delivery(
         [event("in_transit", at(8), tracking_number="1Z0001"), delivered,
          event("in_transit", at(7), tracking_number="1Z0002")],
         [event("out_for_delivery", at(6), tracking_number="1Z0001")],
+        # Another delivery scan, earlier than the first: the parcel was delivered before it.
+        [event("delivered", at(5.5), tracking_number="1Z0001", description="Left at door")],
     ]
     for batch in batches:
         answer = await hooks.post("/v1/tracking-events", json={"events": batch}, headers=good)
@@ -316,11 +318,11 @@ async def test_scans_after_a_delivery_scan_are_counted_as_after_delivery(
     deadline = asyncio.get_running_loop().time() + 30
     while True:
         counters = await _counters(pool)
-        if counters.get((source, "ups", "accepted")) == 5:
+        if counters.get((source, "ups", "accepted")) == 6:
             break
         assert asyncio.get_running_loop().time() < deadline, counters
         await asyncio.sleep(0.05)
-    assert counters[(source, "ups", "after_delivery")] == 2
+    assert counters[(source, "ups", "after_delivery")] == 3
     assert counters[(source, "ups", "duplicate")] == 1
     shown = await (await hooks.get("/v1/shipments/s-1", headers=admin)).json()
     assert shown["status"] == "delivered"
