@@ -11,7 +11,7 @@ import msgspec
 
 from service.clock import ManualClock
 from service.errors import ProblemError
-from service.store.events import EventRow
+from service.store.events import EventRow, IngestResult
 from service.tracking.coalescer import IngestCoalescer
 from service.tracking.ingest import parse_event, to_row
 from tests.builders import event
@@ -38,7 +38,8 @@ async def test_one_bad_request_in_a_merged_flush_fails_alone(
     refused = answers[20]
     assert isinstance(refused, ProblemError) and refused.status == 422
     assert refused.errors[0].field == "events" and refused.errors[0].code == "unstorable"
-    assert all(isinstance(a, set) and len(a) == 1 for i, a in enumerate(answers) if i != 20)
+    assert all(isinstance(a, IngestResult) and len(a.accepted_keys) == 1
+               for i, a in enumerate(answers) if i != 20)
     assert coalescer.fallbacks >= 1
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM tracking_events") == 40
@@ -52,7 +53,9 @@ async def test_a_key_two_requests_sent_is_new_for_the_first_after_a_fallback(
     answers = await asyncio.gather(
         coalescer.ingest([_row(0)]), coalescer.ingest([row]), coalescer.ingest(bad),
         coalescer.ingest([row]), return_exceptions=True)
-    assert answers[1] == {row.dedupe_key} and answers[3] == set()
+    first, second = answers[1], answers[3]
+    assert isinstance(first, IngestResult) and isinstance(second, IngestResult)
+    assert first.accepted_keys == {row.dedupe_key} and second.accepted_keys == set()
     assert isinstance(answers[2], ProblemError)
 
 

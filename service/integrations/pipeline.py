@@ -135,13 +135,15 @@ class Applied:
     duplicates: int = 0
     corrected: int = 0
     estimates_before_shipment: list[str] = field(default_factory=list)  # their carriers
+    after_delivery: set[bytes] = field(default_factory=set)  # IngestResult.after_delivery
 
 
 def quality_of(source: str, batch: WebhookBatch, applied: Applied | None, now: datetime
                ) -> QualityBatch:
     """What a delivery adds to the data-quality counters (`applied` None: a duplicate)."""
     quality = QualityBatch()
-    quality.batch(source, batch.events, applied.accepted_keys if applied else set(), now)
+    quality.batch(source, batch.events, applied.accepted_keys if applied else set(), now,
+                  after_delivery=applied.after_delivery if applied else frozenset())
     if applied is None:
         return quality
     if batch.notes:
@@ -195,7 +197,7 @@ async def apply(conn: asyncpg.Connection, batch: WebhookBatch, now: datetime, *,
         detail["notes"] = batch.notes[:20]
     outcome = "ignored" if batch.ignored and not batch.shipments else "processed"
     return Applied(outcome, detail, result.accepted_keys, accepted, len(batch.events) - accepted,
-                   corrected, estimates.before_shipment)
+                   corrected, estimates.before_shipment, result.after_delivery)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -98,17 +98,29 @@ WITH input AS (
                        m.delivered_at) END
     FROM moved m
     WHERE s.carrier = m.carrier AND s.tracking_number = m.tracking_number
-    RETURNING s.shipment_id
+    -- Delivered before this batch and still delivered: the batch's events came after a
+    -- delivery scan. Still delivered with no delivery in the batch, or delivered earlier than
+    -- the batch's delivery, it was delivered before; else the subquery reads the row as the
+    -- statement found it (RETURNING shows the new one).
+    RETURNING s.shipment_id, s.carrier, s.tracking_number,
+              CASE WHEN s.status <> 'delivered' THEN false
+                   WHEN m.delivered_at IS NULL OR s.delivered_at < m.delivered_at THEN true
+                   ELSE EXISTS (SELECT FROM shipments o WHERE o.shipment_id = s.shipment_id
+                                                          AND o.status = 'delivered') END
+                  AS after_delivery
 ), queued AS (
     INSERT INTO work_items (kind, subject_id, run_after, created_at)
     SELECT $13, shipment_id, $12, $12 FROM touched
     ON CONFLICT (kind, subject_id) WHERE state = 'pending' DO NOTHING
     RETURNING 1
 )
-SELECT dedupe_key, (SELECT count(*) FROM touched) AS touched,
+SELECT i.dedupe_key, d.carrier IS NOT NULL AS after_delivery,
+       (SELECT count(*) FROM touched) AS touched,
        -- Wakes the relay at commit; uncorrelated, so evaluated once.
        (SELECT count(pg_notify($14, '')) FROM (SELECT 1 FROM queued LIMIT 1) q) AS notified
-FROM inserted
+FROM inserted i
+LEFT JOIN (SELECT carrier, tracking_number FROM touched WHERE after_delivery) d
+    USING (carrier, tracking_number)
 """
 
 
@@ -116,6 +128,9 @@ FROM inserted
 class IngestResult:
     accepted_keys: set[bytes]
     shipments_touched: int
+    # The new events of shipments delivered before them (and still delivered): the
+    # feed-quality measure `after_delivery` (service.store.quality).
+    after_delivery: set[bytes] = field(default_factory=set)
 
 
 async def ingest(
@@ -148,12 +163,13 @@ async def _ingest_once(
     )
     touched = records[0]["touched"] if records else 0
     accepted = {bytes(r["dedupe_key"]) for r in records}
+    after_delivery = {bytes(r["dedupe_key"]) for r in records if r["after_delivery"]}
     # Only a code we could not read counts (an event sent as plain "unknown" has none).
     unknown = [r for r in rows if r.status == "unknown" and r.raw_code
                and r.dedupe_key in accepted]
     if unknown:
         await count_unknown(conn, unknown, received_at)
-    return IngestResult(accepted, int(touched))
+    return IngestResult(accepted, int(touched), after_delivery)
 
 
 # Codes no table maps, counted per carrier and code for `parcelcast carriers unknown`.

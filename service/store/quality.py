@@ -2,8 +2,8 @@
 
 Sources: "api:<key id>" (POST /v1/tracking-events), "shopify", "easypost", "aftership".
 Measures (MEASURES documents each): counted by the caller (accepted, duplicate, rejected,
-webhook_notes, estimate_before_shipment) or derived here from the batch's new events in the
-same statement (unknown, naive_time:<rule>, late_24h, after_delivery). Trackers gone quiet
+webhook_notes, estimate_before_shipment) or derived from the batch's new events by
+QualityBatch.batch (unknown, naive_time:<rule>, late_24h, after_delivery). Trackers gone quiet
 are a state, not a flow: `stale_trackers` reads them from the shipments when asked.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -33,55 +33,30 @@ MEASURES: dict[str, str] = {
                          "(service.zones: zip, postal_code, city_region, region, country, "
                          "city, origin, utc_default)",
     "late_24h": "new events received more than 24 h after they happened",
-    "after_delivery": "new events of a delivered shipment received after a delivery scan",
+    "after_delivery": "new events of a delivered shipment received after a delivery scan "
+                      "(delivered before their batch and still after it)",
     "webhook_notes": "webhook deliveries stored with notes (parts not used)",
     "estimate_before_shipment": "carrier estimates received before their shipment (kept)",
 }
 
+# Every measure is counted by the caller (QualityBatch.batch derives the ones of new events
+# from the batch and what ingest found, service.store.events.IngestResult.after_delivery);
+# this adds them up, one row per (day, source, carrier, measure).
 RECORD = """
-WITH ev AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                         $6::timestamptz[], $7::text[])
-        AS t(source, carrier, tracking_number, status, occurred_at, received_at, time_basis)
-), counts AS (
-    SELECT (received_at AT TIME ZONE 'UTC')::date AS day, source, carrier,
-           'unknown' AS measure, count(*) AS n
-    FROM ev WHERE status = 'unknown' GROUP BY 1, 2, 3
-    UNION ALL
-    SELECT (received_at AT TIME ZONE 'UTC')::date, source, carrier,
-           'naive_time:' || time_basis, count(*)
-    FROM ev WHERE time_basis <> 'offset' GROUP BY 1, 2, 3, 4
-    UNION ALL
-    SELECT (received_at AT TIME ZONE 'UTC')::date, source, carrier, 'late_24h', count(*)
-    FROM ev WHERE received_at - occurred_at > interval '24 hours' GROUP BY 1, 2, 3
-    UNION ALL
-    SELECT (received_at AT TIME ZONE 'UTC')::date, source, carrier, 'after_delivery', count(*)
-    FROM ev
-    -- Cheap first: only parcels whose shipment is delivered now have their events looked at.
-    WHERE EXISTS (SELECT 1 FROM shipments s WHERE s.carrier = ev.carrier
-                    AND s.tracking_number = ev.tracking_number AND s.status = 'delivered')
-      AND EXISTS (SELECT 1 FROM tracking_events d
-                  WHERE d.carrier = ev.carrier AND d.tracking_number = ev.tracking_number
-                    AND d.status = 'delivered' AND d.received_at < ev.received_at)
-    GROUP BY 1, 2, 3
-    UNION ALL
-    SELECT * FROM unnest($8::date[], $9::text[], $10::text[], $11::text[], $12::bigint[])
-)
 INSERT INTO feed_quality (day, source, carrier, measure, count)
-SELECT day, source, carrier, measure, sum(n) FROM counts
-GROUP BY 1, 2, 3, 4 HAVING sum(n) > 0
+SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::bigint[])
 ORDER BY 1, 2, 3, 4  -- one lock order for every writer
 ON CONFLICT (day, source, carrier, measure) DO UPDATE
     SET count = feed_quality.count + EXCLUDED.count
 """
+
+LATE = timedelta(hours=24)
 
 
 @dataclass
 class QualityBatch:
     """What one or more batches add to the counters, written by `record` in one statement."""
 
-    events: list[tuple[str, str, str, str, datetime, datetime, str]] = field(
-        default_factory=list)
     counts: Counter[tuple[date, str, str, str]] = field(default_factory=Counter)
 
     def count(self, at: datetime, source: str, carrier: str, measure: str, n: int = 1) -> None:
@@ -89,39 +64,48 @@ class QualityBatch:
             self.counts[(at.astimezone(UTC).date(), source, carrier, measure)] += n
 
     def batch(self, source: str, rows: Sequence[EventRow], accepted_keys: set[bytes],
-              at: datetime, rejected: int = 0) -> None:
-        """A stored batch: accepted/duplicate per carrier, and its new events for the measures
-        derived in SQL; `rejected` items count under carrier ''."""
+              at: datetime, rejected: int = 0, after_delivery: Set[bytes] = frozenset()
+              ) -> None:
+        """A stored batch received `at`: accepted/duplicate per carrier, the measures of its
+        new events (unknown, naive_time:<rule>, late_24h; after_delivery: the new events
+        ingest found for shipments already delivered), and `rejected` items under carrier ''."""
         seen: set[bytes] = set()
         per_carrier: Counter[tuple[str, str]] = Counter()
+        late_before = at - LATE
         for row in rows:
-            new = row.dedupe_key in accepted_keys and row.dedupe_key not in seen
-            seen.add(row.dedupe_key)
-            per_carrier[(row.carrier, "accepted" if new else "duplicate")] += 1
-            if new:
-                self.events.append((source, row.carrier, row.tracking_number, row.status,
-                                    row.occurred_at, at, row.time_basis or "offset"))
+            key = row.dedupe_key
+            if key not in accepted_keys or key in seen:
+                per_carrier[(row.carrier, "duplicate")] += 1
+                continue
+            seen.add(key)
+            carrier = row.carrier
+            per_carrier[(carrier, "accepted")] += 1
+            if row.status == "unknown":
+                per_carrier[(carrier, "unknown")] += 1
+            if row.time_basis and row.time_basis != "offset":
+                per_carrier[(carrier, f"naive_time:{row.time_basis}")] += 1
+            if row.occurred_at < late_before:
+                per_carrier[(carrier, "late_24h")] += 1
+            if key in after_delivery:
+                per_carrier[(carrier, "after_delivery")] += 1
         for (carrier, measure), n in per_carrier.items():
             self.count(at, source, carrier, measure, n)
         self.count(at, source, "", "rejected", rejected)
 
     def extend(self, other: QualityBatch) -> None:
-        self.events.extend(other.events)
         self.counts.update(other.counts)
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.counts)
+        return bool(self.counts)
 
 
 async def record(conn: asyncpg.Connection, batch: QualityBatch) -> None:
     """Add a batch to the counters (one statement; in the caller's transaction, if any)."""
     if not batch:
         return
-    ev, counts = batch.events, list(batch.counts.items())
+    counts = list(batch.counts.items())
     await conn.execute(
-        RECORD, [e[0] for e in ev], [e[1] for e in ev], [e[2] for e in ev], [e[3] for e in ev],
-        [e[4] for e in ev], [e[5] for e in ev], [e[6] for e in ev],
-        [k[0] for k, _ in counts], [k[1] for k, _ in counts], [k[2] for k, _ in counts],
+        RECORD, [k[0] for k, _ in counts], [k[1] for k, _ in counts], [k[2] for k, _ in counts],
         [k[3] for k, _ in counts], [n for _, n in counts])
 
 

@@ -24,7 +24,7 @@ import asyncpg
 from service.clock import Clock
 from service.errors import FieldError, validation_failed
 from service.store import events as events_db
-from service.store.events import EventRow
+from service.store.events import EventRow, IngestResult
 from service.store.transient import is_transient
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Submission:
     rows: Sequence[EventRow]
-    done: asyncio.Future[set[bytes]]
+    done: asyncio.Future[IngestResult]
 
 
 class IngestCoalescer:
@@ -48,9 +48,10 @@ class IngestCoalescer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.fallbacks = 0  # merged flushes that failed and were stored request by request
 
-    async def ingest(self, rows: Sequence[EventRow]) -> set[bytes]:
-        """Store `rows` (with whatever else is waiting); the dedupe keys that were new."""
-        done: asyncio.Future[set[bytes]] = asyncio.get_running_loop().create_future()
+    async def ingest(self, rows: Sequence[EventRow]) -> IngestResult:
+        """Store `rows` (with whatever else is waiting); which of their dedupe keys were new
+        (`shipments_touched` counts the whole flush's)."""
+        done: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Submission(rows, done))
         self._start_flushes()
         return await done
@@ -93,7 +94,7 @@ class IngestCoalescer:
             self._inflight -= 1
             self._start_flushes()
 
-    async def _merged(self, batch: list[_Submission]) -> list[set[bytes]]:
+    async def _merged(self, batch: list[_Submission]) -> list[IngestResult]:
         """One statement for the whole batch; the keys that were new, per submission."""
         # A key sent by two requests in one flush is new for the first of them only.
         owner: dict[bytes, int] = {}
@@ -105,9 +106,11 @@ class IngestCoalescer:
                     rows.append(row)
         async with self.pool.acquire() as conn:
             result = await events_db.ingest(conn, rows, self.clock.now())
-        mine: list[set[bytes]] = [set() for _ in batch]
+        mine = [IngestResult(set(), result.shipments_touched) for _ in batch]
         for key in result.accepted_keys:
-            mine[owner[key]].add(key)
+            mine[owner[key]].accepted_keys.add(key)
+        for key in result.after_delivery:
+            mine[owner[key]].after_delivery.add(key)
         return mine
 
     async def _each(self, batch: list[_Submission]) -> None:
@@ -124,7 +127,7 @@ class IngestCoalescer:
                         submission.done.set_exception(_answer(exc, True))
                 else:
                     if not submission.done.done():
-                        submission.done.set_result(result.accepted_keys)
+                        submission.done.set_result(result)
 
 
 def _answer(exc: BaseException, alone: bool) -> BaseException:

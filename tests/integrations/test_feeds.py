@@ -285,6 +285,49 @@ async def test_the_api_feed_is_measured_and_reported_worst_first(
             " 5.0") in metrics
 
 
+async def test_scans_after_a_delivery_scan_are_counted_as_after_delivery(
+    hooks: TestClient, admin: dict[str, str], pool: asyncpg.Pool, clock: ManualClock,
+    make_key: Any,
+) -> None:
+    good = await make_key("events:write")
+    for n in (1, 2):
+        await hooks.put(f"/v1/shipments/s-{n}", json=shipment(f"o-{n}", f"1Z000{n}"),
+                        headers=admin)
+    now = clock.now()
+
+    def at(hours: float) -> str:
+        return (now - timedelta(hours=hours)).isoformat()
+
+    delivered = event("delivered", at(5), tracking_number="1Z0001")
+    batches = [
+        # The delivery and a scan sent with it: nothing was delivered before them.
+        [event("in_transit", at(9), tracking_number="1Z0001"), delivered],
+        # After it: a late scan, a resent delivery (a duplicate) and a scan of a parcel on
+        # its way (not delivered: not counted).
+        [event("in_transit", at(8), tracking_number="1Z0001"), delivered,
+         event("in_transit", at(7), tracking_number="1Z0002")],
+        [event("out_for_delivery", at(6), tracking_number="1Z0001")],
+        # Another delivery scan, earlier than the first: the parcel was delivered before it.
+        [event("delivered", at(5.5), tracking_number="1Z0001", description="Left at door")],
+    ]
+    for batch in batches:
+        answer = await hooks.post("/v1/tracking-events", json={"events": batch}, headers=good)
+        assert answer.status == 202
+        clock.advance(timedelta(minutes=1))
+    source = f"api:{key_id_of(good['Authorization'].removeprefix('Bearer '))}"
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        counters = await _counters(pool)
+        if counters.get((source, "ups", "accepted")) == 6:
+            break
+        assert asyncio.get_running_loop().time() < deadline, counters
+        await asyncio.sleep(0.05)
+    assert counters[(source, "ups", "after_delivery")] == 3
+    assert counters[(source, "ups", "duplicate")] == 1
+    shown = await (await hooks.get("/v1/shipments/s-1", headers=admin)).json()
+    assert shown["status"] == "delivered"
+
+
 async def test_the_morning_report_from_the_command_line(
     post: Post, pool: asyncpg.Pool, database_url: str, redis_server_url: str,
 ) -> None:

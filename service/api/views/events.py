@@ -87,13 +87,13 @@ async def post_tracking_events(request: web.Request) -> web.Response:
         for carrier in kept.before_shipment:
             quality.count(now, source, carrier, "estimate_before_shipment")
     if len(rows) < COALESCE_BELOW:
-        accepted_keys = await request.app[coalescer_key].ingest(rows)
+        result = await request.app[coalescer_key].ingest(rows)
     else:
         async with request.app[pool_key].acquire() as conn:
             result = await events_db.ingest(conn, rows, now)
-        accepted_keys = result.accepted_keys
+    accepted_keys = result.accepted_keys
     # The counters are written with other requests' about once a second, off this request.
-    quality.batch(source, rows, accepted_keys, now, len(rejected))
+    quality.batch(source, rows, accepted_keys, now, len(rejected), result.after_delivery)
     request.app[quality_key].add(quality)
     accepted, duplicates = count_new(rows, accepted_keys)
     metrics = request.app[metrics_key]
