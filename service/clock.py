@@ -43,8 +43,9 @@ class ManualClock:
 
 
 class ScaledClock:
-    """Simulated time: `sim_start` at real epoch second `real_anchor`, running `speed`x,
-    and at real speed from the simulated instant `realtime_from` on (if given).
+    """Simulated time: `sim_start` at real epoch second `real_anchor` (and before it),
+    running `speed`x from it, and at real speed from the simulated instant `realtime_from` on
+    (if given).
 
     Several processes given the same numbers agree on "now" without talking.
     """
@@ -66,8 +67,11 @@ class ScaledClock:
         return self.at(time.time())
 
     def at(self, real: float) -> datetime:
-        """Simulated time at the real epoch second `real`."""
-        simulated = self.sim_start + timedelta(seconds=(real - self.real_anchor) * self.speed)
+        """Simulated time at the real epoch second `real`: `sim_start` until the anchor (the
+        processes that start before it, and the work they do then, see the start, not a
+        time running backwards at `speed` before it)."""
+        simulated = self.sim_start + timedelta(
+            seconds=max(real - self.real_anchor, 0.0) * self.speed)
         if self.realtime_from is None or simulated <= self.realtime_from:
             return simulated
         # Past the switch: one simulated second per real second from the real instant
@@ -78,10 +82,12 @@ class ScaledClock:
 
     def real_seconds_until(self, when: datetime) -> float:
         """How many wall-clock seconds until simulated time reaches `when`."""
-        now = self.now()
+        real = time.time()
+        now = self.at(real)
         if when <= now:
             return 0.0
+        held = max(self.real_anchor - real, 0.0)  # the clock stands until its anchor
         if self.realtime_from is None or when <= self.realtime_from:
-            return (when - now).total_seconds() / self.speed
+            return held + (when - now).total_seconds() / self.speed
         fast = max(0.0, (self.realtime_from - now).total_seconds()) / self.speed
-        return fast + (when - max(now, self.realtime_from)).total_seconds()
+        return held + fast + (when - max(now, self.realtime_from)).total_seconds()

@@ -52,3 +52,14 @@ def test_scaled_clock_runs_at_real_speed_from_realtime_from() -> None:
     assert clock.at(1005.0) == start + timedelta(hours=5)  # the switch
     # Past it, a real day is a simulated day (not 3,600 of them).
     assert clock.at(1005.0 + 86400) == start + timedelta(hours=5, days=1)
+
+
+def test_scaled_clock_stands_at_its_start_until_the_anchor() -> None:
+    # The demo anchors its clock a little ahead, so its processes start and the parcels in
+    # flight get their ETAs first: those ETAs are computed as of the start, not as of a
+    # time hours before it (at 7,200x, 20 real seconds early would be 40 hours).
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    clock = ScaledClock(start, real_anchor=1000.0, speed=7200)
+    assert clock.at(980.0) == start
+    assert clock.at(1000.0) == start
+    assert clock.at(1001.0) == start + timedelta(hours=2)
