@@ -91,13 +91,13 @@ async def test_jobs_lost_with_redis_are_handed_over_again(
 ) -> None:
     await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
     redis = arq_client(own_redis.url, settings.parcelcast_queue_name)
-    relay = Relay(pool, redis, clock, stale_after=0.3)
+    relay = Relay(pool, redis, clock, stale_after=60, check_every=0)
     assert await relay.handoff_once() == 1
     # Redis dies before any worker took the job; it comes back empty.
     own_redis.stop()
     own_redis.start()
     assert await relay.handoff_once() == 0  # not stale yet
-    await asyncio.sleep(0.4)
+    await _time_passes(pool, 61)
     assert await relay.handoff_once() == 1
     await redis.aclose()
     clock.advance(timedelta(minutes=1))
@@ -142,6 +142,17 @@ async def _eventually(probe, expected, timeout: float = 15.0) -> None:  # type: 
 
 
 
+async def _time_passes(pool: asyncpg.Pool, seconds: float) -> None:
+    """`seconds` pass for the outbox's bookkeeping (hand-off and lease times are the
+    database's clock), without waiting for them: what the relay decides then does not
+    depend on how fast the machine runs the test."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """UPDATE work_items SET enqueued_at = enqueued_at - make_interval(secs => $1),
+                                     leased_until = leased_until - make_interval(secs => $1)""",
+            float(seconds))
+
+
 async def _handoffs(pool: asyncpg.Pool) -> list[tuple[str, int]]:
     async with pool.acquire() as conn:
         rows = await conn.fetch("SELECT state, handoffs FROM work_items ORDER BY id")
@@ -156,17 +167,17 @@ async def test_a_deep_queue_is_not_handed_over_again(
     Redis lost goes again."""
     await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
     redis = arq_client(own_redis.url, settings.parcelcast_queue_name)
-    relay = Relay(pool, redis, clock, stale_after=0.2)
+    relay = Relay(pool, redis, clock, stale_after=60, check_every=0)
     try:
         assert await relay.handoff_once() == 1
         for _ in range(4):  # no worker: the job waits in arq, long past stale_after
-            await asyncio.sleep(0.3)
+            await _time_passes(pool, 61)
             assert await relay.handoff_once() == 0
         assert await _handoffs(pool) == [("enqueued", 1)]
         assert relay.handed_again == 0
 
         await redis.flushall()  # the job is gone
-        await asyncio.sleep(0.3)
+        await _time_passes(pool, 61)
         assert await relay.handoff_once() == 1
         assert await _handoffs(pool) == [("enqueued", 2)]
     finally:
@@ -209,21 +220,21 @@ async def test_a_lease_keeps_work_with_its_worker_until_it_lapses(
     and a second copy of the job does not take items a live job holds."""
     await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
     redis = arq_client(own_redis.url, settings.parcelcast_queue_name)
-    relay = Relay(pool, redis, clock, stale_after=0.2)
+    relay = Relay(pool, redis, clock, stale_after=60, check_every=0)
     try:
         assert await relay.handoff_once() == 1
         async with pool.acquire() as conn:
             item_id = await conn.fetchval("SELECT id FROM work_items")
-            assert await work.lease(conn, [item_id], "job-a", 1.0) == {item_id}
-            assert await work.lease(conn, [item_id], "job-b", 1.0) == set()
+            assert await work.lease(conn, [item_id], "job-a", 120) == {item_id}
+            assert await work.lease(conn, [item_id], "job-b", 120) == set()
         await redis.flushall()  # whatever arq says, a live lease means someone works on it
-        await asyncio.sleep(0.4)
+        await _time_passes(pool, 61)  # long past stale_after, well within the lease
         assert await relay.handoff_once() == 0
-        await asyncio.sleep(0.8)  # the lease lapses: its worker is gone
+        await _time_passes(pool, 61)  # the lease lapses: its worker is gone
         assert await relay.handoff_once() == 1
         assert await _handoffs(pool) == [("enqueued", 2)]
         async with pool.acquire() as conn:
-            assert await work.lease(conn, [item_id], "job-b", 1.0) == {item_id}
+            assert await work.lease(conn, [item_id], "job-b", 120) == {item_id}
     finally:
         await redis.aclose()
 
