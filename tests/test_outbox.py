@@ -9,6 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from redis import Redis as SyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.api.app import create_app
@@ -31,6 +32,28 @@ def own_redis(tmp_path: Path) -> OwnRedis:
     server.start()
     yield server
     server.stop()
+
+
+def test_own_redis_never_takes_a_server_on_its_port_for_its_own(tmp_path: Path) -> None:
+    """The port free_port() offered was taken meanwhile (another test run's server): the
+    test's own Redis starts on another port, rather than the test stopping a server that is
+    not its own and carrying on with the other one."""
+    other = OwnRedis(tmp_path / "other")
+    other.start()
+    mine = OwnRedis(tmp_path / "mine")
+    mine.port = other.port
+    try:
+        url = mine.start()
+        assert mine.port != other.port and url == mine.url
+        client = SyncRedis.from_url(url)
+        try:
+            assert mine.process is not None
+            assert int(client.info("server")["process_id"]) == mine.process.pid
+        finally:
+            client.close()
+    finally:
+        mine.stop()
+        other.stop()
 
 
 @pytest.fixture
