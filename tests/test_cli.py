@@ -32,7 +32,8 @@ def run(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.Com
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-async def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+async def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    """Wait for /readyz (a generous deadline: starting imports seconds of libraries)."""
     deadline = asyncio.get_running_loop().time() + timeout
     async with aiohttp.ClientSession() as session:
         while True:
