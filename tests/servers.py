@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -99,7 +100,8 @@ class OwnRedis:
         try:
             while self.process.poll() is None:
                 try:
-                    return int(client.info("server")["process_id"]) == self.process.pid
+                    info: dict[str, Any] = client.info("server")  # type: ignore[assignment]
+                    return int(info["process_id"]) == self.process.pid
                 except redis.ConnectionError:
                     if time.monotonic() > deadline:
                         raise
