@@ -33,6 +33,10 @@ def own_redis(tmp_path: Path) -> OwnRedis:
     yield server
     server.stop()
 
+# Deadlines are generous, not targets: a loaded machine runs a burst worker (or a worker
+# process reconnecting after Redis is back) many times slower than a quiet one.
+BURST_DEADLINE_S = 120
+
 
 def test_own_redis_never_takes_a_server_on_its_port_for_its_own(tmp_path: Path) -> None:
     """The port free_port() offered was taken meanwhile (another test run's server): the
@@ -103,7 +107,7 @@ async def test_ingestion_survives_redis_down_and_work_runs_when_it_is_back(
     assert await relay.handoff_once() == 1
     await redis.aclose()
     own = settings.model_copy(update={"redis_url": own_redis.url})
-    await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), 30)
+    await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), BURST_DEADLINE_S)
     assert await _derived(pool) == {"s-1": ("out_for_delivery", 2)}
     assert await _work_left(pool) == 0
 
@@ -125,7 +129,7 @@ async def test_jobs_lost_with_redis_are_handed_over_again(
     await redis.aclose()
     clock.advance(timedelta(minutes=1))
     own = settings.model_copy(update={"redis_url": own_redis.url})
-    await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), 30)
+    await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), BURST_DEADLINE_S)
     assert await _work_left(pool) == 0
     assert "s-1" in await _derived(pool)
 
@@ -141,7 +145,7 @@ async def test_worker_process_rides_out_a_redis_restart(
     worker = start_worker(env, tmp_path / "worker.log")
     try:
         await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
-        await _eventually(lambda: _work_left(pool), 0, timeout=90)
+        await _eventually(lambda: _work_left(pool), 0, timeout=180)
         own_redis.stop()
         await outage_client.put(
             "/v1/shipments/s-2", json=shipment(tracking_number="1Z0002"), headers=admin)
@@ -150,7 +154,7 @@ async def test_worker_process_rides_out_a_redis_restart(
             assert await conn.fetchval(
                 "SELECT count(*) FROM work_items WHERE subject_id = 's-2'") == 1
         own_redis.start()
-        await _eventually(lambda: _work_left(pool), 0, timeout=30)
+        await _eventually(lambda: _work_left(pool), 0, timeout=180)
     finally:
         stop_worker(worker)
 
@@ -206,7 +210,7 @@ async def test_a_deep_queue_is_not_handed_over_again(
     finally:
         await redis.aclose()
     own = settings.model_copy(update={"redis_url": own_redis.url})
-    await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), 30)
+    await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), BURST_DEADLINE_S)
     assert await _work_left(pool) == 0
 
 
@@ -287,7 +291,7 @@ async def test_a_send_whose_hand_off_never_committed_is_not_lost(
     finally:
         await redis.aclose()
     own = settings.model_copy(update={"redis_url": own_redis.url})
-    await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), 30)
+    await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), BURST_DEADLINE_S)
     async with pool.acquire() as conn:
         left = await conn.fetch("SELECT state, run_after FROM work_items WHERE kind = $1",
                                 work.SEND_NOTIFICATION)
@@ -314,14 +318,14 @@ async def test_a_refresh_whose_hand_off_never_committed_leaves_its_item_to_the_r
     try:  # the relay's enqueue reached arq; its transaction never committed
         await redis.enqueue_job("refresh_shipments", [(item_id, "s-1")],
                                 _job_id="refresh-handed-off-by-a-relay-that-died")
-        await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), 30)
+        await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), BURST_DEADLINE_S)
         async with pool.acquire() as conn:
             left = await conn.fetch("SELECT id, state, leased_by FROM work_items")
         assert [(r["id"], r["state"], r["leased_by"]) for r in left] == [
             (item_id, "pending", None)]
         relay = Relay(pool, redis, clock, stale_after=settings.parcelcast_stale_after_s)
         assert await relay.handoff_once() == 1
-        await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), 30)
+        await asyncio.wait_for(run_worker(own, clock, burst=True, relay=False), BURST_DEADLINE_S)
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM work_items") == 0
     finally:
