@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -61,6 +62,7 @@ class OwnRedis:
     def __init__(self, folder: Path, port: int | None = None) -> None:
         self.folder = folder
         self.port = port or free_port()
+        self._port_chosen = port is None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,25 +70,45 @@ class OwnRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
+        """Start the server; on its first start, on another port if the one chosen was
+        taken meanwhile (free_port() only knows it was free a moment ago). Started again
+        (after stop()), it keeps its port: its clients know that URL."""
         self.folder.mkdir(parents=True, exist_ok=True)
         binary = shutil.which("redis-server") or redis_server_binary()
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
+        for _ in range(5):
+            self.process = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.folder)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            if self._answers():
+                self._port_chosen = False
+                return self.url
+            self.process.kill()
+            self.process.wait(10)
+            if not self._port_chosen:
                 break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
-        return self.url
+            self.port = free_port()
+        raise RuntimeError(f"redis-server could not listen on 127.0.0.1:{self.port}")
+
+    def _answers(self) -> bool:
+        """Whether our process (not another one that holds the port: ours then exits)
+        answers on the port, waiting for it (a generous deadline)."""
+        assert self.process is not None
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 60
+        try:
+            while self.process.poll() is None:
+                try:
+                    info: dict[str, Any] = client.info("server")  # type: ignore[assignment]
+                    return int(info["process_id"]) == self.process.pid
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+            return False
+        finally:
+            client.close()
 
     def stop(self) -> None:
         """Kill the server (no save: whatever it held is gone, like a crash)."""

@@ -36,12 +36,18 @@ def test_manual_clock_moves_only_when_told() -> None:
 
 def test_scaled_clocks_with_the_same_anchor_agree() -> None:
     start = datetime(2026, 11, 2, tzinfo=UTC)
-    anchor = time.time() - 10  # ten real seconds ago
+    anchor = float(int(time.time()) - 10)  # ten real seconds ago (whole: exact sums)
     a = ScaledClock(start, real_anchor=anchor, speed=3600)
     b = ScaledClock(start, real_anchor=anchor, speed=3600)
-    assert abs((a.now() - b.now()).total_seconds()) < 3600 * 0.5
+    # Two processes asking at the same real instant get the same answer.
+    assert a.at(anchor + 10) == b.at(anchor + 10)
     # Ten real seconds at 3600x is ten simulated hours.
-    assert abs((a.now() - (start + timedelta(hours=10))).total_seconds()) < 3600
+    assert a.at(anchor + 10) == start + timedelta(hours=10)
+    # now() reads the real time of the moment it is called (however long that takes).
+    before = time.time()
+    now = a.now()
+    after = time.time()
+    assert a.at(before) <= now <= a.at(after)
 
 
 def test_scaled_clock_runs_at_real_speed_from_realtime_from() -> None:

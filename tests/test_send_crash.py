@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 from pathlib import Path
 
 import asyncpg
@@ -27,11 +28,17 @@ from tests.servers import start_worker, stop_worker, worker_env
 from tests.test_notifications import NOON_LA, PHONE
 
 
-async def _wait_for(probe, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+async def _wait_for(probe, worker: subprocess.Popen[bytes], log: Path,  # type: ignore[no-untyped-def]
+                    timeout: float = 180.0) -> None:
+    """Wait until `probe()` is true. The deadline is generous, not a target: it includes
+    the worker process starting (importing its libraries takes seconds of CPU, much longer
+    on a loaded machine)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not await probe():
+        if worker.poll() is not None:
+            raise AssertionError(f"the worker exited ({worker.returncode}); see {log}")
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition never became true")
+            raise AssertionError(f"condition never became true within {timeout:.0f}s")
         await asyncio.sleep(0.05)
 
 
@@ -61,7 +68,7 @@ async def test_worker_killed_between_send_and_record(
         return bool(twilio.state.messages if channel == "sms" else smtp.state.messages)
 
     try:
-        await _wait_for(provider_has_it)
+        await _wait_for(provider_has_it, worker, tmp_path / "worker.log")
     finally:
         worker.send_signal(signal.SIGKILL)  # mid-send: the provider has it, we have no reply
         worker.wait(10)
@@ -83,7 +90,7 @@ async def test_worker_killed_between_send_and_record(
             return await conn.fetchval("SELECT state FROM notifications") == "sent"
 
     try:
-        await _wait_for(recorded)
+        await _wait_for(recorded, worker, tmp_path / "worker2.log")
     finally:
         stop_worker(worker)
     async with pool.acquire() as conn:

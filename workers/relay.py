@@ -51,13 +51,14 @@ class Relay:
     def __init__(
         self, pool: asyncpg.Pool, redis: ArqRedis, clock: Clock, *, stale_after: float = 60.0,
         poll_interval: float = 1.0, batch_size: int = 500, metrics: WorkerMetrics | None = None,
+        check_every: float | None = None,
     ) -> None:
         self.pool = pool
         self.redis = redis
         self.clock = clock
         self.stale_after = timedelta(seconds=stale_after)
-        # How often handed-over items are checked for a lost job.
-        self.check_every = min(stale_after / 4, 10.0)
+        # How often handed-over items are checked for a lost job (0: at every hand-off).
+        self.check_every = min(stale_after / 4, 10.0) if check_every is None else check_every
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.metrics = metrics

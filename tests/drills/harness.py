@@ -216,10 +216,15 @@ async def healthy(workers: list[WorkerProcess], timeout: float = 180) -> float:
     return await until(all_up, timeout, "workers healthy")
 
 
-async def settled(connect: Callable[[], Awaitable[asyncpg.Connection]], timeout: float = 120,
+async def settled(connect: Callable[[], Awaitable[asyncpg.Connection]], timeout: float = 300,
                   *, allowed_work: int = 0) -> float:
     """Wait until no work is left (but `allowed_work` items scheduled for later) and no
-    message is waiting or being sent."""
+    message is waiting or being sent.
+
+    The deadline is generous, not a target: a message may rightly wait out the send retry
+    schedule (workers.sending.send.RETRY_SCHEDULE: 5, 30, then 120 s, jittered, on the
+    workers' real-speed clock), so a third try alone can take up to 144 s, more on a loaded
+    machine (the killed-worker drill settled after 115 s at load 19.5)."""
 
     async def quiet() -> bool:
         conn = await connect()
