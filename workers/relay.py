@@ -204,7 +204,9 @@ class Relay:
         finally:
             # Cancelled or failed: this connection never goes back to the pool listening (a
             # restart listens on a fresh one), but the pool must get it back, or closing the
-            # pool waits forever.
-            conn.terminate()
+            # pool waits forever. (A connection the pool already took back, as when the
+            # database went away, cannot be terminated: that must not hide why it ended.)
+            with contextlib.suppress(Exception):
+                conn.terminate()
             with contextlib.suppress(Exception):
                 await self.pool.release(conn)
