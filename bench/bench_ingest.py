@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 
 from bench.common import ScratchDatabase, ServedApp, markdown, rss_mb, write_result
+from service.store.events import EventRow
 from service.tracking.ingest import parse_event, to_row
 
 STATUSES = ("in_transit", "in_transit", "out_for_delivery", "delivered")
@@ -79,17 +80,23 @@ async def sample_rss(pid: int, peak: list[float], stop: asyncio.Event) -> None:
         await asyncio.sleep(0.1)
 
 
+def rows_of(events: list[dict[str, Any]]) -> list[EventRow]:
+    """The bench's events as ingest stores them (parsed and checked as the API does)."""
+    rows = []
+    for e in events:
+        raw = orjson.dumps(e)
+        event, errors = parse_event(raw)
+        if event is None:
+            raise RuntimeError(f"bench event is invalid: {errors}")
+        rows.append(to_row(event, raw))
+    return rows
+
+
 async def copy_floor(database_url: str, events: list[dict[str, Any]]) -> tuple[float, float]:
     """(COPY rows/s, executemany ON CONFLICT rows/s) for the same rows into tracking_events
     (the COPY without their dedupe keys: the floor of storing the rows at all)."""
     received = datetime.now(UTC)
-    rows = []
-    for e in events:
-        raw = orjson.dumps(e)
-        event, _ = parse_event(raw)
-        if event is None:
-            raise RuntimeError(f"bench event is invalid: {e}")
-        rows.append(to_row(event, raw))
+    rows = rows_of(events)
     records = [(r.dedupe_key, r.carrier, r.tracking_number, r.carrier_event_id, r.status,
                 r.status_rank, r.raw_code, r.description, r.location, r.occurred_at, received,
                 r.payload) for r in rows]

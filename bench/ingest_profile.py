@@ -23,14 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
-from bench.bench_ingest import create_shipments, make_events
+from bench.bench_ingest import create_shipments, make_events, rows_of
 from bench.common import ScratchDatabase
 from service.store import events as events_db
 from service.store import quality as quality_db
 from service.store.events import EventRow, IngestResult
-from service.tracking.ingest import parse_event, to_row
 
 COLUMNS = ["dedupe_key", "carrier", "tracking_number", "carrier_event_id", "status",
            "status_rank", "raw_code", "description", "location", "occurred_at",
@@ -48,17 +46,6 @@ class Tally:
         n = len(self.wall_ms)
         return (f"| {name} | {self.server_s * 1000 / n:.1f} | {self.client_s * 1000 / n:.1f} | "
                 f"{min(self.wall_ms):.1f} | {statistics.median(self.wall_ms):.1f} |")
-
-
-def rows_of(events: list[dict[str, Any]]) -> list[EventRow]:
-    rows = []
-    for e in events:
-        raw = orjson.dumps(e)
-        event, errors = parse_event(raw)
-        if event is None:
-            raise RuntimeError(f"bench event is invalid: {errors}")
-        rows.append(to_row(event, raw))
-    return rows
 
 
 def backend_cpu(pid: int) -> float:
