@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import aiohttp
+
+from service.demo.stack import Stack
+from service.settings import Settings
+from service.store.embedded import free_port
+from tests.conftest import START
 
 CLI = [sys.executable, "-m", "service.cli"]
 
@@ -59,3 +67,28 @@ def test_smallest_demo_keeps_its_invariants(tmp_path: Path) -> None:
         assert "Traceback" not in after.stderr
     finally:
         cli("stores", "stop")
+
+
+async def test_demo_processes_start_again_when_one_cannot_bind_its_port(
+        settings: Settings, tmp_path: Path) -> None:
+    # Another program holds the port chosen for the Twilio stand-in (taken between choosing
+    # and binding it): the stand-in exits, the demo says why and starts its set again on
+    # fresh ports instead of giving up.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        stack = Stack(settings.database_url, settings.redis_url, START.isoformat(), 0.0, 1.0,
+                      START.isoformat(), tmp_path / "logs", free_port(), workers=1,
+                      queue=settings.parcelcast_queue_name, twilio_port=port)
+        try:
+            await stack.start()
+            assert stack.twilio_port != port
+            async with aiohttp.ClientSession() as session:
+                for url in (f"{stack.api}/readyz", f"{stack.twilio}/_stats"):
+                    async with session.get(url) as answer:
+                        assert answer.status == 200, url
+        finally:
+            stack.stop()
+    failed = (tmp_path / "logs" / "twilio.attempt1.log").read_text()
+    assert "address already in use" in failed.lower(), failed

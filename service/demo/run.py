@@ -186,6 +186,9 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console,
         finally:
             await queue.aclose()
         await stack.start()
+        if stack.api_port != port:
+            console.detail(f"port {port} was taken while the processes started, so the API "
+                           f"is on port {stack.api_port} this time")
         await wait_for_work(database_url, until=anchor, console=console)
         lap("start_and_in_flight_etas")
 

@@ -24,6 +24,20 @@ DEMO_TWILIO_SID = "AC" + "d3" * 16
 DEMO_TWILIO_TOKEN = "demo-twilio-auth-token"
 
 
+class ExitedEarly(Exception):
+    """A demo process ended before every process answered; the message ends with the last
+    lines of its log."""
+
+    def __init__(self, name: str, code: int, log: Path, lines: int = 15) -> None:
+        try:
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            tail = []
+        shown = "".join(f"\n    {line}" for line in tail) or " (its log is empty)"
+        super().__init__(f"the demo's {name} process exited early (exit code {code}):{shown}")
+        self.name = name
+
+
 @dataclass
 class Stack:
     """Child processes sharing one database, one Redis and one simulated clock."""
@@ -38,6 +52,7 @@ class Stack:
     log_dir: Path
     api_port: int
     workers: int = 2
+    queue: str = DEMO_QUEUE
     twilio_port: int = field(default_factory=free_port)
     smtp_port: int = field(default_factory=free_port)
     smtp_http_port: int = field(default_factory=free_port)
@@ -60,7 +75,7 @@ class Stack:
         return {
             **os.environ,
             "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
-            "PARCELCAST_QUEUE_NAME": DEMO_QUEUE,
+            "PARCELCAST_QUEUE_NAME": self.queue,
             "PARCELCAST_CLOCK_START": self.clock_start,
             "PARCELCAST_CLOCK_ANCHOR": repr(self.clock_anchor),
             "PARCELCAST_CLOCK_SPEED": repr(self.speed),
@@ -87,8 +102,31 @@ class Stack:
                 stdout=log, stderr=subprocess.STDOUT))
         self.names.append(name)
 
-    async def start(self) -> None:
+    async def start(self, attempts: int = 3) -> None:
+        """Start every process and wait until each answers. A process that exits while the
+        others start (a port another program took between choosing and binding it, a
+        service still starting) is reported with the end of its log, and the whole set is
+        started again on fresh ports, up to `attempts` times."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, attempts + 1):
+            self._spawn_all()
+            try:
+                await self._wait_ready([f"{self.api}/readyz", f"{self.twilio}/_stats",
+                                        f"{self.smtp_control}/_stats"])
+                return
+            except ExitedEarly as exited:
+                self.stop()
+                kept = self.log(exited.name).with_suffix(f".attempt{attempt}.log")
+                self.log(exited.name).replace(kept)
+                if attempt == attempts:
+                    raise RuntimeError(f"{exited}; its log: {kept}") from None
+                print(f"{exited}; starting the demo's processes again (its log: {kept})",
+                      file=sys.stderr, flush=True)
+                self.twilio_port, self.smtp_port, self.smtp_http_port = (
+                    free_port(), free_port(), free_port())
+                self.api_port = api_port(self.api_port)
+
+    def _spawn_all(self) -> None:
         self._spawn("twilio", "standins.twilio_server", "--port", str(self.twilio_port),
                     "--account-sid", DEMO_TWILIO_SID, "--auth-token", DEMO_TWILIO_TOKEN)
         self._spawn("smtp", "standins.smtp_server", "--smtp-port", str(self.smtp_port),
@@ -96,17 +134,15 @@ class Stack:
         self._spawn("api", "service.cli", "serve", "--port", str(self.api_port))
         for n in range(self.workers):
             self._spawn(f"worker{n + 1}", "service.cli", "worker")
-        await self._wait_ready([f"{self.api}/readyz", f"{self.twilio}/_stats",
-                                f"{self.smtp_control}/_stats"])
 
     async def _wait_ready(self, urls: list[str], limit_s: float = 60) -> None:
         deadline = time.monotonic() + limit_s
         async with aiohttp.ClientSession() as session:
             for url in urls:
                 while True:
-                    for process in self.processes:
+                    for process, name in zip(self.processes, self.names, strict=True):
                         if process.poll() is not None:
-                            raise RuntimeError(f"a demo process exited early; see {self.log_dir}")
+                            raise ExitedEarly(name, process.returncode, self.log(name))
                     try:
                         async with session.get(url) as answer:
                             if answer.status == 200:
