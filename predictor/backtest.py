@@ -90,8 +90,6 @@ class BacktestConfig:
     segment_window_days: float | None = SEGMENT_WINDOW_DAYS
     levels: tuple[float, float, float] = LEVELS  # calibration levels of p10 / p50 / p90
     cohort_half_life_days: float | None = COHORT_HALF_LIFE_DAYS  # None: a flat window
-    # The late end's cohort half-life (None: the cohort's; an experiment, model card 12).
-    late_half_life_days: float | None = None
     rounds: int = DEFAULT_ROUNDS  # production's: the backtest replays what is deployed
     # Over predictor.train.DEFAULT_PARAMS.
     params: Mapping[str, Any] = field(default_factory=lambda: {"nthread": BACKTEST_NTHREAD})
@@ -107,7 +105,6 @@ class BacktestConfig:
                 "segment_window_days": self.segment_window_days,
                 "levels": list(self.levels), "rounds": self.rounds,
                 "cohort_half_life_days": self.cohort_half_life_days,
-                "late_half_life_days": self.late_half_life_days,
                 "params": dict(self.params), "options": self.options.describe(),
                 "start": None if self.start is None else str(self.start),
                 "end": None if self.end is None else str(self.end)}
@@ -274,8 +271,7 @@ def replay(prep: Prepared, config: BacktestConfig, progress: Progress | None = N
             state = outcomes.factors(t_k + s * step, config.window_days, previous=state,
                                      segment_window_days=config.segment_window_days,
                                      levels=config.levels,
-                                     half_life_days=config.cohort_half_life_days,
-                                     late_half_life_days=config.late_half_life_days)
+                                     half_life_days=config.cohort_half_life_days)
             first_factors = first_factors or dict(state)
             rows = np.flatnonzero(slot == s)
             idx = serve[rows]

@@ -104,9 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cohort-half-life-days", type=_half_life, default=None,
                    help="recency weighting of the calibration cohort, 'none' for a flat "
                         "window (default: predictor.calibration.COHORT_HALF_LIFE_DAYS)")
-    p.add_argument("--late-half-life-days", type=float, default=None,
-                   help="the late end's (p90's) cohort half-life, if not the cohort's "
-                        "(an experiment, model card step 12)")
     p.add_argument("--drop-features", default="", help="comma-separated feature names")
     p.add_argument("--shipments", type=int, default=30_000)
     p.add_argument("--days", type=int, default=120)
@@ -153,7 +150,6 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
             COHORT_HALF_LIFE_DAYS if args.cohort_half_life_days is None
             else None if args.cohort_half_life_days == "none"
             else float(args.cohort_half_life_days)),
-        late_half_life_days=args.late_half_life_days,
         **({} if args.rounds is None else {"rounds": args.rounds}),
         params={"nthread": args.nthread, **_params(args.param),
                 **({} if args.learning_rate is None else {"learning_rate": args.learning_rate})},

@@ -181,22 +181,13 @@ class Outcomes:
                 previous: Mapping[str, float] | None = None,
                 segment_window_days: float | None = SEGMENT_WINDOW_DAYS,
                 levels: tuple[float, float, float] = LEVELS,
-                half_life_days: float | None = COHORT_HALF_LIFE_DAYS,
-                late_half_life_days: float | None = None) -> dict[str, float]:
+                half_life_days: float | None = COHORT_HALF_LIFE_DAYS) -> dict[str, float]:
         """Calibration factors as known at ``at_s`` (epoch s) from the cohort of the last
         ``window_days`` (see the module docstring). ``previous`` fills what the cohort
         cannot estimate (else 0: the raw quantile). With segments, the per-segment
         correction of :mod:`predictor.correction` is fitted on what the group factors
         leave of the errors, over the last ``segment_window_days`` of the cohort (None:
-        all of it). ``late_half_life_days``: the late end's factors (every ``log_q90``
-        key) from the cohort weighted with this half-life instead (an experiment: the
-        late end reacting faster in a slowdown; None: one cohort for all)."""
-        if late_half_life_days is not None and late_half_life_days != half_life_days:
-            both = self.factors(at_s, window_days, previous, segment_window_days, levels,
-                                half_life_days)
-            late = self.factors(at_s, window_days, previous, segment_window_days, levels,
-                                late_half_life_days)
-            return both | {k: v for k, v in late.items() if "log_q90" in k}
+        all of it)."""
         lo = np.searchsorted(self.snapshot_s, at_s - window_days * _DAY_S, side="left")
         hi = np.searchsorted(self.snapshot_s, at_s, side="left")  # strictly before at_s
         s, raw, group = self.snapshot_s[lo:hi], self.raw[lo:hi], self.group[lo:hi]
