@@ -207,7 +207,7 @@ def models_accuracy(by: str, since: str | None, kind: str, as_json: bool) -> Non
                        f"{r.bias_days:>+6.2f}")
         if any(r.still_out for r in rows):
             click.echo("out: parcels still out after the date shown, counted as misses "
-                       "(their MAE and bias up to now: lower bounds)")
+                       "(their MAE and bias up to the latest check: lower bounds)")
     if drift is None:
         click.echo("drift: no check yet")
         return
