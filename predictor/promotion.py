@@ -3,12 +3,14 @@ champion is rolled back. Pure: figures in, a decision out (the service gathers t
 :mod:`service.eta.lifecycle`).
 
 * **Promotion.** A challenger replaces the champion only on evidence neither was trained
-  on: the same delivered parcels, scored with each model's ETAs as they were served (live
-  shadow scores) or, offline, the parcels labelled after both models' training data. It
-  must be more accurate at the median by at least ``min_gain`` (relative), keep a sane
-  p10-p90 window, and both must have been scored on at least ``min_parcels`` parcels.
-* **Rollback.** The champion's live p50 MAE, on parcels delivered in the recent weeks,
-  is compared with its own validation MAE (out of sample, at training): past
+  on: the same parcels, scored with each model's ETAs as they were served (live shadow
+  scores, the parcels still out past a served window counting as misses) or, offline,
+  the parcels labelled after both models' training data. It must be more accurate at
+  the median by at least ``min_gain`` (relative), keep a sane p10-p90 window, and both
+  must have been scored on at least ``min_parcels`` parcels.
+* **Rollback.** The champion's live p50 MAE, on parcels delivered in the recent weeks and
+  those still out past a window it served (misses, their error counted so far), is
+  compared with its own validation MAE (out of sample, at training): past
   ``rollback_ratio`` times it (on at least ``min_parcels``) it has degraded and the
   previous champion comes back.
 """
@@ -20,13 +22,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Score:
-    """How well one model's ETAs matched deliveries: over ``parcels`` delivered parcels
-    (``rows`` ETAs), mean |p50 - delivery| in hours and the share inside [p10, p90]."""
+    """How well one model's ETAs matched deliveries: over ``parcels`` parcels (``rows``
+    ETAs), mean |p50 - delivery| in hours and the share inside [p10, p90]. ``late`` of the
+    parcels were still out past a window the model served: misses, their error counted up
+    to the end of the period (a lower bound), so a slowdown shows before its parcels
+    arrive."""
 
     parcels: int
     rows: int
     mae_hours: float | None
     coverage: float | None
+    late: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ def promotion(challenger: Score, champion: Score, rules: Rules | None = None) ->
                                f"{rules.coverage_low:.0%}-{rules.coverage_high:.0%})")
     needed = champion.mae_hours * (1.0 - rules.min_gain)
     figures = (f"p50 MAE {challenger.mae_hours:.1f} h vs champion {champion.mae_hours:.1f} h "
-               f"on {enough} parcels")
+               f"on {enough} parcels{_late(champion)}")
     if challenger.mae_hours < needed:
         return Decision(True, f"beats the champion: {figures}")
     return Decision(False, f"does not beat the champion: {figures}")
@@ -80,13 +86,17 @@ def rollback(live: Score, validation_mae_hours: float | None, has_previous: bool
         return Decision(False, f"only {live.parcels} delivered parcels scored "
                                f"(needs {rules.min_parcels})", final=False)
     ratio = live.mae_hours / validation_mae_hours
-    figures = (f"live p50 MAE {live.mae_hours:.1f} h on {live.parcels} parcels is "
+    figures = (f"live p50 MAE {live.mae_hours:.1f} h on {live.parcels} parcels{_late(live)} is "
                f"{ratio:.2f}x its validation {validation_mae_hours:.1f} h")
     if ratio <= rules.rollback_ratio:
         return Decision(False, f"healthy: {figures}")
     if not has_previous:
         return Decision(False, f"degraded, but no previous champion: {figures}")
     return Decision(True, f"degraded: {figures} (limit {rules.rollback_ratio:.2f}x)")
+
+
+def _late(score: Score) -> str:
+    return f" ({score.late} still out past a window)" if score.late else ""
 
 
 def _pct(value: float | None) -> str:

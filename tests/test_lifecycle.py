@@ -173,6 +173,42 @@ async def test_a_champion_that_degrades_live_is_rolled_back_once(
         assert await eta_models.champion_version(conn) == "eta-a"
 
 
+async def test_parcels_still_out_past_their_window_count_against_the_champion(
+        pool: asyncpg.Pool) -> None:
+    """In a slowdown the delivered parcels are the fast ones: the late ones, still out past
+    the window served, are misses already, and weigh in the rollback verdict."""
+    async with pool.acquire() as conn:
+        await register(conn, "eta-a")
+        await eta_models.promote(conn, "eta-a", "first model", NOW - timedelta(days=30))
+        await register(conn, "eta-b", validation_mae_hours=10.0)
+        await eta_models.promote(conn, "eta-b", "operator", NOW - timedelta(days=20))
+        await serve(conn, "eta-b", await delivered_parcels(conn, 120), 12.0)  # 1.2x: healthy
+        for i in range(60):
+            sid = f"late-{i:03d}"
+            p50 = NOW - timedelta(days=3)
+            await conn.execute(
+                """INSERT INTO shipments (shipment_id, order_id, carrier, service_level,
+                                          tracking_number, status, label_created_at,
+                                          created_at, updated_at)
+                   VALUES ($1, $1, 'ups', 'ground', $1, 'in_transit', $2, $2, $2)""",
+                sid, p50 - timedelta(days=4))
+            # Its window ended two days ago (a miss, 72 h late so far); the one served
+            # since (p90 tomorrow) is not judged yet.
+            await etas.store_many(conn, [sid], p50 - timedelta(days=2), "eta-b", [
+                Prediction("first_scan", p50 - timedelta(hours=12), p50,
+                           p50 + timedelta(days=1), None, [])])
+            await etas.store_many(conn, [sid], NOW - timedelta(hours=1), "eta-b", [
+                Prediction("later", NOW, NOW + timedelta(hours=12), NOW + timedelta(days=1),
+                           None, [])])
+        live = (await etas.scores(conn, ["eta-b"], NOW - WINDOW, NOW, common=False))["eta-b"]
+        assert (live.parcels, live.rows, live.late) == (180, 180, 60)
+        assert live.mae_hours == pytest.approx((120 * 12 + 60 * 72) / 180, abs=0.01)
+        assert live.coverage == pytest.approx(96 / 180, abs=1e-6)  # 4 in 5 delivered inside
+        actions = await review(conn, NOW, RULES, WINDOW)
+        assert [(a.kind, a.version) for a in actions] == [("rolled_back", "eta-b")]
+        assert "on 180 parcels (60 still out past a window) is 3.20x" in actions[0].reason
+
+
 def test_retraining_is_off_by_default() -> None:
     assert cron_jobs(Settings()) == []
     jobs = cron_jobs(Settings(retrain_every="7d"))

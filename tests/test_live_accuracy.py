@@ -1,6 +1,7 @@
 """Live accuracy: every ETA shown for a parcel is scored when it is delivered (once, however
-often the delivery is replayed), `parcelcast models accuracy` and `models report` show the
-figures, and the drift check notices a carrier whose network changed."""
+often the delivery is replayed), or as a miss as soon as its date passed with the parcel
+still out; `parcelcast models accuracy` and `models report` show the figures, and the drift
+check notices a carrier whose network changed."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from standins.twilio_server import TwilioStandin
 from tests.builders import event, order, shipment
 from tests.notifying import drain, wired
 from workers.metrics import WorkerMetrics
-from workers.monitoring import check_drift, publish
+from workers.monitoring import check_drift, judge_overdue, publish
 
 NOW = datetime(2026, 10, 20, 18, 0, tzinfo=UTC)  # 11:00 in Los Angeles
 CLI = [sys.executable, "-m", "service.cli"]
@@ -66,9 +67,9 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=180)
 
 
-async def _deliver_one(api: TestClient, admin: dict[str, str], settings: Settings,
-                       clock: ManualClock, pool: asyncpg.Pool) -> dict[str, object]:
-    """Label, first scan, a later scan, delivery: three ETAs shown, a 'shipped' message."""
+async def _ship_one(api: TestClient, admin: dict[str, str], settings: Settings,
+                    clock: ManualClock, pool: asyncpg.Pool) -> None:
+    """Label, first scan, a later scan: three ETAs shown, a 'shipped' message."""
     await api.put("/v1/orders/o-1", json=order(), headers=admin)
     await api.put("/v1/shipments/s-1", headers=admin, json=shipment(
         label_created_at="2026-10-20T17:30:00Z", promised_delivery_date="2026-10-26"))
@@ -78,6 +79,12 @@ async def _deliver_one(api: TestClient, admin: dict[str, str], settings: Setting
         clock.set(datetime.fromisoformat(when) + timedelta(minutes=5))
         await api.post("/v1/tracking-events", headers=admin, json=event(status, when))
         await drain(settings, clock, pool)
+
+
+async def _deliver_one(api: TestClient, admin: dict[str, str], settings: Settings,
+                       clock: ManualClock, pool: asyncpg.Pool) -> dict[str, object]:
+    """Label, first scan, a later scan, delivery: three ETAs shown, a 'shipped' message."""
+    await _ship_one(api, admin, settings, clock, pool)
     clock.set(datetime(2026, 10, 23, 20, 30, tzinfo=UTC))
     delivered = event("delivered", "2026-10-23T20:15:00Z", event_id="dlv-1")
     await api.post("/v1/tracking-events", headers=admin, json=delivered)
@@ -137,6 +144,63 @@ async def test_every_shown_eta_is_scored_once_on_delivery(
     assert metrics.registry.get_sample_value(
         "parcelcast_eta_live_mae_days", {"carrier": "ups", "service": "ground"}
     ) == pytest.approx(live.mae_days, abs=1e-4)
+
+
+async def test_a_parcel_still_out_after_the_date_shown_counts_as_a_miss_at_once(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock, trained: str,
+) -> None:
+    await _ship_one(api, admin, notify_settings, clock, pool)
+    async with pool.acquire() as conn:
+        shown = await conn.fetch("SELECT id, stage, eta_p50, eta_p90 FROM shipment_etas "
+                                 "WHERE shipment_id = 's-1' ORDER BY id")
+    ends = {r["id"]: accuracy.date_shown_ends(r["eta_p90"], "America/Los_Angeles")
+            for r in shown}
+    # Before any date shown has ended nothing is judged; the moment the first has, it is.
+    clock.set(min(ends.values()) - timedelta(seconds=1))
+    assert await judge_overdue(pool, clock, notify_settings) == 0
+    clock.set(max(ends.values()) + timedelta(days=2))
+    assert await judge_overdue(pool, clock, notify_settings) == 5  # first, 3 stages, told
+    assert await judge_overdue(pool, clock, notify_settings) == 0  # once
+    async with pool.acquire() as conn:
+        missed = await accuracy.scores(conn, "s-1")
+        live = await accuracy.champion_live_accuracy(conn, trained, NOW - timedelta(days=1))
+    p50 = {r["id"]: r["eta_p50"] for r in shown}
+    for score in missed:
+        assert score["censored"] and not score["inside_window"] and not score["on_time_shown"]
+        assert score["judged_at"] == ends[score["eta_id"]]
+        late = (clock.now() - p50[score["eta_id"]]).total_seconds() / 86400
+        assert score["error_days"] == pytest.approx(late, abs=1e-3)  # so far: a lower bound
+    assert (live.scored, live.still_out, live.coverage, live.on_time_shown) == (3, 3, 0, 0)
+    metrics = WorkerMetrics()
+    await publish(pool, clock, notify_settings, metrics)
+    labels = {"carrier": "ups", "service": "ground"}
+    assert metrics.registry.get_sample_value("parcelcast_eta_live_still_out", labels) == 3
+    assert metrics.registry.get_sample_value("parcelcast_eta_live_coverage", labels) == 0
+
+    # Still out a day later: the error grows with it.
+    clock.advance(timedelta(days=1))
+    assert await judge_overdue(pool, clock, notify_settings) == 0
+    async with pool.acquire() as conn:
+        later = await accuracy.scores(conn, "s-1")
+    assert [s["error_days"] for s in later] == pytest.approx(
+        [s["error_days"] + 1 for s in missed], abs=1e-3)
+
+    # Delivered at last: the misses get the real delivery, and stay judged when they were.
+    delivered_at = clock.now().replace(microsecond=0)
+    await api.post("/v1/tracking-events", headers=admin, json=event(
+        "delivered", delivered_at.isoformat().replace("+00:00", "Z"), event_id="dlv-late"))
+    await drain(notify_settings, clock, pool)
+    async with pool.acquire() as conn:
+        done = {(s["eta_id"], s["kind"]): s for s in await accuracy.scores(conn, "s-1")}
+        live = await accuracy.champion_live_accuracy(conn, trained, NOW - timedelta(days=1))
+    for score in missed:
+        now_known = done[score["eta_id"], score["kind"]]
+        assert not now_known["censored"] and now_known["judged_at"] == score["judged_at"]
+        error = (delivered_at - p50[score["eta_id"]]).total_seconds() / 86400
+        assert now_known["error_days"] == pytest.approx(error, abs=1e-3)
+        assert not now_known["inside_window"] and not now_known["on_time_shown"]
+    assert (live.scored, live.still_out, live.coverage) == (3, 0, 0)
 
 
 async def test_accuracy_and_report_commands(

@@ -21,14 +21,17 @@ class WorkerMetrics:
         self.job_retries = Counter(
             "parcelcast_job_retries", "Jobs put back because a store was unavailable or busy",
             ["job"], registry=self.registry)
-        # Live accuracy (workers.monitoring): the last ACCURACY_WINDOW_DAYS of deliveries,
+        # Live accuracy (workers.monitoring): the shown ETAs judged in the last
+        # ACCURACY_WINDOW_DAYS (delivered, or still out when the date shown ended: a miss),
         # per carrier and service (the most scored pairs; the rest as 'other').
         segment = ["carrier", "service"]
         self.live_mae = Gauge("parcelcast_eta_live_mae_days",
-                              "Mean |delivered - p50| of shown ETAs, days", segment,
+                              "Mean |delivered - p50| of shown ETAs, days (a parcel still "
+                              "out: the time since its p50, a lower bound)", segment,
                               registry=self.registry)
         self.live_coverage = Gauge("parcelcast_eta_live_coverage",
-                                   "Share of deliveries inside the shown p10-p90 window",
+                                   "Share of shown windows the delivery fell inside (still "
+                                   "out after the date shown: outside)",
                                    segment, registry=self.registry)
         self.live_on_time = Gauge("parcelcast_eta_live_on_time_shown",
                                   "Share delivered by the end of the date shown", segment,
@@ -36,6 +39,9 @@ class WorkerMetrics:
         self.live_scored = Gauge("parcelcast_eta_live_scored",
                                  "Shown ETAs scored in the window", segment,
                                  registry=self.registry)
+        self.live_still_out = Gauge("parcelcast_eta_live_still_out",
+                                    "Of those, parcels still out after the date shown "
+                                    "(censored misses)", segment, registry=self.registry)
         self.feature_psi = Gauge("parcelcast_eta_feature_psi",
                                  "Population stability of a main feature vs the training set "
                                  "(champion, latest drift check)", ["feature"],

@@ -1,12 +1,15 @@
 """The ETA watching itself: live-accuracy gauges and the champion's drift checks.
 
 Deliveries are scored where they are refreshed (workers.refresh, service.store.accuracy).
-This loop turns the scores into the worker's gauges every ``accuracy_poll_s`` seconds (one
-aggregate query), and once every ``drift_check_every_hours`` of clock time checks the
-champion for drift (:mod:`predictor.drift`): its main features' population stability over
-the last week of inputs against its training set, and its live errors against its own
-validation errors. The check's CPU work runs in a process of its own; its result is stored
-(``eta_drift``) and shown by ``parcelcast models accuracy``."""
+Every ``accuracy_poll_s`` seconds this loop first judges the late ones (one worker at a
+time): a shown ETA whose date (the p90's local date) ended with its parcel still out is
+scored as a censored miss, and the misses still out have their error moved up to now. It
+then turns the scores into the worker's gauges (one aggregate query), and once every
+``drift_check_every_hours`` of clock time checks the champion for drift
+(:mod:`predictor.drift`): its main features' population stability over the last week of
+inputs against its training set, and its live errors against its own validation errors.
+The check's CPU work runs in a process of its own; its result is stored (``eta_drift``)
+and shown by ``parcelcast models accuracy``."""
 
 from __future__ import annotations
 
@@ -27,16 +30,19 @@ from predictor.drift import (
     residual_alarms,
     validation_errors,
 )
+from predictor.lanes import lane_key
 from predictor.model import EtaModel
 from service.clock import Clock
 from service.settings import Settings
 from service.store import accuracy, eta_models, history
+from service.zones import customer_zone
 from workers.exclusive import when_champion_due
 from workers.metrics import WorkerMetrics
 from workers.supervisor import Beat
 
 log = logging.getLogger(__name__)
 DRIFT_LOCK = 0x4452_4946  # arbitrary, fixed advisory-lock key
+OVERDUE_LOCK = 0x4c41_5445  # arbitrary, fixed advisory-lock key
 INPUT_WINDOW = timedelta(days=7)
 # The recent-performance features look back this far before the window's first input.
 FEATURE_LOOKBACK = timedelta(days=21)
@@ -95,6 +101,26 @@ async def check_drift_when_due(pool: asyncpg.Pool, clock: Clock, settings: Setti
                                    accuracy.latest_drift, check)
 
 
+async def judge_overdue(pool: asyncpg.Pool, clock: Clock, settings: Settings) -> int:
+    """Score as censored misses the shown ETAs whose date passed with the parcel still out
+    (dates in the customer's zone), and move the errors of those still out up to now; how
+    many new misses. One worker at a time (an advisory lock); 0 when another has it."""
+    now = clock.now()
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", OVERDUE_LOCK):
+            return 0
+        judged = []
+        for o in await accuracy.overdue(conn, now):
+            zone = customer_zone(o.order_timezone, o.destination_postal_code,
+                                 o.destination_country, settings.shop_timezone)
+            ended = accuracy.date_shown_ends(o.eta_p90, zone)
+            if ended <= now:
+                judged.append((o, lane_key(o.origin_postal_code, o.destination_postal_code),
+                               ended))
+        await accuracy.extend_censored(conn, now)
+        return await accuracy.score_censored(conn, judged, now)
+
+
 async def publish(pool: asyncpg.Pool, clock: Clock, settings: Settings,
                   metrics: WorkerMetrics) -> None:
     """Set the live-accuracy and drift gauges from the store (one aggregate, one read)."""
@@ -104,7 +130,8 @@ async def publish(pool: asyncpg.Pool, clock: Clock, settings: Settings,
         version = await eta_models.champion_version(conn)
         drift = await accuracy.latest_drift(conn, version) if version else None
     for gauge in (metrics.live_mae, metrics.live_coverage, metrics.live_on_time,
-                  metrics.live_scored, metrics.feature_psi, metrics.drift_alarm):
+                  metrics.live_scored, metrics.live_still_out, metrics.feature_psi,
+                  metrics.drift_alarm):
         gauge.clear()
     for r in rows:
         labels = (r.carrier, r.service_level)
@@ -112,6 +139,7 @@ async def publish(pool: asyncpg.Pool, clock: Clock, settings: Settings,
         metrics.live_coverage.labels(*labels).set(r.coverage)
         metrics.live_on_time.labels(*labels).set(r.on_time_shown)
         metrics.live_scored.labels(*labels).set(r.scored)
+        metrics.live_still_out.labels(*labels).set(r.still_out)
     if drift is not None:
         for feature, value in drift.feature_psi.items():
             metrics.feature_psi.labels(feature).set(value)
@@ -123,9 +151,11 @@ async def publish(pool: asyncpg.Pool, clock: Clock, settings: Settings,
 
 async def watch_forever(pool: asyncpg.Pool, clock: Clock, settings: Settings,
                         metrics: WorkerMetrics, beat: Beat) -> None:
-    """Publish the gauges every ``accuracy_poll_s`` seconds and check for drift when due,
-    until cancelled (supervised: a store failure ends it, to be restarted)."""
+    """Judge the late ETAs and publish the gauges every ``accuracy_poll_s`` seconds, and
+    check for drift when due, until cancelled (supervised: a store failure ends it, to be
+    restarted)."""
     while True:
+        await judge_overdue(pool, clock, settings)
         if settings.drift_check_every_hours > 0:
             try:
                 await check_drift_when_due(pool, clock, settings)

@@ -160,15 +160,17 @@ def models_recalibrate() -> None:
                                                "model"]), default="carrier", show_default=True,
               help="Group the scored ETAs by this.")
 @click.option("--since", default=None,
-              help="Deliveries since this date or ISO time (default: the last 28 days).")
+              help="ETAs judged since this date or ISO time (default: the last 28 days).")
 @click.option("--kind", type=click.Choice(["stage", "first", "told"]), default="stage",
               show_default=True,
               help="Which shown ETAs: the first at each stage, the very first, or the one in "
                    "force when the customer was told.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def models_accuracy(by: str, since: str | None, kind: str, as_json: bool) -> None:
-    """Live accuracy of the ETAs shown for delivered parcels (p50 MAE, p10-p90 coverage,
-    on time by the date shown), and the champion's latest drift check."""
+    """Live accuracy of the ETAs shown (p50 MAE, p10-p90 coverage, on time by the date
+    shown), judged at the delivery or, for a parcel still out when the date shown ended,
+    then, as a miss ("out": how many are still out; their error counts up to now); and the
+    champion's latest drift check."""
     from datetime import timedelta
 
     import msgspec
@@ -190,17 +192,22 @@ def models_accuracy(by: str, since: str | None, kind: str, as_json: bool) -> Non
             "by": by, "since": start, "kind": kind, "champion": champion,
             "segments": rows, "drift": drift}).decode())
         return
-    click.echo(f"live accuracy by {by}, deliveries since {start:%Y-%m-%d %H:%M} UTC "
+    click.echo(f"live accuracy by {by}, judged since {start:%Y-%m-%d %H:%M} UTC "
                f"({kind} ETAs; champion {champion or 'none'})")
     if not rows:
-        click.echo("nothing scored yet: ETAs are scored when their parcel is delivered")
+        click.echo("nothing scored yet: ETAs are scored when their parcel is delivered, or "
+                   "when the date shown passes without it")
     else:
         width = max(len(by), *(len(r.segment) for r in rows))
-        click.echo(f"{by:<{width}}  {'scored':>7}  {'MAE d':>6}  {'cover':>6}  "
+        click.echo(f"{by:<{width}}  {'scored':>7}  {'out':>5}  {'MAE d':>6}  {'cover':>6}  "
                    f"{'on time':>7}  {'bias d':>6}")
         for r in rows:
-            click.echo(f"{r.segment:<{width}}  {r.scored:>7}  {r.mae_days:>6.2f}  "
-                       f"{r.coverage:>6.0%}  {r.on_time_shown:>7.0%}  {r.bias_days:>+6.2f}")
+            click.echo(f"{r.segment:<{width}}  {r.scored:>7}  {r.still_out:>5}  "
+                       f"{r.mae_days:>6.2f}  {r.coverage:>6.0%}  {r.on_time_shown:>7.0%}  "
+                       f"{r.bias_days:>+6.2f}")
+        if any(r.still_out for r in rows):
+            click.echo("out: parcels still out after the date shown, counted as misses "
+                       "(their MAE and bias up to the latest check: lower bounds)")
     if drift is None:
         click.echo("drift: no check yet")
         return

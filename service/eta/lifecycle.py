@@ -12,7 +12,9 @@ promotion on live scores, and the champion's automatic rollback. The rules are
   parcels delivered in the last PROMOTION_WINDOW_DAYS, both scored on the ETAs they served
   for the same parcels at the same instants; it is dropped when the verdict goes against
   it. The champion is rolled back to the previous one when its live p50 MAE over that
-  window exceeds ROLLBACK_RATIO times its validation MAE; the degraded model is marked
+  window exceeds ROLLBACK_RATIO times its validation MAE; both verdicts count the parcels
+  still out past a window a model served as its misses (error up to now), not only the
+  delivered ones, which in a slowdown are the fast ones; the degraded model is marked
   rolled_back (never restored automatically).
 """
 
@@ -50,7 +52,7 @@ def _score(found: etas.ModelScore | None) -> Score:
     if found is None:
         return Score(parcels=0, rows=0, mae_hours=None, coverage=None)
     return Score(parcels=found.parcels, rows=found.rows, mae_hours=found.mae_hours,
-                 coverage=found.coverage)
+                 coverage=found.coverage, late=found.late)
 
 
 async def review(conn: asyncpg.Connection, now: datetime, rules: Rules,

@@ -72,7 +72,9 @@ def render(data: ReportData, model_card: str) -> str:
         f"<title>ETA model {e(data.version)}</title><style>{_CSS}</style></head><body>",
         f"<h1>ETA model <code>{e(data.version)}</code></h1>",
         f"<p>Status <b>{e(data.status)}</b>, registered {data.created_at:%Y-%m-%d %H:%M} UTC. "
-        f"{scored} shown ETAs scored against deliveries (the first ETA shown at each stage).",
+        f"{scored} shown ETAs scored (the first ETA shown at each stage), judged at the "
+        f"delivery or, for a parcel still out when the date shown ended, then, as a miss "
+        f"({sum(w.still_out for w in data.weeks)} still out).",
     ]
     if validation.get("p50_mae_hours") is not None:
         parts.append(f" Validation at training: p50 MAE "
@@ -83,7 +85,7 @@ def render(data: ReportData, model_card: str) -> str:
         parts.append(_week_plot(data.weeks))
         parts.append(_table("week", data.weeks))
     else:
-        parts.append("<p>No delivered parcel scored yet.</p>")
+        parts.append("<p>No shown ETA judged yet.</p>")
     parts.append("<h2>Calibration</h2>")
     parts.append(_calibration_plot(data.calibration))
     parts.append("<h2>Error by segment</h2>")
@@ -102,10 +104,12 @@ def render(data: ReportData, model_card: str) -> str:
 
 
 def _table(title: str, rows: Sequence[SegmentAccuracy]) -> str:
-    head = (f"<table><tr><th>{html.escape(title)}</th><th>scored</th><th>p50 MAE (days)</th>"
+    head = (f"<table><tr><th>{html.escape(title)}</th><th>scored</th>"
+            "<th>still out after the date shown</th><th>p50 MAE (days)</th>"
             "<th>p10–p90 coverage</th><th>on time by date shown</th><th>bias (days)</th></tr>")
     body = "".join(
-        f"<tr><td>{html.escape(r.segment)}</td><td>{r.scored}</td><td>{r.mae_days:.2f}</td>"
+        f"<tr><td>{html.escape(r.segment)}</td><td>{r.scored}</td><td>{r.still_out}</td>"
+        f"<td>{r.mae_days:.2f}</td>"
         f"<td>{r.coverage:.0%}</td><td>{r.on_time_shown:.0%}</td><td>{r.bias_days:+.2f}</td>"
         "</tr>" for r in rows)
     return head + body + "</table>"

@@ -141,46 +141,65 @@ async def unfinished_with_scans(conn: asyncpg.Connection, shipment_ids: list[str
 
 
 class ModelScore(msgspec.Struct, frozen=True, kw_only=True):
-    """One model's served ETAs scored against deliveries (see :func:`scores`)."""
+    """One model's served ETAs scored against deliveries (see :func:`scores`); ``late`` of
+    the ``parcels`` were still out at the end of the period, past a window it served."""
 
     model_version: str
     parcels: int
     rows: int
     mae_hours: float | None
     coverage: float | None
+    late: int = 0
+
+
+# Each model's ETAs for the parcels delivered in [$2, $3), predicted before the delivery,
+# and, for the parcels still out at $3, the ETAs whose p90 passed in [$2, $3): misses
+# already, their error at least $3 - p50 (without them a slowdown would flatter the
+# model: its late parcels are the last to be delivered). `judged` marks the rows scored;
+# the span (the same stretch of every parcel's journey for every model) is over all.
+SCORES = f"""
+WITH parcels AS (
+    SELECT shipment_id, delivered_at AS outcome_at, false AS late FROM shipments
+    WHERE delivered_at >= $2 AND delivered_at < $3
+    UNION ALL
+    SELECT shipment_id, $3, true FROM shipments
+    WHERE (delivered_at >= $3 OR (delivered_at IS NULL AND {UNFINISHED}))
+      AND label_created_at > $2::timestamptz - interval '60 days' AND label_created_at < $3),
+served AS (
+    SELECT x.model_version, x.shipment_id, x.predicted_at, x.eta_p10, x.eta_p50,
+           x.eta_p90, d.outcome_at, d.late,
+           NOT d.late OR (x.eta_p90 >= $2 AND x.eta_p90 < $3) AS judged
+    FROM shipment_etas x JOIN parcels d USING (shipment_id)
+    WHERE x.model_version = ANY($1::text[]) AND x.predicted_at < d.outcome_at),
+span AS (
+    SELECT shipment_id, max(first_at) AS from_at, count(*) AS models FROM (
+        SELECT shipment_id, model_version, min(predicted_at) AS first_at
+        FROM served GROUP BY shipment_id, model_version) f
+    GROUP BY shipment_id)
+SELECT v.model_version, count(DISTINCT v.shipment_id) AS parcels, count(*) AS rows,
+       count(DISTINCT v.shipment_id) FILTER (WHERE v.late) AS late,
+       avg(abs(extract(epoch FROM v.outcome_at - v.eta_p50)) / 3600.0) AS mae_hours,
+       avg(CASE WHEN NOT v.late AND v.outcome_at BETWEEN v.eta_p10 AND v.eta_p90
+           THEN 1.0 ELSE 0.0 END) AS coverage
+FROM served v JOIN span p USING (shipment_id)
+WHERE v.judged
+  AND (NOT $4 OR (p.models = cardinality($1::text[]) AND v.predicted_at >= p.from_at))
+GROUP BY v.model_version
+"""
 
 
 async def scores(conn: asyncpg.Connection, versions: Sequence[str], since: datetime,
                  until: datetime, *, common: bool = True) -> dict[str, ModelScore]:
-    """Each model's ETAs (shown or shadow) for the parcels delivered in ``[since, until)``,
-    predicted before the delivery: parcels, ETAs, mean |p50 - delivery| in hours and the
-    share of deliveries inside [p10, p90]. ``common``: only parcels that every model in
-    ``versions`` gave an ETA for, and only instants at or after the latest first ETA of any
-    of them (the same parcels, the same stretch of their journey, for a fair comparison)."""
-    rows = await conn.fetch(
-        """WITH delivered AS (
-               SELECT shipment_id, delivered_at FROM shipments
-               WHERE delivered_at >= $2 AND delivered_at < $3),
-           served AS (
-               SELECT x.model_version, x.shipment_id, x.predicted_at, x.eta_p10, x.eta_p50,
-                      x.eta_p90, d.delivered_at
-               FROM shipment_etas x JOIN delivered d USING (shipment_id)
-               WHERE x.model_version = ANY($1::text[]) AND x.predicted_at < d.delivered_at),
-           span AS (
-               SELECT shipment_id, max(first_at) AS from_at, count(*) AS models FROM (
-                   SELECT shipment_id, model_version, min(predicted_at) AS first_at
-                   FROM served GROUP BY shipment_id, model_version) f
-               GROUP BY shipment_id)
-           SELECT v.model_version, count(DISTINCT v.shipment_id) AS parcels,
-                  count(*) AS rows,
-                  avg(abs(extract(epoch FROM v.delivered_at - v.eta_p50)) / 3600.0)
-                      AS mae_hours,
-                  avg(CASE WHEN v.delivered_at BETWEEN v.eta_p10 AND v.eta_p90
-                      THEN 1.0 ELSE 0.0 END) AS coverage
-           FROM served v JOIN span p USING (shipment_id)
-           WHERE NOT $4 OR (p.models = cardinality($1::text[]) AND v.predicted_at >= p.from_at)
-           GROUP BY v.model_version""", list(versions), since, until, common)
+    """Each model's ETAs (shown or shadow) judged in ``[since, until)``: those of the
+    parcels delivered then, predicted before the delivery, and those of the parcels still
+    out at ``until`` whose p90 passed in the period (misses, their error counted up to
+    ``until``): parcels, ETAs, mean |p50 - outcome| in hours and the share of deliveries
+    inside [p10, p90]. ``common``: only parcels that every model in ``versions`` gave an
+    ETA for, and only instants at or after the latest first ETA of any of them (the same
+    parcels, the same stretch of their journey, for a fair comparison)."""
+    rows = await conn.fetch(SCORES, list(versions), since, until, common)
     return {r["model_version"]: ModelScore(
         model_version=r["model_version"], parcels=int(r["parcels"]), rows=int(r["rows"]),
         mae_hours=None if r["mae_hours"] is None else float(r["mae_hours"]),
-        coverage=None if r["coverage"] is None else float(r["coverage"])) for r in rows}
+        coverage=None if r["coverage"] is None else float(r["coverage"]),
+        late=int(r["late"])) for r in rows}
