@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -37,46 +38,48 @@ class EventRow(msgspec.Struct, frozen=True, gc=False):
     time_basis: str | None = None  # how occurred_at was found (service.zones.Resolved.basis)
 
 
-# One round trip, one implicit transaction. Duplicates (stored before, or within the
-# batch) are skipped: each event's dedupe key is claimed in tracking_event_keys first (the
-# partitioned tracking_events cannot hold a unique key without its partition key, the month
-# it was stored in; migration 0013), and only the claimed ones are stored, with the id the
-# claim took; the batch holds each key once (ingest keeps the first of a key, as the
-# table's own unique key did before). The new events are folded into their shipments'
-# derived state with the rules of service.store.shipments (EVENT_STATS, BEST_EVENT_ORDER):
-# the status only moves to an event that ranks higher by (status_rank, occurred_at), so
-# arrival order never matters and a late "in transit" never un-delivers. Events for
-# tracking numbers the OMS has not sent yet are simply stored; the shipment upsert derives
-# from them later.
-INGEST = f"""
-WITH input AS (
-    SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[],
+# One round trip, one implicit transaction, in one of two forms that share the fold below.
+#
+# INGEST skips duplicates (stored before, or within the batch): each event's dedupe key is
+# claimed in tracking_event_keys first (the partitioned tracking_events cannot hold a unique
+# key without its partition key, the month it was stored in; migration 0013), and only the
+# claimed ones are stored, with the id the claim took; the batch holds each key once
+# (ingest keeps the first of a key, as the table's own unique key did before).
+#
+# INGEST_NEW is the same for a batch none of whose keys is stored yet, the common case: the
+# keys are inserted plainly (one index descent each, no ON CONFLICT pre-check, no join of the
+# claims back to the events, no row per event returned), and a key that is stored after all
+# fails the statement (unique_violation, nothing written), which `ingest` then runs as INGEST.
+#
+# The new events are folded into their shipments' derived state with the rules of
+# service.store.shipments (EVENT_STATS, BEST_EVENT_ORDER): the status only moves to an event
+# that ranks higher by (status_rank, occurred_at), so arrival order never matters and a late
+# "in transit" never un-delivers. Events for tracking numbers the OMS has not sent yet are
+# simply stored; the shipment upsert derives from them later.
+_UNNEST = """unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::smallint[], $7::text[], $8::text[], $9::text[],
                          $10::timestamptz[], $11::text[], $15::text[], $16::text[])
         AS t(dedupe_key, carrier, tracking_number, carrier_event_id, status, status_rank,
-             raw_code, description, location, occurred_at, payload, substatus, time_basis)
-), claimed AS (
-    INSERT INTO tracking_event_keys (dedupe_key, event_id, received_at)
-    SELECT dedupe_key, nextval('tracking_events_id_seq'), $12 FROM input
-    ON CONFLICT (dedupe_key) DO NOTHING
-    RETURNING dedupe_key, event_id
-), inserted AS (
-    INSERT INTO tracking_events (id, dedupe_key, carrier, tracking_number, carrier_event_id,
+             raw_code, description, location, occurred_at, payload, substatus, time_basis)"""
+_EVENT_COLUMNS = """(id, dedupe_key, carrier, tracking_number, carrier_event_id,
                                  status, status_rank, raw_code, description, location,
-                                 occurred_at, received_at, payload, substatus, time_basis)
-    SELECT c.event_id, i.dedupe_key, carrier, tracking_number, carrier_event_id, status,
+                                 occurred_at, received_at, payload, substatus, time_basis)"""
+_EVENT_VALUES = """carrier, tracking_number, carrier_event_id, status,
            status_rank, raw_code, description, location::jsonb, occurred_at, $12,
-           payload::jsonb, substatus, time_basis
-    FROM input i JOIN claimed c ON c.dedupe_key = i.dedupe_key
-    RETURNING id, dedupe_key, carrier, tracking_number, status, status_rank, occurred_at,
-              substatus
-), per_shipment AS (
+           payload::jsonb, substatus, time_basis"""
+
+
+def _fold(new: str) -> str:
+    """The CTEs that fold the stored events (the relation `new`: id, carrier, tracking_number,
+    status, status_rank, occurred_at, substatus) into their shipments (`touched`, with
+    `after_delivery`) and queue their refreshes (`queued`)."""
+    return f"""per_shipment AS (
     SELECT carrier, tracking_number, {EVENT_STATS}
-    FROM inserted GROUP BY carrier, tracking_number
+    FROM {new} GROUP BY carrier, tracking_number
 ), best AS (
     SELECT DISTINCT ON (carrier, tracking_number) carrier, tracking_number, status,
            status_rank, occurred_at, substatus
-    FROM inserted WHERE status <> 'unknown'
+    FROM {new} WHERE status <> 'unknown'
     ORDER BY carrier, tracking_number, {BEST_EVENT_ORDER}
 ), moved AS (
     SELECT p.*, b.status AS best_status, b.status_rank AS best_rank,
@@ -113,14 +116,51 @@ WITH input AS (
     SELECT $13, shipment_id, $12, $12 FROM touched
     ON CONFLICT (kind, subject_id) WHERE state = 'pending' DO NOTHING
     RETURNING 1
-)
+)"""
+
+
+# Wakes the relay at commit; uncorrelated, so evaluated once.
+_NOTIFIED = "(SELECT count(pg_notify($14, '')) FROM (SELECT 1 FROM queued LIMIT 1) q)"
+
+INGEST = f"""
+WITH input AS (
+    SELECT * FROM {_UNNEST}
+), claimed AS (
+    INSERT INTO tracking_event_keys (dedupe_key, event_id, received_at)
+    SELECT dedupe_key, nextval('tracking_events_id_seq'), $12 FROM input
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING dedupe_key, event_id
+), inserted AS (
+    INSERT INTO tracking_events {_EVENT_COLUMNS}
+    SELECT c.event_id, i.dedupe_key, {_EVENT_VALUES}
+    FROM input i JOIN claimed c ON c.dedupe_key = i.dedupe_key
+    RETURNING id, dedupe_key, carrier, tracking_number, status, status_rank, occurred_at,
+              substatus
+), {_fold("inserted")}
 SELECT i.dedupe_key, d.carrier IS NOT NULL AS after_delivery,
-       (SELECT count(*) FROM touched) AS touched,
-       -- Wakes the relay at commit; uncorrelated, so evaluated once.
-       (SELECT count(pg_notify($14, '')) FROM (SELECT 1 FROM queued LIMIT 1) q) AS notified
+       (SELECT count(*) FROM touched) AS touched, {_NOTIFIED} AS notified
 FROM inserted i
 LEFT JOIN (SELECT carrier, tracking_number FROM touched WHERE after_delivery) d
     USING (carrier, tracking_number)
+"""
+
+# Every event is new (else unique_violation on tracking_event_keys_pkey): one row back, with
+# the keys of the events that came after a delivery.
+INGEST_NEW = f"""
+WITH input AS MATERIALIZED (
+    SELECT nextval('tracking_events_id_seq') AS id, * FROM {_UNNEST}
+), claimed AS (
+    INSERT INTO tracking_event_keys (dedupe_key, event_id, received_at)
+    SELECT dedupe_key, id, $12 FROM input
+), inserted AS (
+    INSERT INTO tracking_events {_EVENT_COLUMNS}
+    SELECT id, dedupe_key, {_EVENT_VALUES}
+    FROM input
+), {_fold("input")}
+SELECT (SELECT count(*) FROM touched) AS touched, {_NOTIFIED} AS notified,
+       (SELECT array_agg(i.dedupe_key) FROM input i
+        JOIN touched d USING (carrier, tracking_number) WHERE d.after_delivery)
+           AS after_delivery
 """
 
 
@@ -151,8 +191,7 @@ async def _ingest_once(
     for row in rows:
         first.setdefault(row.dedupe_key, row)
     batch = list(first.values()) if len(first) < len(rows) else rows
-    records = await conn.fetch(
-        INGEST,
+    args = (
         [r.dedupe_key for r in batch], [r.carrier for r in batch],
         [r.tracking_number for r in batch], [r.carrier_event_id for r in batch],
         [r.status for r in batch], [r.status_rank for r in batch], [r.raw_code for r in batch],
@@ -161,15 +200,36 @@ async def _ingest_once(
         received_at, REFRESH_SHIPMENT, CHANNEL, [r.substatus for r in batch],
         [r.time_basis for r in batch],
     )
-    touched = records[0]["touched"] if records else 0
-    accepted = {bytes(r["dedupe_key"]) for r in records}
-    after_delivery = {bytes(r["dedupe_key"]) for r in records if r["after_delivery"]}
+    result = None
+    # Inside the caller's transaction a failed statement would end it: there (webhook
+    # deliveries, which are often resent) duplicates are looked for from the start.
+    if not conn.is_in_transaction():
+        result = await _ingest_new(conn, args)
+    if result is None:
+        records = await conn.fetch(INGEST, *args)
+        accepted = {bytes(r["dedupe_key"]) for r in records}
+        result = IngestResult(
+            accepted, int(records[0]["touched"]) if records else 0,
+            {bytes(r["dedupe_key"]) for r in records if r["after_delivery"]})
     # Only a code we could not read counts (an event sent as plain "unknown" has none).
     unknown = [r for r in rows if r.status == "unknown" and r.raw_code
-               and r.dedupe_key in accepted]
+               and r.dedupe_key in result.accepted_keys]
     if unknown:
         await count_unknown(conn, unknown, received_at)
-    return IngestResult(accepted, int(touched), after_delivery)
+    return result
+
+
+async def _ingest_new(conn: asyncpg.Connection, args: tuple[Any, ...]) -> IngestResult | None:
+    """INGEST_NEW; None when one of the keys was stored already (nothing was written)."""
+    try:
+        record = await conn.fetchrow(INGEST_NEW, *args)
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != "tracking_event_keys_pkey":
+            raise
+        return None
+    assert record is not None
+    return IngestResult(set(args[0]), int(record["touched"]),
+                        {bytes(k) for k in record["after_delivery"] or ()})
 
 
 # Codes no table maps, counted per carrier and code for `parcelcast carriers unknown`.
