@@ -10,10 +10,12 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from service.store.shipments import BEST_EVENT_ORDER, EVENT_STATS
+from service.store.shipments import BEST_EVENT_ORDER, event_stats_over
 from service.store.transient import retrying_contention
 from service.store.work import CHANNEL, REFRESH_SHIPMENT
 
+# A shipment's best event first (service.store.shipments), its "unknown" ones after all others.
+_BEST = f"status = 'unknown', {BEST_EVENT_ORDER}"
 # The batch's best event outranks the shipment's current status.
 _MOVES = ("m.best_status IS NOT NULL AND (m.best_rank, m.best_at)"
           " > (s.status_rank, coalesce(s.status_occurred_at, '-infinity'))")
@@ -73,18 +75,19 @@ def _fold(new: str) -> str:
     """The CTEs that fold the stored events (the relation `new`: id, carrier, tracking_number,
     status, status_rank, occurred_at, substatus) into their shipments (`touched`, with
     `after_delivery`) and queue their refreshes (`queued`)."""
-    return f"""per_shipment AS (
-    SELECT carrier, tracking_number, {EVENT_STATS}
-    FROM {new} GROUP BY carrier, tracking_number
-), best AS (
-    SELECT DISTINCT ON (carrier, tracking_number) carrier, tracking_number, status,
-           status_rank, occurred_at, substatus
-    FROM {new} WHERE status <> 'unknown'
-    ORDER BY carrier, tracking_number, {BEST_EVENT_ORDER}
-), moved AS (
-    SELECT p.*, b.status AS best_status, b.status_rank AS best_rank,
-           b.occurred_at AS best_at, b.substatus AS best_substatus
-    FROM per_shipment p LEFT JOIN best b USING (carrier, tracking_number)
+    return f"""moved AS (
+    -- One row per shipment in one sort, no join: the batch's counts (over all its events)
+    -- and its best event ("unknown" ones sort last and move no status).
+    SELECT DISTINCT ON (carrier, tracking_number) carrier, tracking_number,
+           {event_stats_over("w")},
+           CASE WHEN status <> 'unknown' THEN status END AS best_status,
+           CASE WHEN status <> 'unknown' THEN status_rank END AS best_rank,
+           CASE WHEN status <> 'unknown' THEN occurred_at END AS best_at,
+           CASE WHEN status <> 'unknown' THEN substatus END AS best_substatus
+    FROM {new}
+    WINDOW w AS (PARTITION BY carrier, tracking_number ORDER BY {_BEST}
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    ORDER BY carrier, tracking_number, {_BEST}
 ), touched AS (
     UPDATE shipments s SET
         event_count = s.event_count + m.n,
@@ -145,7 +148,7 @@ LEFT JOIN (SELECT carrier, tracking_number FROM touched WHERE after_delivery) d
 """
 
 # Every event is new (else unique_violation on tracking_event_keys_pkey): one row back, with
-# the keys of the events that came after a delivery.
+# the shipments delivered before the batch (all of their batch's events came after it).
 INGEST_NEW = f"""
 WITH input AS MATERIALIZED (
     SELECT nextval('tracking_events_id_seq') AS id, * FROM {_UNNEST}
@@ -157,10 +160,10 @@ WITH input AS MATERIALIZED (
     SELECT id, dedupe_key, {_EVENT_VALUES}
     FROM input
 ), {_fold("input")}
-SELECT (SELECT count(*) FROM touched) AS touched, {_NOTIFIED} AS notified,
-       (SELECT array_agg(i.dedupe_key) FROM input i
-        JOIN touched d USING (carrier, tracking_number) WHERE d.after_delivery)
-           AS after_delivery
+SELECT count(*) AS touched, {_NOTIFIED} AS notified,
+       array_agg(carrier) FILTER (WHERE after_delivery) AS carriers,
+       array_agg(tracking_number) FILTER (WHERE after_delivery) AS numbers
+FROM touched
 """
 
 
@@ -204,7 +207,7 @@ async def _ingest_once(
     # Inside the caller's transaction a failed statement would end it: there (webhook
     # deliveries, which are often resent) duplicates are looked for from the start.
     if not conn.is_in_transaction():
-        result = await _ingest_new(conn, args)
+        result = await _ingest_new(conn, batch, args)
     if result is None:
         records = await conn.fetch(INGEST, *args)
         accepted = {bytes(r["dedupe_key"]) for r in records}
@@ -219,7 +222,8 @@ async def _ingest_once(
     return result
 
 
-async def _ingest_new(conn: asyncpg.Connection, args: tuple[Any, ...]) -> IngestResult | None:
+async def _ingest_new(conn: asyncpg.Connection, rows: Sequence[EventRow], args: tuple[Any, ...]
+                      ) -> IngestResult | None:
     """INGEST_NEW; None when one of the keys was stored already (nothing was written)."""
     try:
         record = await conn.fetchrow(INGEST_NEW, *args)
@@ -228,8 +232,9 @@ async def _ingest_new(conn: asyncpg.Connection, args: tuple[Any, ...]) -> Ingest
             raise
         return None
     assert record is not None
-    return IngestResult(set(args[0]), int(record["touched"]),
-                        {bytes(k) for k in record["after_delivery"] or ()})
+    delivered = set(zip(record["carriers"] or (), record["numbers"] or (), strict=True))
+    after = {r.dedupe_key for r in rows if (r.carrier, r.tracking_number) in delivered}
+    return IngestResult({r.dedupe_key for r in rows}, int(record["touched"]), after)
 
 
 # Codes no table maps, counted per carrier and code for `parcelcast carriers unknown`.
