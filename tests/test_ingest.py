@@ -333,3 +333,28 @@ async def test_overlapping_batches_racing_store_each_event_once(
         assert await conn.fetchval("SELECT count(*) FROM tracking_events") == 420
         assert await conn.fetchval("SELECT count(*) FROM tracking_event_keys") == 420
         assert await conn.fetchval("SELECT sum(event_count) FROM shipments") == 420
+
+
+async def test_texts_with_control_characters_or_empty_are_stored_as_sent(
+    client: TestClient[web.Request, web.Application], admin: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    """The batch's texts travel packed, joined by control characters (service.store.events):
+    texts holding those characters, empty texts and missing ones still read back exactly."""
+    await _setup(client, admin)
+    sent = ["unit\x1fseparator", "\x1e", "", None, "record\x1eseparator", "plain"]
+    batch = [event("in_transit", f"2026-11-03T10:00:0{n}Z", description=text)
+             for n, text in enumerate(sent)]
+    answer = await client.post("/v1/tracking-events", json=batch, headers=admin)
+    assert (await answer.json())["accepted"] == len(sent)
+    # One event alone, with an empty description, and a batch whose texts pack cleanly.
+    alone = await client.post("/v1/tracking-events", headers=admin,
+                              json=event("in_transit", "2026-11-03T11:00:00Z", description=""))
+    assert (await alone.json())["accepted"] == 1
+    clean = [event("in_transit", f"2026-11-03T12:00:0{n}Z", description=text)
+             for n, text in enumerate(["", None, "x"])]
+    assert (await (await client.post("/v1/tracking-events", json=clean, headers=admin)
+                   ).json())["accepted"] == 3
+    async with pool.acquire() as conn:
+        stored = [r["description"] for r in await conn.fetch(
+            "SELECT description FROM tracking_events ORDER BY occurred_at")]
+    assert stored == [*sent, "", "", None, "x"]
