@@ -255,3 +255,106 @@ async def test_a_batch_over_neighbouring_shipments_keeps_them_on_their_pages(
             "WHERE status = 'in_transit'"))
     assert len(after) == 300
     assert after == before
+
+
+async def _shipments(client: TestClient[web.Request, web.Application], headers: dict[str, str],
+                     count: int) -> None:
+    for n in range(count):
+        assert (await client.put(f"/v1/shipments/s-{n}", json=shipment(
+            "o-1", tracking_number=f"1ZMIX{n}"), headers=headers)).status == 201
+
+
+async def test_a_batch_of_stored_and_new_events_stores_the_new_ones_once(
+    client: TestClient[web.Request, web.Application], admin: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    """A resent batch with new scans among the old ones (in another order): the old ones are
+    duplicates, the new ones are stored, counted and move the status, once each."""
+    assert (await client.put("/v1/orders/o-1", json=order(), headers=admin)).status == 201
+    await _shipments(client, admin, 3)
+
+    def scan(n: int) -> dict[str, object]:
+        return event("in_transit", f"2026-11-03T{10 + n // 60:02d}:{n % 60:02d}:00Z",
+                     tracking_number=f"1ZMIX{n % 3}", event_id=f"e{n}")
+
+    old = [scan(n) for n in range(120)]
+    first = await client.post("/v1/tracking-events", json=old, headers=admin)
+    assert (await first.json())["accepted"] == 120
+    new = [scan(n) for n in range(120, 200)]
+    new.append(event("delivered", "2026-11-05T13:00:00Z", tracking_number="1ZMIX1",
+                     event_id="done"))
+    new.append(event("ZZ9", "2026-11-06T13:00:00Z", tracking_number="1ZMIX2", event_id="odd"))
+    mixed = old[::2] + new + old[1::2]
+    answer = await client.post("/v1/tracking-events", json=mixed, headers=admin)
+    assert await answer.json() == {"accepted": 82, "duplicates": 120, "rejected": 0,
+                                   "errors": []}
+    again = await client.post("/v1/tracking-events", json=mixed, headers=admin)
+    assert await again.json() == {"accepted": 0, "duplicates": 202, "rejected": 0,
+                                  "errors": []}
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tracking_events") == 202
+        shown = {r["shipment_id"]: r for r in await conn.fetch(
+            "SELECT shipment_id, status, event_count, last_event_at FROM shipments")}
+        queued = await conn.fetchval(
+            "SELECT count(*) FROM work_items WHERE state = 'pending' AND kind = 'refresh_shipment'")
+    assert sorted(r["event_count"] for r in shown.values()) == [67, 67, 68]
+    assert shown["s-1"]["status"] == "delivered"
+    # An unreadable code is stored and counted, and moves no status.
+    assert shown["s-2"]["status"] == "in_transit"
+    assert shown["s-2"]["last_event_at"].isoformat() == "2026-11-06T13:00:00+00:00"
+    assert queued == 3
+
+
+async def test_overlapping_batches_racing_store_each_event_once(
+    client: TestClient[web.Request, web.Application], admin: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    """Batches sent at once that share events (a sender retrying while its first try is
+    still in flight): every event is stored and accepted once, the counts agree."""
+    import asyncio
+
+    assert (await client.put("/v1/orders/o-1", json=order(), headers=admin)).status == 201
+    await _shipments(client, admin, 4)
+
+    def scan(n: int) -> dict[str, object]:
+        return event("in_transit", f"2026-11-03T{n // 60 % 24:02d}:{n % 60:02d}:00Z",
+                     tracking_number=f"1ZMIX{n % 4}", event_id=f"e{n}")
+
+    # Six batches of 120, each sharing half of its events with the next: 420 events.
+    batches = [[scan(n) for n in range(k * 60, k * 60 + 120)] for k in range(6)]
+
+    async def push(batch: list[dict[str, object]]) -> dict[str, int]:
+        answer = await client.post("/v1/tracking-events", json=batch, headers=admin)
+        assert answer.status == 202
+        return await answer.json()  # type: ignore[no-any-return]
+
+    answers = await asyncio.gather(*(push(b) for b in batches))
+    assert sum(a["accepted"] for a in answers) == 420
+    assert sum(a["duplicates"] for a in answers) == 6 * 120 - 420
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tracking_events") == 420
+        assert await conn.fetchval("SELECT count(*) FROM tracking_event_keys") == 420
+        assert await conn.fetchval("SELECT sum(event_count) FROM shipments") == 420
+
+
+async def test_texts_with_control_characters_or_empty_are_stored_as_sent(
+    client: TestClient[web.Request, web.Application], admin: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    """The batch's texts travel packed, joined by control characters (service.store.events):
+    texts holding those characters, empty texts and missing ones still read back exactly."""
+    await _setup(client, admin)
+    sent = ["unit\x1fseparator", "\x1e", "", None, "record\x1eseparator", "plain"]
+    batch = [event("in_transit", f"2026-11-03T10:00:0{n}Z", description=text)
+             for n, text in enumerate(sent)]
+    answer = await client.post("/v1/tracking-events", json=batch, headers=admin)
+    assert (await answer.json())["accepted"] == len(sent)
+    # One event alone, with an empty description, and a batch whose texts pack cleanly.
+    alone = await client.post("/v1/tracking-events", headers=admin,
+                              json=event("in_transit", "2026-11-03T11:00:00Z", description=""))
+    assert (await alone.json())["accepted"] == 1
+    clean = [event("in_transit", f"2026-11-03T12:00:0{n}Z", description=text)
+             for n, text in enumerate(["", None, "x"])]
+    assert (await (await client.post("/v1/tracking-events", json=clean, headers=admin)
+                   ).json())["accepted"] == 3
+    async with pool.acquire() as conn:
+        stored = [r["description"] for r in await conn.fetch(
+            "SELECT description FROM tracking_events ORDER BY occurred_at")]
+    assert stored == [*sent, "", "", None, "x"]

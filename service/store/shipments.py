@@ -107,9 +107,21 @@ RETURNING (xmax = 0) AS created
 # - delivered_at: the first "delivered" event, while the status is "delivered";
 # - first_scan_at: the first event of a carrier handling the parcel (its handover);
 # - event_count, last_event_at: over all its events.
-EVENT_STATS = f"""count(*) AS n, max(occurred_at) AS last_at,
-    min(occurred_at) FILTER (WHERE status = 'delivered') AS delivered_at,
-    min(occurred_at) FILTER (WHERE status NOT IN {sql_list(NOT_CARRIER_SCANS)}) AS first_scan_at"""
+_STATS = (
+    ("n", "count(*)"),
+    ("last_at", "max(occurred_at)"),
+    ("delivered_at", "min(occurred_at) FILTER (WHERE status = 'delivered')"),
+    ("first_scan_at",
+     f"min(occurred_at) FILTER (WHERE status NOT IN {sql_list(NOT_CARRIER_SCANS)})"),
+)
+EVENT_STATS = ",\n    ".join(f"{aggregate} AS {name}" for name, aggregate in _STATS)
+
+
+def event_stats_over(window: str) -> str:
+    """EVENT_STATS as window aggregates over `window` (its frame: all of a shipment's rows)."""
+    return ",\n    ".join(f"{aggregate} OVER {window} AS {name}" for name, aggregate in _STATS)
+
+
 BEST_EVENT_ORDER = "status_rank DESC, occurred_at DESC, id DESC"
 
 
