@@ -61,3 +61,4 @@ def settle_collector(young_every: int = YOUNG_COLLECTION_EVERY) -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(young_every, middle, old)
+    memory.give_back()  # what building the start-up tables freed (service.zones.warm)
