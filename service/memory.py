@@ -35,7 +35,9 @@ YOUNG_COLLECTION_EVERY = 20_000
 
 
 def limit_arenas(arenas: int = ARENAS) -> bool:
-    """At most `arenas` malloc arenas for the whole process (call before threads start)."""
+    """At most `arenas` malloc arenas for the whole process (call before threads start), and
+    Arrow's buffers taken from malloc too (:func:`predictor.memory.arrow_on_malloc`)."""
+    memory.arrow_on_malloc()
     return memory.limit_arenas(arenas)
 
 
