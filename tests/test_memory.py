@@ -84,6 +84,29 @@ def test_start_up_objects_are_left_out_of_later_collections() -> None:
     assert figures["young_every"] == 20_000, figures
 
 
+NO_ARROW = """
+import json, sys
+from service.memory import limit_arenas, without_pyarrow
+took = without_pyarrow()
+limit_arenas()
+import pandas as pd
+import service.api.app, workers.main
+frame = pd.DataFrame({"carrier": ["ups", "usps"]})
+maps = open("/proc/self/maps").read()
+print(json.dumps({"took": took, "arrow_mapped": "libarrow" in maps,
+                  "strings": frame["carrier"].str.upper().tolist()}))
+"""
+
+
+def test_serving_processes_leave_arrow_unloaded_even_where_it_is_installed() -> None:
+    """pyarrow comes only with the dask and dev extras; pandas would load it (43 MB of a
+    worker's RSS, mostly Arrow's libraries) and the serving processes never use it."""
+    out = subprocess.run([sys.executable, "-c", NO_ARROW], capture_output=True, text=True,
+                         timeout=300, check=True)
+    figures = json.loads(out.stdout)
+    assert figures == {"took": True, "arrow_mapped": False, "strings": ["UPS", "USPS"]}
+
+
 async def test_a_worker_has_its_zip_tables_before_it_answers_its_health_check(
     settings: Settings, clock: ManualClock, pool: asyncpg.Pool,
 ) -> None:
