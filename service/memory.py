@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from collections.abc import Callable
 
 from predictor import memory
@@ -34,8 +35,25 @@ GIVE_BACK_EVERY_S = 30.0
 YOUNG_COLLECTION_EVERY = 20_000
 
 
+def without_pyarrow() -> bool:
+    """Pandas in this process as a core install runs it: ``str`` columns stored as Python
+    strings, pyarrow never loaded (False, and nothing changed, once pandas is imported).
+
+    pyarrow is only in the ``dask`` and ``dev`` extras, but pandas loads it whenever it is
+    installed: measured at start (imports and the ZIP tables), a worker takes 258 MB with
+    it and 215 MB without, mostly the pages of Arrow's shared libraries. The serving
+    processes never ask Arrow for anything; training in a process of its own (spawned:
+    it does not inherit this) and ``parcelcast train --dask-scheduler`` still load it."""
+    if "pandas" in sys.modules:
+        return False
+    sys.modules.setdefault("pyarrow", None)  # type: ignore[arg-type]  # import raises ImportError
+    return True
+
+
 def limit_arenas(arenas: int = ARENAS) -> bool:
-    """At most `arenas` malloc arenas for the whole process (call before threads start)."""
+    """At most `arenas` malloc arenas for the whole process (call before threads start), and
+    Arrow's buffers taken from malloc too (:func:`predictor.memory.arrow_on_malloc`)."""
+    memory.arrow_on_malloc()
     return memory.limit_arenas(arenas)
 
 
@@ -61,3 +79,4 @@ def settle_collector(young_every: int = YOUNG_COLLECTION_EVERY) -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(young_every, middle, old)
+    memory.give_back()  # what building the start-up tables freed (service.zones.warm)

@@ -1,14 +1,26 @@
-"""Freed memory goes back to the system (service/memory.py), measured in a process of its own."""
+"""Freed memory goes back to the system (service/memory.py), measured in a process of its own;
+the tables every serving process keeps are built at its start (service.zones.warm)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 
+import aiohttp
+import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient
 
+from predictor.lanes import zip_table
 from predictor.memory import _libc
+from service.api.app import create_app
+from service.clock import ManualClock
+from service.settings import Settings
+from service.store.embedded import free_port
+from workers.main import run_worker
 
 PROGRAM = """
 import json, threading
@@ -70,3 +82,71 @@ def test_start_up_objects_are_left_out_of_later_collections() -> None:
     assert figures["tracked"] < 5_000, figures
     assert figures["after"] - figures["tracked"] >= 1_000, figures  # new objects still tracked
     assert figures["young_every"] == 20_000, figures
+
+
+NO_ARROW = """
+import json, sys
+from service.memory import limit_arenas, without_pyarrow
+took = without_pyarrow()
+limit_arenas()
+import pandas as pd
+import service.api.app, workers.main
+frame = pd.DataFrame({"carrier": ["ups", "usps"]})
+maps = open("/proc/self/maps").read()
+print(json.dumps({"took": took, "arrow_mapped": "libarrow" in maps,
+                  "strings": frame["carrier"].str.upper().tolist()}))
+"""
+
+
+def test_serving_processes_leave_arrow_unloaded_even_where_it_is_installed() -> None:
+    """pyarrow comes only with the dask and dev extras; pandas would load it (43 MB of a
+    worker's RSS, mostly Arrow's libraries) and the serving processes never use it."""
+    out = subprocess.run([sys.executable, "-c", NO_ARROW], capture_output=True, text=True,
+                         timeout=300, check=True)
+    figures = json.loads(out.stdout)
+    assert figures == {"took": True, "arrow_mapped": False, "strings": ["UPS", "USPS"]}
+
+
+async def test_a_worker_has_its_zip_tables_before_it_answers_its_health_check(
+    settings: Settings, clock: ManualClock, pool: asyncpg.Pool,
+) -> None:
+    """The ZIP tables (~150 MB for a moment, ~55 MB kept) are built at start, not by the
+    first refresh under traffic: what a worker keeps shows in its idle RSS, and the moment
+    of building it is over before the worker says it is up."""
+    zip_table.cache_clear()
+    port = free_port()
+    own = settings.model_copy(update={"worker_health_port": port})
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(own, clock, stop=stop))
+    try:
+        await _answers(f"http://127.0.0.1:{port}/healthz", worker)
+        assert zip_table.cache_info().currsize == 1
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM shipment_etas") == 0  # no refresh
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 120)
+
+
+async def test_the_api_has_its_zip_tables_before_the_first_request(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], settings: Settings,
+    clock: ManualClock, pool: asyncpg.Pool,
+) -> None:
+    zip_table.cache_clear()
+    client = await aiohttp_client(create_app(settings, clock))
+    assert zip_table.cache_info().currsize == 1
+    assert (await client.get("/healthz")).status == 200
+
+
+async def _answers(url: str, task: asyncio.Task[None], within_s: float = 120) -> None:
+    """Wait until `url` gives any HTTP answer (the endpoint is served), or fail."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    async with aiohttp.ClientSession() as session:
+        while asyncio.get_running_loop().time() < deadline:
+            assert not task.done(), task
+            try:
+                async with session.get(url):
+                    return
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.2)
+    raise AssertionError(f"{url} never answered")

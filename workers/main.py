@@ -24,6 +24,7 @@ from service.store.migrations import ensure_current
 from service.store.pool import create_pool
 from service.store.redis import arq_client, redis_settings
 from service.store.transient import is_outage
+from service.zones import warm as warm_tables
 from workers import health
 from workers.context import WorkerContext
 from workers.jobs import FUNCTIONS
@@ -150,6 +151,7 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
         renderer = Renderer()
         if not burst:  # a long-running worker (a burst drains a queue: tests, one-offs)
             await asyncio.to_thread(renderer.warm)  # every template compiled before any send
+            await asyncio.to_thread(warm_tables)  # the ZIP tables, before any refresh
             settle_collector()  # after everything the process builds once (service/memory.py)
         ctx = WorkerContext(pool, clock, settings, renderer, transports, runtime,
                             metrics).as_arq_ctx()

@@ -35,6 +35,7 @@ from service.store.pool import create_pool as create_pg_pool
 from service.store.quality import QualityBuffer
 from service.store.redis import arq_client
 from service.tracking.coalescer import IngestCoalescer
+from service.zones import warm as warm_tables
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,11 @@ async def _memory(app: web.Application) -> AsyncIterator[None]:
         await trimming
 
 
+async def _tables(_: web.Application) -> None:
+    """The ZIP tables built before the first request (service.zones.warm)."""
+    await asyncio.to_thread(warm_tables)
+
+
 def create_app(settings: Settings, clock: Clock) -> web.Application:
     """Build the app; resources open when it starts. Needs resolved store URLs."""
     app = web.Application(
@@ -99,6 +105,7 @@ def create_app(settings: Settings, clock: Clock) -> web.Application:
     app[key_cache_key] = KeyCache()
     app[eta_key] = EtaRuntime(clock)
     app.cleanup_ctx.extend([_postgres, _redis, _memory])
+    app.on_startup.append(_tables)
     for route in ROUTES:
         handler = protect(route.handler, route.scope) if route.scope else route.handler
         app.router.add_route(route.method, route.path, handler, name=None)

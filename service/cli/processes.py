@@ -31,6 +31,9 @@ def migrate() -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 def serve(host: str, port: int) -> None:
     """Run the HTTP API."""
+    from service.memory import without_pyarrow
+
+    without_pyarrow()  # before pandas is imported (service/memory.py)
     from aiohttp import web
 
     from service.api.app import create_app
@@ -81,7 +84,9 @@ def worker(burst: bool, health: bool, port: int | None) -> None:
     """Run the relay and an arq worker."""
     import signal
 
-    from service.memory import limit_arenas
+    from service.memory import limit_arenas, without_pyarrow
+
+    without_pyarrow()  # before pandas is imported (service/memory.py)
     from workers.main import run_worker
 
     if health:
