@@ -16,6 +16,7 @@ import asyncpg
 from aiohttp import web
 from arq.worker import Worker
 
+from predictor.calendar import busday_calendar
 from service.clock import Clock
 from service.eta.runtime import EtaRuntime
 from service.memory import give_back_forever, settle_collector
@@ -35,6 +36,7 @@ from workers.recalibration import recalibrate_forever
 from workers.relay import Relay
 from workers.render import Renderer
 from workers.retraining import cron_jobs
+from workers.senders.twilio_sms import warm as warm_twilio
 from workers.sending.transports import build_transports
 from workers.supervisor import MAX_DELAY, Beat, Recover, Supervisor
 from workers.sweeps import sweep_forever
@@ -118,6 +120,16 @@ async def _close(worker: Worker) -> None:
             await worker._pool.close(close_connection_pool=True)
 
 
+def warm_process() -> None:
+    """Build at start, in a thread, what the first refresh and the first SMS would otherwise
+    build in a job (seconds of CPU on a busy machine, in a job that should take
+    milliseconds): the ZIP tables, the carriers' business-day calendar (the holidays package
+    imports its countries on first use), Twilio's message classes."""
+    warm_tables()
+    busday_calendar("US")
+    warm_twilio()
+
+
 def reconnecting(pool: asyncpg.Pool) -> Recover:
     """The recovery of a loop that uses `pool`: after an outage, fresh connections."""
 
@@ -151,7 +163,7 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
         renderer = Renderer()
         if not burst:  # a long-running worker (a burst drains a queue: tests, one-offs)
             await asyncio.to_thread(renderer.warm)  # every template compiled before any send
-            await asyncio.to_thread(warm_tables)  # the ZIP tables, before any refresh
+            await asyncio.to_thread(warm_process)  # what the first jobs would build
             settle_collector()  # after everything the process builds once (service/memory.py)
         ctx = WorkerContext(pool, clock, settings, renderer, transports, runtime,
                             metrics).as_arq_ctx()
