@@ -191,11 +191,14 @@ class EtaModel:
         # Each described column as text and each row's order, once for the whole batch.
         described = {name: [str(v) for v in np.asarray(X[name])]
                      for name in _DESCRIBED if name in X}
-        orders = np.argsort(-np.abs(contrib), axis=1)[:, :top].tolist()
-        for i, order in enumerate(orders):
+        order = np.argsort(-np.abs(contrib), axis=1)[:, :top]
+        # The chosen hours as Python floats in one call (not one numpy scalar per reason).
+        hours = np.take_along_axis(contrib, order, axis=1).tolist()
+        names = self.feature_names
+        for i, (row_order, row_hours) in enumerate(zip(order.tolist(), hours, strict=True)):
             row = {name: values[i] for name, values in described.items()}
-            reasons.append([Reason(self.feature_names[j], round(float(contrib[i, j]), 2), row)
-                            for j in order])
+            reasons.append([Reason(names[j], round(h, 2), row)
+                            for j, h in zip(row_order, row_hours, strict=True)])
         return reasons
 
     def prob_late(self, X: pd.DataFrame, promised_hours: Sequence[float] | np.ndarray
