@@ -126,14 +126,26 @@ def warm() -> None:
     zipcodes.is_real("10001")  # type: ignore[no-untyped-call]
 
 
-@lru_cache(maxsize=4096)
 def zip_zone(postal_code: str) -> str | None:
-    """The zone of a US ZIP (5 or ZIP+4), from its own record, else from its state."""
+    """The zone of a US ZIP (5 or ZIP+4), from its own record, else from its state.
+
+    Looked up in the ZIP table the ETA features use (predictor.lanes: the record's zone,
+    else its state's, the same rule) when the ZIP is there with a state of ours; the
+    zipcodes package's own search (milliseconds a ZIP: it scans every record) only for the
+    rest (military and freely associated states' ZIPs, ZIPs without coordinates)."""
     match = _ZIP5.match(postal_code.strip())
     if not match:
         return None
+    info = zip_table().get(match.group(1))
+    if info is not None and info.state in REGION_ZONES["US"]:
+        return info.timezone
+    return _searched_zip_zone(match.group(1))
+
+
+@lru_cache(maxsize=4096)
+def _searched_zip_zone(zip5: str) -> str | None:
     try:
-        records = zipcodes.matching(match.group(1))  # type: ignore[no-untyped-call]
+        records = zipcodes.matching(zip5)  # type: ignore[no-untyped-call]
     except (TypeError, ValueError):
         return None
     for record in records:

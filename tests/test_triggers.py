@@ -117,3 +117,19 @@ def test_a_destination_country_is_looked_up_without_loading_every_holiday_calend
                            check=True, cwd=Path(__file__).resolve().parents[1]).stdout.split()
     assert found[:4] == ["DE", "BR", "US", "US"]
     assert int(found[4]) < 10
+
+
+def test_a_zip_s_zone_from_the_feature_table_is_the_zone_its_record_gives() -> None:
+    # Customers' zones (quiet hours, local dates) come from the ETA features' ZIP table
+    # where it has the ZIP, the package's slow search only for the rest: the same zone
+    # either way, for every state (and ZIP+4 forms).
+    from predictor.lanes import zip_table
+    from service.zones import _searched_zip_zone, zip_zone
+
+    codes = sorted(zip_table())[::97]
+    assert len(codes) > 400
+    for code in codes:
+        assert zip_zone(code) == _searched_zip_zone(code), code
+    assert zip_zone("02139-4307") == zip_zone("02139") == "America/New_York"
+    assert zip_zone("96201") == _searched_zip_zone("96201")  # a military ZIP: the search
+    assert zip_zone("not a zip") is None
