@@ -9,7 +9,7 @@ parcel was still out when judged and still is (``delivered_at`` NULL, the error 
 bound: the time from the p50 to the latest check). The delivery's own scoring then fills
 in the delivery and the true error; the score stays judged when the date passed.
 
-Revision ID: 0017_accuracy_censored
+Revision ID: 0015
 Revises: 0014
 Create Date: 2026-11-28
 """
@@ -17,7 +17,7 @@ Create Date: 2026-11-28
 from alembic import op
 from service.store.migrations import statements
 
-revision = "0017_accuracy_censored"
+revision = "0015"
 down_revision = "0014"
 branch_labels = None
 depends_on = None
