@@ -21,7 +21,6 @@ strictly as of each snapshot, so no row sees a delivery from its own future.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -61,7 +60,7 @@ from predictor.fitting import (
 )
 from predictor.memory import release_memory
 from predictor.model import MARGIN_NAME, QUANTILES, EtaModel
-from predictor.spill import SpilledTable, take_rows
+from predictor.spill import SpilledTable, SpillFolder, take_rows
 
 Progress = Callable[[str, float], None]
 # Small, strongly regularised trees, chosen on the walk-forward backtest over every Olist
@@ -117,7 +116,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     report_progress("building snapshots", 0.0)
     attrs = shipment_attributes(shipments)
     recent = recent_performance(shipments, attrs)
-    spill = (tempfile.TemporaryDirectory(prefix="parcelcast-snapshots-")
+    spill = (SpillFolder()
              if spill_shipments is not None and len(shipments) > spill_shipments else None)
     table: pd.DataFrame | SpilledTable
     if spill is None:
