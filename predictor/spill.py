@@ -12,6 +12,9 @@ not in the process. The categorical columns (a byte or two a row) stay in memory
 
 :func:`take_rows` reads rows of either kind of table, so the same code serves both.
 
+A :class:`Shelf` in the same folder holds what training computed for later (the report's
+rows, the shipment attributes) while a booster's matrix and boosting need the memory.
+
 The folder is a :class:`SpillFolder`: a trainer killed outright (SIGKILL, out of memory)
 cannot remove it, so its trainer holds a lock on the folder while alive, and the next
 training removes the folders whose lock nobody holds (:func:`remove_stale`).
@@ -20,12 +23,13 @@ training removes the folders whose lock nobody holds (:func:`remove_stale`).
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import tempfile
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -90,6 +94,34 @@ def remove_stale(parent: str | Path | None = None) -> list[Path]:
     return removed
 
 
+class Shelf:
+    """Values set aside while a phase needs the memory: pickled into files under
+    ``folder`` (the process holds none of them until :meth:`take`), or, without a folder,
+    simply kept."""
+
+    def __init__(self, folder: str | Path | None) -> None:
+        self._folder = None if folder is None else Path(folder)
+        self._kept: dict[str, Any] = {}
+
+    def put(self, name: str, value: object) -> None:
+        """Set ``value`` aside under ``name`` (the caller drops its own references)."""
+        if self._folder is None:
+            self._kept[name] = value
+            return
+        with open(self._folder / f"shelf-{name}.pickle", "wb") as f:
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def take(self, name: str) -> Any:
+        """The value put under ``name``, forgotten here (its file removed)."""
+        if self._folder is None:
+            return self._kept.pop(name)
+        path = self._folder / f"shelf-{name}.pickle"
+        with open(path, "rb") as f:
+            value = pickle.load(f)  # noqa: S301 (our own file, written just before)
+        path.unlink()
+        return value
+
+
 class ColumnFiles:
     """One raw file per column under ``folder``, appended to chunk after chunk."""
 
@@ -148,6 +180,11 @@ class SpilledTable:
         if name not in self._memory:
             raise KeyError(f"{name!r} is on disk: read its rows with take()")
         return self._memory[name]
+
+    def remove_files(self) -> None:
+        """Delete the numeric columns' files (the table cannot be read afterwards)."""
+        for path, _ in self._files.values():
+            path.unlink(missing_ok=True)
 
     def take(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """``.iloc[rows]`` (of ``columns`` only, if given), with a fresh RangeIndex."""
