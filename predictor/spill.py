@@ -11,16 +11,115 @@ read stay in the operating system's file cache (which may drop them and read the
 not in the process. The categorical columns (a byte or two a row) stay in memory.
 
 :func:`take_rows` reads rows of either kind of table, so the same code serves both.
+
+A :class:`Shelf` in the same folder holds what training computed for later (the report's
+rows, the shipment attributes) while a booster's matrix and boosting need the memory.
+
+The folder is a :class:`SpillFolder`: a trainer killed outright (SIGKILL, out of memory)
+cannot remove it, so its trainer holds a lock on the folder while alive, and the next
+training removes the folders whose lock nobody holds (:func:`remove_stale`).
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+import shutil
+import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks, so no folder is ever taken for stale
+    fcntl = None  # type: ignore[assignment]
+
+PREFIX = "parcelcast-snapshots-"
+# Written once the folder is locked: a folder without it is being created (or is from a
+# release before locks, to remove by hand) and is left alone.
+_LOCKED = "locked"
+
+
+class SpillFolder:
+    """A temporary folder (under ``tempfile.gettempdir()``) for one training's spilled
+    tables, locked by this process until :meth:`cleanup` (or until the object is
+    collected, as :class:`tempfile.TemporaryDirectory`); creating one first removes the
+    folders of trainers that died (:func:`remove_stale`)."""
+
+    def __init__(self) -> None:
+        remove_stale()
+        self.name = tempfile.mkdtemp(prefix=PREFIX)
+        fd = os.open(self.name, os.O_RDONLY)
+        self._finalizer = weakref.finalize(self, _remove, self.name, fd)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            (Path(self.name) / _LOCKED).touch()
+
+    def cleanup(self) -> None:
+        """Remove the folder and everything in it (a second call does nothing)."""
+        self._finalizer()
+
+
+def _remove(folder: str | Path, fd: int) -> None:
+    """Remove a folder, then give up the lock on it that ``fd`` holds."""
+    shutil.rmtree(folder, ignore_errors=True)
+    os.close(fd)
+
+
+def remove_stale(parent: str | Path | None = None) -> list[Path]:
+    """Remove the spill folders under ``parent`` (default: the temporary directory) whose
+    trainer is gone (their lock is free); the folders removed."""
+    removed: list[Path] = []
+    if fcntl is None:
+        return removed
+    for folder in Path(parent or tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            if not (folder / _LOCKED).exists():
+                continue
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:  # removed meanwhile, or not ours to read
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # its trainer is alive
+            os.close(fd)
+            continue
+        _remove(folder, fd)
+        removed.append(folder)
+    return removed
+
+
+class Shelf:
+    """Values set aside while a phase needs the memory: pickled into files under
+    ``folder`` (the process holds none of them until :meth:`take`), or, without a folder,
+    simply kept."""
+
+    def __init__(self, folder: str | Path | None) -> None:
+        self._folder = None if folder is None else Path(folder)
+        self._kept: dict[str, Any] = {}
+
+    def put(self, name: str, value: object) -> None:
+        """Set ``value`` aside under ``name`` (the caller drops its own references)."""
+        if self._folder is None:
+            self._kept[name] = value
+            return
+        with open(self._folder / f"shelf-{name}.pickle", "wb") as f:
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def take(self, name: str) -> Any:
+        """The value put under ``name``, forgotten here (its file removed)."""
+        if self._folder is None:
+            return self._kept.pop(name)
+        path = self._folder / f"shelf-{name}.pickle"
+        with open(path, "rb") as f:
+            value = pickle.load(f)  # noqa: S301 (our own file, written just before)
+        path.unlink()
+        return value
 
 
 class ColumnFiles:
@@ -81,6 +180,11 @@ class SpilledTable:
         if name not in self._memory:
             raise KeyError(f"{name!r} is on disk: read its rows with take()")
         return self._memory[name]
+
+    def remove_files(self) -> None:
+        """Delete the numeric columns' files (the table cannot be read afterwards)."""
+        for path, _ in self._files.values():
+            path.unlink(missing_ok=True)
 
     def take(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """``.iloc[rows]`` (of ``columns`` only, if given), with a fresh RangeIndex."""

@@ -21,7 +21,6 @@ strictly as of each snapshot, so no row sees a delivery from its own future.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -61,7 +60,7 @@ from predictor.fitting import (
 )
 from predictor.memory import release_memory
 from predictor.model import MARGIN_NAME, QUANTILES, EtaModel
-from predictor.spill import SpilledTable, take_rows
+from predictor.spill import Shelf, SpilledTable, SpillFolder, take_rows
 
 Progress = Callable[[str, float], None]
 # Small, strongly regularised trees, chosen on the walk-forward backtest over every Olist
@@ -117,7 +116,7 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     report_progress("building snapshots", 0.0)
     attrs = shipment_attributes(shipments)
     recent = recent_performance(shipments, attrs)
-    spill = (tempfile.TemporaryDirectory(prefix="parcelcast-snapshots-")
+    spill = (SpillFolder()
              if spill_shipments is not None and len(shipments) > spill_shipments else None)
     table: pd.DataFrame | SpilledTable
     if spill is None:
@@ -161,7 +160,11 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     # the evaluation booster scores the calibration and test rows in chunks, only the
     # columns the report reads are copied out (REPORT_COLUMNS), and the refit's matrix is
     # built; then the table goes, before the refit boosts and before the calibration's and
-    # evaluation's temporaries exist. Free memory goes back to the system between phases.
+    # evaluation's temporaries exist. What the phases after the fits read (the shipment
+    # attributes, the calibration and test rows) waits on the shelf (on disk when the
+    # table is) while the boosters' matrices are built and boosted, and the refit's rows
+    # while the first fit boosts. Free memory goes back to the system between phases.
+    shelf = Shelf(None if spill is None else spill.name)
     fit_shipments = np.unique(snapshot_rows(attrs, meta["shipment_id"].iloc[fit_rows]))
     meta_test = meta.iloc[test_rows].reset_index(drop=True)
     cal_s, cal_delivered = (_epoch_s(meta[c].iloc[cal_rows]) for c in ("as_of", "delivered_at"))
@@ -176,6 +179,10 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
                                        _epoch_s(meta["as_of"]), first.timestamp())
     del meta, snap_label_all
     fit_weights = recency_weights(snap_label_fit, cut.timestamp(), opts.half_life_days)
+    del snap_label_fit
+    shelf.put("later", (attrs, label_s, fit_shipments, meta_test, cal_s, cal_delivered))
+    shelf.put("refit_rows", (all_rows, all_label))
+    del attrs, label_s, fit_shipments, meta_test, cal_s, cal_delivered, all_rows, all_label
     release_memory()
     model = fit_booster(table, y, fit_rows, params=merged, rounds=rounds, options=opts,
                         weights=fit_weights, progress=report_progress)
@@ -189,6 +196,10 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     X_test, y_test = take_rows(table, test_rows, REPORT_COLUMNS), y[test_rows]
     rows_info = {"train": int(len(fit_rows)), "calibration": int(len(cal_rows)),
                  "test": int(len(test_rows))}
+    del fit_rows, cal_rows, test_rows
+    shelf.put("scored", (raw_cal, raw_test, X_cal, y_cal, X_test, y_test))
+    del raw_cal, raw_test, X_cal, y_cal, X_test, y_test
+    all_rows, all_label = shelf.take("refit_rows")
     # Fitted before the calibration slice: what a promotion gate may score on later parcels
     # (the refitted model has seen them; predictor.promotion).
     holdout = model
@@ -199,14 +210,19 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
         prepared = prepare_fit(table, y, all_rows, params=merged, options=opts,
                                weights=recency_weights(all_label, last.timestamp(),
                                                        opts.half_life_days))
-    del table, y
-    if spill is not None:
-        spill.cleanup()
+        rows_info["refit"] = int(len(all_rows))
+    if isinstance(table, SpilledTable):
+        table.remove_files()  # both boosters' matrices are built: not read again
+    del table, y, all_rows, all_label
     release_memory()
     if prepared is not None:
         refitted = train_prepared(prepared, params=merged, rounds=rounds)
         del prepared
         release_memory()
+    attrs, label_s, fit_shipments, meta_test, cal_s, cal_delivered = shelf.take("later")
+    raw_cal, raw_test, X_cal, y_cal, X_test, y_test = shelf.take("scored")
+    if spill is not None:
+        spill.cleanup()
 
     report_progress("calibrating", 0.92)
     # Static conformal offsets on the calibration slice: kept for the report (what the
@@ -252,7 +268,8 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
     evaluation = evaluate_snapshots(model, X_test, y_test, meta_test, attrs, baseline,
                                     shipments, model_quantiles=np.clip(online, 0.0, None),
                                     extra={"model_static_calibration": static_q})
-    del X_test, y_test, meta_test, online, static_q
+    # The refit's recalibration builds its own attributes and snapshots: not beside these.
+    del X_test, y_test, meta_test, online, static_q, attrs, label_s, fit_shipments, baseline
     model.conformal = deployed
     model.metadata["calibration"] = calibration_info(last.timestamp(), WINDOW_DAYS)
     if refitted is not None:
@@ -262,7 +279,6 @@ def train_model(shipments: pd.DataFrame, events: pd.DataFrame, *,
         model.metadata["calibration"] = evaluated.metadata["calibration"]
         release_memory()
         recalibrate(model, shipments, events, last.floor("us").to_pydatetime())
-        rows_info["refit"] = int(len(all_rows))
     metrics = evaluation["overall"]["model"] if evaluation else {}
     stamp = pd.Timestamp(trained_at) if trained_at is not None else last
     digest = hashlib.sha256(model.booster.save_raw("ubj")).hexdigest()[:8]
