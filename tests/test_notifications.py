@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from msgspec.structs import replace
 from twilio.request_validator import RequestValidator
 
 from service.api.app import create_app
@@ -16,8 +17,9 @@ from service.clock import ManualClock
 from service.settings import Settings
 from standins.smtp_server import SmtpStandin
 from standins.twilio_server import DEFAULT_AUTH_TOKEN, TwilioStandin
-from tests.builders import event, order, shipment
+from tests.builders import event, order, shipment, stored_shipment
 from tests.notifying import PUBLIC, drain, sms_for, subjects, wired
+from workers.planning.planner import plan
 
 PHONE = "+14155552671"
 # 12:00 in Los Angeles, the customer's zone: outside SMS quiet hours.
@@ -390,3 +392,32 @@ async def test_a_customer_abroad_without_an_order_zone_gets_their_own_quiet_hour
                    headers=admin)
     await drain(notify_settings, clock, pool)
     assert len(sms_for(twilio, PHONE)) == 1
+
+
+async def test_a_waiting_out_for_delivery_sms_is_not_replaced_by_an_eta_revision(
+    api: TestClient, admin: dict[str, str], pool: asyncpg.Pool, notify_settings: Settings,
+    clock: ManualClock,
+) -> None:
+    # Out for delivery at night: its SMS waits for 08:00. A refresh then confirms a new date
+    # (an ETA revision, e-mail only): the milestone is still the news, so its SMS must not be
+    # superseded by the revision (a drill saw customers never told "out for delivery").
+    await _shop(api, admin, consent={"email": True, "sms": True})
+    now = datetime(2026, 11, 4, 7, 0, tzinfo=UTC)  # 23:00 in Los Angeles
+    ofd = stored_shipment(status="out_for_delivery", status_rank=6, first_scan_at=now,
+                          shown_date=date(2026, 11, 5), pending_date=date(2026, 11, 6),
+                          eta_p90=datetime(2026, 11, 6, 20, tzinfo=UTC))
+    async with pool.acquire() as conn:
+        first = await plan(conn, notify_settings, replace(ofd, pending_date=None,
+                                                          eta_p90=None), now)
+        assert first
+        assert await plan(conn, notify_settings, ofd, now + timedelta(minutes=5))
+    states = await _states(pool)
+    assert ("eta_revised", "email", "scheduled") in states
+    assert ("out_for_delivery", "sms", "scheduled") in states, states
+    # A newer milestone still replaces the waiting one.
+    async with pool.acquire() as conn:
+        await plan(conn, notify_settings, replace(ofd, status="delivered", status_rank=9,
+                                                  eta_p90=None), now + timedelta(minutes=9))
+    states = await _states(pool)
+    assert ("out_for_delivery", "sms", "superseded") in states
+    assert ("delivered", "sms", "scheduled") in states

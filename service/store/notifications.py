@@ -128,13 +128,16 @@ async def schedule(conn: asyncpg.Connection, items: Sequence[NewNotification], n
 
 
 async def supersede(conn: asyncpg.Connection, shipment_id: str, moments: Sequence[str],
-                    keep: Sequence[int], now: datetime) -> int:
-    """Mark still-waiting notifications of these moments as replaced by newer news."""
+                    current: Sequence[tuple[str, str]], now: datetime) -> int:
+    """Mark still-waiting notifications of these moments as replaced by newer news: every
+    one but those of the `current` (moment, key) pairs, what the shipment's state calls for
+    now (a waiting "out for delivery" stays when an ETA revision is planned after it)."""
     result: str = await conn.execute(
-        """UPDATE notifications SET state = 'superseded', updated_at = $4
+        """UPDATE notifications SET state = 'superseded', updated_at = $5
            WHERE shipment_id = $1 AND state = 'scheduled' AND moment = ANY($2::text[])
-             AND NOT id = ANY($3::bigint[])""",
-        shipment_id, list(moments), list(keep), now)
+             AND (moment, moment_key) NOT IN (
+                 SELECT * FROM unnest($3::text[], $4::text[]))""",
+        shipment_id, list(moments), [m for m, _ in current], [k for _, k in current], now)
     return int(result.split()[-1])
 
 

@@ -116,9 +116,9 @@ async def plan(conn: asyncpg.Connection, settings: Settings, shipment: Shipment,
                 shipment.shipment_id, shipment.order_id, moment.name, moment.key, channel,
                 recipient, order.locale, due))
     ids = await notifications_db.schedule(conn, items, now)
-    if ids:
+    if ids:  # newer news: what waits of older news is replaced, what is news now stays
         await notifications_db.supersede(conn, shipment.shipment_id, sorted(SUPERSEDABLE),
-                                         ids, now)
+                                         [(m.name, m.key) for m in moments], now)
     return ids
 
 
