@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import importlib
 from functools import lru_cache
 from typing import Any
 
@@ -37,19 +36,6 @@ def limit_arenas(arenas: int) -> bool:
     False where the C library has no such setting."""
     libc = _libc()
     return bool(libc is not None and libc.mallopt(M_ARENA_MAX, arenas))
-
-
-def arrow_on_malloc() -> bool:
-    """Arrow's buffers (pandas' ``str`` columns, when pyarrow is installed) from the C
-    library's malloc instead of Arrow's bundled mimalloc, so that the arena limit and
-    :func:`give_back` cover them too (mimalloc keeps what each thread freed for that thread);
-    False where pyarrow is not installed."""
-    try:
-        pyarrow: Any = importlib.import_module("pyarrow")
-    except ImportError:
-        return False
-    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
-    return True
 
 
 @lru_cache(maxsize=1)

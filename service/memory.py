@@ -51,9 +51,7 @@ def without_pyarrow() -> bool:
 
 
 def limit_arenas(arenas: int = ARENAS) -> bool:
-    """At most `arenas` malloc arenas for the whole process (call before threads start), and
-    Arrow's buffers taken from malloc too (:func:`predictor.memory.arrow_on_malloc`)."""
-    memory.arrow_on_malloc()
+    """At most `arenas` malloc arenas for the whole process (call before threads start)."""
     return memory.limit_arenas(arenas)
 
 
