@@ -73,12 +73,18 @@ def zip_table() -> dict[str, ZipInfo]:
         strict=True)}
 
 
-def _zip_columns() -> dict[str, np.ndarray]:
-    """zipcodes' records with coordinates as fixed-width arrays (no Python objects kept).
-    Read fresh: ``zipcodes.list_all()`` would cache every record in the module."""
+def zip_records() -> list[dict[str, Any]]:
+    """Every record of the zipcodes package, read fresh: ``zipcodes.list_all()`` would keep
+    all 42k of them cached in the module for good (~140 MB). Copy what you need into arrays
+    and drop the list before making long-lived objects (see zip_table)."""
     native: Any = getattr(zipcodes, "_zipcodes", zipcodes)  # the reader behind list_all
     records: list[dict[str, Any]] = native.list_all()
-    kept = [r for r in records if r.get("lat") and r.get("long")]
+    return records
+
+
+def _zip_columns() -> dict[str, np.ndarray]:
+    """zipcodes' records with coordinates as fixed-width arrays (no Python objects kept)."""
+    kept = [r for r in zip_records() if r.get("lat") and r.get("long")]
     out = {"zip": np.array([r["zip_code"] for r in kept], dtype=str),
            "city": np.array([r["city"].title() for r in kept], dtype=str),
            "state": np.array([r["state"] for r in kept], dtype=str),

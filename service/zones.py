@@ -21,6 +21,7 @@ local time and location otherwise (service.tracking.ingest.time_key).
 
 from __future__ import annotations
 
+import gc
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -28,10 +29,11 @@ from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
+import numpy as np
 import zipcodes
 from babel.core import get_global
 
-from predictor.lanes import STATE_TIMEZONES, zip_table
+from predictor.lanes import STATE_TIMEZONES, zip_records, zip_table
 from service.limits import TIME_RANGE_MESSAGE, OutOfRange, check_instant
 
 # The zone most of each state's or province's people live in.
@@ -192,12 +194,18 @@ def postal_region(postal_code: str, country: str | None) -> tuple[str, str] | No
 
 @lru_cache(maxsize=1)
 def _us_city_zones() -> dict[tuple[str, str], Counter[str]]:
-    """(city, state) -> how many of the city's ZIPs are in each zone."""
+    """(city, state) -> how many of the city's ZIPs are in each zone. Built the way
+    predictor.lanes.zip_table is: the package's records copied into arrays and dropped
+    first, so the table's objects do not sit among ~140 MB of freed records (or, read
+    through ``zipcodes.list_all()``, beside the records kept cached for good)."""
+    rows = [(" ".join(str(r["city"]).lower().split()), str(r["state"]), str(r["timezone"]))
+            for r in zip_records() if r.get("timezone") and r.get("state") and r.get("city")]
+    columns = np.array(rows, dtype=str).reshape(-1, 3)
+    del rows
+    gc.collect()
     table: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    for record in zipcodes.list_all():  # type: ignore[no-untyped-call]
-        zone, state = record.get("timezone"), record.get("state")
-        if zone and state and record.get("city"):
-            table[(" ".join(str(record["city"]).lower().split()), str(state))][str(zone)] += 1
+    for city, state, zone in columns.tolist():
+        table[(city, state)][zone] += 1
     return dict(table)
 
 

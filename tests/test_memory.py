@@ -84,6 +84,39 @@ def test_start_up_objects_are_left_out_of_later_collections() -> None:
     assert figures["young_every"] == 20_000, figures
 
 
+CITY_ZONES = """
+import gc, json
+import zipcodes
+from predictor.memory import give_back
+from service.memory import limit_arenas
+limit_arenas()
+from service import zones
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 1e6
+
+zones.warm()
+gc.collect(); give_back()
+before = rss_mb()
+found = zones.city_region_zone("Chicago", "IL", "US")
+gc.collect(); give_back()
+print(json.dumps({"found": list(found), "kept_mb": rss_mb() - before,
+                  "records_cached": getattr(zipcodes, "_zips_cache", None) is not None}))
+"""
+
+
+def test_a_scan_located_by_city_and_state_leaves_no_zip_records_behind() -> None:
+    """Carriers often send a scan's city and state without a postal code: the city table it
+    is located with keeps ~20 MB, not the zipcodes package's 42k records (~115 MB more in
+    every process that once saw such a scan)."""
+    out = subprocess.run([sys.executable, "-c", CITY_ZONES], capture_output=True, text=True,
+                         timeout=300, check=True)
+    figures = json.loads(out.stdout)
+    assert figures["found"] == ["America/Chicago", True], figures
+    assert not figures["records_cached"], figures
+    assert figures["kept_mb"] < 60, figures
+
+
 NO_ARROW = """
 import json, sys
 from service.memory import limit_arenas, without_pyarrow
