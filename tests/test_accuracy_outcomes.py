@@ -179,8 +179,20 @@ async def test_a_poll_reads_only_new_p90s_and_rewrites_no_row_yet_misses_keep_gr
         assert score["error_days"] == pytest.approx(4.0, abs=1e-4)
 
 
+async def test_a_poll_judges_a_date_the_moment_it_ends_on_its_quarter_hour(
+    client: TestClient, admin: dict[str, str], settings: Settings, clock: ManualClock,
+    pool: asyncpg.Pool,
+) -> None:
+    await _shown(client, admin, settings, clock, pool)
+    assert await _judge(clock, pool, settings, ENDS - timedelta(minutes=20)) == 0
+    assert await _judge(clock, pool, settings, ENDS - timedelta(seconds=1)) == 0
+    assert await _judge(clock, pool, settings, ENDS) == 3  # midnight in Los Angeles
+    assert not accuracy.dates_may_have_ended(ENDS, ENDS + timedelta(minutes=14, seconds=59))
+    assert accuracy.dates_may_have_ended(ENDS, ENDS + timedelta(minutes=15))
+
+
 @pytest.mark.parametrize("zone", ["America/Los_Angeles", "Europe/Berlin", "Asia/Kolkata",
-                                  "Pacific/Auckland", "UTC"])
+                                  "Asia/Kathmandu", "Pacific/Chatham", "UTC"])
 async def test_the_sql_and_python_date_shown_ends_agree(pool: asyncpg.Pool, zone: str) -> None:
     instants = [datetime(2026, 3, 8, 9, 30, tzinfo=UTC), datetime(2026, 3, 29, 0, 30, tzinfo=UTC),
                 datetime(2026, 11, 1, 8, 59, tzinfo=UTC), datetime(2026, 11, 6, 18, tzinfo=UTC),
@@ -194,6 +206,7 @@ async def test_the_sql_and_python_date_shown_ends_agree(pool: asyncpg.Pool, zone
             assert in_sql == expected, (at, zone)
             assert timedelta(0) < expected - at <= accuracy.DATE_SHOWN_SPAN
             assert expected.astimezone(ZoneInfo(zone)).time().hour == 0
+            assert expected.timestamp() % accuracy.QUARTER_HOUR_S == 0
 
 
 async def test_promotion_scores_a_late_eta_when_its_date_shown_ended_like_live_accuracy(

@@ -4,8 +4,9 @@ Deliveries are scored where they are refreshed (workers.refresh, service.store.a
 Every ``accuracy_poll_s`` seconds this loop first judges the late ones (one worker at a
 time): a shown ETA whose date (the p90's local date) ended with its parcel still out (or
 ended undelivered) is scored as a censored miss, reading only the ETAs whose p90 passed since
-the previous poll (less a day), and the poll is recorded: the misses still out have their
-error counted up to it when read (no row rewritten). It
+the previous poll (less a day; nothing when no quarter hour passed since, as every date
+shown ends on one), and the poll is recorded: the misses still out have their error
+counted up to it when read (no row rewritten). It
 then turns the scores into the worker's gauges (one aggregate query), and once every
 ``drift_check_every_hours`` of clock time checks the champion for drift
 (:mod:`predictor.drift`): its main features' population stability over the last week of
@@ -113,8 +114,10 @@ async def judge_overdue(pool: asyncpg.Pool, clock: Clock, settings: Settings) ->
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", OVERDUE_LOCK):
             return 0
         judged = []
-        since = accuracy.judge_since(await accuracy.last_check(conn), now)
-        for o in await accuracy.overdue(conn, now, since):
+        last = await accuracy.last_check(conn)
+        candidates = (await accuracy.overdue(conn, now, accuracy.judge_since(last, now))
+                      if accuracy.dates_may_have_ended(last, now) else [])
+        for o in candidates:
             zone = customer_zone(o.order_timezone, o.destination_postal_code,
                                  o.destination_country, settings.shop_timezone)
             ended = accuracy.date_shown_ends(o.eta_p90, zone)

@@ -298,6 +298,19 @@ async def mark_checked(conn: asyncpg.Connection, now: datetime) -> None:
            SET checked_at = greatest(accuracy_checks.checked_at, EXCLUDED.checked_at)""", now)
 
 
+# A date shown ends at a local midnight, so, every zone's offset from UTC being whole
+# quarter hours, at a quarter hour in UTC: a poll with none since the last ends no date.
+QUARTER_HOUR_S: Final = 900
+
+
+def dates_may_have_ended(last: datetime | None, now: datetime) -> bool:
+    """Whether a date shown may have ended in (`last`, `now`]: a quarter hour (UTC) passed,
+    or this is the first poll."""
+    if last is None:
+        return True
+    return now.timestamp() // QUARTER_HOUR_S > last.timestamp() // QUARTER_HOUR_S
+
+
 def judge_since(last: datetime | None, now: datetime) -> datetime:
     """The p90s a poll at `now` looks at: those passed since the previous poll less a day
     (a date shown ends within DATE_SHOWN_SPAN of its p90), within OVERDUE_LOOKBACK."""
