@@ -2,8 +2,11 @@
 
 Deliveries are scored where they are refreshed (workers.refresh, service.store.accuracy).
 Every ``accuracy_poll_s`` seconds this loop first judges the late ones (one worker at a
-time): a shown ETA whose date (the p90's local date) ended with its parcel still out is
-scored as a censored miss, and the misses still out have their error moved up to now. It
+time): a shown ETA whose date (the p90's local date) ended with its parcel still out (or
+ended undelivered) is scored as a censored miss, reading only the ETAs whose p90 passed since
+the previous poll (less a day; nothing when no quarter hour passed since, as every date
+shown ends on one), and the poll is recorded: the misses still out have their error
+counted up to it when read (no row rewritten). It
 then turns the scores into the worker's gauges (one aggregate query), and once every
 ``drift_check_every_hours`` of clock time checks the champion for drift
 (:mod:`predictor.drift`): its main features' population stability over the last week of
@@ -103,22 +106,27 @@ async def check_drift_when_due(pool: asyncpg.Pool, clock: Clock, settings: Setti
 
 async def judge_overdue(pool: asyncpg.Pool, clock: Clock, settings: Settings) -> int:
     """Score as censored misses the shown ETAs whose date passed with the parcel still out
-    (dates in the customer's zone), and move the errors of those still out up to now; how
-    many new misses. One worker at a time (an advisory lock); 0 when another has it."""
+    or ended undelivered (dates in the customer's zone), those whose p90 passed since the
+    previous poll less a day, and record the poll (the errors of the misses still out run to
+    it); how many new misses. One worker at a time (an advisory lock); 0 when another has it."""
     now = clock.now()
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", OVERDUE_LOCK):
             return 0
         judged = []
-        for o in await accuracy.overdue(conn, now):
+        last = await accuracy.last_check(conn)
+        candidates = (await accuracy.overdue(conn, now, accuracy.judge_since(last, now))
+                      if accuracy.dates_may_have_ended(last, now) else [])
+        for o in candidates:
             zone = customer_zone(o.order_timezone, o.destination_postal_code,
                                  o.destination_country, settings.shop_timezone)
             ended = accuracy.date_shown_ends(o.eta_p90, zone)
             if ended <= now:
                 judged.append((o, lane_key(o.origin_postal_code, o.destination_postal_code),
                                ended))
-        await accuracy.extend_censored(conn, now)
-        return await accuracy.score_censored(conn, judged, now)
+        scored = await accuracy.score_censored(conn, judged, now)
+        await accuracy.mark_checked(conn, now)
+        return scored
 
 
 async def publish(pool: asyncpg.Pool, clock: Clock, settings: Settings,

@@ -74,15 +74,16 @@ async def _plan(conn: asyncpg.Connection, app: WorkerContext, item: Item,
         shipment = await shipments_db.get_locked(conn, shipment_id)
         if shipment is not None:
             await plan(conn, app.settings, shipment, now)
-            if shipment.status == "delivered":
-                await score_delivery(conn, app, shipment, now)
+            if shipment.finished or shipment.lost:
+                await score_outcome(conn, app, shipment, now)
         await work_db.finish(conn, work_item_id)
 
 
-async def score_delivery(conn: asyncpg.Connection, app: WorkerContext, shipment: Shipment,
-                         now: datetime) -> int:
-    """Score the ETAs shown for a delivered shipment (live accuracy): one insert, only on
-    a delivery's refresh; a replayed delivery scores nothing twice."""
+async def score_outcome(conn: asyncpg.Connection, app: WorkerContext, shipment: Shipment,
+                        now: datetime) -> int:
+    """Score the ETAs shown for a shipment that ended (live accuracy): a delivery's, one
+    insert (a replayed delivery scores nothing twice); a return's or a loss's misses stop
+    growing, a cancelled shipment's scores go."""
     order = await orders_db.get(conn, shipment.order_id)
     tz = customer_zone(order.timezone if order else None, shipment.destination_postal_code,
                        shipment.destination_country, app.settings.shop_timezone)
@@ -90,10 +91,15 @@ async def score_delivery(conn: asyncpg.Connection, app: WorkerContext, shipment:
     try:
         # A savepoint: scoring is monitoring, and never holds up the delivery's message.
         async with conn.transaction():
-            return await accuracy.score_delivered(conn, shipment.shipment_id, tz, lane, now)
+            if shipment.status == "delivered":
+                scored = await accuracy.score_delivered(conn, shipment.shipment_id, tz, lane,
+                                                        now)
+            else:
+                scored = 0
+            return scored + await accuracy.score_undelivered(conn, shipment.shipment_id)
     except Exception as exc:
         if is_transient(exc):
             raise
-        log.exception("could not score the ETAs of delivered shipment %s",
+        log.exception("could not score the ETAs of finished shipment %s",
                       shipment.shipment_id)
         return 0

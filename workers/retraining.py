@@ -38,7 +38,8 @@ async def model_lifecycle(ctx: dict[str, Any]) -> dict[str, Any]:
             return {"skipped": "another worker holds the lifecycle lock"}
         now = wc.clock.now()
         actions = await review(conn, now, rules,
-                               timedelta(days=wc.settings.promotion_window_days))
+                               timedelta(days=wc.settings.promotion_window_days),
+                               wc.settings.shop_timezone)
         for action in actions:
             if wc.metrics is not None:
                 wc.metrics.model_actions.labels(action.kind).inc()

@@ -56,9 +56,10 @@ def _score(found: etas.ModelScore | None) -> Score:
 
 
 async def review(conn: asyncpg.Connection, now: datetime, rules: Rules,
-                 window: timedelta) -> list[Action]:
+                 window: timedelta, shop_timezone: str = "UTC") -> list[Action]:
     """Judge the shadow challenger and the champion on the parcels delivered in the last
-    `window`; apply and return what was decided."""
+    `window` (and those still out whose date shown ended then: dates in the customer's zone,
+    else `shop_timezone`); apply and return what was decided."""
     actions: list[Action] = []
     champion = await eta_models.champion(conn)
     if champion is None:
@@ -66,7 +67,8 @@ async def review(conn: asyncpg.Connection, now: datetime, rules: Rules,
     since = now - window
     shadow = await eta_models.shadow(conn)
     if shadow is not None:
-        scored = await etas.scores(conn, [shadow.version, champion.version], since, now)
+        scored = await etas.scores(conn, [shadow.version, champion.version], since, now,
+                                   shop_timezone=shop_timezone)
         decision = promotion(_score(scored.get(shadow.version)),
                              _score(scored.get(champion.version)), rules)
         if decision.act:
@@ -78,7 +80,8 @@ async def review(conn: asyncpg.Connection, now: datetime, rules: Rules,
             await eta_models.end_shadow(conn, shadow.version)
             log.info("shadow %s dropped: %s", shadow.version, decision.reason)
             actions.append(Action("dropped", shadow.version, decision.reason))
-    decision, previous = await _rollback_decision(conn, champion, since, now, rules)
+    decision, previous = await _rollback_decision(conn, champion, since, now, rules,
+                                                  shop_timezone)
     if decision.act and previous is not None:
         reason = f"automatic rollback of {champion.version}: {decision.reason}"
         await eta_models.promote(conn, previous, reason, now, previous_becomes="rolled_back")
@@ -89,14 +92,15 @@ async def review(conn: asyncpg.Connection, now: datetime, rules: Rules,
 
 
 async def _rollback_decision(conn: asyncpg.Connection, champion: eta_models.ModelRecord,
-                             since: datetime, now: datetime, rules: Rules
-                             ) -> tuple[Decision, str | None]:
+                             since: datetime, now: datetime, rules: Rules,
+                             shop_timezone: str) -> tuple[Decision, str | None]:
     previous = await eta_models.previous_champion(conn)
     if previous is not None:
         row = await eta_models.get(conn, previous)
         if row is None or row.status == "rolled_back":
             previous = None
-    live = await etas.scores(conn, [champion.version], since, now, common=False)
+    live = await etas.scores(conn, [champion.version], since, now, common=False,
+                             shop_timezone=shop_timezone)
     return rollback(_score(live.get(champion.version)), champion.validation_mae_hours,
                     previous is not None, rules), previous
 

@@ -10,7 +10,9 @@ import asyncpg
 import msgspec
 import orjson
 
-from service.store.shipments import LOCK_IN_ORDER, UNFINISHED, Shipment
+from service.store.accuracy import DATE_SHOWN_SPAN, date_shown_ends_sql
+from service.store.shipments import LOCK_IN_ORDER, NEVER_DELIVERED, UNFINISHED, Shipment
+from service.zones import customer_zone
 
 
 class EtaRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,23 +154,41 @@ class ModelScore(msgspec.Struct, frozen=True, kw_only=True):
     late: int = 0
 
 
+# The parcels not delivered at $3 (still out then, or ended undelivered, never a cancelled
+# one), labelled in the 60 days before $2.
+_LATE = f"""
+    SELECT shipment_id FROM shipments
+    WHERE (delivered_at >= $3 OR (delivered_at IS NULL AND ({UNFINISHED} OR {NEVER_DELIVERED})))
+      AND label_created_at > $2::timestamptz - interval '60 days' AND label_created_at < $3"""
+# Of those, the ones with an ETA of the models ($1) whose date shown may have ended in
+# [$2, $3] ($4: DATE_SHOWN_SPAN), and what their customer's zone follows from.
+LATE_ZONES = f"""
+SELECT s.shipment_id, o.timezone, s.destination_postal_code, s.destination_country
+FROM shipments s LEFT JOIN orders o ON o.order_id = s.order_id
+WHERE s.shipment_id IN ({_LATE})
+  AND EXISTS (SELECT 1 FROM shipment_etas x WHERE x.shipment_id = s.shipment_id
+                AND x.model_version = ANY($1::text[])
+                AND x.eta_p90 >= $2::timestamptz - $4::interval AND x.eta_p90 < $3)"""
 # Each model's ETAs for the parcels delivered in [$2, $3), predicted before the delivery,
-# and, for the parcels still out at $3, the ETAs whose p90 passed in [$2, $3): misses
-# already, their error at least $3 - p50 (without them a slowdown would flatter the
-# model: its late parcels are the last to be delivered). `judged` marks the rows scored;
-# the span (the same stretch of every parcel's journey for every model) is over all.
+# and, for the parcels not delivered at $3, the ETAs whose date shown ended in [$2, $3]
+# (their customer's zone: $5 shipments, $6 zones), the rule live accuracy judges by
+# (service.store.accuracy): misses already, their error at least $3 - p50 (without them a
+# slowdown would flatter the model: its late parcels are the last to be delivered).
+# `judged` marks the rows scored; the span (the same stretch of every parcel's journey for
+# every model) is over all.
 SCORES = f"""
 WITH parcels AS (
-    SELECT shipment_id, delivered_at AS outcome_at, false AS late FROM shipments
+    SELECT shipment_id, delivered_at AS outcome_at, false AS late, NULL::text AS zone
+    FROM shipments
     WHERE delivered_at >= $2 AND delivered_at < $3
     UNION ALL
-    SELECT shipment_id, $3, true FROM shipments
-    WHERE (delivered_at >= $3 OR (delivered_at IS NULL AND {UNFINISHED}))
-      AND label_created_at > $2::timestamptz - interval '60 days' AND label_created_at < $3),
+    SELECT l.shipment_id, $3, true, z.zone FROM ({_LATE}) l
+    LEFT JOIN unnest($5::text[], $6::text[]) AS z(shipment_id, zone) USING (shipment_id)),
 served AS (
     SELECT x.model_version, x.shipment_id, x.predicted_at, x.eta_p10, x.eta_p50,
            x.eta_p90, d.outcome_at, d.late,
-           NOT d.late OR (x.eta_p90 >= $2 AND x.eta_p90 < $3) AS judged
+           NOT d.late OR coalesce({date_shown_ends_sql("x.eta_p90", "d.zone")}
+                                  BETWEEN $2 AND $3, false) AS judged
     FROM shipment_etas x JOIN parcels d USING (shipment_id)
     WHERE x.model_version = ANY($1::text[]) AND x.predicted_at < d.outcome_at),
 span AS (
@@ -189,15 +209,22 @@ GROUP BY v.model_version
 
 
 async def scores(conn: asyncpg.Connection, versions: Sequence[str], since: datetime,
-                 until: datetime, *, common: bool = True) -> dict[str, ModelScore]:
+                 until: datetime, *, common: bool = True,
+                 shop_timezone: str = "UTC") -> dict[str, ModelScore]:
     """Each model's ETAs (shown or shadow) judged in ``[since, until)``: those of the
     parcels delivered then, predicted before the delivery, and those of the parcels still
-    out at ``until`` whose p90 passed in the period (misses, their error counted up to
-    ``until``): parcels, ETAs, mean |p50 - outcome| in hours and the share of deliveries
-    inside [p10, p90]. ``common``: only parcels that every model in ``versions`` gave an
-    ETA for, and only instants at or after the latest first ETA of any of them (the same
-    parcels, the same stretch of their journey, for a fair comparison)."""
-    rows = await conn.fetch(SCORES, list(versions), since, until, common)
+    not delivered at ``until`` whose date shown ended in the period (misses, their error
+    counted up to ``until``; the customer's date, as live accuracy judges them, in the
+    customer's zone, else ``shop_timezone``): parcels, ETAs, mean |p50 - outcome| in hours
+    and the share of deliveries inside [p10, p90]. ``common``: only parcels that every model
+    in ``versions`` gave an ETA for, and only instants at or after the latest first ETA of
+    any of them (the same parcels, the same stretch of their journey, for a fair
+    comparison)."""
+    late = await conn.fetch(LATE_ZONES, list(versions), since, until, DATE_SHOWN_SPAN)
+    zones = [customer_zone(r["timezone"], r["destination_postal_code"],
+                           r["destination_country"], shop_timezone) for r in late]
+    rows = await conn.fetch(SCORES, list(versions), since, until, common,
+                            [r["shipment_id"] for r in late], zones)
     return {r["model_version"]: ModelScore(
         model_version=r["model_version"], parcels=int(r["parcels"]), rows=int(r["rows"]),
         mae_hours=None if r["mae_hours"] is None else float(r["mae_hours"]),

@@ -82,6 +82,10 @@ TIMELINE_COLUMNS = ", ".join(TimelineEvent.__struct_fields__)
 # Still moving: not in a final status and not declared lost (used as `s.{UNFINISHED}`; the
 # second column is left unqualified so the fragment reads the same with or without an alias).
 UNFINISHED = f"status NOT IN {sql_list(TERMINAL)} AND lost_at IS NULL"
+# Ended without a delivery to the customer: returned to sender, or declared lost (and no
+# final scan since); a cancelled shipment never shipped, and is neither (same use as above).
+NEVER_DELIVERED = (f"(status = 'returned_to_sender' OR (lost_at IS NOT NULL "
+                   f"AND status NOT IN {sql_list(TERMINAL)}))")
 
 UPSERT = """
 INSERT INTO shipments (shipment_id, order_id, carrier, service_level, tracking_number,

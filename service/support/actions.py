@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import asyncpg
 import orjson
 
-from service.store import events, notifications, support_actions
+from service.store import accuracy, events, notifications, support_actions
 from service.store import orders as orders_db
 from service.store import shipments as shipments_db
 from service.store.events import EventRow
@@ -89,6 +89,7 @@ async def mark_lost(conn: asyncpg.Connection, shipment_id: str, actor: str, note
         if shipment.finished:
             raise Refused(f"the shipment is already {shipment.status.replace('_', ' ')}")
         changed = await support_actions.mark_lost(conn, shipment_id, now)
+        await accuracy.score_undelivered(conn, shipment_id)  # its misses stop growing
         dropped = await notifications.suppress_waiting(
             conn, "shipment declared lost by support", now, shipment_id=shipment_id)
         return await support_actions.record(
