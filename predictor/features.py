@@ -100,6 +100,25 @@ def recent_performance(shipments: pd.DataFrame,
                              handover_s=a["shipped_s"].to_numpy(float))
 
 
+def recent_performance_by_lane(lanes: pd.DataFrame, deliveries: np.ndarray,
+                               shipped_s: np.ndarray, delivered_s: np.ndarray
+                               ) -> RecentPerformance:
+    """:func:`recent_performance` of deliveries given per distinct lane: ``lanes`` has one
+    row per distinct (carrier, service level, origin, destination) with ``deliveries[i]``
+    deliveries each, and ``shipped_s`` / ``delivered_s`` are those deliveries' instants
+    (float epoch seconds, NaN unknown), the first lane's first. The same tables as from
+    one row a delivery, but the keys are derived once per lane and no delivery is a Python
+    object: a serving process rebuilds these every minute from its whole window."""
+    keys = _recent_key_categories(shipment_attributes(lanes))
+    rows = np.repeat(np.arange(len(lanes)), np.asarray(deliveries, dtype=np.int64))
+    transit = (delivered_s - shipped_s) / _HOUR_S
+    return RecentPerformance(delivered_s, transit,
+                             {name: pd.Categorical.from_codes(cat.codes[rows],
+                                                              dtype=cat.dtype)
+                              for name, cat in keys.items()},
+                             handover_s=shipped_s)
+
+
 def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
                        recent: RecentPerformance | None = None,
                        attributes: pd.DataFrame | None = None,

@@ -24,10 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import sys
+import tracemalloc
 from collections.abc import Callable
 
 from predictor import memory
+
+log = logging.getLogger(__name__)
 
 ARENAS = 2
 GIVE_BACK_EVERY_S = 30.0
@@ -78,3 +82,45 @@ def settle_collector(young_every: int = YOUNG_COLLECTION_EVERY) -> None:
     _, middle, old = gc.get_threshold()
     gc.set_threshold(young_every, middle, old)
     memory.give_back()  # what building the start-up tables freed (service.zones.warm)
+
+
+
+async def watch_allocations_forever(beat: Callable[[], None], every_s: float,
+                                    top: int = 15, frames: int = 8) -> None:
+    """A diagnostic, off unless PARCELCAST_MEMORY_DIAGNOSTIC_S is set (docs/operations.md):
+    traces Python's allocations from now on (tracemalloc: slower allocations, and memory for
+    the traces) and every `every_s` seconds logs the `top` call chains whose memory still
+    held grew most since the last dump (innermost frame first)."""
+    tracemalloc.start(frames)
+    try:
+        before = tracemalloc.take_snapshot()
+        while True:
+            beat()
+            await asyncio.sleep(every_s)
+            # A snapshot of a busy process takes a second or more of CPU: in a thread, the
+            # event loop keeps running between its turns.
+            before, report = await asyncio.to_thread(_allocation_report, before, top)
+            log.warning("%s", report)
+    finally:
+        tracemalloc.stop()
+
+
+def _allocation_report(before: tracemalloc.Snapshot, top: int
+                       ) -> tuple[tracemalloc.Snapshot, str]:
+    gc.collect()  # garbage in cycles is not memory held
+    now = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)])
+    grown = [s for s in now.compare_to(before, "traceback") if s.size_diff > 0][:top]
+    traced, peak = tracemalloc.get_traced_memory()
+    lines = [f"{s.size_diff / 1e3:+.0f} kB in {s.count_diff:+d} blocks: " + " < ".join(
+        f"{_short(f.filename)}:{f.lineno}" for f in reversed(s.traceback)) for s in grown]
+    return now, (f"allocations traced: {traced / 1e6:.1f} MB (peak {peak / 1e6:.1f} MB); "
+                 "grown most since the last dump:\n  " + "\n  ".join(lines))
+
+
+def _short(filename: str) -> str:
+    """site-packages/x/y.py -> x/y.py; elsewhere the file and its folder."""
+    for marker in ("site-packages/", "/lib/python3."):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return "/".join(filename.rsplit("/", 2)[-2:])

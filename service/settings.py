@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     worker_health_host: str = "127.0.0.1"
     worker_health_port: Annotated[int, Field(ge=1, lt=65536)] | None = None
     worker_down_after_s: Annotated[float, Field(gt=0)] = 30.0
+    # A diagnostic: every this many seconds a worker logs where the memory it holds grew most
+    # (service.memory.watch_allocations_forever); unset: off.
+    parcelcast_memory_diagnostic_s: Annotated[float, Field(gt=0)] | None = None
     # Feed data quality (`parcelcast data-quality`, /metrics): a rate above its threshold is a
     # warning, once a source/carrier has at least DATA_QUALITY_MIN_EVENTS events in the window.
     data_quality_unknown_rate: Annotated[float, Field(ge=0, le=1)] = 0.05

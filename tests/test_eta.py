@@ -8,16 +8,19 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
 
+from predictor.features import recent_performance, serving_rows
 from predictor.simulator import simulate
 from service.api.keys import eta_key
 from service.clock import ManualClock
+from service.eta.runtime import RECENT_WINDOW, EtaRuntime
 from service.eta.training import train_and_register
 from service.settings import Settings
 from service.store import eta_models
-from service.store.history import load_history
+from service.store.history import load_history, training_shipments
 from tests.builders import event, order, shipment
 from tests.notifying import drain
 
@@ -215,10 +218,8 @@ async def test_a_worker_on_an_injected_clock_recalibrates_at_the_days_start_for_
     and the next refresh it runs serves the new window instead of the one in force."""
     import asyncio
 
-    from predictor.features import recent_performance
     from predictor.model import EtaModel
-    from service.eta.runtime import RECENT_WINDOW, predict_many, refresh_inputs
-    from service.store import history as history_db
+    from service.eta.runtime import predict_many, refresh_inputs
     from workers.main import run_worker
     from workers.recalibration import recalibrate_when_due
 
@@ -267,8 +268,7 @@ async def test_a_worker_on_an_injected_clock_recalibrates_at_the_days_start_for_
     now = clock.now()
     async with pool.acquire() as conn:
         rows, scans = await refresh_inputs(conn, ["s-cal"], now)
-        recent = recent_performance(history_db.deliveries_frame(
-            await history_db.recent_deliveries(conn, now - RECENT_WINDOW, now)))
+        recent = await EtaRuntime(clock).recent(conn, now)
     windows = {}
     for name, factors in (("new", stored["factors"]), ("in force before", wide)):
         model = EtaModel.from_bytes(record.artefact)
@@ -276,3 +276,35 @@ async def test_a_worker_on_an_injected_clock_recalibrates_at_the_days_start_for_
         windows[name] = predict_many(model, rows, scans, now, recent)[0].p90
     assert abs((eta["eta_p90"] - windows["new"]).total_seconds()) < 60
     assert windows["in force before"] - windows["new"] > timedelta(hours=12)
+
+
+async def test_served_etas_read_recent_lane_performance_as_the_history_has_it(
+    pool: asyncpg.Pool, history: object, clock: ManualClock,
+) -> None:
+    """What a refresh's features make of recent deliveries (built every minute from the
+    window's deliveries, grouped by lane in the database) is what one row per delivered
+    shipment of the history gives, for every lane, service and state, in flight or not."""
+    async with pool.acquire() as conn:
+        await load_history(conn, history.orders, history.shipments, history.events, NOW)  # type: ignore[attr-defined]
+        # A parcel delivered without a handover time or a scan: no transit to count.
+        await conn.execute(
+            """UPDATE shipments SET shipped_at = NULL, first_scan_at = NULL
+               WHERE shipment_id = (SELECT min(shipment_id) FROM shipments
+                                    WHERE delivered_at BETWEEN $1 AND $2)""",
+            NOW - timedelta(days=3), NOW - timedelta(days=1))
+        served = await EtaRuntime(clock).recent(conn, NOW)
+        shipments = await training_shipments(conn)
+    delivered = shipments["delivered_at"]
+    window = shipments[(delivered >= NOW - RECENT_WINDOW) & (delivered < NOW)]
+    assert len(window) > 500 and window["shipped_at"].isna().any()
+    expected = recent_performance(window)
+    # Every lane of the history, scored at instants around and after the window's end.
+    rows = [dict(r) for r in shipments.to_dict("records")][:600]
+    for row in rows:
+        row["delivered_at"] = None
+    for as_of in (NOW, NOW + timedelta(hours=30), NOW + timedelta(days=9)):
+        got = serving_rows(rows, [[] for _ in rows], as_of, served)
+        want = serving_rows(rows, [[] for _ in rows], as_of, expected)
+        assert got.keys() == want.keys()
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)

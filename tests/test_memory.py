@@ -4,9 +4,12 @@ the tables every serving process keeps are built at its start (service.zones.war
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -18,6 +21,7 @@ from predictor.lanes import zip_table
 from predictor.memory import _libc
 from service.api.app import create_app
 from service.clock import ManualClock
+from service.memory import watch_allocations_forever
 from service.settings import Settings
 from service.store.embedded import free_port
 from workers.main import run_worker
@@ -169,6 +173,34 @@ async def test_the_api_has_its_zip_tables_before_the_first_request(
     client = await aiohttp_client(create_app(settings, clock))
     assert zip_table.cache_info().currsize == 1
     assert (await client.get("/healthz")).status == 200
+
+
+async def test_the_memory_diagnostic_names_the_code_whose_memory_grows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PARCELCAST_MEMORY_DIAGNOSTIC_S: what an operator reads to find a leak is the line that
+    allocated what is still held, with its callers."""
+    kept: list[bytes] = []
+    leak_line = _leak.__code__.co_firstlineno + 2
+    caplog.set_level(logging.WARNING, logger="service.memory")
+    watching = asyncio.create_task(watch_allocations_forever(lambda: None, every_s=0.05))
+    try:
+        deadline = asyncio.get_running_loop().time() + 120
+        while not any(f"test_memory.py:{leak_line} < tests/test_memory.py" in r.getMessage()
+                      for r in caplog.records):
+            assert asyncio.get_running_loop().time() < deadline, caplog.text
+            _leak(kept)
+            await asyncio.sleep(0.05)
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+    assert not tracemalloc.is_tracing()
+
+
+def _leak(kept: list[bytes]) -> None:
+    """Memory that stays: 200 kB a call."""
+    kept.extend(bytes(2000) for _ in range(100))
 
 
 async def _answers(url: str, task: asyncio.Task[None], within_s: float = 120) -> None:

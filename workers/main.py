@@ -19,7 +19,7 @@ from arq.worker import Worker
 from predictor.calendar import busday_calendar
 from service.clock import Clock
 from service.eta.runtime import EtaRuntime
-from service.memory import give_back_forever, settle_collector
+from service.memory import give_back_forever, settle_collector, watch_allocations_forever
 from service.settings import Settings
 from service.store.migrations import ensure_current
 from service.store.pool import create_pool
@@ -180,6 +180,9 @@ async def run_worker(settings: Settings, clock: Clock, *, burst: bool = False,
         arq = ArqLoop(settings, ctx)
         supervisor.add(ARQ, arq.run)
         supervisor.add("memory", give_back_forever)
+        if settings.parcelcast_memory_diagnostic_s is not None:
+            supervisor.add("memory.diagnostic", partial(
+                watch_allocations_forever, every_s=settings.parcelcast_memory_diagnostic_s))
         supervisor.start()
         if settings.worker_health_port is not None:
             endpoint = await health.serve(supervisor, metrics.registry,

@@ -18,7 +18,7 @@ import asyncpg
 import numpy as np
 import pandas as pd
 
-from predictor.features import SHIPMENT_COLUMNS, recent_performance, serving_rows
+from predictor.features import SHIPMENT_COLUMNS, recent_performance_by_lane, serving_rows
 from predictor.model import EtaModel, Features, late_probability
 from predictor.recent import RecentPerformance
 from service.clock import Clock
@@ -226,7 +226,7 @@ class EtaRuntime:
         if stale:
             rows = await history.recent_deliveries(conn, now - RECENT_WINDOW, now)
             self._recent = await asyncio.to_thread(
-                lambda: recent_performance(history.deliveries_frame(rows)))
+                lambda: recent_performance_by_lane(*history.deliveries_by_lane(rows)))
             self._recent_built, self._recent_as_of = time.monotonic(), now
         if self._recent is None:
             raise RuntimeError("recent performance was not built")
