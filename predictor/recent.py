@@ -35,7 +35,7 @@ MAX_WINDOW_DAYS = 366
 # Queries up to this many rows (a refresh) are answered from, and kept in, a cache of
 # (family, window, key, day) answers of at most _ANSWERS_KEPT entries.
 _FEW_QUERIES = 8
-_ANSWERS_KEPT = 100_000
+_ANSWERS_KEPT = 10_000  # ~2 MB at most; the runtime rebuilds this object every minute
 
 
 class RecentPerformance:
