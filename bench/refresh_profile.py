@@ -2,6 +2,11 @@
 model, the reasons and the write, each timed on its own (best of N) on the scenario of
 bench/bench_eta.py (its database is kept between runs: ``--fresh`` rebuilds it).
 
+Each stage is timed three ways: wall time, this process's CPU time (all its threads) and
+the CPU time of the PostgreSQL backend serving it (read from /proc when the server runs on
+this machine, else "-"). On a loaded machine the wall time mostly measures the wait for a
+core; the CPU times are what a stage costs. One shipment per call: ``--batch 1 --total 300``.
+
     python -m bench.refresh_profile [--batch 500] [--repeat 5]
 """
 
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -62,13 +68,32 @@ async def prepare(fresh: bool) -> str:
     return url
 
 
-async def best(repeat: int, step: Callable[[], Awaitable[Any]]) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await step()
-        times.append(time.perf_counter() - started)
-    return min(times)
+class Timer:
+    """Wall, client CPU and server CPU time of a stage, best of N each."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.stat = f"/proc/{server_pid}/stat"
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def server_cpu(self) -> float:
+        """The backend's CPU seconds so far (NaN when it is not on this machine)."""
+        try:
+            with open(self.stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / self.ticks
+
+    async def best(self, repeat: int, step: Callable[[], Awaitable[Any]]
+                   ) -> tuple[float, float, float]:
+        walls, cpus, servers = [], [], []
+        for _ in range(repeat):
+            server, cpu, started = self.server_cpu(), time.process_time(), time.perf_counter()
+            await step()
+            walls.append(time.perf_counter() - started)
+            cpus.append(time.process_time() - cpu)
+            servers.append(self.server_cpu() - server)
+        return min(walls), min(cpus), min(servers)
 
 
 async def run(batch: int, repeat: int, fresh: bool, total: int, only: str | None) -> None:
@@ -122,20 +147,27 @@ async def run(batch: int, repeat: int, fresh: bool, total: int, only: str | None
             "write (store_many)": writes,
             "whole refresh_many": whole,
         }
+        timer = Timer(conn.get_server_pid())
+        print(f"{'us/shipment, best of ' + str(repeat):40s} {'wall':>8s} {'cpu':>8s} "
+              f"{'server':>8s}   (load {os.getloadavg()[0]:.1f})")
         for name, step in stages.items():
             if only is not None and only not in name:
                 continue
-            seconds = await best(repeat, step)
-            print(f"{name:40s} {seconds / n * 1e6:8.1f} us/shipment")
+            wall, cpu, server = await timer.best(repeat, step)
+            print(f"{name:40s} {wall / n * 1e6:8.1f} {cpu / n * 1e6:8.1f} "
+                  f"{server / n * 1e6:8.1f}")
         raw = min(_raw(model, e) for e in encoded for _ in range(repeat))
-        print(f"{'raw inplace_predict (floor)':40s} {raw * 1e6:8.1f} us/shipment")
+        cpu_raw = min(_raw(model, e, time.process_time) for e in encoded for _ in range(repeat))
+        print(f"{'raw inplace_predict (floor)':40s} {raw * 1e6:8.1f} {cpu_raw * 1e6:8.1f}"
+              f"{'':>9s}   (load {os.getloadavg()[0]:.1f})")
     await pool.close()
 
 
-def _raw(model: EtaModel, matrix: Any) -> float:
-    started = time.perf_counter()
+def _raw(model: EtaModel, matrix: Any,
+         clock: Callable[[], float] = time.perf_counter) -> float:
+    started = clock()
     model.booster.inplace_predict(matrix)
-    return (time.perf_counter() - started) / len(matrix)
+    return (clock() - started) / len(matrix)
 
 
 def main() -> None:

@@ -32,6 +32,10 @@ MIN_COUNT = 3
 Keys: TypeAlias = Sequence[str] | np.ndarray | pd.Categorical
 # Longest supported window; queries further than this past the data see an empty window.
 MAX_WINDOW_DAYS = 366
+# Queries up to this many rows (a refresh) are answered from, and kept in, a cache of
+# (family, window, key, day) answers of at most _ANSWERS_KEPT entries.
+_FEW_QUERIES = 8
+_ANSWERS_KEPT = 10_000  # ~2 MB at most; the runtime rebuilds this object every minute
 
 
 class RecentPerformance:
@@ -68,6 +72,8 @@ class RecentPerformance:
             # cum[k, d] = deliveries of key k on days < d: a window is a difference.
             np.cumsum(counts, axis=1, out=counts)
             self._tables[name] = ({str(u): i for i, u in enumerate(uniques)}, counts)
+        # (family, window, key code, day) -> (median, count): small queries' answers.
+        self._answered: dict[tuple[str, int, int, int], tuple[float, int]] = {}
         self._backlog: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]] = {}
         if handover_s is not None:
             for name, keys in families.items():
@@ -90,6 +96,27 @@ class RecentPerformance:
         # Many queries share (key, day): answer each distinct pair once.
         if window_days > MAX_WINDOW_DAYS:
             raise ValueError(f"window_days must be <= {MAX_WINDOW_DAYS}")
+        if len(key_codes) > _FEW_QUERIES:
+            return self._medians(cum, key_codes, day, window_days)
+        # A refresh asks for a shipment or a few, and all day long the same (key, day)
+        # pairs: each is worked out once (the arrays' set-up costs more than the answer).
+        asked = [(family, window_days, k, d)
+                 for k, d in zip(key_codes.tolist(), day.tolist(), strict=True)]
+        found = [self._answered.get(a) for a in asked]  # (threads may share this object)
+        if None in found:
+            med, count = self._medians(cum, key_codes, day, window_days)
+            if len(self._answered) >= _ANSWERS_KEPT:
+                self._answered.clear()
+            self._answered.update(zip(asked, zip(med.tolist(), count.tolist(),
+                                                 strict=True), strict=True))
+            return med, count
+        return (np.array([f[0] for f in found if f is not None], dtype=float),
+                np.array([f[1] for f in found if f is not None], dtype=np.int64))
+
+    def _medians(self, cum: np.ndarray, key_codes: np.ndarray, day: np.ndarray,
+                 window_days: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`median` of one family's cumulated table ``cum``, for key codes and days
+        (relative to the first day), each distinct pair once."""
         stride = self._n_days + MAX_WINDOW_DAYS + 2
         pair = key_codes * stride + np.clip(day, -1, self._n_days + MAX_WINDOW_DAYS) + 1
         uniq, inverse = np.unique(pair, return_inverse=True)

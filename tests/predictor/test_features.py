@@ -134,6 +134,32 @@ def test_recent_performance_uses_only_earlier_deliveries() -> None:
     assert np.isnan(unknown[0]) and count[0] == 0
 
 
+def test_a_refresh_s_few_medians_answer_as_a_batch_does(history: SimulatedHistory) -> None:
+    """A refresh's one or few rows are answered from a cache of earlier answers: asked
+    again (and again after other keys and days), they equal the batch computation."""
+    recent = recent_performance(history.shipments)
+    keys = ["nope", *[f"{c}|{s}" for c in ("ups", "fedex", "usps") for s in
+                      ("ground", "express", "economy")]]
+    start = history.shipments["delivered_at"].dropna().min().timestamp()
+    instants = start + np.arange(0, 40) * 43_200.0 + 1234.5
+    batch = np.repeat(instants, len(keys))
+    expected = recent.median("carrier_service", keys * len(instants), batch, 7)
+    assert np.isfinite(expected[0]).sum() > 20 and (expected[1] == 0).sum() > 20
+    for _ in range(2):  # cold, then from the cache
+        for i, t in enumerate(instants):
+            for j, key in enumerate(keys):
+                med, count = recent.median("carrier_service", [key], np.array([t]), 7)
+                k = i * len(keys) + j
+                assert count[0] == expected[1][k]
+                assert (med[0] == expected[0][k]
+                        or (np.isnan(med[0]) and np.isnan(expected[0][k])))
+    few = recent.median("carrier_service", keys[1:4], instants[10:13], 14)
+    many = recent.median("carrier_service", keys[1:4] * 4, np.tile(instants[10:13], 4), 14)
+    assert few[0].dtype == many[0].dtype and few[1].dtype == many[1].dtype
+    np.testing.assert_array_equal(few[0], many[0][:3])
+    np.testing.assert_array_equal(few[1], many[1][:3])
+
+
 def test_missing_carrier_lane_and_promise_do_not_break(history: SimulatedHistory) -> None:
     s = history.shipments.head(50).copy()
     s["carrier"] = None
