@@ -251,21 +251,12 @@ def online_quantiles(outcomes: Outcomes, snapshot_s: np.ndarray, raw: np.ndarray
 def snapshot_outcomes(model: EtaModel, shipments: pd.DataFrame, events: pd.DataFrame, *,
                       recent: RecentPerformance, censor_at: float, since: float | None = None,
                       chunk: int = 250_000) -> Outcomes:
-    """Label and scan snapshots of ``shipments`` as known at ``censor_at`` (in-flight
-    parcels included, censored), taken at or after ``since``, with ``model``'s raw quantiles
-    (and their correction segments when the model is corrected per segment).
-
-    The between-scans snapshots are not in the cohort (nor in the walk-forward backtest's,
-    which judged it): they sample each parcel once per promised lead of its time in
-    flight, so a parcel that is never delivered (lost, returned, never handed over) would
-    count once more every few days for as long as it is out, and its censored rows alone
-    would push every window's late end up (docs/model-card.md, step 13)."""
+    """Snapshots of ``shipments`` as known at ``censor_at`` (in-flight parcels included,
+    censored), taken at or after ``since``, with ``model``'s raw quantiles (and their
+    correction segments when the model is corrected per segment)."""
     X, _, meta = training_snapshots(shipments, events, recent=recent, censor_at=censor_at)
     snap = pd.DatetimeIndex(meta["as_of"]).as_unit("us").asi8 / 1e6
-    cohort = (meta["stage"] != "between_scans").to_numpy()
-    if since is not None:
-        cohort = cohort & (snap >= since)
-    keep = np.flatnonzero(cohort)
+    keep = np.flatnonzero(snap >= since) if since is not None else np.arange(len(snap))
     raw = np.empty((len(keep), 3))
     for lo in range(0, len(keep), chunk):
         raw[lo:lo + chunk] = model.predict_raw(X.iloc[keep[lo:lo + chunk]])

@@ -18,9 +18,7 @@ from predictor.calibration import (
     km_quantiles,
     online_quantiles,
     recalibrate,
-    snapshot_outcomes,
 )
-from predictor.features import recent_performance, training_snapshots
 from predictor.model import EtaModel
 from predictor.simulator import SimulatedHistory
 
@@ -197,25 +195,3 @@ def test_a_recency_weighted_cohort_follows_a_slowdown_sooner() -> None:
         at, 28, levels=plain, half_life_days=7)
     for k in ("log_q10", "log_q50", "log_q90"):
         assert abs(f_flat[k] - f_weighted[k]) < 0.02
-
-
-def test_parcels_never_delivered_count_once_per_scan_in_the_cohort(
-        trained: tuple[EtaModel, dict[str, Any]], history: SimulatedHistory) -> None:
-    """A parcel lost weeks ago is in the daily cohort with its label and scan snapshots,
-    censored, as in the walk-forward backtest: not once more every promised lead it stays
-    out (the between-scans rows training samples), which would push every window's late
-    end up for as long as it is out."""
-    model, _ = trained
-    s, ev = history.shipments, history.events
-    as_of = s["label_created_at"].min() + timedelta(days=40)
-    known = s[s["label_created_at"] < as_of].copy()
-    for col in ("shipped_at", "delivered_at"):
-        known[col] = known[col].where(known[col] < as_of)
-    known_ev = ev[ev["occurred_at"] < as_of]
-    pool = snapshot_outcomes(model, known, known_ev, recent=recent_performance(known),
-                             censor_at=as_of.timestamp())
-    _, _, meta = training_snapshots(known, known_ev, censor_at=as_of.timestamp())
-    assert (meta["stage"] == "between_scans").sum() > 1000
-    assert len(pool.snapshot_s) == int((meta["stage"] != "between_scans").sum())
-    lost = known["delivered_at"].isna() & (known["label_created_at"] < as_of - timedelta(days=20))
-    assert lost.sum() > 10
