@@ -14,21 +14,19 @@ the last ``window_days`` (:meth:`predictor.calibration.Outcomes.factors`: a deli
 or after that instant counts as "not yet", a snapshot at or after it is not read) with the
 current booster's raw quantiles, exactly as the service's daily
 :func:`~predictor.calibration.recalibrate` does. Every snapshot of every delivered parcel
-labelled in ``[start, end)`` (label, first scan = handover, later scans, and the instants
-between scans: one every promised lead of the parcel's time in flight) is then scored
-with the booster and the factors in force at its instant, beside baselines that adapt too
-(:mod:`predictor.backtest_baselines`).
+labelled in ``[start, end)`` (label, first scan = handover, later scans, and one instant
+between scans) is then scored with the booster and the factors in force at its instant,
+beside baselines that adapt too (:mod:`predictor.backtest_baselines`).
 
 Why this is fast enough for every Olist month on 2 cores: snapshot features never depend
 on when a model was trained (each is answered as of its own instant), so one snapshot
 table is built once and every retrain only selects its rows; boosters are trained only at
 retrain points (with ``rounds`` rounds) and score each row once.
 
-One difference from production: the cohort a recalibration reads leaves out the "between
-scans" snapshots (their instant used to be drawn between label and the future delivery;
-since step 13 of docs/model-card.md it is a grid over the time in flight, known as it
-happens, so they could count: not tried yet). Label and scan snapshots are known as they
-happen. Months are the UTC month of the parcel's label.
+One difference from production, on the side of caution: the cohort a recalibration reads
+leaves out the "between scans" snapshots, because in a precomputed table that instant was
+drawn between label and the (future) delivery; label and scan snapshots are known as
+they happen. Months are the UTC month of the parcel's label.
 """
 
 from __future__ import annotations

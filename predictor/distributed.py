@@ -28,8 +28,7 @@ on the test period as it does every challenger, and the walk-forward backtest
 (``max_train_rows``): the point is to learn from all of them.
 
 Parity: on the same history the features are the same (the label and scan snapshots are
-identical, and so are the instants between scans: their grid's phase is hashed from the
-shipment id) and
+identical; the one random instant between scans per shipment is drawn per partition) and
 the quantiles agree within the tolerance ``tests/predictor/test_distributed.py`` states.
 """
 

@@ -112,10 +112,10 @@ def training_snapshots(shipments: pd.DataFrame, events: pd.DataFrame, *,
     """As-of snapshots of delivered shipments: (X, hours remaining, meta).
 
     One row per moment an ETA would have been shown: at label creation, after each
-    carrier scan before delivery, and between scans once every promised lead of the time
-    in flight (:func:`_between_scans`). ``meta`` has shipment_id, as_of, stage ("label",
-    "first_scan", "later", "between_scans"), carrier and delivered_at. ``attributes``:
-    :func:`shipment_attributes` of ``shipments`` when the caller already has them.
+    carrier scan before delivery, and once at a random instant between scans. ``meta``
+    has shipment_id, as_of, stage ("label", "first_scan", "later", "between_scans"),
+    carrier and delivered_at. ``attributes``: :func:`shipment_attributes` of
+    ``shipments`` when the caller already has them.
 
     ``censor_at`` (epoch seconds): the history as known at that instant, for calibration
     (:mod:`predictor.calibration`): shipments not delivered before it are kept too, with

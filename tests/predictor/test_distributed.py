@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictor.features import recent_performance, training_snapshots
+from predictor.features import STAGES, recent_performance, training_snapshots
 from predictor.model import EtaModel
 from predictor.simulator import SimulatedHistory
 from predictor.train import train_model
@@ -51,8 +51,9 @@ def both(history: SimulatedHistory, client: Any) -> tuple[EtaModel, EtaModel, di
 
 
 def test_partitions_build_the_same_snapshots(history: SimulatedHistory) -> None:
-    """Every snapshot a partition builds is the single-machine one, value for value (the
-    instants between scans too: their grid's phase comes from the shipment id)."""
+    """Every label and scan snapshot a partition builds is the single-machine one, value
+    for value (only the one random instant between scans per shipment is drawn per
+    partition)."""
     from predictor.distributed import FramePartitions
 
     recent = recent_performance(history.shipments)
@@ -67,10 +68,11 @@ def test_partitions_build_the_same_snapshots(history: SimulatedHistory) -> None:
 
 
 def _keyed(X: pd.DataFrame, y: np.ndarray, meta: pd.DataFrame) -> pd.DataFrame:
+    keep = (meta["stage"] != STAGES[-1]).to_numpy()
     out = X.astype({c: str for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)})
     out["y"] = y
     out.index = pd.MultiIndex.from_arrays([meta["shipment_id"].astype(str), meta["as_of"]])
-    return out.sort_index()
+    return out[keep].sort_index()
 
 
 def test_the_artefact_is_the_single_machine_trainers(
