@@ -49,10 +49,6 @@ _RECENT = (("lane_transit_median_7d", "carrier_lane", 7),
 STAGES = ("label", "first_scan", "later", "between_scans")
 HOLIDAY_COUNTRIES = frozenset({"US", "BR"})
 _HOUR_S = 3600.0
-# The between-scans snapshots' spacing (_between_scans): one every promised lead, at least
-# BETWEEN_MIN_HOURS; every BETWEEN_EVERY_HOURS for a parcel without a promise.
-BETWEEN_MIN_HOURS = 24.0
-BETWEEN_EVERY_HOURS = 72.0
 # Rows per chunk of snapshot features: each chunk's temporaries take ~0.5 kB a row.
 _CHUNK = 100_000
 _ID_COLUMNS = ("tracking_number", "shipment_id")
@@ -167,17 +163,19 @@ def _snapshots(shipments: pd.DataFrame, events: pd.DataFrame,
     take = ok[ev_row] & ~ev_label & (ev_s < end[ev_row]) & (ev_s >= label[ev_row])
     # "first scan" = the first non-label event of the shipment.
     nonlabel_rank = _rank_within(ev_row, ~ev_label)
-    # Serving also refreshes ETAs between scans (batch re-scoring, page views), otherwise
-    # "hours since last scan" would be 0 in every training row and meaningless at serving
-    # time: see _between_scans for when.
-    between_rows, between = _between_scans(attrs, label_rows, label, end)
-    rows = np.concatenate([label_rows, ev_row[take], between_rows])
+    # Serving also refreshes ETAs between scans (batch re-scoring, page views), so each
+    # shipment adds one snapshot at a random instant; otherwise "hours since last scan"
+    # would be 0 in every training row and meaningless at serving time.
+    rng = np.random.default_rng(len(label_rows))
+    between = label[label_rows] + rng.random(len(label_rows)) * (
+        end[label_rows] - label[label_rows])
+    rows = np.concatenate([label_rows, ev_row[take], label_rows])
     as_of = np.concatenate([label[label_rows], ev_s[take], between])
     # Stage codes index STAGES: label, first_scan, later, between_scans.
     stage = np.concatenate([np.zeros(len(label_rows), dtype=np.int8),
                             np.where(nonlabel_rank[take] == 0, 1, 2).astype(np.int8),
-                            np.full(len(between_rows), 3, dtype=np.int8)])
-    del take, nonlabel_rank, between, between_rows
+                            np.full(len(label_rows), 3, dtype=np.int8)])
+    del take, nonlabel_rank, between
     order = np.lexsort((as_of, rows))
     rows, as_of, stage = rows[order], as_of[order], stage[order]
     del order
@@ -195,40 +193,6 @@ def _snapshots(shipments: pd.DataFrame, events: pd.DataFrame,
         "delivered_at": _timestamps(delivered[rows]),
     })
     return X, y.astype(float, copy=False), meta
-
-
-def _between_scans(attrs: pd.DataFrame, label_rows: np.ndarray, label: np.ndarray,
-                   end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The "between scans" snapshots of the shipments ``label_rows``: (shipment row, instant).
-
-    Serving refreshes an ETA at any moment a parcel is in flight, so a parcel out twice as
-    long is asked about twice as often, and the parcels still out long after their label
-    are the slow ones. One instant drawn per parcel between label and delivery (as before
-    issue #14) made every parcel count once whatever its transit: at a given time since
-    the label, the rows were the fast parcels more often than the parcels in flight at that
-    age are, and the booster learnt too short a remaining time for the survivors
-    (docs/model-card.md, step 13). Here each parcel is sampled on a grid over its life
-    with its own phase, one instant every promised lead (label to the end of the
-    promised day, at least ``BETWEEN_MIN_HOURS``; ``BETWEEN_EVERY_HOURS`` without a
-    promise): every moment of a parcel in flight is equally likely to be a row, about one
-    row per parcel on the simulator as before. The spacing depends only on what is known
-    at the label (the promise, which the features carry), and an instant is a row only if
-    the parcel is still in flight at it (``end``: its delivery, or the censoring instant):
-    no row depends on when the parcel is delivered later."""
-    lead = (attrs["promised_day"].to_numpy()[label_rows].astype("datetime64[s]")
-            .astype("int64").astype(float) + 86_400.0 - label[label_rows])
-    promised = ~np.isnat(attrs["promised_day"].to_numpy()[label_rows].astype("datetime64[s]"))
-    every = np.where(promised, np.maximum(lead, BETWEEN_MIN_HOURS * _HOUR_S),
-                     BETWEEN_EVERY_HOURS * _HOUR_S)
-    # The grid's phase: a fraction hashed from the shipment id, so a parcel's instants
-    # are the same in any table it is part of (a partition, a censored cohort).
-    ids = attrs["shipment_id"].to_numpy(dtype=object)[label_rows]
-    phase = (pd.util.hash_array(ids) >> np.uint64(11)).astype(float) / float(1 << 53)
-    first = label[label_rows] + phase * every
-    count = np.ceil(np.maximum(end[label_rows] - first, 0.0) / every).astype(np.int64)
-    rows = np.repeat(label_rows, count)
-    nth = np.arange(len(rows)) - np.repeat(np.cumsum(count) - count, count)
-    return rows, np.repeat(first, count) + nth * np.repeat(every, count)
 
 
 def _feature_table(attrs: pd.DataFrame, scans: dict[str, np.ndarray], rows: np.ndarray,

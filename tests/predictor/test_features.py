@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 
 from predictor.features import (
-    BETWEEN_MIN_HOURS,
     CATEGORICAL,
     FEATURES,
     current_features,
@@ -147,56 +146,3 @@ def test_missing_carrier_lane_and_promise_do_not_break(history: SimulatedHistory
     assert (X["carrier"] == "unknown").all() and (X["lane"] == "unknown").all()
     assert X["distance_km"].isna().all() and X["promised_lead_bdays"].isna().all()
     assert X["hours_since_label"].notna().all()
-
-
-def test_parcels_long_in_flight_are_rows_as_often_as_serving_sees_them(
-        history: SimulatedHistory) -> None:
-    """Issue #14: serving refreshes an ETA at any moment a parcel is in flight, so two and
-    four days after the label the parcels asked about are mostly the slow ones. The
-    between-scans rows of those ages hold each parcel in proportion to the time it spent
-    in flight there (one row per promised lead), the slowest parcels as much as the
-    fastest; one instant per parcel, as before, held the slowest quarter at 0.88 of that
-    and the fastest half at 1.19 (the survivors under-represented by a quarter)."""
-    s, ev = history.shipments, history.events
-    X, _, meta = training_snapshots(s, ev, recent=recent_performance(s))
-    between = (meta["stage"] == "between_scans").to_numpy()
-    since = X["hours_since_label"].to_numpy()
-    aged = between & (since >= 48) & (since < 96)
-    rows = meta.loc[aged, "shipment_id"].astype(str).value_counts()
-    d = s.dropna(subset=["delivered_at"]).set_index(s.dropna(subset=["delivered_at"])[
-        "shipment_id"].astype(str))
-    label = d["label_created_at"]
-    life_h = (d["delivered_at"] - label).dt.total_seconds() / 3600
-    promised = pd.to_datetime(d["promised_delivery_date"]).dt.tz_localize(UTC) + timedelta(days=1)
-    every_h = np.maximum((promised - label).dt.total_seconds() / 3600, BETWEEN_MIN_HOURS)
-    # Hours each parcel was in flight between 48 and 96 h after its label, in promised leads.
-    expected = (np.clip(life_h, 48, 96) - 48) / every_h
-    got = rows.reindex(d.index, fill_value=0)
-    slow, fast = life_h >= life_h.quantile(0.75), life_h < life_h.quantile(0.5)
-    assert expected[slow].sum() > 200
-    for part in (slow, fast):
-        if expected[part].sum() > 50:
-            assert 0.85 < got[part].sum() / expected[part].sum() < 1.15
-
-
-def test_between_scans_rows_before_an_instant_do_not_depend_on_what_follows(
-        history: SimulatedHistory) -> None:
-    """A parcel's between-scans instants before T are the same whether the table knows its
-    delivery or was built as known at T (a calibration cohort, a backtest's retrain): a
-    row exists only where the parcel was in flight, and nothing in it is drawn from the
-    delivery."""
-    s, ev = history.shipments, history.events
-    recent = recent_performance(s)
-    cut = s["label_created_at"].min() + timedelta(days=30)
-    _, _, full = training_snapshots(s, ev, recent=recent)
-    _, _, known = training_snapshots(s, ev, recent=recent, censor_at=cut.timestamp())
-
-    def before_cut(meta: pd.DataFrame) -> set[tuple[str, pd.Timestamp]]:
-        keep = (meta["stage"] == "between_scans") & (meta["as_of"] < cut)
-        return set(zip(meta.loc[keep, "shipment_id"].astype(str), meta.loc[keep, "as_of"],
-                       strict=True))
-
-    delivered = set(full["shipment_id"].astype(str))
-    at_cut = {k for k in before_cut(known) if k[0] in delivered}
-    assert len(at_cut) > 500
-    assert at_cut == before_cut(full)
