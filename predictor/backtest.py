@@ -52,6 +52,7 @@ from predictor.backtest_cli import (
 )
 from predictor.backtest_report import (
     HEADLINE_STAGE,
+    SURVIVOR_HOURS,
     score,
     table,
     write_html,
@@ -302,9 +303,12 @@ def evaluate(prep: Prepared, played: Mapping[str, Any], config: BacktestConfig,
     dates = {"promise": prep.promised_day[scored]}
     if "carrier_estimate" in all_methods:
         dates["carrier_estimate"] = prep.estimate_day[scored]
+    stage = prep.stage[scored]
+    since_label = (prep.snap_s[scored] - prep.label_s[scored]) / 3600.0
+    survivors = (stage == "between_scans") & (since_label > SURVIVOR_HOURS)
     result = score({m: all_methods[m] for m in order}, prep.y[scored], prep.snap_s[scored],
-                   prep.zones[scored], prep.stage[scored], prep.month[scored],
-                   prep.route[scored], dates)
+                   prep.zones[scored], stage, prep.month[scored], prep.route[scored], dates,
+                   slices={"survivors_48h": survivors})
     return {"methods": order, "config": config.describe(), "period": played["period"],
             "n_parcels": int(len(np.unique(prep.rows[scored]))),
             "n_snapshots": int(len(scored)), "retrains": played["retrains"], **result,

@@ -26,7 +26,11 @@ from predictor.calendar import utc_to_local
 
 Metrics = dict[str, float | int | None]
 STAGE_NAMES = {"label": "label", "first_scan": "handover (first scan)", "later": "later scans",
-               "between_scans": "between scans", "all": "all stages"}
+               "between_scans": "between scans", "all": "all stages",
+               "survivors_48h": "between scans, over 48 h after the label"}
+# The slice of the parcels already long in flight when an ETA is asked for (issue #14):
+# between-scans snapshots more than this many hours after the label.
+SURVIVOR_HOURS = 48.0
 HEADLINE_STAGE = "first_scan"
 
 
@@ -61,9 +65,11 @@ def metrics(pred: np.ndarray, y: np.ndarray, delivered_day: np.ndarray,
 
 def score(methods: Mapping[str, np.ndarray], y: np.ndarray, as_of_s: np.ndarray,
           zones: np.ndarray, stage: np.ndarray, month: np.ndarray, segment: np.ndarray,
-          dates: Mapping[str, np.ndarray]) -> dict[str, Any]:
+          dates: Mapping[str, np.ndarray], slices: Mapping[str, np.ndarray] | None = None
+          ) -> dict[str, Any]:
     """Metrics of every method overall, per stage, per month × stage, and per segment at
-    the headline stage. ``dates``: the local date a date-valued method stands for."""
+    the headline stage. ``dates``: the local date a date-valued method stands for;
+    ``slices``: more named row masks scored like a stage (e.g. ``survivors_48h``)."""
     delivered_day = local_days(as_of_s, y, zones)
     days: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, pred in methods.items():
@@ -77,16 +83,18 @@ def score(methods: Mapping[str, np.ndarray], y: np.ndarray, as_of_s: np.ndarray,
         return {name: metrics(pred[mask], y[mask], delivered_day[mask], days[name][0][mask],
                               days[name][1][mask]) for name, pred in methods.items()}
 
-    stages = [s for s in ("label", "first_scan", "later", "between_scans") if (stage == s).any()]
+    masks = {s: stage == s for s in ("label", "first_scan", "later", "between_scans")}
+    masks |= dict(slices or {})
+    masks = {name: mask for name, mask in masks.items() if mask.any()}
     everything = np.ones(len(y), dtype=bool)
     out: dict[str, Any] = {
-        "overall": {"all": block(everything)} | {s: block(stage == s) for s in stages},
+        "overall": {"all": block(everything)} | {s: block(mask) for s, mask in masks.items()},
         "by_month": {}, "by_segment": {},
     }
     for m in sorted(set(month.tolist())):
         in_month = month == m
         out["by_month"][m] = {"all": block(in_month)} | {
-            s: block(in_month & (stage == s)) for s in stages}
+            s: block(in_month & mask) for s, mask in masks.items()}
     head = stage == HEADLINE_STAGE
     for seg in sorted(set(segment[head].tolist())):
         mask = head & (segment == seg)

@@ -168,3 +168,20 @@ def test_the_recent_median_baselines_are_per_route_not_per_correction_segment(
     shop = prepared.baselines["global_median_28d"][head, 1]
     known = np.isfinite(route) & np.isfinite(shop)
     assert known.sum() > 500 and np.mean(route[known] != shop[known]) > 0.5
+
+
+def test_parcels_long_in_flight_are_scored_as_their_own_slice(
+        prepared: Prepared, played: dict[str, Any]) -> None:
+    """Issue #14: the windows of parcels already two days out when asked (the parcels in
+    flight when an import or the demo starts) are judged on their own, overall and per
+    month, beside the stages."""
+    result = evaluate(prepared, played, CONFIG)
+    rows = played["scored"]
+    since = (prepared.snap_s[rows] - prepared.label_s[rows]) / 3600.0
+    survivors = (prepared.stage[rows] == "between_scans") & (since > 48)
+    n = result["overall"]["survivors_48h"]["model"]["n"]
+    assert n == int(survivors.sum()) > 100
+    assert n < result["overall"]["between_scans"]["model"]["n"]
+    assert sum(b["survivors_48h"]["model"]["n"] for b in result["by_month"].values()
+               if "survivors_48h" in b) == n
+    assert 0.0 <= result["overall"]["survivors_48h"]["model"]["coverage"] <= 1.0
