@@ -161,9 +161,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 # file on one worker (its module fixtures are built once); here, all the drills on one worker,
 # one after the other, and the longest files first, so no worker is left with a long tail.
 DRILLS = "tests/drills/"
-# The files that take longest (--durations, serial, load 10-17), longest first.
+# The files that took longest in a serial run (--durations; load 13-15 on 2 cores), longest
+# first: a Dask cluster's start-up, the CLI's processes, the drills, the demo.
 LONGEST_FIRST = (
+    "tests/predictor/test_distributed.py",
+    "tests/test_cli.py",
     DRILLS,
+    "tests/test_train_dask.py",
+    "tests/test_demo.py",
+    "tests/predictor/test_model.py",
+    "tests/predictor/test_features.py",
+    "tests/predictor/test_backtest.py",
 )
 
 
