@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -138,10 +140,86 @@ def smtp() -> Iterator[SmtpStandin]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say where the browser tests left their screenshots."""
+    """The drills' figures, and where the browser tests left their screenshots."""
     from tests.browser.conftest import ARTEFACTS
+    from tests.drills.conftest import summary_lines
 
+    lines = summary_lines()
+    if lines:
+        terminalreporter.section("drill figures")
+        for line in lines:
+            terminalreporter.write_line(line)
     shots = sorted(ARTEFACTS.glob("*.png")) if ARTEFACTS.exists() else []
     if shots:
         terminalreporter.write_line(
             f"browser screenshots ({len(shots)}): {ARTEFACTS}")
+
+
+# In parallel (pytest-xdist, which `./run tests` uses for the whole suite): each worker process
+# has a database of its own (`database_url`: its pid in the name) and every test its own queue
+# name, the one prefix of everything it keeps in the shared Redis. `--dist loadfile` runs a
+# file on one worker (its module fixtures are built once); here, all the drills on one worker,
+# one after the other, and the longest files first, so no worker is left with a long tail.
+DRILLS = "tests/drills/"
+# The files that took longest in a serial run (--durations; load 13-15 on 2 cores), longest
+# first: a Dask cluster's start-up, the CLI's processes, the drills, the demo.
+LONGEST_FIRST = (
+    "tests/predictor/test_distributed.py",
+    "tests/test_cli.py",
+    DRILLS,
+    "tests/test_train_dask.py",
+    "tests/test_demo.py",
+    "tests/predictor/test_model.py",
+    "tests/predictor/test_features.py",
+    "tests/predictor/test_backtest.py",
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class DrillsTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path: str = super()._split_scope(nodeid)
+            return DRILLS if path.startswith(DRILLS) else path
+
+    config.option.loadscopereorder = False  # the order of collection (below), not the count
+    return DrillsTogether(config, log)
+
+
+def _file_rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    for rank, prefix in enumerate(LONGEST_FIRST):
+        if path.startswith(prefix):
+            return rank
+    return len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a pytest-xdist worker, the longest files first (the controller hands out files in
+    the order the workers collected them)."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=_file_rank)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A pytest-xdist worker sends its drills' figures to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        from tests.drills.conftest import FIGURES
+
+        output["drill_figures"] = json.dumps(FIGURES, default=str)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """The controller gathers the workers' drill figures, for the summary and the report."""
+    from tests.drills.conftest import FIGURES, save_figures
+
+    figures = json.loads(getattr(node, "workeroutput", {}).get("drill_figures", "{}"))
+    if figures:
+        FIGURES.update(figures)
+        save_figures(None)

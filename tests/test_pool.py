@@ -20,8 +20,12 @@ KEY = 0x7465_7374  # an advisory-lock key no job uses
 
 
 async def _holders(conn: asyncpg.Connection) -> int:
+    # This database's only: pg_locks shows the server's, and other test processes (pytest-xdist
+    # workers, other runs) take the same key in databases of their own.
     count: int = await conn.fetchval(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1", KEY)
+        """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())""",
+        KEY)
     return count
 
 

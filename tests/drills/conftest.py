@@ -31,14 +31,21 @@ FIGURES: dict[str, dict[str, Any]] = {}
 Report = Callable[[str, dict[str, Any]], None]
 
 
+def save_figures(folder: Path | None) -> None:
+    """Write FIGURES to PARCELCAST_DRILL_REPORT, else to drills.json in `folder` (None: to
+    the file named only)."""
+    named = os.environ.get("PARCELCAST_DRILL_REPORT")
+    path = Path(named) if named else None if folder is None else folder / "drills.json"
+    if path is not None:
+        path.write_text(json.dumps(FIGURES, indent=2, sort_keys=True, default=str))
+
+
 @pytest.fixture
 def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
     def record(drill: str, figures: dict[str, Any]) -> None:
         FIGURES[drill] = figures
         print(f"\ndrill {drill}: {json.dumps(figures, sort_keys=True, default=str)}")
-        path = Path(os.environ.get("PARCELCAST_DRILL_REPORT")
-                    or tmp_path_factory.getbasetemp() / "drills.json")
-        path.write_text(json.dumps(FIGURES, indent=2, sort_keys=True, default=str))
+        save_figures(tmp_path_factory.getbasetemp())
 
     return record
 
@@ -51,12 +58,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(900))
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not FIGURES:
-        return
-    terminalreporter.section("drill figures")
-    for drill, figures in FIGURES.items():
-        terminalreporter.write_line(f"{drill}: {json.dumps(figures, sort_keys=True, default=str)}")
+def summary_lines() -> list[str]:
+    """The figures' lines at the end of the run (tests/conftest.py prints them: the one
+    conftest the pytest-xdist controller loads, which receives the workers' FIGURES)."""
+    return [f"{drill}: {json.dumps(figures, sort_keys=True, default=str)}"
+            for drill, figures in FIGURES.items()]
 
 
 @pytest.fixture
