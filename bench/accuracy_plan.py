@@ -69,10 +69,15 @@ BEFORE_EXTEND = """
 UPDATE eta_scores SET error_days = extract(epoch FROM $1 - eta_p50) / 86400.0,
                       abs_error_days = abs(extract(epoch FROM $1 - eta_p50)) / 86400.0
 WHERE censored AND judged_at >= $1::timestamptz - $2::interval AND judged_at <= $1"""
-AFTER_WRITE = """
-INSERT INTO accuracy_checks (one, checked_at) VALUES (true, $1)
-ON CONFLICT (one) DO UPDATE
-SET checked_at = greatest(accuracy_checks.checked_at, EXCLUDED.checked_at)"""
+AFTER_WRITE = accuracy.MARK_CHECKED
+# The scores the scratch database starts with (their values follow, per kind of parcel).
+SCORE_ROWS = """
+        INSERT INTO eta_scores (shipment_id, eta_id, kind, model_version, stage, carrier,
+                                service_level, lane, predicted_at, eta_p10, eta_p50, eta_p90,
+                                delivered_at, error_days, abs_error_days, inside_window,
+                                on_time_shown, scored_at, judged_at, censored)
+        SELECT e.shipment_id, e.id, 'stage', e.model_version, e.stage, 'ups', 'ground', 'l',
+               e.predicted_at, e.eta_p10, e.eta_p50, e.eta_p90, """
 BEFORE_FIGURE = """SELECT count(*), avg(abs_error_days), avg(error_days) FROM eta_scores
 WHERE model_version = $1 AND judged_at >= $2 AND kind = 'stage'"""
 AFTER_FIGURE = f"""SELECT count(*), avg(abs({accuracy.ERROR})), avg({accuracy.ERROR})
@@ -126,30 +131,15 @@ async def populate(conn: asyncpg.Connection, n: int) -> None:
                label + interval '21 hours', label, label + interval '21 hours', label
         FROM p WHERE label + interval '21 hours' <= $1""", NOW)
     # The misses already judged: each late parcel's ETAs whose date ended (p90 + a day).
-    await conn.execute("""
-        INSERT INTO eta_scores (shipment_id, eta_id, kind, model_version, stage, carrier,
-                                service_level, lane, predicted_at, eta_p10, eta_p50, eta_p90,
-                                delivered_at, error_days, abs_error_days, inside_window,
-                                on_time_shown, scored_at, judged_at, censored)
-        SELECT e.shipment_id, e.id, 'stage', e.model_version, e.stage, 'ups', 'ground', 'l',
-               e.predicted_at, e.eta_p10, e.eta_p50, e.eta_p90, NULL, 1, 1, false, false,
+    await conn.execute(SCORE_ROWS + """NULL, 1, 1, false, false,
                $1, e.eta_p90 + interval '1 day', true
         FROM shipment_etas e JOIN shipments s USING (shipment_id)
         WHERE s.delivered_at IS NULL AND e.eta_p90 + interval '1 day' <= $1""", NOW)
-    await conn.execute("""
-        INSERT INTO eta_scores (shipment_id, eta_id, kind, model_version, stage, carrier,
-                                service_level, lane, predicted_at, eta_p10, eta_p50, eta_p90,
-                                delivered_at, error_days, abs_error_days, inside_window,
-                                on_time_shown, scored_at, judged_at, censored)
-        SELECT e.shipment_id, e.id, 'stage', e.model_version, e.stage, 'ups', 'ground', 'l',
-               e.predicted_at, e.eta_p10, e.eta_p50, e.eta_p90, s.delivered_at, 0, 0, true,
+    await conn.execute(SCORE_ROWS + """s.delivered_at, 0, 0, true,
                true, s.delivered_at, s.delivered_at, false
         FROM shipment_etas e JOIN shipments s USING (shipment_id)
         WHERE s.delivered_at IS NOT NULL AND e.predicted_at <= s.delivered_at""")
-    await conn.execute(
-        "INSERT INTO accuracy_checks (one, checked_at) VALUES (true, $1) "
-        "ON CONFLICT (one) DO UPDATE SET checked_at = EXCLUDED.checked_at",
-        NOW - timedelta(minutes=1))
+    await accuracy.mark_checked(conn, NOW - timedelta(minutes=1))
     await conn.execute("VACUUM ANALYZE")
 
 

@@ -290,12 +290,14 @@ async def last_check(conn: asyncpg.Connection) -> datetime | None:
     return checked
 
 
+MARK_CHECKED = """INSERT INTO accuracy_checks (one, checked_at) VALUES (true, $1)
+ON CONFLICT (one) DO UPDATE
+SET checked_at = greatest(accuracy_checks.checked_at, EXCLUDED.checked_at)"""
+
+
 async def mark_checked(conn: asyncpg.Connection, now: datetime) -> None:
     """Record a judging poll: the censored misses' errors now run to `now` (:data:`ERROR`)."""
-    await conn.execute(
-        """INSERT INTO accuracy_checks (one, checked_at) VALUES (true, $1)
-           ON CONFLICT (one) DO UPDATE
-           SET checked_at = greatest(accuracy_checks.checked_at, EXCLUDED.checked_at)""", now)
+    await conn.execute(MARK_CHECKED, now)
 
 
 # A date shown ends at a local midnight, so, every zone's offset from UTC being whole
