@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -14,11 +14,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.api.app import create_app
 from service.clock import ManualClock
-from service.eta.runtime import Prediction
+from service.eta.runtime import Prediction, refresh_inputs
+from service.integrations import CarrierEstimate
 from service.settings import Settings
 from service.store import etas, work
 from service.store import notifications as notifications_db
 from service.store import shipments as shipments_db
+from service.store import webhooks as webhooks_db
 from service.store.redis import arq_client
 from tests.builders import event, order, shipment
 from tests.servers import OwnRedis, start_worker, stop_worker, worker_env
@@ -364,6 +366,62 @@ async def test_a_refresh_that_ran_late_never_hides_a_newer_eta(
             """SELECT e.stage FROM shipments s JOIN shipment_etas e ON e.id = s.eta_id
                WHERE s.shipment_id = 's-1'""")
     assert shown == "first_scan"
+
+
+async def test_a_refresh_that_read_the_shipment_before_a_change_never_hides_one_after_it(
+    outage_client: TestClient, admin: dict[str, str], pool: asyncpg.Pool, clock: ManualClock,
+) -> None:
+    """Refreshes run in different processes, often on different hosts, whose clocks differ:
+    one that read the shipment before its first scan, an OMS update or a carrier's estimate
+    landed, and whose clock runs ahead, still never replaces the ETA predicted from the
+    shipment after the change (the worker-kill drill saw a label-stage ETA hide the first
+    scan's). An ETA from the same inputs predicted later still replaces it."""
+    await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
+    now, day = clock.now(), datetime(2026, 11, 6, 15, tzinfo=UTC)
+
+    async def first_scan() -> None:
+        answer = await outage_client.post("/v1/tracking-events", headers=admin, json=[
+            event("in_transit", "2026-11-02T20:00:00Z")])
+        assert answer.status < 300, await answer.text()
+
+    async def oms_update() -> None:
+        answer = await outage_client.put("/v1/shipments/s-1", headers=admin,
+                                         json=shipment(promised_delivery_date="2026-11-07"))
+        assert answer.status < 300, await answer.text()
+
+    async def carrier_estimate() -> None:
+        async with pool.acquire() as conn:
+            kept = await webhooks_db.set_estimates(conn, [CarrierEstimate(
+                "ups", "1Z0001", date(2026, 11, 5), "ups", now)], now)
+        assert kept.changed == 1
+
+    async def shown(conn: asyncpg.Connection) -> datetime:
+        return await conn.fetchval(  # type: ignore[no-any-return]
+            """SELECT e.eta_p50 FROM shipments s JOIN shipment_etas e ON e.id = s.eta_id
+               WHERE s.shipment_id = 's-1'""")
+
+    async def store(conn: asyncpg.Connection, at: datetime, p50: datetime, revision: int
+                    ) -> None:
+        await etas.store_many(conn, ["s-1"], at, "m-1",
+                              [Prediction("later", p50, p50, p50, 0.1, [])],
+                              revisions=[revision])
+
+    for i, change in enumerate((first_scan, oms_update, carrier_estimate)):
+        async with pool.acquire() as conn:
+            (before,), _ = await refresh_inputs(conn, ["s-1"], now)
+        await change()
+        async with pool.acquire() as conn:
+            (after,), _ = await refresh_inputs(conn, ["s-1"], now)
+            assert after["revision"] > before["revision"], change.__name__
+            at, p50 = now + timedelta(minutes=10 * i), day + timedelta(hours=10 * i)
+            await store(conn, at, p50, after["revision"])
+            # Read before the change, on a host whose clock runs 2 s ahead.
+            await store(conn, at + timedelta(seconds=2), p50 + timedelta(hours=1),
+                        before["revision"])
+            assert await shown(conn) == p50, change.__name__
+            await store(conn, at + timedelta(seconds=3), p50 + timedelta(hours=2),
+                        after["revision"])
+            assert await shown(conn) == p50 + timedelta(hours=2), change.__name__
 
 
 async def test_overlapping_refreshes_wait_instead_of_deadlocking(

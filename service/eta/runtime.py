@@ -96,7 +96,8 @@ def _instants(now: datetime, hours: np.ndarray) -> list[list[datetime]]:
 async def refresh_inputs(conn: asyncpg.Connection, shipment_ids: list[str], now: datetime
                          ) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
     """The unfinished shipments among `shipment_ids` as a refresh scores them (handed over at
-    the first scan if the OMS never said; not delivered, by definition) and their scans."""
+    the first scan if the OMS never said; not delivered, by definition; with the `revision`
+    of their inputs read) and their scans."""
     found = await etas.unfinished_with_scans(conn, shipment_ids, now, REFRESH_FIELDS)
     for row, _ in found:
         if row["shipped_at"] is None:
@@ -253,8 +254,10 @@ class EtaRuntime:
         # deadlock (to the ingest statement, whose order is its own).
         ordered = sorted(zip((r["shipment_id"] for r in rows), predictions, strict=True),
                          key=lambda pair: pair[0])
+        revision = {r["shipment_id"]: r["revision"] for r in rows}
         await retrying_contention(lambda: etas.store_many(
-            conn, [i for i, _ in ordered], now, model.version, [p for _, p in ordered]))
+            conn, [i for i, _ in ordered], now, model.version, [p for _, p in ordered],
+            revisions=[revision[i] for i, _ in ordered]))
         shadow = self.shadow
         if shadow is not None and shadow.version != model.version:
             # Same inputs, same instant: the challenger's answer, stored for scoring only.

@@ -57,11 +57,16 @@ async def history(conn: asyncpg.Connection, shipment_id: str, limit: int = 500
 
 
 # Append the ETAs (in shipment_id order, as $1 is given) and point each shipment at its new
-# one, unless it already shows one predicted later: a refresh that ran late (handed over
-# twice) never hides a newer prediction. The shipments are locked in shipment_id order
-# first (LOCK_IN_ORDER): two refreshes of overlapping batches wait for each other instead of
-# deadlocking. One statement is enough because the check reads the updated row's own column
-# (`eta_predicted_at`): after waiting for a row's lock, PostgreSQL re-checks the WHERE clause
+# one, unless it already shows one predicted from newer inputs ($11: the shipment's
+# `revision` each prediction read; see bump_revision), or from the same inputs at a later
+# instant: a refresh that read the shipment before a scan landed, or ran late (handed over
+# twice), never hides a newer prediction, whatever the clocks of the processes that made
+# them (hosts' clocks differ; a revision does not). An ETA stored without a revision (NULL:
+# set by hand, or shown before revisions were kept) is ordered by its instant alone.
+# The shipments are locked in shipment_id order first (LOCK_IN_ORDER): two refreshes of
+# overlapping batches wait for each other instead of deadlocking. One statement is enough
+# because the check reads the updated row's own columns (`eta_revision`,
+# `eta_predicted_at`): after waiting for a row's lock, PostgreSQL re-checks the WHERE clause
 # on the row's newest version (EvalPlanQual), so an ETA committed meanwhile is seen. (A check
 # through another table, e.g. a subquery on shipment_etas, would read the statement's
 # snapshot, taken before the wait, and miss it.)
@@ -73,12 +78,18 @@ WITH {LOCK_IN_ORDER}, new AS (
         $1::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[],
         $8::real[], $9::text[]) AS t(s, st, a, b, c, l, r),
         (SELECT CASE WHEN $10 THEN set_config('synchronous_commit', 'off', true) END) AS relax
-    RETURNING id, shipment_id, eta_p10, eta_p50, eta_p90)
+    RETURNING id, shipment_id, eta_p10, eta_p50, eta_p90),
+read AS (SELECT * FROM unnest($1::text[], $11::bigint[]) AS r(shipment_id, revision))
 UPDATE shipments x SET eta_id = new.id, eta_predicted_at = $2, eta_p10 = new.eta_p10,
-                       eta_p50 = new.eta_p50, eta_p90 = new.eta_p90
-FROM new WHERE x.shipment_id = new.shipment_id
+                       eta_p50 = new.eta_p50, eta_p90 = new.eta_p90,
+                       eta_revision = read.revision
+FROM new JOIN read USING (shipment_id)
+WHERE x.shipment_id = new.shipment_id
   AND x.shipment_id IN (SELECT shipment_id FROM locked)
-  AND (x.eta_predicted_at IS NULL OR x.eta_predicted_at <= $2)"""
+  AND CASE WHEN x.eta_revision IS NULL OR read.revision IS NULL
+             OR x.eta_revision = read.revision
+           THEN x.eta_predicted_at IS NULL OR x.eta_predicted_at <= $2
+           ELSE x.eta_revision < read.revision END"""
 # A challenger's ETAs (shadow): only appended, no shipment points at them, nothing to lock.
 STORE_SHADOW = """
 INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage, eta_p10, eta_p50,
@@ -91,9 +102,12 @@ SELECT s, $2, $3, st, a, b, c, l, r::jsonb, true FROM unnest(
 
 async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicted_at: datetime,
                      model_version: str, predictions: Sequence[Any], *,
+                     revisions: Sequence[int | None] | None = None,
                      shadow: bool = False) -> None:
     """Append one ETA per shipment and point each shipment at it, unless it already shows a
-    newer one (one statement, one round trip: :data:`STORE`). A ``shadow`` ETA (a
+    newer one: predicted from a newer ``revision`` of the shipment (``revisions``: what each
+    prediction read, see :func:`unfinished_with_scans`), or later from the same (one
+    statement, one round trip: :data:`STORE`). A ``shadow`` ETA (a
     challenger's) is only appended: no shipment points at it, nothing shows it or sends a
     message from it.
 
@@ -106,25 +120,30 @@ async def store_many(conn: asyncpg.Connection, shipment_ids: list[str], predicte
     relaxed = not conn.is_in_transaction()
     order = sorted(range(len(shipment_ids)), key=shipment_ids.__getitem__)
     ordered = [predictions[i] for i in order]
+    statement, extra = STORE_SHADOW, []
+    if not shadow:
+        read = [None] * len(order) if revisions is None else [revisions[i] for i in order]
+        statement, extra = STORE, [read]
     await conn.execute(
-        STORE_SHADOW if shadow else STORE, [shipment_ids[i] for i in order], predicted_at,
+        statement, [shipment_ids[i] for i in order], predicted_at,
         model_version, [p.stage for p in ordered], [p.p10 for p in ordered],
         [p.p50 for p in ordered], [p.p90 for p in ordered], [p.prob_late for p in ordered],
-        [orjson.dumps(p.reasons).decode() for p in ordered], relaxed)
+        [orjson.dumps(p.reasons).decode() for p in ordered], relaxed, *extra)
 
 
 async def unfinished_with_scans(conn: asyncpg.Connection, shipment_ids: list[str],
                                 until: datetime, fields: Sequence[str]
                                 ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """What a refresh scores, in one round trip: each unfinished shipment's `fields` (only
-    what the refresh reads: decoding every column cost more than the query) and its scans
-    up to `until`, oldest first."""
+    what the refresh reads: decoding every column cost more than the query), its scans
+    up to `until`, oldest first, and the `revision` of its inputs they were read at (in the
+    row; what :func:`store_many` orders ETAs by)."""
     unknown = set(fields) - set(Shipment.__struct_fields__)
     if unknown:
         raise ValueError(f"not shipment columns: {sorted(unknown)}")
     columns = ", ".join(f"s.{c}" for c in fields)
     rows = await conn.fetch(
-        f"""SELECT {columns}, coalesce(array_agg(e.status ORDER BY e.occurred_at, e.id)
+        f"""SELECT {columns}, s.revision, coalesce(array_agg(e.status ORDER BY e.occurred_at, e.id)
                                 FILTER (WHERE e.id IS NOT NULL), '{{}}') AS scan_statuses,
                   coalesce(array_agg(e.occurred_at ORDER BY e.occurred_at, e.id)
                            FILTER (WHERE e.id IS NOT NULL), '{{}}') AS scan_times

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from service.store.shipments import BEST_EVENT_ORDER, event_stats_over
+from service.store.shipments import BEST_EVENT_ORDER, bump_revision, event_stats_over
 from service.store.transient import retrying_contention
 from service.store.work import CHANNEL, REFRESH_SHIPMENT
 
@@ -132,7 +132,7 @@ def _fold(new: str) -> str:
     ORDER BY carrier, tracking_number, {_BEST}
 ), touched AS (
     UPDATE shipments s SET
-        event_count = s.event_count + m.n,
+        event_count = s.event_count + m.n, {bump_revision("s")},
         last_event_at = greatest(s.last_event_at, m.last_at),
         first_scan_at = least(s.first_scan_at, m.first_scan_at),
         status = CASE WHEN {_MOVES} THEN m.best_status ELSE s.status END,

@@ -87,7 +87,15 @@ UNFINISHED = f"status NOT IN {sql_list(TERMINAL)} AND lost_at IS NULL"
 NEVER_DELIVERED = (f"(status = 'returned_to_sender' OR (lost_at IS NOT NULL "
                    f"AND status NOT IN {sql_list(TERMINAL)}))")
 
-UPSERT = """
+
+def bump_revision(table: str) -> str:
+    """The SET item every statement that changes a shipment's ETA inputs (its OMS fields,
+    its carrier's estimate, its scans) carries, in that same statement: ETAs are ordered by
+    the revision they were predicted from (service.store.etas.STORE), not by a clock."""
+    return f"revision = {table}.revision + 1"
+
+
+UPSERT = f"""
 INSERT INTO shipments (shipment_id, order_id, carrier, service_level, tracking_number,
                        origin_postal_code, origin_country, destination_postal_code,
                        destination_country, weight_grams, promised_delivery_date,
@@ -101,7 +109,7 @@ ON CONFLICT (shipment_id) DO UPDATE SET
     destination_country = EXCLUDED.destination_country, weight_grams = EXCLUDED.weight_grams,
     promised_delivery_date = EXCLUDED.promised_delivery_date,
     label_created_at = EXCLUDED.label_created_at, shipped_at = EXCLUDED.shipped_at,
-    updated_at = EXCLUDED.updated_at
+    updated_at = EXCLUDED.updated_at, {bump_revision("shipments")}
 RETURNING (xmax = 0) AS created
 """
 
@@ -146,7 +154,7 @@ MERGE = UPSERT.split("ON CONFLICT")[0].replace(
     "$14, $14)", "$14, $14, $17)") + "ON CONFLICT (shipment_id) DO UPDATE SET\n" + "".join(
     f"    {column} = CASE WHEN '{column}' = ANY($15::text[]) THEN EXCLUDED.{column} "
     f"ELSE shipments.{column} END,\n" for column in MERGE_COLUMNS.values()
-) + """    updated_at = EXCLUDED.updated_at,
+) + f"""    updated_at = EXCLUDED.updated_at, {bump_revision("shipments")},
     source_updated_at = greatest(shipments.source_updated_at, EXCLUDED.source_updated_at)
 WHERE ($16::timestamptz IS NULL OR shipments.updated_at <= $16::timestamptz)
   -- The sender's own version time ($17, e.g. Shopify's updated_at): an older one delivered
@@ -246,9 +254,10 @@ WHERE s0.shipment_id IN (SELECT shipment_id FROM locked) AND s.shipment_id = s0.
 
 # A tracker's estimate kept before the shipment existed (or before its tracking number
 # changed to this one) is taken by the rule of service.store.webhooks.SET_ESTIMATE.
-ADOPT_ESTIMATES = """
+ADOPT_ESTIMATES = f"""
 UPDATE shipments s SET carrier_estimated_delivery = e.delivery_date,
-                       carrier_estimate_source = e.source, carrier_estimate_as_of = e.as_of
+                       carrier_estimate_source = e.source, carrier_estimate_as_of = e.as_of,
+                       {bump_revision("s")}
 FROM carrier_estimates e
 WHERE s.shipment_id = ANY($1::text[]) AND e.carrier = s.carrier
   AND e.tracking_number = s.tracking_number

@@ -47,7 +47,7 @@ WHERE webhook_deliveries.outcome = 'rejected'
 # without a time, so a replayed old tracker cannot move the date back. The winner is kept per
 # tracking number whether or not the shipment exists yet (a tracker often comes first: the
 # shipment takes it when it arrives, ADOPT_ESTIMATES), and set on the shipment if it does.
-SET_ESTIMATE = """
+SET_ESTIMATE = f"""
 WITH kept AS (
     INSERT INTO carrier_estimates (carrier, tracking_number, delivery_date, source, as_of,
                                    received_at)
@@ -59,7 +59,8 @@ WITH kept AS (
     RETURNING 1
 ), moved AS (
     UPDATE shipments SET carrier_estimated_delivery = $3, carrier_estimate_source = $4,
-                         carrier_estimate_as_of = $5, updated_at = $6
+                         carrier_estimate_as_of = $5, updated_at = $6,
+                         {shipments.bump_revision("shipments")}
     WHERE carrier = $1 AND tracking_number = $2
       AND (carrier_estimate_as_of IS NULL OR $5::timestamptz >= carrier_estimate_as_of)
       AND (carrier_estimated_delivery, carrier_estimate_source)
