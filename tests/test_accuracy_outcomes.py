@@ -104,6 +104,31 @@ async def test_a_returned_parcel_is_a_miss_that_its_returns_delivery_never_compl
     assert (await _live(pool)).on_time_shown == 0
 
 
+async def test_a_return_delivered_back_inside_the_window_is_still_a_miss(
+    client: TestClient, admin: dict[str, str], settings: Settings, clock: ManualClock,
+    pool: asyncpg.Pool,
+) -> None:
+    """The return reaches the sender before the window shown to the customer closes (its
+    "delivered" scan inside [p10, p90]): the customer got nothing, so live accuracy judges a
+    miss when the date shown ends, and promotion/rollback count no delivery either."""
+    settings = settings.model_copy(update={"shop_timezone": LA})
+    await _shown(client, admin, settings, clock, pool)
+    returned_at = datetime(2026, 11, 4, 20, 0, tzinfo=UTC)
+    await _scan(client, admin, settings, clock, pool, "returned_to_sender", returned_at)
+    back_at = datetime(2026, 11, 5, 20, 0, tzinfo=UTC)  # between p10 and p90
+    await _scan(client, admin, settings, clock, pool, "delivered", back_at)
+    assert await _scores(pool) == []  # the return's delivery scores nothing
+    assert await _judge(clock, pool, settings, ENDS + timedelta(hours=1)) == 3
+    for score in await _scores(pool):
+        assert score["censored"] and not score["on_time_shown"] and not score["inside_window"]
+        assert score["ended_at"] == returned_at
+    assert (await _live(pool)).on_time_shown == 0
+    async with pool.acquire() as conn:
+        judged = await etas.scores(conn, ["eta-a"], SHOWN_AT, ENDS + timedelta(hours=1),
+                                   common=False, shop_timezone=LA)
+    assert (judged["eta-a"].rows, judged["eta-a"].late, judged["eta-a"].coverage) == (1, 1, 0)
+
+
 async def test_a_parcel_returned_after_its_date_shown_stops_growing_at_its_return(
     client: TestClient, admin: dict[str, str], settings: Settings, clock: ManualClock,
     pool: asyncpg.Pool,

@@ -238,7 +238,7 @@ class Overdue(msgspec.Struct, frozen=True, kw_only=True):
 
 # The shown ETAs ($1: now) whose p90 passed in [$2, $1), of parcels not delivered (still
 # moving, or ended without a delivery: NEVER_DELIVERED, or a return delivered back to its
-# sender; never a cancelled one), picked as a delivery's scoring picks them (the first shown,
+# sender, before its p90 or after; never a cancelled one), picked as a delivery's scoring picks them (the first shown,
 # the first at each stage, the one in force when a message went out) and not scored yet.
 # Index-driven: the p90 range (shipment_etas_p90), then each candidate's shipment by its key
 # and its picks by (shipment_id, predicted_at): the work follows the p90s in the range, not
@@ -271,7 +271,7 @@ CROSS JOIN LATERAL (VALUES
 WHERE NOT e.shadow AND e.eta_p90 >= $2 AND e.eta_p90 < $1 AND e.predicted_at <= $1
   AND s.status <> 'cancelled'
   AND (s.delivered_at IS NULL AND ({UNFINISHED} OR {NEVER_DELIVERED})
-       OR s.delivered_at > e.eta_p90 AND {RETURNED_AT} IS NOT NULL)
+       OR s.delivered_at IS NOT NULL AND {RETURNED_AT} IS NOT NULL)
   AND p.picked
   AND NOT EXISTS (SELECT 1 FROM eta_scores x WHERE x.eta_id = e.id AND x.kind = p.kind)
 """

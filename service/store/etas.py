@@ -10,7 +10,7 @@ import asyncpg
 import msgspec
 import orjson
 
-from service.store.accuracy import DATE_SHOWN_SPAN, date_shown_ends_sql
+from service.store.accuracy import DATE_SHOWN_SPAN, RETURNED_AT, date_shown_ends_sql
 from service.store.shipments import LOCK_IN_ORDER, NEVER_DELIVERED, UNFINISHED, Shipment
 from service.zones import customer_zone
 
@@ -173,11 +173,13 @@ class ModelScore(msgspec.Struct, frozen=True, kw_only=True):
     late: int = 0
 
 
-# The parcels not delivered at $3 (still out then, or ended undelivered, never a cancelled
-# one), labelled in the 60 days before $2.
+# The parcels not delivered at $3 (still out then, or ended undelivered: lost, or returned,
+# even if the return was delivered back to the sender; never a cancelled one), labelled in
+# the 60 days before $2.
 _LATE = f"""
-    SELECT shipment_id FROM shipments
-    WHERE (delivered_at >= $3 OR (delivered_at IS NULL AND ({UNFINISHED} OR {NEVER_DELIVERED})))
+    SELECT shipment_id FROM shipments s
+    WHERE (delivered_at >= $3 OR (delivered_at IS NULL AND ({UNFINISHED} OR {NEVER_DELIVERED}))
+           OR {RETURNED_AT} IS NOT NULL)
       AND label_created_at > $2::timestamptz - interval '60 days' AND label_created_at < $3"""
 # Of those, the ones with an ETA of the models ($1) whose date shown may have ended in
 # [$2, $3] ($4: DATE_SHOWN_SPAN), and what their customer's zone follows from.
@@ -198,8 +200,9 @@ WHERE s.shipment_id IN ({_LATE})
 SCORES = f"""
 WITH parcels AS (
     SELECT shipment_id, delivered_at AS outcome_at, false AS late, NULL::text AS zone
-    FROM shipments
+    FROM shipments s
     WHERE delivered_at >= $2 AND delivered_at < $3
+      AND {RETURNED_AT} IS NULL  -- the delivery of a return is no delivery
     UNION ALL
     SELECT l.shipment_id, $3, true, z.zone FROM ({_LATE}) l
     LEFT JOIN unnest($5::text[], $6::text[]) AS z(shipment_id, zone) USING (shipment_id)),
