@@ -375,7 +375,8 @@ async def test_a_refresh_that_read_the_shipment_before_a_change_never_hides_one_
     one that read the shipment before its first scan, an OMS update or a carrier's estimate
     landed, and whose clock runs ahead, still never replaces the ETA predicted from the
     shipment after the change (the worker-kill drill saw a label-stage ETA hide the first
-    scan's). An ETA from the same inputs predicted later still replaces it."""
+    scan's), and is not kept as if it had been shown. An ETA from the same inputs predicted
+    later still replaces it."""
     await outage_client.put("/v1/shipments/s-1", json=shipment(), headers=admin)
     now, day = clock.now(), datetime(2026, 11, 6, 15, tzinfo=UTC)
 
@@ -419,6 +420,11 @@ async def test_a_refresh_that_read_the_shipment_before_a_change_never_hides_one_
             await store(conn, at + timedelta(seconds=2), p50 + timedelta(hours=1),
                         before["revision"])
             assert await shown(conn) == p50, change.__name__
+            # Never shown, so not in the history agents read, nor what the API calls latest.
+            _, latest = await etas.first_and_latest(conn, "s-1")
+            assert latest is not None and latest.eta_p50 == p50, change.__name__
+            assert p50 + timedelta(hours=1) not in [
+                e.eta_p50 for e in await etas.history(conn, "s-1")], change.__name__
             await store(conn, at + timedelta(seconds=3), p50 + timedelta(hours=2),
                         after["revision"])
             assert await shown(conn) == p50 + timedelta(hours=2), change.__name__

@@ -238,8 +238,9 @@ class Overdue(msgspec.Struct, frozen=True, kw_only=True):
 
 # The shown ETAs ($1: now) whose p90 passed in [$2, $1), of parcels not delivered (still
 # moving, or ended without a delivery: NEVER_DELIVERED, or a return delivered back to its
-# sender, before its p90 or after; never a cancelled one), picked as a delivery's scoring picks them (the first shown,
-# the first at each stage, the one in force when a message went out) and not scored yet.
+# sender, before its p90 or after; never a cancelled one), picked as a delivery's scoring
+# picks them (the first shown, the first at each stage, the one in force when a message went
+# out) and not scored yet.
 # Index-driven: the p90 range (shipment_etas_p90), then each candidate's shipment by its key
 # and its picks by (shipment_id, predicted_at): the work follows the p90s in the range, not
 # the parcels in flight.

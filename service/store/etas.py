@@ -11,7 +11,7 @@ import msgspec
 import orjson
 
 from service.store.accuracy import DATE_SHOWN_SPAN, RETURNED_AT, date_shown_ends_sql
-from service.store.shipments import LOCK_IN_ORDER, NEVER_DELIVERED, UNFINISHED, Shipment
+from service.store.shipments import NEVER_DELIVERED, UNFINISHED, Shipment, lock_in_order
 from service.zones import customer_zone
 
 
@@ -35,13 +35,15 @@ COLUMNS = ", ".join(EtaRecord.__struct_fields__)
 
 async def first_and_latest(conn: asyncpg.Connection, shipment_id: str
                            ) -> tuple[EtaRecord | None, EtaRecord | None]:
+    """The first ETA shown for a shipment and the one it shows now (:data:`STORE` decides
+    which that is: not always the latest by its instant)."""
     rows = await conn.fetch(
         f"""(SELECT {COLUMNS}, 'first' AS which FROM shipment_etas
-             WHERE shipment_id = $1 AND NOT shadow ORDER BY predicted_at, id LIMIT 1)
+             WHERE shipment_id = $1 AND NOT shadow ORDER BY id LIMIT 1)
             UNION ALL
-            (SELECT {COLUMNS}, 'latest' FROM shipment_etas
-             WHERE shipment_id = $1 AND NOT shadow
-             ORDER BY predicted_at DESC, id DESC LIMIT 1)""", shipment_id)
+            (SELECT {", ".join(f"e.{c}" for c in EtaRecord.__struct_fields__)}, 'latest'
+             FROM shipments s JOIN shipment_etas e ON e.id = s.eta_id
+             WHERE s.shipment_id = $1)""", shipment_id)
     found = {r["which"]: EtaRecord(**{k: r[k] for k in EtaRecord.__struct_fields__})
              for r in rows}
     return found.get("first"), found.get("latest")
@@ -49,47 +51,51 @@ async def first_and_latest(conn: asyncpg.Connection, shipment_id: str
 
 async def history(conn: asyncpg.Connection, shipment_id: str, limit: int = 500
                   ) -> list[EtaRecord]:
-    """Every ETA shown for a shipment, oldest first (up to `limit`; no shadow ETA)."""
+    """Every ETA shown for a shipment, in the order shown (up to `limit`; no shadow ETA)."""
     rows = await conn.fetch(
         f"""SELECT {COLUMNS} FROM shipment_etas WHERE shipment_id = $1 AND NOT shadow
-            ORDER BY predicted_at, id LIMIT $2""", shipment_id, limit)
+            ORDER BY id LIMIT $2""", shipment_id, limit)
     return [EtaRecord(**r) for r in rows]
 
 
-# Append the ETAs (in shipment_id order, as $1 is given) and point each shipment at its new
-# one, unless it already shows one predicted from newer inputs ($11: the shipment's
-# `revision` each prediction read; see bump_revision), or from the same inputs at a later
-# instant: a refresh that read the shipment before a scan landed, or ran late (handed over
-# twice), never hides a newer prediction, whatever the clocks of the processes that made
-# them (hosts' clocks differ; a revision does not). An ETA stored without a revision (NULL:
-# set by hand, or shown before revisions were kept) is ordered by its instant alone.
-# The shipments are locked in shipment_id order first (LOCK_IN_ORDER): two refreshes of
-# overlapping batches wait for each other instead of deadlocking. One statement is enough
-# because the check reads the updated row's own columns (`eta_revision`,
-# `eta_predicted_at`): after waiting for a row's lock, PostgreSQL re-checks the WHERE clause
-# on the row's newest version (EvalPlanQual), so an ETA committed meanwhile is seen. (A check
-# through another table, e.g. a subquery on shipment_etas, would read the statement's
-# snapshot, taken before the wait, and miss it.)
+# Show the new ETAs (in shipment_id order, as $1 is given): append each and point its
+# shipment at it, unless the shipment already shows one predicted from newer inputs ($11:
+# the shipment's `revision` each prediction read; see bump_revision), or from the same inputs
+# at a later instant. A refresh that read the shipment before a scan landed, or ran late
+# (handed over twice), never hides a newer prediction, whatever the clocks of the processes
+# that made them (hosts' clocks differ; a revision does not); and an ETA that loses is not
+# kept: it was never shown (the history holds what customers and agents saw, in the order
+# they saw it: by id). An ETA stored without a revision (NULL: set by hand, or shown before
+# revisions were kept) is ordered by its instant alone.
+# The shipments are locked in shipment_id order first (lock_in_order): two refreshes of overlapping batches
+# wait for each other instead of deadlocking. The check reads the columns the locking read
+# returns: after waiting for a row's lock, PostgreSQL hands the locking read the row's newest
+# version (EvalPlanQual), so an ETA committed meanwhile is seen. (A check through another
+# table, e.g. a subquery on shipment_etas, would read the statement's snapshot, taken before
+# the wait, and miss it.)
 STORE = f"""
-WITH {LOCK_IN_ORDER}, new AS (
+WITH {lock_in_order("eta_revision", "eta_predicted_at")},
+shown AS (
+    SELECT k.shipment_id, q.revision FROM locked k
+    JOIN unnest($1::text[], $11::bigint[]) AS q(shipment_id, revision) USING (shipment_id)
+    WHERE CASE WHEN k.eta_revision IS NULL OR q.revision IS NULL
+                 OR k.eta_revision = q.revision
+               THEN k.eta_predicted_at IS NULL OR k.eta_predicted_at <= $2
+               ELSE k.eta_revision < q.revision END),
+new AS (
     INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage, eta_p10,
                                eta_p50, eta_p90, prob_late, reasons, shadow)
     SELECT s, $2, $3, st, a, b, c, l, r::jsonb, false FROM unnest(
         $1::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[],
-        $8::real[], $9::text[]) AS t(s, st, a, b, c, l, r),
+        $8::real[], $9::text[]) AS t(s, st, a, b, c, l, r)
+        JOIN shown ON shown.shipment_id = t.s,
         (SELECT CASE WHEN $10 THEN set_config('synchronous_commit', 'off', true) END) AS relax
-    RETURNING id, shipment_id, eta_p10, eta_p50, eta_p90),
-read AS (SELECT * FROM unnest($1::text[], $11::bigint[]) AS r(shipment_id, revision))
+    RETURNING id, shipment_id, eta_p10, eta_p50, eta_p90)
 UPDATE shipments x SET eta_id = new.id, eta_predicted_at = $2, eta_p10 = new.eta_p10,
                        eta_p50 = new.eta_p50, eta_p90 = new.eta_p90,
-                       eta_revision = read.revision
-FROM new JOIN read USING (shipment_id)
-WHERE x.shipment_id = new.shipment_id
-  AND x.shipment_id IN (SELECT shipment_id FROM locked)
-  AND CASE WHEN x.eta_revision IS NULL OR read.revision IS NULL
-             OR x.eta_revision = read.revision
-           THEN x.eta_predicted_at IS NULL OR x.eta_predicted_at <= $2
-           ELSE x.eta_revision < read.revision END"""
+                       eta_revision = shown.revision
+FROM new JOIN shown USING (shipment_id)
+WHERE x.shipment_id = new.shipment_id"""
 # A challenger's ETAs (shadow): only appended, no shipment points at them, nothing to lock.
 STORE_SHADOW = """
 INSERT INTO shipment_etas (shipment_id, predicted_at, model_version, stage, eta_p10, eta_p50,

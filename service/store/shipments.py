@@ -222,12 +222,18 @@ async def merge(
 
 
 # The derived state of many shipments in one statement, from all of their events. The rows
-# are locked first, in shipment_id order (LOCK_IN_ORDER): two statements over overlapping
+# are locked first, in shipment_id order (lock_in_order): two statements over overlapping
 # shipments (a worker's batch, the API's ingest) then wait for each other instead of
 # deadlocking, whatever join order the planner picks for the update.
-LOCK_IN_ORDER = """
-locked AS (SELECT shipment_id FROM shipments WHERE shipment_id = ANY($1::text[])
-           ORDER BY shipment_id FOR NO KEY UPDATE)"""
+def lock_in_order(*columns: str) -> str:
+    """The CTE `locked`: the shipments $1 locked in shipment_id order, with `columns` as the
+    locking read returns them (a row's newest version, once its lock was waited for)."""
+    return f"""
+locked AS (SELECT {", ".join(("shipment_id", *columns))} FROM shipments
+           WHERE shipment_id = ANY($1::text[]) ORDER BY shipment_id FOR NO KEY UPDATE)"""
+
+
+LOCK_IN_ORDER = lock_in_order()
 DERIVE_MANY = f"""
 WITH {LOCK_IN_ORDER}
 UPDATE shipments s SET
