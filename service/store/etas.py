@@ -67,12 +67,12 @@ async def history(conn: asyncpg.Connection, shipment_id: str, limit: int = 500
 # kept: it was never shown (the history holds what customers and agents saw, in the order
 # they saw it: by id). An ETA stored without a revision (NULL: set by hand, or shown before
 # revisions were kept) is ordered by its instant alone.
-# The shipments are locked in shipment_id order first (lock_in_order): two refreshes of overlapping batches
-# wait for each other instead of deadlocking. The check reads the columns the locking read
-# returns: after waiting for a row's lock, PostgreSQL hands the locking read the row's newest
-# version (EvalPlanQual), so an ETA committed meanwhile is seen. (A check through another
-# table, e.g. a subquery on shipment_etas, would read the statement's snapshot, taken before
-# the wait, and miss it.)
+# The shipments are locked in shipment_id order first (lock_in_order): two refreshes of
+# overlapping batches wait for each other instead of deadlocking. The check reads the
+# columns the locking read returns: after waiting for a row's lock, PostgreSQL hands the
+# locking read the row's newest version (EvalPlanQual), so an ETA committed meanwhile is
+# seen. (A check through another table, e.g. a subquery on shipment_etas, would read the
+# statement's snapshot, taken before the wait, and miss it.)
 STORE = f"""
 WITH {lock_in_order("eta_revision", "eta_predicted_at")},
 shown AS (
