@@ -89,7 +89,7 @@ print(json.dumps({"storage": storage, "start": start, "before": before, "after":
 @pytest.mark.skipif(_libc() is None, reason="not glibc: its own allocator returns memory")
 def test_text_columns_freed_between_training_phases_go_back_to_the_system() -> None:
     """Pandas keeps ``str`` columns in Arrow's memory pool when pyarrow is installed (as
-    where training runs), and that pool keeps freed pages: ~250 MB of a million-shipment
+    where training runs), and that pool keeps freed pages: 220 MiB of a million-shipment
     training's RSS before its first fit held nothing but freed text."""
     out = subprocess.run([sys.executable, "-c", ARROW_FREED], capture_output=True,
                          text=True, timeout=300, check=True)
