@@ -46,6 +46,7 @@ import pandas as pd
 from predictor.correction import fit_segment_factors, segment_factors, segment_keys
 from predictor.correction import scan_group as scan_group  # its home: correction
 from predictor.features import recent_performance, shipment_attributes, training_snapshots
+from predictor.memory import give_back
 from predictor.recent import RecentPerformance
 
 if TYPE_CHECKING:
@@ -283,6 +284,10 @@ def recalibrate(model: EtaModel, shipments: pd.DataFrame, events: pd.DataFrame,
     recent = recent_performance(shipments, attrs)
     delivered = attrs["delivered_s"].to_numpy()
     alive = (attrs["label_s"].to_numpy() < at) & ~(delivered < at - window_days * _DAY_S)
+    # Every shipment's attributes (~290 MB for a million) are not read again: not beside
+    # the in-flight snapshots' table.
+    del attrs, delivered
+    give_back()
     pool = snapshot_outcomes(model, shipments.iloc[np.flatnonzero(alive)], events,
                              recent=recent, censor_at=at, since=at - window_days * _DAY_S)
     if not (pool.delivered_s < at).any():  # nothing learnt yet: keep what the model has
