@@ -126,6 +126,46 @@ async def test_a_poison_shipment_is_quarantined_and_the_rest_of_its_batch_refres
             "SELECT eta_id IS NOT NULL FROM shipments WHERE shipment_id = 's-3'")
 
 
+async def test_a_shipment_whose_plan_fails_is_quarantined_and_its_chunk_planned(
+    client: TestClient, admin: dict[str, str], pool: asyncpg.Pool, settings: Settings,
+    clock: ManualClock, eta_model: EtaModel, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Shipments are planned several to a transaction: one whose plan fails rolls its chunk
+    back, the chunk is split until that shipment is alone, and every other shipment of it
+    gets its messages scheduled and its work retired."""
+    import workers.refresh
+
+    clock.set(NOON_LA)
+    async with pool.acquire() as conn:
+        await install_champion(conn, eta_model, clock.now())
+    await client.put("/v1/orders/o-1", json=order(), headers=admin)
+    for i in range(6):
+        await client.put(f"/v1/shipments/s-{i}", headers=admin,
+                         json=shipment(tracking_number=f"1ZP{i:04d}"))
+    real_plan = workers.refresh.plan
+
+    async def plan(conn: asyncpg.Connection, settings: Settings, shipment: Any,
+                   *args: Any, **kwargs: Any) -> list[int]:
+        if shipment.shipment_id == "s-3":
+            raise KeyError("a rule this plan cannot follow")
+        return await real_plan(conn, settings, shipment, *args, **kwargs)
+
+    monkeypatch.setattr(workers.refresh, "plan", plan)
+    await client.post("/v1/tracking-events", headers=admin, json=[
+        event("in_transit", "2026-11-03T15:00:00Z", tracking_number=f"1ZP{i:04d}")
+        for i in range(6)])
+    await drain(settings, clock, pool)
+
+    [failed] = await _failing(pool)
+    assert (failed.kind, failed.subject_id) == ("refresh_shipment", "s-3")
+    assert "KeyError" in failed.error
+    assert await _work(pool) == [("refresh_shipment", "s-3", "pending")]
+    async with pool.acquire() as conn:
+        told = set(await conn.fetchval(
+            "SELECT array_agg(DISTINCT shipment_id) FROM notifications WHERE moment = 'shipped'"))
+    assert told == {f"s-{i}" for i in range(6) if i != 3}
+
+
 async def _four_delivered_parcels(api: Any, admin: dict[str, str], prefix: str) -> None:
     """Orders o-0..o-3 (e-mail and SMS consent) with shipments s-0..s-3, all delivered: each
     owes an e-mail and an SMS."""
