@@ -12,11 +12,9 @@ import asyncpg
 
 from predictor.lanes import lane_key
 from service.store import accuracy, failed_work
-from service.store import notifications as notifications_db
 from service.store import orders as orders_db
 from service.store import shipments as shipments_db
 from service.store import work as work_db
-from service.store.orders import Order
 from service.store.shipments import Shipment
 from service.store.transient import is_transient, retrying_contention
 from service.zones import customer_zone
@@ -30,14 +28,12 @@ KIND = work_db.WorkKind.REFRESH_SHIPMENT
 
 async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -> int:
     """A batch of refreshes: derived state first, then every ETA with one model call, then
-    the shipments' plans with their work items retired, one short transaction for each
-    PLAN_CHUNK shipments.
+    each shipment's plan with its work item retired, one short transaction per shipment.
 
     A shipment that makes the batch statements fail is found by splitting the batch, and it
-    alone is quarantined (workers.isolation); so is one whose plan fails (its chunk is split
-    the same way). Each plan reads its shipment locked, as committed at that moment: a
-    refresh handed over twice (a lost job re-handed while the first still runs) cannot plan
-    on an older state after a newer one.
+    alone is quarantined (workers.isolation); so is one whose plan fails. Each plan reads its
+    shipment locked, as committed at that moment: a refresh handed over twice (a lost job
+    re-handed while the first still runs) cannot plan on an older state after a newer one.
     """
     app = worker_context(ctx)
     now = app.clock.now()
@@ -57,43 +53,38 @@ async def refresh_shipments(ctx: dict[str, Any], items: list[tuple[int, str]]) -
     if not ready:
         return 0
     async with app.pool.acquire() as conn:
-        async def plan_part(part: Sequence[Item]) -> None:
-            await retrying_contention(partial(_plan, conn, app, part, now))
-
         done = []
-        for start in range(0, len(ready), PLAN_CHUNK):
-            done += await bisect(ready[start:start + PLAN_CHUNK], plan_part, poisoned)
-        await failed_work.resolve(conn, KIND, [shipment_id for _, shipment_id in done])
+        for item in ready:
+            try:
+                await retrying_contention(partial(_plan, conn, app, item, now))
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                await quarantine(app, KIND, item, exc)
+            else:
+                done.append(item[1])
+        await failed_work.resolve(conn, KIND, done)
     return len(done)
 
 
-# Shipments planned in one transaction. Planning one per transaction cost the worker about
-# six round trips per shipment (begin, lock, its order, the rules, retire, commit), a third
-# of its CPU at 200 events/s; a chunk reads the rules, the orders and the locks once. Small,
-# because the chunk's shipments stay locked until it commits and the API's ingest waits
-# for those locks.
-PLAN_CHUNK = 16
-
-
-async def _plan(conn: asyncpg.Connection, app: WorkerContext, items: Sequence[Item],
+async def _plan(conn: asyncpg.Connection, app: WorkerContext, item: Item,
                 now: datetime) -> None:
+    work_item_id, shipment_id = item
     async with conn.transaction():
-        shipments = await shipments_db.get_locked_many(
-            conn, sorted({shipment_id for _, shipment_id in items}))
-        orders = await orders_db.get_many(conn, (s.order_id for s in shipments))
-        rules = await notifications_db.rules(conn)
-        for shipment in shipments:
-            await plan(conn, app.settings, shipment, now, orders=orders, rules=rules)
+        shipment = await shipments_db.get_locked(conn, shipment_id)
+        if shipment is not None:
+            await plan(conn, app.settings, shipment, now)
             if shipment.finished or shipment.lost:
-                await score_outcome(conn, app, shipment, now, orders.get(shipment.order_id))
-        await work_db.finish(conn, *(work_item_id for work_item_id, _ in items))
+                await score_outcome(conn, app, shipment, now)
+        await work_db.finish(conn, work_item_id)
 
 
 async def score_outcome(conn: asyncpg.Connection, app: WorkerContext, shipment: Shipment,
-                        now: datetime, order: Order | None) -> int:
+                        now: datetime) -> int:
     """Score the ETAs shown for a shipment that ended (live accuracy): a delivery's, one
     insert (a replayed delivery scores nothing twice); a return's or a loss's misses stop
-    growing, a cancelled shipment's scores go. `order`: the shipment's, if stored."""
+    growing, a cancelled shipment's scores go."""
+    order = await orders_db.get(conn, shipment.order_id)
     tz = customer_zone(order.timezone if order else None, shipment.destination_postal_code,
                        shipment.destination_country, app.settings.shop_timezone)
     lane = lane_key(shipment.origin_postal_code, shipment.destination_postal_code)

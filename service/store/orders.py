@@ -99,10 +99,3 @@ async def upsert(conn: asyncpg.Connection, order_id: str, order: OrderIn, now: d
 async def get(conn: asyncpg.Connection, order_id: str) -> Order | None:
     row = await conn.fetchrow(f"SELECT {COLUMNS} FROM orders WHERE order_id = $1", order_id)
     return Order(**row) if row else None
-
-
-async def get_many(conn: asyncpg.Connection, order_ids: Iterable[str]) -> dict[str, Order]:
-    """The stored orders among `order_ids`, by id."""
-    rows = await conn.fetch(f"SELECT {COLUMNS} FROM orders WHERE order_id = ANY($1::text[])",
-                            sorted(set(order_ids)))
-    return {row["order_id"]: Order(**row) for row in rows}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -298,16 +298,6 @@ async def get_locked(conn: asyncpg.Connection, shipment_id: str) -> Shipment | N
     row = await conn.fetchrow(
         f"SELECT {COLUMNS} FROM shipments WHERE shipment_id = $1 FOR UPDATE", shipment_id)
     return Shipment(**row) if row else None
-
-
-async def get_locked_many(conn: asyncpg.Connection, shipment_ids: Sequence[str]
-                          ) -> list[Shipment]:
-    """:func:`get_locked` for several shipments, locked in shipment_id order (as every batch
-    writer locks them: overlapping batches wait instead of deadlocking), in that order."""
-    rows = await conn.fetch(
-        f"""SELECT {COLUMNS} FROM shipments WHERE shipment_id = ANY($1::text[])
-            ORDER BY shipment_id FOR UPDATE""", list(shipment_ids))
-    return [Shipment(**row) for row in rows]
 
 
 async def find(

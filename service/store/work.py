@@ -170,8 +170,8 @@ async def renew(conn: asyncpg.Connection, item_ids: Sequence[int], job_id: str,
         sorted(item_ids), job_id, lease_s)
 
 
-async def finish(conn: asyncpg.Connection, *item_ids: int) -> None:
-    await conn.execute("DELETE FROM work_items WHERE id = ANY($1::bigint[])", list(item_ids))
+async def finish(conn: asyncpg.Connection, item_id: int) -> None:
+    await conn.execute("DELETE FROM work_items WHERE id = $1", item_id)
 
 
 async def depth(conn: asyncpg.Connection) -> dict[str, int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 
 import asyncpg
@@ -71,19 +70,14 @@ MAX_AGE = timedelta(days=30)
 
 
 async def plan(conn: asyncpg.Connection, settings: Settings, shipment: Shipment,
-               now: datetime, *, orders: Mapping[str, Order] | None = None,
-               rules: Mapping[str, list[str]] | None = None) -> list[int]:
-    """Schedule every moment this shipment now calls for; the ids of new notifications.
-
-    A caller planning a batch passes what it read once for all of it: its ``orders`` (by id;
-    an order missing there is not stored) and the notification ``rules``."""
+               now: datetime) -> list[int]:
+    """Schedule every moment this shipment now calls for; the ids of new notifications."""
     label = shipment.label_created_at
     if label is not None and now - label > MAX_AGE:
         return []
     if shipment.lost:
         return []  # declared lost by an agent: the shop speaks to the customer now
-    order = (orders.get(shipment.order_id) if orders is not None
-             else await orders_db.get(conn, shipment.order_id))
+    order = await orders_db.get(conn, shipment.order_id)
     if order is None:
         return []  # nobody to tell yet; the order's arrival queues another refresh
     tz = customer_zone(order.timezone, shipment.destination_postal_code,
@@ -109,8 +103,7 @@ async def plan(conn: asyncpg.Connection, settings: Settings, shipment: Shipment,
             moments.append(extra)
     if not moments:
         return []
-    if rules is None:
-        rules = await notifications_db.rules(conn)
+    rules = await notifications_db.rules(conn)
     items = []
     for moment in moments:
         for channel in rules.get(moment.name, []):
