@@ -126,13 +126,12 @@ async def test_a_poison_shipment_is_quarantined_and_the_rest_of_its_batch_refres
             "SELECT eta_id IS NOT NULL FROM shipments WHERE shipment_id = 's-3'")
 
 
-async def test_a_shipment_whose_plan_fails_is_quarantined_and_its_chunk_planned(
+async def test_a_shipment_whose_plan_fails_is_quarantined_and_the_others_planned(
     client: TestClient, admin: dict[str, str], pool: asyncpg.Pool, settings: Settings,
     clock: ManualClock, eta_model: EtaModel, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Shipments are planned several to a transaction: one whose plan fails rolls its chunk
-    back, the chunk is split until that shipment is alone, and every other shipment of it
-    gets its messages scheduled and its work retired."""
+    """A refresh job plans each of its shipments: one whose plan fails is quarantined, and
+    every other shipment of the job gets its messages scheduled and its work retired."""
     import workers.refresh
 
     clock.set(NOON_LA)
