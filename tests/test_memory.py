@@ -96,8 +96,9 @@ def test_text_columns_freed_between_training_phases_go_back_to_the_system() -> N
     figures = json.loads(out.stdout)
     if figures["storage"] != "pyarrow":
         pytest.skip("pyarrow is not installed: text columns are Python strings")
-    assert figures["before"] - figures["start"] > 150, figures  # freed, yet still resident
-    assert figures["after"] - figures["start"] < 20, figures  # handed back
+    # Freed, yet still resident (how much Arrow keeps varies: 86-170 MB seen).
+    assert figures["before"] - figures["start"] > 50, figures
+    assert figures["after"] - figures["start"] < 20, figures  # handed back (before: +84)
 
 
 SETTLE = """
