@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+import workers.refresh
 from predictor.model import EtaModel
 from service.clock import ManualClock
 from service.settings import Settings
@@ -68,10 +69,9 @@ async def _failing(pool: asyncpg.Pool) -> list[failed_work.FailedWork]:
         return await failed_work.list_failing(conn)
 
 
-async def test_a_poison_shipment_is_quarantined_and_the_rest_of_its_batch_refreshed(
-    client: TestClient, admin: dict[str, str], pool: asyncpg.Pool, settings: Settings,
-    clock: ManualClock, eta_model: EtaModel,
-) -> None:
+async def _six_shipments(client: TestClient, admin: dict[str, str], pool: asyncpg.Pool,
+                         clock: ManualClock, eta_model: EtaModel) -> None:
+    """A champion model, order o-1 and its shipments s-0..s-5 (tracking 1ZP0000..1ZP0005)."""
     clock.set(NOON_LA)
     async with pool.acquire() as conn:
         await install_champion(conn, eta_model, clock.now())
@@ -79,6 +79,13 @@ async def test_a_poison_shipment_is_quarantined_and_the_rest_of_its_batch_refres
     for i in range(6):
         await client.put(f"/v1/shipments/s-{i}", headers=admin,
                          json=shipment(tracking_number=f"1ZP{i:04d}"))
+
+
+async def test_a_poison_shipment_is_quarantined_and_the_rest_of_its_batch_refreshed(
+    client: TestClient, admin: dict[str, str], pool: asyncpg.Pool, settings: Settings,
+    clock: ManualClock, eta_model: EtaModel,
+) -> None:
+    await _six_shipments(client, admin, pool, clock, eta_model)
     async with pool.acquire() as conn:
         # A promise the pipeline cannot compute with (refused at the edge nowadays; rows
         # stored before, or by other paths, may still carry one).
@@ -132,15 +139,7 @@ async def test_a_shipment_whose_plan_fails_is_quarantined_and_the_others_planned
 ) -> None:
     """A refresh job plans each of its shipments: one whose plan fails is quarantined, and
     every other shipment of the job gets its messages scheduled and its work retired."""
-    import workers.refresh
-
-    clock.set(NOON_LA)
-    async with pool.acquire() as conn:
-        await install_champion(conn, eta_model, clock.now())
-    await client.put("/v1/orders/o-1", json=order(), headers=admin)
-    for i in range(6):
-        await client.put(f"/v1/shipments/s-{i}", headers=admin,
-                         json=shipment(tracking_number=f"1ZP{i:04d}"))
+    await _six_shipments(client, admin, pool, clock, eta_model)
     real_plan = workers.refresh.plan
 
     async def plan(conn: asyncpg.Connection, settings: Settings, shipment: Any,
